@@ -1,0 +1,602 @@
+"""Partners, agreements, KPI definitions, observations and imports: the inputs of scoring."""
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+from django.db.models.lookups import Exact
+
+
+class Side(models.TextChoices):
+    HOST = "host", "Host"
+    PARTNER = "partner", "Partner"
+
+
+class Category(models.TextChoices):
+    FINANCIAL = "financial", "Financial"
+    STRATEGIC = "strategic", "Strategic"
+    OPERATIONAL = "operational", "Operational"
+    RELATIONSHIP = "relationship", "Relationship"
+
+
+class Aggregation(models.TextChoices):
+    SUM = "sum", "Sum"
+    MEAN = "mean", "Mean"
+    LAST = "last", "Last value"
+
+
+class AgreementType(models.TextChoices):
+    TECHNOLOGY_INTEGRATION = "technology_integration", "Technology integration"
+    CO_MARKETING = "co_marketing", "Co-marketing"
+    STRATEGIC_INVESTMENT = "strategic_investment", "Strategic investment"
+    REFERRAL = "referral", "Referral"
+    RESELLER = "reseller", "Reseller / co-selling"
+
+
+class Stage(models.TextChoices):
+    PROSPECT = "prospect", "Prospect"
+    PILOT = "pilot", "Pilot"
+    ACTIVE = "active", "Active"
+    UNDER_REVIEW = "under_review", "Under review"
+    EXITING = "exiting", "Exiting"
+    ENDED = "ended", "Ended"
+
+
+class Tier(models.TextChoices):
+    STRATEGIC = "strategic", "Strategic"
+    GROWTH = "growth", "Growth"
+    TRANSACTIONAL = "transactional", "Transactional"
+
+
+class TierPolicy(models.TextChoices):
+    PERCENTILE = "percentile", "Percentile (top 10 % / next 20 % / rest)"
+    THRESHOLD = "threshold", "Thresholds on the rolling score"
+
+
+class Role(models.TextChoices):
+    HOST_ADMIN = "host_admin", "Host admin"
+    HOST_MANAGER = "host_manager", "Host manager"
+    PARTNER_EDITOR = "partner_editor", "Partner editor"
+    PARTNER_VIEWER = "partner_viewer", "Partner viewer"
+
+
+HOST_ROLES = (Role.HOST_ADMIN, Role.HOST_MANAGER)
+PARTNER_ROLES = (Role.PARTNER_EDITOR, Role.PARTNER_VIEWER)
+CATEGORY_WEIGHT_FIELDS = {
+    Category.FINANCIAL: "weight_financial",
+    Category.STRATEGIC: "weight_strategic",
+    Category.OPERATIONAL: "weight_operational",
+    Category.RELATIONSHIP: "weight_relationship",
+}
+DEFAULT_CATEGORY_WEIGHTS = {
+    Category.FINANCIAL: 30,
+    Category.STRATEGIC: 25,
+    Category.OPERATIONAL: 25,
+    Category.RELATIONSHIP: 20,
+}
+
+
+class TimeStamped(models.Model):
+    created_at = models.DateTimeField("created", auto_now_add=True)
+    updated_at = models.DateTimeField("updated", auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class PartnerStatus(models.TextChoices):
+    PROSPECT = "prospect", "Prospect"
+    ACTIVE = "active", "Active"
+    INACTIVE = "inactive", "Inactive"
+
+
+class Partner(TimeStamped):
+    Status = PartnerStatus
+
+    slug = models.SlugField("slug", max_length=64, unique=True)
+    name = models.CharField("name", max_length=200)
+    website = models.URLField("website", blank=True)
+    industry = models.CharField("industry", max_length=100, blank=True)
+    status = models.CharField(
+        "status", max_length=16, choices=Status.choices, default=Status.ACTIVE
+    )
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "partner"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=PartnerStatus.values), name="partner_status_valid"
+            ),
+            models.CheckConstraint(condition=~Q(slug=""), name="partner_slug_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class KPIDefinition(TimeStamped):
+    code = models.SlugField("code", max_length=64, unique=True)
+    name = models.CharField("name", max_length=200)
+    unit = models.CharField("unit", max_length=32, blank=True)
+    category = models.CharField("category", max_length=16, choices=Category.choices)
+    aggregation = models.CharField("aggregation", max_length=8, choices=Aggregation.choices)
+    source = models.CharField(
+        "source of truth", max_length=8, choices=Side.choices,
+        help_text="The side whose observations are scored.",
+    )
+    description = models.TextField("how it is measured and attributed", blank=True)
+
+    class Meta:
+        ordering = ["code"]
+        verbose_name = "KPI definition"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(category__in=Category.values), name="kpi_category_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(aggregation__in=Aggregation.values), name="kpi_aggregation_valid"
+            ),
+            models.CheckConstraint(condition=Q(source__in=Side.values), name="kpi_source_valid"),
+            models.CheckConstraint(condition=~Q(code=""), name="kpi_code_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+
+class AgreementQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "AgreementQuerySet":
+        """Agreements the user may see: all for host staff, their partner's for partner users."""
+        membership = getattr(user, "membership", None) if user.is_authenticated else None
+        if membership is None or not user.is_active:
+            return self.none()
+        if membership.is_host:
+            return self
+        return self.filter(partner_id=membership.partner_id)
+
+
+class ReviewCadence(models.TextChoices):
+    BIWEEKLY = "biweekly", "Every two weeks"
+    MONTHLY = "monthly", "Monthly"
+    QUARTERLY = "quarterly", "Quarterly"
+    SEMIANNUAL = "semiannual", "Every six months"
+    ANNUAL = "annual", "Yearly"
+
+
+class Agreement(TimeStamped):
+    ReviewCadence = ReviewCadence
+
+    partner = models.ForeignKey(
+        Partner, on_delete=models.PROTECT, related_name="agreements", verbose_name="partner"
+    )
+    code = models.CharField("code", max_length=64, unique=True)
+    title = models.CharField("title", max_length=200, blank=True)
+    type = models.CharField("type", max_length=32, choices=AgreementType.choices)
+    stage = models.CharField("stage", max_length=16, choices=Stage.choices, default=Stage.PROSPECT)
+    start_date = models.DateField("start")
+    end_date = models.DateField("end", null=True, blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="owned_agreements", verbose_name="host-side owner",
+    )
+    partner_contacts = models.TextField(
+        "partner-side contacts", blank=True, help_text="Names, roles and e-mail addresses."
+    )
+    weight_financial = models.PositiveSmallIntegerField(
+        "financial weight", default=30, validators=[MaxValueValidator(100)]
+    )
+    weight_strategic = models.PositiveSmallIntegerField(
+        "strategic weight", default=25, validators=[MaxValueValidator(100)]
+    )
+    weight_operational = models.PositiveSmallIntegerField(
+        "operational weight", default=25, validators=[MaxValueValidator(100)]
+    )
+    weight_relationship = models.PositiveSmallIntegerField(
+        "relationship weight", default=20, validators=[MaxValueValidator(100)]
+    )
+    # The written terms: what each side gives, how success is attributed, what happens when
+    # it is missed or exceeded, who does what, and how the partnership ends.
+    value_financial = models.TextField("financial value exchanged", blank=True)
+    value_strategic = models.TextField("strategic value exchanged", blank=True)
+    value_operational = models.TextField("operational value exchanged", blank=True)
+    attribution_method = models.TextField("attribution method", blank=True)
+    qualified_lead_definition = models.TextField("qualified-lead definition", blank=True)
+    underperformance_consequences = models.TextField(
+        "consequences of under-performance", blank=True
+    )
+    overperformance_rewards = models.TextField("rewards for over-performance", blank=True)
+    customer_relationship_owner = models.TextField("customer relationship owner", blank=True)
+    support_responsibilities = models.TextField("support", blank=True)
+    marketing_materials = models.TextField("marketing materials", blank=True)
+    messaging_approval = models.TextField("messaging approval", blank=True)
+    shared_costs = models.TextField("shared costs", blank=True)
+    dispute_resolution = models.TextField("dispute resolution", blank=True)
+    exit_criteria = models.TextField("exit criteria", blank=True)
+    review_cadence = models.CharField(
+        "review cadence", max_length=16, choices=ReviewCadence.choices,
+        default=ReviewCadence.QUARTERLY,
+    )
+
+    objects = AgreementQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["code"]
+        verbose_name = "agreement"
+        indexes = [models.Index(fields=["partner", "stage"], name="agreement_partner_stage")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(type__in=AgreementType.values), name="agreement_type_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(stage__in=Stage.values), name="agreement_stage_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(end_date__isnull=True) | Q(end_date__gte=F("start_date")),
+                name="agreement_end_after_start",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    weight_financial__lte=100,
+                    weight_strategic__lte=100,
+                    weight_operational__lte=100,
+                    weight_relationship__lte=100,
+                ),
+                name="agreement_weights_at_most_100",
+            ),
+            models.CheckConstraint(
+                condition=Exact(
+                    F("weight_financial")
+                    + F("weight_strategic")
+                    + F("weight_operational")
+                    + F("weight_relationship"),
+                    100,
+                ),
+                name="agreement_weights_sum_100",
+            ),
+            models.CheckConstraint(condition=~Q(code=""), name="agreement_code_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+    @property
+    def category_weights(self) -> dict[str, int]:
+        return {category: getattr(self, field) for category, field in CATEGORY_WEIGHT_FIELDS.items()}
+
+
+class AgreementKPI(models.Model):
+    agreement = models.ForeignKey(
+        Agreement, on_delete=models.CASCADE, related_name="agreement_kpis"
+    )
+    kpi = models.ForeignKey(
+        KPIDefinition, on_delete=models.PROTECT, related_name="agreement_kpis", verbose_name="KPI"
+    )
+    target = models.FloatField("monthly target")
+    floor = models.FloatField("floor", help_text="The worst acceptable value; never the target.")
+    weight = models.FloatField("weight within its category", default=1.0)
+
+    class Meta:
+        ordering = ["agreement", "kpi"]
+        verbose_name = "agreement KPI"
+        constraints = [
+            models.UniqueConstraint(fields=["agreement", "kpi"], name="agreement_kpi_unique"),
+            models.CheckConstraint(
+                condition=~Q(floor=F("target")), name="agreement_kpi_floor_not_target"
+            ),
+            models.CheckConstraint(condition=Q(weight__gt=0), name="agreement_kpi_weight_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agreement_id}:{self.kpi_id}"
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.target > self.floor
+
+
+class GoalType(models.TextChoices):
+    REVENUE_GROWTH = "revenue_growth", "Revenue growth"
+    MARKET_ACCESS = "market_access", "Market access"
+    COST_REDUCTION = "cost_reduction", "Cost reduction"
+    BRAND_BUILDING = "brand_building", "Brand building"
+    CAPABILITY = "capability", "Capability"
+
+
+class Priority(models.TextChoices):
+    CRITICAL = "critical", "Critical"
+    HIGH = "high", "High"
+    MEDIUM = "medium", "Medium"
+    LOW = "low", "Low"
+
+
+class Objective(TimeStamped):
+    GoalType = GoalType
+
+    Priority = Priority
+
+    agreement = models.ForeignKey(Agreement, on_delete=models.CASCADE, related_name="objectives")
+    goal_type = models.CharField("goal type", max_length=20, choices=GoalType.choices)
+    success_metric = models.CharField("success metric", max_length=200)
+    kpi = models.ForeignKey(
+        KPIDefinition, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="objectives", verbose_name="linked KPI",
+    )
+    target_value = models.FloatField("target value")
+    deadline = models.DateField("deadline")
+    priority = models.CharField(
+        "priority", max_length=10, choices=Priority.choices, default=Priority.MEDIUM
+    )
+
+    class Meta:
+        ordering = ["deadline"]
+        verbose_name = "objective"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(goal_type__in=GoalType.values), name="objective_goal_type_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(priority__in=Priority.values), name="objective_priority_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.success_metric
+
+
+class IncentivePlan(TimeStamped):
+    agreement = models.OneToOneField(
+        Agreement, on_delete=models.CASCADE, related_name="incentive_plan"
+    )
+    base_amount = models.DecimalField("base amount per month", max_digits=12, decimal_places=2)
+    currency = models.CharField("currency", max_length=3, default="USD")
+    baseline_score = models.FloatField(
+        "baseline rolling score", default=60.0,
+        validators=[MinValueValidator(0), MaxValueValidator(120)],
+    )
+    multiplier_transactional = models.DecimalField(
+        "transactional multiplier", max_digits=5, decimal_places=3, default=Decimal("1.0")
+    )
+    multiplier_growth = models.DecimalField(
+        "growth multiplier", max_digits=5, decimal_places=3, default=Decimal("1.25")
+    )
+    multiplier_strategic = models.DecimalField(
+        "strategic multiplier", max_digits=5, decimal_places=3, default=Decimal("1.5")
+    )
+
+    class Meta:
+        verbose_name = "incentive plan"
+        constraints = [
+            models.CheckConstraint(condition=Q(base_amount__gte=0), name="incentive_base_nonneg"),
+            models.CheckConstraint(
+                condition=Q(
+                    multiplier_transactional__gte=0,
+                    multiplier_growth__gte=0,
+                    multiplier_strategic__gte=0,
+                ),
+                name="incentive_multipliers_nonneg",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Incentive plan of {self.agreement_id}"
+
+
+class ProgramSettings(models.Model):
+    """The program's scoring policy; one row (id 1), edited by loading a program file."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    tier_policy = models.CharField(
+        "tier policy", max_length=16, choices=TierPolicy.choices, default=TierPolicy.PERCENTILE
+    )
+    strategic_threshold = models.FloatField("strategic threshold", default=85.0)
+    growth_threshold = models.FloatField("growth threshold", default=70.0)
+    hysteresis = models.PositiveSmallIntegerField(
+        "hysteresis (months)", default=2, validators=[MinValueValidator(1)]
+    )
+    updated_at = models.DateTimeField("updated", auto_now=True)
+
+    class Meta:
+        verbose_name = "program settings"
+        verbose_name_plural = "program settings"
+        constraints = [
+            models.CheckConstraint(condition=Q(id=1), name="program_settings_single_row"),
+            models.CheckConstraint(
+                condition=Q(tier_policy__in=TierPolicy.values), name="program_tier_policy_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(growth_threshold__lte=F("strategic_threshold")),
+                name="program_thresholds_ordered",
+            ),
+            models.CheckConstraint(condition=Q(hysteresis__gte=1), name="program_hysteresis_min"),
+        ]
+
+    def __str__(self) -> str:
+        return "Program settings"
+
+    @classmethod
+    def current(cls) -> "ProgramSettings":
+        return cls.objects.filter(pk=1).first() or cls()
+
+
+class ImportSource(models.TextChoices):
+    UPLOAD = "upload", "File upload"
+    COMMAND = "command", "Command"
+    API = "api", "API"
+    DEMO = "demo", "Demo generator"
+
+
+class ImportStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class ImportBatch(models.Model):
+    Source = ImportSource
+
+    Status = ImportStatus
+
+    source = models.CharField("source", max_length=10, choices=Source.choices)
+    status = models.CharField(
+        "status", max_length=10, choices=Status.choices, default=Status.PENDING
+    )
+    side = models.CharField("uploader's side", max_length=8, choices=Side.choices)
+    partner = models.ForeignKey(
+        Partner, on_delete=models.PROTECT, null=True, blank=True, related_name="import_batches",
+        help_text="The uploader's partner; empty for the host.",
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="import_batches",
+    )
+    file_name = models.CharField("file name", max_length=255, blank=True)
+    sha256 = models.CharField("SHA-256", max_length=64, blank=True)
+    idempotency_key = models.CharField("idempotency key", max_length=128, null=True, blank=True)
+    rows_total = models.PositiveIntegerField("rows", default=0)
+    inserted = models.PositiveIntegerField("inserted", default=0)
+    updated = models.PositiveIntegerField("updated", default=0)
+    unchanged = models.PositiveIntegerField("unchanged", default=0)
+    error_count = models.PositiveIntegerField("errors", default=0)
+    errors = models.JSONField("errors", default=list, blank=True)
+    progress = models.PositiveSmallIntegerField("progress %", default=0)
+    created_at = models.DateTimeField("created", auto_now_add=True)
+    finished_at = models.DateTimeField("finished", null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "import batch"
+        verbose_name_plural = "import batches"
+        indexes = [models.Index(fields=["-created_at"], name="import_batch_recent")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "idempotency_key"], name="import_batch_idempotency_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(source__in=ImportSource.values), name="import_batch_source_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=ImportStatus.values), name="import_batch_status_valid"
+            ),
+            models.CheckConstraint(condition=Q(side__in=Side.values), name="import_batch_side_valid"),
+            models.CheckConstraint(
+                condition=Q(progress__lte=100), name="import_batch_progress_percent"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Import {self.pk} ({self.get_source_display()}, {self.file_name or 'no file'})"
+
+
+class MetricObservation(models.Model):
+    agreement = models.ForeignKey(
+        Agreement, on_delete=models.CASCADE, related_name="observations"
+    )
+    kpi = models.ForeignKey(
+        KPIDefinition, on_delete=models.PROTECT, related_name="observations", verbose_name="KPI"
+    )
+    side = models.CharField("reported by side", max_length=8, choices=Side.choices)
+    date = models.DateField("date")
+    value = models.FloatField("value")
+    note = models.CharField("note", max_length=500, blank=True)
+    batch = models.ForeignKey(
+        ImportBatch, on_delete=models.PROTECT, related_name="observations",
+        verbose_name="import batch",
+    )
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )
+    recorded_at = models.DateTimeField("recorded")
+
+    class Meta:
+        ordering = ["agreement", "kpi", "side", "date"]
+        verbose_name = "metric observation"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["agreement", "kpi", "side", "date"], name="observation_natural_key"
+            ),
+            models.CheckConstraint(condition=Q(side__in=Side.values), name="observation_side_valid"),
+        ]
+        indexes = [
+            # The month range of a scoring run: MIN/MAX over all observations.
+            models.Index(fields=["date"], name="observation_date"),
+            models.Index(fields=["batch"], name="observation_batch"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agreement_id}/{self.kpi_id}/{self.side}/{self.date}={self.value}"
+
+
+class ObservationChange(models.Model):
+    """The audit history: every value an import replaced, with who, when and which batch."""
+
+    observation = models.ForeignKey(
+        MetricObservation, on_delete=models.SET_NULL, null=True, related_name="changes"
+    )
+    agreement = models.ForeignKey(Agreement, on_delete=models.CASCADE, related_name="+")
+    kpi = models.ForeignKey(KPIDefinition, on_delete=models.PROTECT, related_name="+")
+    side = models.CharField("side", max_length=8, choices=Side.choices)
+    date = models.DateField("date")
+    old_value = models.FloatField("old value")
+    new_value = models.FloatField("new value")
+    old_batch = models.ForeignKey(
+        ImportBatch, on_delete=models.PROTECT, related_name="+", null=True
+    )
+    batch = models.ForeignKey(ImportBatch, on_delete=models.PROTECT, related_name="changes")
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )
+    changed_at = models.DateTimeField("changed")
+
+    class Meta:
+        ordering = ["-changed_at"]
+        verbose_name = "observation change"
+        indexes = [
+            models.Index(fields=["agreement", "kpi", "date"], name="observation_change_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.old_value} → {self.new_value}"
+
+
+class Membership(models.Model):
+    """Ties a user to one side: the host, or exactly one partner, with a role."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership"
+    )
+    role = models.CharField("role", max_length=16, choices=Role.choices)
+    partner = models.ForeignKey(
+        Partner, on_delete=models.CASCADE, null=True, blank=True, related_name="memberships"
+    )
+    created_at = models.DateTimeField("created", auto_now_add=True)
+
+    class Meta:
+        verbose_name = "membership"
+        constraints = [
+            models.CheckConstraint(condition=Q(role__in=Role.values), name="membership_role_valid"),
+            models.CheckConstraint(
+                condition=(
+                    Q(role__in=[r.value for r in HOST_ROLES], partner__isnull=True)
+                    | Q(role__in=[r.value for r in PARTNER_ROLES], partner__isnull=False)
+                ),
+                name="membership_partner_matches_role",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        where = self.partner.name if self.partner_id else "host"
+        return f"{self.user} — {self.get_role_display()} ({where})"
+
+    @property
+    def side(self) -> str:
+        return Side.HOST if self.role in HOST_ROLES else Side.PARTNER
+
+    @property
+    def is_host(self) -> bool:
+        return self.role in HOST_ROLES

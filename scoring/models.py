@@ -1,0 +1,183 @@
+"""Scoring runs and their results. Readers see the results of the last published run only."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from partnerships.models import Agreement, KPIDefinition, Tier
+
+
+class ScoringRunQuerySet(models.QuerySet):
+    def published(self) -> "ScoringRunQuerySet":
+        return self.filter(status=ScoringRun.Status.SUCCEEDED, published_at__isnull=False)
+
+    def current(self) -> "ScoringRun | None":
+        """The run whose results pages and exports show: the last one published."""
+        return self.published().order_by("-published_at", "-id").first()
+
+
+class ScoringRun(models.Model):
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Nightly schedule"
+        USER = "user", "Started by a user"
+        COMMAND = "command", "Command line"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for a worker"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    trigger = models.CharField("trigger", max_length=10, choices=Trigger.choices)
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+", verbose_name="started by",
+    )
+    status = models.CharField(
+        "status", max_length=10, choices=Status.choices, default=Status.PENDING
+    )
+    # True while pending or running, NULL afterwards: the unique constraint below lets the
+    # database, not a check-then-act in Python, refuse a second concurrent run.
+    active = models.BooleanField("active", null=True, default=True, editable=False)
+    scheduled_for = models.DateField(
+        "nightly run of", null=True, blank=True,
+        help_text="Set for scheduled runs: a second beat sending the same night is refused.",
+    )
+    rules_version = models.PositiveSmallIntegerField("rules version")
+    fingerprint = models.CharField("input fingerprint", max_length=64, blank=True)
+    settings_snapshot = models.JSONField("scoring settings", default=dict, blank=True)
+    stage = models.CharField("stage", max_length=40, blank=True)
+    progress = models.PositiveSmallIntegerField("progress %", default=0)
+    chunks_total = models.PositiveIntegerField("chunks", default=0)
+    chunks_done = models.PositiveIntegerField("chunks done", default=0)
+    first_period = models.CharField("first month", max_length=7, blank=True)
+    last_period = models.CharField("last month", max_length=7, blank=True)
+    months = models.PositiveIntegerField("months", default=0)
+    agreements = models.PositiveIntegerField("agreements", default=0)
+    scorecards = models.PositiveIntegerField("scorecards", default=0)
+    tier_changes = models.PositiveIntegerField("tier changes", default=0)
+    error = models.TextField("error", blank=True)
+    created_at = models.DateTimeField("requested", auto_now_add=True)
+    started_at = models.DateTimeField("started", null=True, blank=True)
+    heartbeat_at = models.DateTimeField("last heartbeat", null=True, blank=True)
+    finished_at = models.DateTimeField("finished", null=True, blank=True)
+    published_at = models.DateTimeField("published", null=True, blank=True)
+
+    objects = ScoringRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "scoring run"
+        constraints = [
+            models.UniqueConstraint(fields=["active"], name="scoring_run_one_active"),
+            models.UniqueConstraint(fields=["scheduled_for"], name="scoring_run_one_per_night"),
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "running"], active=True)
+                | Q(status__in=["succeeded", "failed"], active__isnull=True),
+                name="scoring_run_active_matches_status",
+            ),
+            models.CheckConstraint(
+                condition=Q(trigger__in=["schedule", "user", "command"]),
+                name="scoring_run_trigger_valid",
+            ),
+            models.CheckConstraint(condition=Q(progress__lte=100), name="scoring_run_percent"),
+        ]
+        indexes = [models.Index(fields=["status", "-published_at"], name="scoring_run_published")]
+
+    def __str__(self) -> str:
+        return f"Scoring run {self.pk} ({self.status})"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class ScoringChunk(models.Model):
+    """One slice of agreements of a run, scored by one task of the per-agreement stage."""
+
+    run = models.ForeignKey(ScoringRun, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField("index")
+    agreement_ids = models.JSONField("agreements")
+    done = models.BooleanField("done", default=False)
+    # sha256 of each agreement's inputs, combined by the program-wide stage into the run's
+    # fingerprint in agreement order, so the fingerprint does not depend on the chunk size.
+    digests = models.JSONField("input digests", default=dict)
+
+    class Meta:
+        ordering = ["run", "index"]
+        verbose_name = "scoring chunk"
+        constraints = [
+            models.UniqueConstraint(fields=["run", "index"], name="scoring_chunk_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Chunk {self.index} of run {self.run_id}"
+
+
+class Scorecard(models.Model):
+    """One agreement and month of a run. Months without a scorecard still carry rolling and tier."""
+
+    run = models.ForeignKey(ScoringRun, on_delete=models.CASCADE, related_name="+")
+    agreement = models.ForeignKey(Agreement, on_delete=models.CASCADE, related_name="+")
+    period = models.CharField("month", max_length=7)
+    has_scorecard = models.BooleanField("has a scorecard", default=True)
+    financial = models.FloatField("financial", null=True)
+    strategic = models.FloatField("strategic", null=True)
+    operational = models.FloatField("operational", null=True)
+    relationship = models.FloatField("relationship", null=True)
+    overall = models.FloatField("overall", null=True)
+    coverage = models.FloatField("coverage")
+    rolling = models.FloatField("rolling score", null=True)
+    incomplete = models.BooleanField("incomplete", default=False)
+    at_risk = models.BooleanField("at risk", default=False)
+    candidate_tier = models.CharField(
+        "candidate tier", max_length=16, choices=Tier.choices, blank=True
+    )
+    tier = models.CharField("tier", max_length=16, choices=Tier.choices, blank=True)
+    payout = models.FloatField("payout", null=True)
+
+    class Meta:
+        ordering = ["agreement", "period"]
+        verbose_name = "scorecard"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "agreement", "period"], name="scorecard_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(coverage__gte=0, coverage__lte=1), name="scorecard_coverage_range"
+            ),
+        ]
+        indexes = [models.Index(fields=["run", "period"], name="scorecard_run_period")]
+
+    def __str__(self) -> str:
+        return f"{self.agreement_id} {self.period}"
+
+    @property
+    def flags(self) -> list[str]:
+        return [name for name, on in (("incomplete", self.incomplete), ("at_risk", self.at_risk)) if on]
+
+
+class KPIScore(models.Model):
+    run = models.ForeignKey(ScoringRun, on_delete=models.CASCADE, related_name="+")
+    agreement = models.ForeignKey(Agreement, on_delete=models.CASCADE, related_name="+")
+    kpi = models.ForeignKey(KPIDefinition, on_delete=models.CASCADE, related_name="+")
+    period = models.CharField("month", max_length=7)
+    actual = models.FloatField("actual (source side)", null=True)
+    other_side_actual = models.FloatField("other side's value", null=True)
+    target = models.FloatField("target")
+    floor = models.FloatField("floor")
+    score = models.FloatField("score", null=True)
+
+    class Meta:
+        ordering = ["agreement", "kpi", "period"]
+        verbose_name = "KPI score"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "agreement", "kpi", "period"], name="kpi_score_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agreement_id}/{self.kpi_id} {self.period}"

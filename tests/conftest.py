@@ -1,0 +1,101 @@
+"""The cast shared by all tests: a host manager, two partners with their viewers, agreements
+with known KPIs, and a helper that writes observations through the real write service."""
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from partnerships.models import (
+    Agreement,
+    AgreementKPI,
+    ImportBatch,
+    KPIDefinition,
+    Membership,
+    Partner,
+    Role,
+)
+from partnerships.services import observations_write
+
+
+def make_user(django_user_model, username: str, role: str, partner: Partner | None = None):
+    user = django_user_model.objects.create_user(username=username, password="pw-" + username)
+    Membership.objects.create(user=user, role=role, partner=partner)
+    return user
+
+
+@pytest.fixture
+def host_manager(django_user_model):
+    return make_user(django_user_model, "manager", Role.HOST_MANAGER)
+
+
+@pytest.fixture
+def acme(db):
+    return Partner.objects.create(slug="acme", name="Acme Corp")
+
+
+@pytest.fixture
+def globex(db):
+    return Partner.objects.create(slug="globex", name="Globex")
+
+
+@pytest.fixture
+def acme_viewer(django_user_model, acme):
+    return make_user(django_user_model, "acme-viewer", Role.PARTNER_VIEWER, acme)
+
+
+@pytest.fixture
+def globex_viewer(django_user_model, globex):
+    return make_user(django_user_model, "globex-viewer", Role.PARTNER_VIEWER, globex)
+
+
+@pytest.fixture
+def kpis(db):
+    """Two KPIs: revenue (host, sum, financial) and defect rate (partner, mean, operational)."""
+    return {
+        "revenue": KPIDefinition.objects.create(
+            code="revenue", name="Partner-sourced revenue", unit="USD",
+            category="financial", aggregation="sum", source="host",
+        ),
+        "defect_rate": KPIDefinition.objects.create(
+            code="defect_rate", name="Defect rate", unit="%",
+            category="operational", aggregation="mean", source="partner",
+        ),
+    }
+
+
+def make_agreement(partner: Partner, code: str, kpis: dict, *, stage: str = "active",
+                   weights: tuple[int, int, int, int] = (50, 0, 50, 0)) -> Agreement:
+    """An agreement scored on revenue (target 100, floor 0) and defect rate (target 2, floor 10)."""
+    agreement = Agreement.objects.create(
+        partner=partner, code=code, type="co_marketing", stage=stage,
+        start_date=dt.date(2025, 1, 1),
+        weight_financial=weights[0], weight_strategic=weights[1],
+        weight_operational=weights[2], weight_relationship=weights[3],
+    )
+    AgreementKPI.objects.create(agreement=agreement, kpi=kpis["revenue"], target=100, floor=0)
+    AgreementKPI.objects.create(agreement=agreement, kpi=kpis["defect_rate"], target=2, floor=10)
+    return agreement
+
+
+@pytest.fixture
+def acme_agreement(acme, kpis):
+    return make_agreement(acme, "ACME-CM-2025", kpis)
+
+
+@pytest.fixture
+def globex_agreement(globex, kpis):
+    return make_agreement(globex, "GLOBEX-REF-2025", kpis)
+
+
+def write_observations(rows: list[tuple], *, side: str = "host", user=None):
+    """Write (agreement, kpi, side, 'YYYY-MM-DD', value) tuples as one command import."""
+    batch = ImportBatch.objects.create(source="command", side=side, status="succeeded", user=user)
+    frame = pd.DataFrame(
+        [
+            (agreement.id, kpi.id, obs_side, dt.date.fromisoformat(day), float(value))
+            for agreement, kpi, obs_side, day, value in rows
+        ],
+        columns=["agreement_id", "kpi_id", "side", "date", "value"],
+    )
+    return batch, observations_write(rows=frame, batch=batch, user=user)
