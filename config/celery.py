@@ -12,8 +12,11 @@ app.autodiscover_tasks()
 
 @task_prerun.connect
 @task_postrun.connect
-def close_stale_connections(**_kwargs) -> None:
+def close_stale_connections(task=None, **_kwargs) -> None:
     # A long-lived worker otherwise keeps a connection that a PostgreSQL restart has closed.
+    # Tasks run in-process share the caller's connection and transaction: leave those alone.
+    if task is not None and task.request.is_eager:
+        return
     from django.db import close_old_connections
 
     close_old_connections()

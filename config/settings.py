@@ -45,7 +45,7 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 
 def database_from_url(url: str) -> dict:
-    """Turn postgres://user:pass@host:port/name?opt=v or sqlite:///path into DATABASES['default']."""
+    """DATABASES['default'] from postgres://user:pass@host:port/name?opt=v or sqlite:///path."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         # sqlite:///relative.db and sqlite:////absolute/path.db, as dj-database-url reads them.

@@ -264,7 +264,9 @@ class Agreement(TimeStamped):
 
     @property
     def category_weights(self) -> dict[str, int]:
-        return {category: getattr(self, field) for category, field in CATEGORY_WEIGHT_FIELDS.items()}
+        return {
+            category: getattr(self, field) for category, field in CATEGORY_WEIGHT_FIELDS.items()
+        }
 
 
 class AgreementKPI(models.Model):
@@ -455,7 +457,10 @@ class ImportBatch(models.Model):
     )
     file_name = models.CharField("file name", max_length=255, blank=True)
     sha256 = models.CharField("SHA-256", max_length=64, blank=True)
-    idempotency_key = models.CharField("idempotency key", max_length=128, null=True, blank=True)
+    # NULL, not "", when absent: the unique constraint must not join batches without a key.
+    idempotency_key = models.CharField(  # noqa: DJ001
+        "idempotency key", max_length=128, null=True, blank=True
+    )
     rows_total = models.PositiveIntegerField("rows", default=0)
     inserted = models.PositiveIntegerField("inserted", default=0)
     updated = models.PositiveIntegerField("updated", default=0)
@@ -481,7 +486,9 @@ class ImportBatch(models.Model):
             models.CheckConstraint(
                 condition=Q(status__in=ImportStatus.values), name="import_batch_status_valid"
             ),
-            models.CheckConstraint(condition=Q(side__in=Side.values), name="import_batch_side_valid"),
+            models.CheckConstraint(
+                condition=Q(side__in=Side.values), name="import_batch_side_valid"
+            ),
             models.CheckConstraint(
                 condition=Q(progress__lte=100), name="import_batch_progress_percent"
             ),
@@ -519,7 +526,9 @@ class MetricObservation(models.Model):
             models.UniqueConstraint(
                 fields=["agreement", "kpi", "side", "date"], name="observation_natural_key"
             ),
-            models.CheckConstraint(condition=Q(side__in=Side.values), name="observation_side_valid"),
+            models.CheckConstraint(
+                condition=Q(side__in=Side.values), name="observation_side_valid"
+            ),
         ]
         indexes = [
             # The month range of a scoring run: MIN/MAX over all observations.

@@ -156,7 +156,8 @@ class Scorecard(models.Model):
 
     @property
     def flags(self) -> list[str]:
-        return [name for name, on in (("incomplete", self.incomplete), ("at_risk", self.at_risk)) if on]
+        flags = (("incomplete", self.incomplete), ("at_risk", self.at_risk))
+        return [name for name, on in flags if on]
 
 
 class KPIScore(models.Model):

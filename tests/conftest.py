@@ -99,3 +99,17 @@ def write_observations(rows: list[tuple], *, side: str = "host", user=None):
         columns=["agreement_id", "kpi_id", "side", "date", "value"],
     )
     return batch, observations_write(rows=frame, batch=batch, user=user)
+
+
+@pytest.fixture(autouse=True)
+def celery_in_process(request):
+    """Unit tests run tasks in-process; the integration tests use a real worker instead."""
+    from config.celery import app
+
+    if request.node.get_closest_marker("integration"):
+        yield
+        return
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous

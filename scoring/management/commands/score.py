@@ -1,0 +1,32 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from scoring.services import ScoringAlreadyRunning, scoring_run_inline
+
+
+class Command(BaseCommand):
+    help = "Run the scoring job in this process and print a summary."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--chunk-size", type=int, default=None,
+            help="Agreements per chunk (default: the SCORING_CHUNK_SIZE setting).",
+        )
+
+    def handle(self, *args, chunk_size=None, **options):
+        try:
+            summary = scoring_run_inline(chunk_size=chunk_size)
+        except ScoringAlreadyRunning as refused:
+            raise CommandError(str(refused)) from None
+        months = (
+            f"{summary.months} ({summary.first_period} to {summary.last_period})"
+            if summary.months else "0 (no observations yet)"
+        )
+        self.stdout.write(
+            f"Scoring run {summary.run_id} {summary.status}\n"
+            f"  months:       {months}\n"
+            f"  agreements:   {summary.agreements}\n"
+            f"  scorecards:   {summary.scorecards}\n"
+            f"  tier changes: {summary.tier_changes}\n"
+            f"  time:         {summary.seconds:.2f} s\n"
+            f"  fingerprint:  {summary.fingerprint}"
+        )

@@ -1,0 +1,509 @@
+"""Scoring runs: load inputs in bulk → pure rules → write results in bulk, publish atomically.
+
+A run goes pending → running → succeeded | failed. The per-agreement stage runs over chunks of
+agreements (one task each, any worker); the program-wide stage ranks, applies hysteresis,
+flags and payouts, and publishes the whole run in one transaction. Pages read only the last
+published run, so they see the previous results or the new ones, never a mixture.
+"""
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Max, Min
+from django.utils import timezone
+
+from partnerships.models import (
+    Agreement,
+    AgreementKPI,
+    IncentivePlan,
+    KPIDefinition,
+    MetricObservation,
+    ProgramSettings,
+)
+
+from . import rules
+from .models import KPIScore, Scorecard, ScoringChunk, ScoringRun
+
+logger = logging.getLogger(__name__)
+
+SCORE_FIELDS = ["financial", "strategic", "operational", "relationship", "overall"]
+
+
+class ScoringAlreadyRunning(Exception):
+    """A run is pending or running; the database refused a second one."""
+
+    def __init__(self, active: ScoringRun | None):
+        self.active = active
+        detail = ""
+        if active:
+            detail = f" (run {active.pk}, {active.status}, {active.stage or 'queued'})"
+        super().__init__(f"A scoring run is already in progress{detail}; try again when it ends.")
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: int
+    status: str
+    months: int
+    first_period: str
+    last_period: str
+    agreements: int
+    scorecards: int
+    tier_changes: int
+    seconds: float
+    fingerprint: str
+
+
+def _now() -> dt.datetime:
+    return timezone.now()
+
+
+def scoring_runs_expire_stale(*, now: dt.datetime | None = None) -> int:
+    """Mark failed every active run whose heartbeat is older than SCORING_STALE_AFTER_SECONDS."""
+    now = now or _now()
+    limit = now - dt.timedelta(seconds=settings.SCORING_STALE_AFTER_SECONDS)
+    stale = ScoringRun.objects.filter(active=True, heartbeat_at__lt=limit)
+    count = 0
+    for run in stale:
+        count += ScoringRun.objects.filter(pk=run.pk, active=True, heartbeat_at__lt=limit).update(
+            status=ScoringRun.Status.FAILED,
+            active=None,
+            finished_at=now,
+            error=(
+                f"Stopped reporting progress at stage '{run.stage or 'queued'}' "
+                f"(last heartbeat {run.heartbeat_at:%Y-%m-%d %H:%M:%S %Z}); its worker probably "
+                "stopped. The previous results are still shown."
+            ),
+        )
+    if count:
+        logger.warning("Marked %d stale scoring run(s) failed", count)
+    return count
+
+
+def scoring_run_request(
+    *, trigger: str, user=None, scheduled_for: dt.date | None = None
+) -> ScoringRun:
+    """Create a pending run, or raise ScoringAlreadyRunning when the database holds one."""
+    scoring_runs_expire_stale()
+    now = _now()
+    try:
+        with transaction.atomic():
+            return ScoringRun.objects.create(
+                trigger=trigger,
+                triggered_by=user,
+                scheduled_for=scheduled_for,
+                rules_version=rules.RULES_VERSION,
+                stage="queued",
+                heartbeat_at=now,
+            )
+    except IntegrityError:
+        if scheduled_for and ScoringRun.objects.filter(scheduled_for=scheduled_for).exists():
+            raise ScoringAlreadyRunning(
+                ScoringRun.objects.filter(scheduled_for=scheduled_for).first()
+            ) from None
+        raise ScoringAlreadyRunning(ScoringRun.objects.filter(active=True).first()) from None
+
+
+def scoring_run_claim(*, run_id: int) -> bool:
+    """Move a pending run to running; False when another delivery already claimed it."""
+    now = _now()
+    claimed = ScoringRun.objects.filter(pk=run_id, status=ScoringRun.Status.PENDING).update(
+        status=ScoringRun.Status.RUNNING, started_at=now, heartbeat_at=now, stage="planning",
+        progress=1,
+    )
+    return claimed == 1
+
+
+def scoring_run_fail(*, run_id: int, error: str) -> None:
+    """Mark an active run failed; its staged rows are never shown and are cleaned up later."""
+    ScoringRun.objects.filter(pk=run_id, active=True).update(
+        status=ScoringRun.Status.FAILED, active=None, finished_at=_now(), error=error[:5000]
+    )
+
+
+def _program_periods() -> list[str]:
+    bounds = MetricObservation.objects.aggregate(first=Min("date"), last=Max("date"))
+    if bounds["first"] is None:
+        return []
+    return [
+        str(period)
+        for period in pd.period_range(bounds["first"], bounds["last"], freq="M")
+    ]
+
+
+def _settings_snapshot() -> dict:
+    program = ProgramSettings.current()
+    return {
+        "policy": program.tier_policy,
+        "strategic_threshold": float(program.strategic_threshold),
+        "growth_threshold": float(program.growth_threshold),
+        "hysteresis": int(program.hysteresis),
+    }
+
+
+def scoring_run_plan(*, run_id: int, chunk_size: int | None = None) -> list[int]:
+    """Fix the months, settings and agreement chunks of a running run; return chunk indexes."""
+    chunk_size = chunk_size or settings.SCORING_CHUNK_SIZE
+    periods = _program_periods()
+    agreement_ids = list(Agreement.objects.order_by("id").values_list("id", flat=True))
+    chunks = [
+        agreement_ids[start : start + chunk_size]
+        for start in range(0, len(agreement_ids), chunk_size)
+    ]
+    with transaction.atomic():
+        run = ScoringRun.objects.select_for_update().get(pk=run_id)
+        if run.status != ScoringRun.Status.RUNNING:
+            return []
+        run.chunks.all().delete()
+        ScoringChunk.objects.bulk_create(
+            ScoringChunk(run=run, index=index, agreement_ids=ids)
+            for index, ids in enumerate(chunks)
+        )
+        run.settings_snapshot = _settings_snapshot()
+        run.first_period = periods[0] if periods else ""
+        run.last_period = periods[-1] if periods else ""
+        run.months = len(periods)
+        run.agreements = len(agreement_ids)
+        run.chunks_total = len(chunks)
+        run.chunks_done = 0
+        run.stage = "scoring agreements"
+        run.progress = 5
+        run.heartbeat_at = _now()
+        run.save()
+    return list(range(len(chunks)))
+
+
+def _periods_of(run: ScoringRun) -> list[str]:
+    if not run.first_period:
+        return []
+    return [str(p) for p in pd.period_range(run.first_period, run.last_period, freq="M")]
+
+
+def _query_frame(sql: str, params: list, columns: list[str]) -> pd.DataFrame:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return pd.DataFrame.from_records(cursor.fetchall(), columns=columns)
+
+
+def _in_clause(ids: list[int]) -> tuple[str, list[int]]:
+    return ", ".join(["%s"] * len(ids)), list(ids)
+
+
+def load_chunk_inputs(*, agreement_ids: list[int], periods: list[str]) -> dict[str, pd.DataFrame]:
+    """Read the agreements, their KPIs and their observations in the run's months, in bulk."""
+    placeholders, params = _in_clause(agreement_ids)
+    agreement_table = Agreement._meta.db_table
+    agreements = _query_frame(
+        f"SELECT id, weight_financial, weight_strategic, weight_operational, weight_relationship "
+        f"FROM {agreement_table} WHERE id IN ({placeholders}) ORDER BY id",
+        params,
+        ["agreement_id", "weight_financial", "weight_strategic", "weight_operational",
+         "weight_relationship"],
+    ).astype({"agreement_id": "int64", "weight_financial": "float64",
+              "weight_strategic": "float64", "weight_operational": "float64",
+              "weight_relationship": "float64"})
+    agreement_kpis = _query_frame(
+        f"SELECT ak.agreement_id, ak.kpi_id, k.category, k.aggregation, k.source, ak.target, "
+        f"ak.floor, ak.weight FROM {AgreementKPI._meta.db_table} ak "
+        f"JOIN {KPIDefinition._meta.db_table} k ON k.id = ak.kpi_id "
+        f"WHERE ak.agreement_id IN ({placeholders}) ORDER BY ak.agreement_id, ak.kpi_id",
+        params,
+        ["agreement_id", "kpi_id", "category", "aggregation", "source", "target", "floor",
+         "weight"],
+    ).astype({"agreement_id": "int64", "kpi_id": "int64", "category": object,
+              "aggregation": object, "source": object, "target": "float64", "floor": "float64",
+              "weight": "float64"})
+    observation_columns = ["agreement_id", "kpi_id", "side", "date", "value", "recorded_order"]
+    if periods:
+        first = pd.Period(periods[0], freq="M").start_time.date()
+        last = pd.Period(periods[-1], freq="M").end_time.date()
+        observations = _query_frame(
+            f"SELECT agreement_id, kpi_id, side, date, value, id "
+            f"FROM {MetricObservation._meta.db_table} "
+            f"WHERE agreement_id IN ({placeholders}) AND date >= %s AND date <= %s",
+            [*params, first, last],
+            observation_columns,
+        )
+    else:
+        observations = pd.DataFrame(columns=observation_columns)
+    observations = observations.astype({
+        "agreement_id": "int64", "kpi_id": "int64", "side": object, "value": "float64",
+        "recorded_order": "int64",
+    })
+    observations["date"] = pd.to_datetime(observations["date"])
+    return {"agreements": agreements, "agreement_kpis": agreement_kpis,
+            "observations": observations}
+
+
+def _agreement_digests(inputs: dict[str, pd.DataFrame]) -> dict[str, str]:
+    """sha256 per agreement of its weights, KPIs and observations, in canonical order."""
+    observations = inputs["observations"].sort_values(
+        ["agreement_id", "kpi_id", "side", "date"], kind="stable"
+    )
+    parts = {
+        "agreements": inputs["agreements"].sort_values("agreement_id"),
+        "agreement_kpis": inputs["agreement_kpis"].sort_values(["agreement_id", "kpi_id"]),
+        "observations": observations[["agreement_id", "kpi_id", "side", "date", "value"]],
+    }
+    digests = {}
+    hashers: dict[int, hashlib._Hash] = {
+        int(aid): hashlib.sha256() for aid in inputs["agreements"]["agreement_id"]
+    }
+    for name, frame in parts.items():
+        if frame.empty:
+            continue
+        row_hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+        owners = frame["agreement_id"].to_numpy()
+        boundaries = np.flatnonzero(np.diff(owners)) + 1
+        for owner_rows, hash_rows in zip(
+            np.split(owners, boundaries), np.split(row_hashes, boundaries), strict=True
+        ):
+            hasher = hashers[int(owner_rows[0])]
+            hasher.update(name.encode())
+            hasher.update(hash_rows.tobytes())
+    for aid, hasher in hashers.items():
+        digests[str(aid)] = hasher.hexdigest()
+    return digests
+
+
+def _float_or_none(value) -> float | None:
+    return None if pd.isna(value) else float(value)
+
+
+def _write_chunk_results(
+    *, run: ScoringRun, kpi_scores: pd.DataFrame, scorecards: pd.DataFrame
+) -> None:
+    KPIScore.objects.bulk_create(
+        (
+            KPIScore(
+                run=run, agreement_id=int(row.agreement_id), kpi_id=int(row.kpi_id),
+                period=row.period, actual=_float_or_none(row.actual),
+                other_side_actual=_float_or_none(row.other_side_actual),
+                target=float(row.target), floor=float(row.floor), score=_float_or_none(row.score),
+            )
+            for row in kpi_scores.itertuples(index=False)
+        ),
+        batch_size=5000,
+    )
+    Scorecard.objects.bulk_create(
+        (_scorecard(run, row) for row in scorecards.itertuples(index=False)), batch_size=5000
+    )
+
+
+def _scorecard(run: ScoringRun, row) -> Scorecard:
+    tier_fields = {}
+    if hasattr(row, "tier"):
+        tier_fields = {
+            "candidate_tier": row.candidate_tier or "",
+            "tier": row.tier or "",
+            "at_risk": bool(row.at_risk),
+            "payout": _float_or_none(row.payout),
+        }
+    return Scorecard(
+        run=run, agreement_id=int(row.agreement_id), period=row.period,
+        has_scorecard=bool(row.has_scorecard),
+        financial=_float_or_none(row.financial), strategic=_float_or_none(row.strategic),
+        operational=_float_or_none(row.operational),
+        relationship=_float_or_none(row.relationship), overall=_float_or_none(row.overall),
+        coverage=float(row.coverage), rolling=_float_or_none(row.rolling),
+        incomplete=bool(row.incomplete), **tier_fields,
+    )
+
+
+def scoring_chunk_execute(*, run_id: int, index: int) -> bool:
+    """Score one chunk of agreements and stage its rows under the run; False when skipped.
+
+    Safe to run twice: a chunk already done is skipped, and a chunk re-run after a crash
+    replaces whatever it had staged.
+    """
+    with transaction.atomic():
+        run = ScoringRun.objects.get(pk=run_id)
+        if run.status != ScoringRun.Status.RUNNING:
+            logger.info("Chunk %s of run %s skipped: run is %s", index, run_id, run.status)
+            return False
+        # The row lock makes a duplicate delivery of this chunk wait here, then skip.
+        chunk = ScoringChunk.objects.select_for_update().get(run_id=run_id, index=index)
+        if chunk.done:
+            return False
+        periods = _periods_of(run)
+        inputs = load_chunk_inputs(agreement_ids=chunk.agreement_ids, periods=periods)
+        kpi_scores, scorecards = rules.score_agreements(
+            observations=inputs["observations"],
+            agreement_kpis=inputs["agreement_kpis"],
+            agreements=inputs["agreements"],
+            periods=periods,
+        )
+        KPIScore.objects.filter(run=run, agreement_id__in=chunk.agreement_ids).delete()
+        Scorecard.objects.filter(run=run, agreement_id__in=chunk.agreement_ids).delete()
+        _write_chunk_results(run=run, kpi_scores=kpi_scores, scorecards=scorecards)
+        chunk.done = True
+        chunk.digests = _agreement_digests(inputs)
+        chunk.save(update_fields=["done", "digests"])
+        ScoringRun.objects.filter(pk=run_id).update(
+            chunks_done=F("chunks_done") + 1, heartbeat_at=_now()
+        )
+    run.refresh_from_db(fields=["chunks_done", "chunks_total"])
+    progress = 5 + (85 * run.chunks_done) // max(run.chunks_total, 1)
+    ScoringRun.objects.filter(pk=run_id, status=ScoringRun.Status.RUNNING).update(
+        progress=progress, stage=f"scoring agreements ({run.chunks_done}/{run.chunks_total})"
+    )
+    return True
+
+
+def _program_inputs() -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    stages = pd.DataFrame.from_records(
+        list(Agreement.objects.order_by("id").values_list("id", "stage")),
+        columns=["agreement_id", "stage"],
+    ).astype({"agreement_id": "int64", "stage": object})
+    plans = pd.DataFrame.from_records(
+        [
+            (aid, float(base), float(baseline), float(m_t), float(m_g), float(m_s))
+            for aid, base, baseline, m_t, m_g, m_s in IncentivePlan.objects.order_by(
+                "agreement_id"
+            ).values_list(
+                "agreement_id", "base_amount", "baseline_score", "multiplier_transactional",
+                "multiplier_growth", "multiplier_strategic",
+            )
+        ],
+        columns=["agreement_id", "base_amount", "baseline", "multiplier_transactional",
+                 "multiplier_growth", "multiplier_strategic"],
+    ).astype({"agreement_id": "int64"})
+    definitions = list(
+        KPIDefinition.objects.order_by("id").values_list(
+            "id", "category", "aggregation", "source"
+        )
+    )
+    program_digest = hashlib.sha256(
+        json.dumps(
+            {"stages": stages.to_numpy().tolist(), "plans": plans.to_numpy().tolist(),
+             "kpis": definitions},
+            default=str,
+        ).encode()
+    ).hexdigest()
+    return stages, plans, program_digest
+
+
+def _staged_scorecards(run: ScoringRun) -> pd.DataFrame:
+    columns = ["agreement_id", "period", "has_scorecard", *SCORE_FIELDS, "coverage", "rolling",
+               "incomplete"]
+    frame = pd.DataFrame.from_records(
+        list(Scorecard.objects.filter(run=run).order_by("agreement_id", "period")
+             .values_list(*columns)),
+        columns=columns,
+    )
+    frame = frame.astype({"agreement_id": "int64", "period": object, "has_scorecard": bool,
+                          "incomplete": bool, "coverage": "float64"})
+    for column in [*SCORE_FIELDS, "rolling"]:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    frame["complete"] = frame["has_scorecard"] & ~frame["incomplete"]
+    return frame
+
+
+def scoring_run_publish(*, run_id: int) -> ScoringRun | None:
+    """Rank, apply hysteresis, flag and pay out over the staged rows; publish in one commit."""
+    with transaction.atomic():
+        run = ScoringRun.objects.select_for_update().get(pk=run_id)
+        if run.status != ScoringRun.Status.RUNNING:
+            logger.info("Publish of run %s skipped: run is %s", run_id, run.status)
+            return None
+        chunks = list(run.chunks.order_by("index"))
+        missing = [chunk.index for chunk in chunks if not chunk.done]
+        if missing:
+            raise RuntimeError(f"chunks {missing} of run {run_id} are not done")
+        ScoringRun.objects.filter(pk=run_id).update(
+            stage="ranking and publishing", progress=92, heartbeat_at=_now()
+        )
+        snapshot = run.settings_snapshot
+        stages, plans, program_digest = _program_inputs()
+        tiers = rules.assign_tiers(
+            scorecards=_staged_scorecards(run),
+            stages=stages,
+            policy=snapshot["policy"],
+            strategic_threshold=snapshot["strategic_threshold"],
+            growth_threshold=snapshot["growth_threshold"],
+            hysteresis=snapshot["hysteresis"],
+            incentives=plans,
+        )
+        Scorecard.objects.filter(run=run).delete()
+        Scorecard.objects.bulk_create(
+            (_scorecard(run, row) for row in tiers.itertuples(index=False)), batch_size=5000
+        )
+        digests: dict[str, str] = {}
+        for chunk in chunks:
+            digests.update(chunk.digests)
+        fingerprint = hashlib.sha256(
+            json.dumps(
+                {
+                    "rules_version": run.rules_version,
+                    "settings": snapshot,
+                    "periods": [run.first_period, run.last_period],
+                    "program": program_digest,
+                    "agreements": [digests[key] for key in sorted(digests, key=int)],
+                },
+                sort_keys=True,
+            ).encode()
+        ).hexdigest()
+        now = _now()
+        run.status = ScoringRun.Status.SUCCEEDED
+        run.active = None
+        run.fingerprint = fingerprint
+        run.scorecards = int(tiers["has_scorecard"].sum())
+        run.tier_changes = rules.tier_changes(tiers=tiers)
+        run.stage = "done"
+        run.progress = 100
+        run.finished_at = now
+        run.published_at = now
+        run.heartbeat_at = now
+        run.save()
+    scoring_results_cleanup()
+    return run
+
+
+def scoring_results_cleanup() -> int:
+    """Delete the results of every run that is neither the published one nor still active."""
+    keep = list(ScoringRun.objects.filter(active=True).values_list("id", flat=True))
+    current = ScoringRun.objects.current()
+    if current:
+        keep.append(current.id)
+    deleted, _ = KPIScore.objects.exclude(run_id__in=keep).delete()
+    removed, _ = Scorecard.objects.exclude(run_id__in=keep).delete()
+    ScoringChunk.objects.exclude(run_id__in=keep).delete()
+    return deleted + removed
+
+
+def scoring_run_execute(*, run_id: int, chunk_size: int | None = None) -> ScoringRun | None:
+    """Run a claimed-or-pending run to the end in this process, chunk after chunk."""
+    if not scoring_run_claim(run_id=run_id):
+        logger.info("Run %s was already claimed; not running it twice", run_id)
+        return None
+    try:
+        for index in scoring_run_plan(run_id=run_id, chunk_size=chunk_size):
+            scoring_chunk_execute(run_id=run_id, index=index)
+        return scoring_run_publish(run_id=run_id)
+    except Exception as exc:
+        scoring_run_fail(run_id=run_id, error=f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def scoring_run_inline(
+    *, trigger: str = ScoringRun.Trigger.COMMAND, user=None, chunk_size: int | None = None
+) -> RunSummary:
+    """Request and execute a whole run in this process; used by the `score` command."""
+    started = time.perf_counter()
+    run = scoring_run_request(trigger=trigger, user=user)
+    scoring_run_execute(run_id=run.id, chunk_size=chunk_size)
+    run.refresh_from_db()
+    return RunSummary(
+        run_id=run.id, status=run.status, months=run.months, first_period=run.first_period,
+        last_period=run.last_period, agreements=run.agreements, scorecards=run.scorecards,
+        tier_changes=run.tier_changes, seconds=time.perf_counter() - started,
+        fingerprint=run.fingerprint,
+    )
