@@ -229,6 +229,9 @@ SCORING_NIGHTLY_MINUTE = env_int("SCORING_NIGHTLY_MINUTE", 30)
 SCORING_CHUNK_SIZE = env_int("SCORING_CHUNK_SIZE", 250)
 # A run whose heartbeat is older than this is marked failed (its worker died).
 SCORING_STALE_AFTER_SECONDS = env_int("SCORING_STALE_AFTER_SECONDS", 600)
+# Milliseconds to pause after each chunk. Zero in real use; the worker integration test sets it
+# so that it can kill a worker in the middle of a run.
+SCORING_CHUNK_PAUSE_MS = env_int("SCORING_CHUNK_PAUSE_MS", 0)
 CELERY_BEAT_SCHEDULE = {
     "nightly-scoring": {
         "task": "scoring.tasks.scoring_nightly",

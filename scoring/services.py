@@ -350,6 +350,8 @@ def scoring_chunk_execute(*, run_id: int, index: int) -> bool:
         ScoringRun.objects.filter(pk=run_id).update(
             chunks_done=F("chunks_done") + 1, heartbeat_at=_now()
         )
+    if settings.SCORING_CHUNK_PAUSE_MS:
+        time.sleep(settings.SCORING_CHUNK_PAUSE_MS / 1000)
     run.refresh_from_db(fields=["chunks_done", "chunks_total"])
     progress = 5 + (85 * run.chunks_done) // max(run.chunks_total, 1)
     ScoringRun.objects.filter(pk=run_id, status=ScoringRun.Status.RUNNING).update(
