@@ -1,0 +1,45 @@
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from partnerships.program import ProgramError, program_load, program_parse
+
+
+class Command(BaseCommand):
+    help = (
+        "Load partners, KPI definitions and agreements from a YAML or JSON program file "
+        "(docs/program-file.md). All or nothing: any problem loads nothing."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", help="The program file: .yaml/.yml, or .json.")
+
+    def handle(self, *args, file: str, **options):
+        path = Path(file)
+        try:
+            # utf-8-sig: a byte-order mark written by some Windows editors is not content.
+            text = path.read_text(encoding="utf-8-sig")
+        except FileNotFoundError:
+            raise CommandError(f"{file}: no such file") from None
+        except IsADirectoryError:
+            raise CommandError(f"{file}: is a directory, not a program file") from None
+        except UnicodeDecodeError as error:
+            raise CommandError(
+                f"{file}: not UTF-8 text (undecodable byte at offset {error.start}); "
+                "save the file as UTF-8"
+            ) from None
+        except OSError as error:
+            raise CommandError(f"{file}: cannot be read ({error.strerror})") from None
+        try:
+            document = program_parse(text=text, json_format=path.suffix.lower() == ".json")
+            result = program_load(document=document)
+        except ProgramError as error:
+            for problem in error.problems:
+                self.stderr.write(f"{file}: {problem}")
+            count = len(error.problems)
+            raise CommandError(
+                f"{file}: {count} problem{'s' if count != 1 else ''}; nothing was loaded"
+            ) from None
+        self.stdout.write(f"Loaded {file}" if result.changed else f"Loaded {file}: no changes")
+        for line in result.summary_lines():
+            self.stdout.write(f"  {line}")
