@@ -1,12 +1,20 @@
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 from django_htmx.middleware import HtmxDetails
 
 from partnerships.models import Agreement, Stage
+from scoring.models import ScoringRun
+from scoring.services import ScoringAlreadyRunning
+from scoring.tasks import scoring_enqueue
 
 from .charts import agreements_by_stage_figure
+from .selectors import scoring_runs_recent, scoring_status
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -27,3 +35,56 @@ def home(request: HtmxHttpRequest) -> HttpResponse:
         "active_count": counts.get(Stage.ACTIVE, 0),
         "stage_figure": agreements_by_stage_figure(counts=counts) if total else None,
     })
+
+
+def _host_membership(request: HttpRequest):
+    membership = getattr(request.user, "membership", None)
+    if membership is None or not membership.is_host:
+        # Partner users do not learn that host pages exist.
+        raise Http404
+    return membership
+
+
+def _run_panel_context(request: HttpRequest, run: ScoringRun | None) -> dict:
+    membership = _host_membership(request)
+    return {"run": run, "can_start": membership.can_manage}
+
+
+@login_required
+def scoring_runs(request: HtmxHttpRequest) -> HttpResponse:
+    status = scoring_status()
+    context = _run_panel_context(request, status["latest_run"])
+    context.update(
+        runs=scoring_runs_recent(),
+        published=status["published_run"],
+        nightly_time=f"{settings.SCORING_NIGHTLY_HOUR:02d}:{settings.SCORING_NIGHTLY_MINUTE:02d}",
+    )
+    return render(request, "dashboards/runs.html", context)
+
+
+@login_required
+def scoring_run_panel(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
+    _host_membership(request)
+    run = get_object_or_404(ScoringRun, pk=run_id)
+    return render(request, "dashboards/runs.html#run-panel", _run_panel_context(request, run))
+
+
+@login_required
+@require_POST
+def scoring_run_start(request: HtmxHttpRequest) -> HttpResponse:
+    membership = _host_membership(request)
+    if not membership.can_manage:
+        raise PermissionDenied("Only host managers start scoring runs.")
+    try:
+        run = scoring_enqueue(trigger=ScoringRun.Trigger.USER, user=request.user)
+        notice = ""
+    except ScoringAlreadyRunning as refused:
+        run, notice = refused.active, str(refused)
+    if not request.htmx:
+        if notice:
+            messages.warning(request, notice)
+        return redirect("scoring_runs")
+    if run is not None:
+        run.refresh_from_db()
+    context = _run_panel_context(request, run) | {"notice": notice}
+    return render(request, "dashboards/runs.html#run-panel", context)

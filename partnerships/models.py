@@ -609,3 +609,8 @@ class Membership(models.Model):
     @property
     def is_host(self) -> bool:
         return self.role in HOST_ROLES
+
+    @property
+    def can_manage(self) -> bool:
+        """Host managers and admins edit the program, import and start scoring runs."""
+        return self.role in HOST_ROLES
