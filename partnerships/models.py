@@ -456,6 +456,10 @@ class ImportBatch(models.Model):
         related_name="import_batches",
     )
     file_name = models.CharField("file name", max_length=255, blank=True)
+    file = models.FileField(
+        "uploaded file", upload_to="imports/%Y/%m/", blank=True,
+        help_text="Kept so both sides can download exactly what was imported.",
+    )
     sha256 = models.CharField("SHA-256", max_length=64, blank=True)
     # NULL, not "", when absent: the unique constraint must not join batches without a key.
     idempotency_key = models.CharField(  # noqa: DJ001
@@ -614,3 +618,24 @@ class Membership(models.Model):
     def can_manage(self) -> bool:
         """Host managers and admins edit the program, import and start scoring runs."""
         return self.role in HOST_ROLES
+
+
+class ApiToken(models.Model):
+    """A per-user token for the metrics API. Only a hash is stored; the key is shown once."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField("name", max_length=100, help_text="What the token is used by.")
+    prefix = models.CharField("key prefix", max_length=12, db_index=True)
+    key_hash = models.CharField("key hash (SHA-256)", max_length=64, unique=True)
+    created_at = models.DateTimeField("created", auto_now_add=True)
+    last_used_at = models.DateTimeField("last used", null=True, blank=True)
+    revoked_at = models.DateTimeField("revoked", null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
