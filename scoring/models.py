@@ -119,8 +119,13 @@ class ScoringChunk(models.Model):
 class Scorecard(models.Model):
     """One agreement and month of a run. Months without a scorecard still carry rolling and tier."""
 
-    run = models.ForeignKey(ScoringRun, on_delete=models.CASCADE, related_name="+")
-    agreement = models.ForeignKey(Agreement, on_delete=models.CASCADE, related_name="+")
+    # The unique (run, agreement, period) index serves every lookup by run and agreement.
+    run = models.ForeignKey(
+        ScoringRun, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    agreement = models.ForeignKey(
+        Agreement, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     period = models.CharField("month", max_length=7)
     has_scorecard = models.BooleanField("has a scorecard", default=True)
     financial = models.FloatField("financial", null=True)
@@ -161,9 +166,21 @@ class Scorecard(models.Model):
 
 
 class KPIScore(models.Model):
-    run = models.ForeignKey(ScoringRun, on_delete=models.CASCADE, related_name="+")
-    agreement = models.ForeignKey(Agreement, on_delete=models.CASCADE, related_name="+")
-    kpi = models.ForeignKey(KPIDefinition, on_delete=models.CASCADE, related_name="+")
+    # The largest table (agreements × KPIs × months per run), written by COPY and derived from
+    # rows that exist: its references to agreements and KPIs are not checked row by row at
+    # commit (a third of a run's time), and the unique (run, agreement, KPI, period) index
+    # serves every lookup. Deleting an agreement or KPI still cascades here through the ORM.
+    run = models.ForeignKey(
+        ScoringRun, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    agreement = models.ForeignKey(
+        Agreement, on_delete=models.CASCADE, related_name="+", db_index=False,
+        db_constraint=False,
+    )
+    kpi = models.ForeignKey(
+        KPIDefinition, on_delete=models.CASCADE, related_name="+", db_index=False,
+        db_constraint=False,
+    )
     period = models.CharField("month", max_length=7)
     actual = models.FloatField("actual (source side)", null=True)
     other_side_actual = models.FloatField("other side's value", null=True)

@@ -30,6 +30,7 @@ from partnerships.models import (
 )
 
 from . import rules
+from .bulk import frame_insert, frame_update, query_frame
 from .models import KPIScore, Scorecard, ScoringChunk, ScoringRun
 
 logger = logging.getLogger(__name__)
@@ -187,12 +188,6 @@ def _periods_of(run: ScoringRun) -> list[str]:
     return [str(p) for p in pd.period_range(run.first_period, run.last_period, freq="M")]
 
 
-def _query_frame(sql: str, params: list, columns: list[str]) -> pd.DataFrame:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return pd.DataFrame.from_records(cursor.fetchall(), columns=columns)
-
-
 def _in_clause(ids: list[int]) -> tuple[str, list[int]]:
     return ", ".join(["%s"] * len(ids)), list(ids)
 
@@ -200,44 +195,45 @@ def _in_clause(ids: list[int]) -> tuple[str, list[int]]:
 def load_chunk_inputs(*, agreement_ids: list[int], periods: list[str]) -> dict[str, pd.DataFrame]:
     """Read the agreements, their KPIs and their observations in the run's months, in bulk."""
     placeholders, params = _in_clause(agreement_ids)
-    agreement_table = Agreement._meta.db_table
-    agreements = _query_frame(
-        f"SELECT id, weight_financial, weight_strategic, weight_operational, weight_relationship "
-        f"FROM {agreement_table} WHERE id IN ({placeholders}) ORDER BY id",
-        params,
-        ["agreement_id", "weight_financial", "weight_strategic", "weight_operational",
-         "weight_relationship"],
-    ).astype({"agreement_id": "int64", "weight_financial": "float64",
-              "weight_strategic": "float64", "weight_operational": "float64",
-              "weight_relationship": "float64"})
-    agreement_kpis = _query_frame(
-        f"SELECT ak.agreement_id, ak.kpi_id, k.category, k.aggregation, k.source, ak.target, "
+    weights = ["weight_financial", "weight_strategic", "weight_operational",
+               "weight_relationship"]
+    agreements = query_frame(
+        sql=f"SELECT id, {', '.join(weights)} FROM {Agreement._meta.db_table} "
+        f"WHERE id IN ({placeholders}) ORDER BY id",
+        params=params,
+        columns=["agreement_id", *weights],
+        dtypes={"agreement_id": "int64", **dict.fromkeys(weights, "float64")},
+    )
+    agreement_kpis = query_frame(
+        sql=f"SELECT ak.agreement_id, ak.kpi_id, k.category, k.aggregation, k.source, ak.target, "
         f"ak.floor, ak.weight FROM {AgreementKPI._meta.db_table} ak "
         f"JOIN {KPIDefinition._meta.db_table} k ON k.id = ak.kpi_id "
         f"WHERE ak.agreement_id IN ({placeholders}) ORDER BY ak.agreement_id, ak.kpi_id",
-        params,
-        ["agreement_id", "kpi_id", "category", "aggregation", "source", "target", "floor",
-         "weight"],
-    ).astype({"agreement_id": "int64", "kpi_id": "int64", "category": object,
-              "aggregation": object, "source": object, "target": "float64", "floor": "float64",
-              "weight": "float64"})
+        params=params,
+        columns=["agreement_id", "kpi_id", "category", "aggregation", "source", "target",
+                 "floor", "weight"],
+        dtypes={"agreement_id": "int64", "kpi_id": "int64", "category": object,
+                "aggregation": object, "source": object, "target": "float64",
+                "floor": "float64", "weight": "float64"},
+    )
     observation_columns = ["agreement_id", "kpi_id", "side", "date", "value", "recorded_order"]
+    observation_dtypes = {"agreement_id": "int64", "kpi_id": "int64", "side": object,
+                          "date": object, "value": "float64", "recorded_order": "int64"}
     if periods:
         first = pd.Period(periods[0], freq="M").start_time.date()
         last = pd.Period(periods[-1], freq="M").end_time.date()
-        observations = _query_frame(
-            f"SELECT agreement_id, kpi_id, side, date, value, id "
+        observations = query_frame(
+            sql=f"SELECT agreement_id, kpi_id, side, date, value, id "
             f"FROM {MetricObservation._meta.db_table} "
             f"WHERE agreement_id IN ({placeholders}) AND date >= %s AND date <= %s",
-            [*params, first, last],
-            observation_columns,
+            params=[*params, first, last],
+            columns=observation_columns,
+            dtypes=observation_dtypes,
         )
     else:
-        observations = pd.DataFrame(columns=observation_columns)
-    observations = observations.astype({
-        "agreement_id": "int64", "kpi_id": "int64", "side": object, "value": "float64",
-        "recorded_order": "int64",
-    })
+        observations = pd.DataFrame(
+            {name: pd.Series(dtype=dtype) for name, dtype in observation_dtypes.items()}
+        )
     observations["date"] = pd.to_datetime(observations["date"])
     return {"agreements": agreements, "agreement_kpis": agreement_kpis,
             "observations": observations}
@@ -274,48 +270,30 @@ def _agreement_digests(inputs: dict[str, pd.DataFrame]) -> dict[str, str]:
     return digests
 
 
-def _float_or_none(value) -> float | None:
-    return None if pd.isna(value) else float(value)
+SCORECARD_COLUMNS = ["agreement_id", "period", "has_scorecard", *SCORE_FIELDS, "coverage",
+                     "rolling", "incomplete", "at_risk", "candidate_tier", "tier", "payout"]
+KPI_SCORE_COLUMNS = ["agreement_id", "kpi_id", "period", "actual", "other_side_actual",
+                     "target", "floor", "score"]
 
 
-def _write_chunk_results(
-    *, run: ScoringRun, kpi_scores: pd.DataFrame, scorecards: pd.DataFrame
-) -> None:
-    KPIScore.objects.bulk_create(
-        (
-            KPIScore(
-                run=run, agreement_id=int(row.agreement_id), kpi_id=int(row.kpi_id),
-                period=row.period, actual=_float_or_none(row.actual),
-                other_side_actual=_float_or_none(row.other_side_actual),
-                target=float(row.target), floor=float(row.floor), score=_float_or_none(row.score),
-            )
-            for row in kpi_scores.itertuples(index=False)
-        ),
-        batch_size=5000,
-    )
-    Scorecard.objects.bulk_create(
-        (_scorecard(run, row) for row in scorecards.itertuples(index=False)), batch_size=5000
-    )
+def _insert_scorecards(*, run: ScoringRun, scorecards: pd.DataFrame) -> None:
+    frame = scorecards.copy()
+    if "tier" not in frame:
+        # Staged by a chunk: the program-wide stage fills these in when it publishes.
+        frame["at_risk"], frame["candidate_tier"], frame["tier"], frame["payout"] = (
+            False, "", "", float("nan")
+        )
+    for column in ("candidate_tier", "tier"):
+        frame[column] = frame[column].fillna("").astype(object)
+    frame = frame[SCORECARD_COLUMNS]
+    frame.insert(0, "run_id", run.pk)
+    frame_insert(table=Scorecard._meta.db_table, frame=frame)
 
 
-def _scorecard(run: ScoringRun, row) -> Scorecard:
-    tier_fields = {}
-    if hasattr(row, "tier"):
-        tier_fields = {
-            "candidate_tier": row.candidate_tier or "",
-            "tier": row.tier or "",
-            "at_risk": bool(row.at_risk),
-            "payout": _float_or_none(row.payout),
-        }
-    return Scorecard(
-        run=run, agreement_id=int(row.agreement_id), period=row.period,
-        has_scorecard=bool(row.has_scorecard),
-        financial=_float_or_none(row.financial), strategic=_float_or_none(row.strategic),
-        operational=_float_or_none(row.operational),
-        relationship=_float_or_none(row.relationship), overall=_float_or_none(row.overall),
-        coverage=float(row.coverage), rolling=_float_or_none(row.rolling),
-        incomplete=bool(row.incomplete), **tier_fields,
-    )
+def _insert_kpi_scores(*, run: ScoringRun, kpi_scores: pd.DataFrame) -> None:
+    frame = kpi_scores[KPI_SCORE_COLUMNS].copy()
+    frame.insert(0, "run_id", run.pk)
+    frame_insert(table=KPIScore._meta.db_table, frame=frame)
 
 
 def scoring_chunk_execute(*, run_id: int, index: int) -> bool:
@@ -333,6 +311,11 @@ def scoring_chunk_execute(*, run_id: int, index: int) -> bool:
         chunk = ScoringChunk.objects.select_for_update().get(run_id=run_id, index=index)
         if chunk.done:
             return False
+        if connection.vendor == "postgresql":
+            # Staged rows are derived and invisible until publication: a crash that loses this
+            # commit only fails the run, so it need not wait for the disk.
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit = off")
         periods = _periods_of(run)
         inputs = load_chunk_inputs(agreement_ids=chunk.agreement_ids, periods=periods)
         kpi_scores, scorecards = rules.score_agreements(
@@ -343,7 +326,8 @@ def scoring_chunk_execute(*, run_id: int, index: int) -> bool:
         )
         KPIScore.objects.filter(run=run, agreement_id__in=chunk.agreement_ids).delete()
         Scorecard.objects.filter(run=run, agreement_id__in=chunk.agreement_ids).delete()
-        _write_chunk_results(run=run, kpi_scores=kpi_scores, scorecards=scorecards)
+        _insert_kpi_scores(run=run, kpi_scores=kpi_scores)
+        _insert_scorecards(run=run, scorecards=scorecards)
         chunk.done = True
         chunk.digests = _agreement_digests(inputs)
         chunk.save(update_fields=["done", "digests"])
@@ -396,15 +380,15 @@ def _program_inputs() -> tuple[pd.DataFrame, pd.DataFrame, str]:
 def _staged_scorecards(run: ScoringRun) -> pd.DataFrame:
     columns = ["agreement_id", "period", "has_scorecard", *SCORE_FIELDS, "coverage", "rolling",
                "incomplete"]
-    frame = pd.DataFrame.from_records(
-        list(Scorecard.objects.filter(run=run).order_by("agreement_id", "period")
-             .values_list(*columns)),
+    frame = query_frame(
+        sql=f"SELECT {', '.join(columns)} FROM {Scorecard._meta.db_table} WHERE run_id = %s "
+        f"ORDER BY agreement_id, period",
+        params=[run.pk],
         columns=columns,
+        dtypes={"agreement_id": "int64", "period": object, "has_scorecard": bool,
+                "incomplete": bool, "coverage": "float64", "rolling": "float64",
+                **dict.fromkeys(SCORE_FIELDS, "float64")},
     )
-    frame = frame.astype({"agreement_id": "int64", "period": object, "has_scorecard": bool,
-                          "incomplete": bool, "coverage": "float64"})
-    for column in [*SCORE_FIELDS, "rolling"]:
-        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     frame["complete"] = frame["has_scorecard"] & ~frame["incomplete"]
     return frame
 
@@ -434,10 +418,12 @@ def scoring_run_publish(*, run_id: int) -> ScoringRun | None:
             hysteresis=snapshot["hysteresis"],
             incentives=plans,
         )
-        Scorecard.objects.filter(run=run).delete()
-        Scorecard.objects.bulk_create(
-            (_scorecard(run, row) for row in tiers.itertuples(index=False)), batch_size=5000
-        )
+        tier_columns = tiers[["agreement_id", "period", "candidate_tier", "tier", "at_risk",
+                              "payout"]].copy()
+        for column in ("candidate_tier", "tier"):
+            tier_columns[column] = tier_columns[column].fillna("").astype(object)
+        frame_update(table=Scorecard._meta.db_table, frame=tier_columns,
+                     keys=["agreement_id", "period"], scope={"run_id": run.pk})
         digests: dict[str, str] = {}
         for chunk in chunks:
             digests.update(chunk.digests)

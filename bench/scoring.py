@@ -1,0 +1,107 @@
+"""Scoring benchmark: a full run against one PostgreSQL GROUP BY over the same observations.
+
+    python bench/scoring.py [--agreements 1000] [--kpis 12] [--months 36] [--per-month 4]
+                            [--keep] [--database pp_bench_scoring]
+
+Creates its own PostgreSQL database (127.0.0.1, user postgres), fills it with generate_demo,
+then prints the time of `GROUP BY agreement, kpi, month` over all observations, the time and
+peak memory of a full scoring run, and their ratio (target: run < 3 × GROUP BY, < 1 GiB).
+"""
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def psql(sql: str) -> None:
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc", sql],
+                   check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agreements", type=int, default=1000)
+    parser.add_argument("--kpis", type=int, default=12)
+    parser.add_argument("--months", type=int, default=36)
+    parser.add_argument("--per-month", type=int, default=4)
+    parser.add_argument("--database", default="pp_bench_scoring")
+    parser.add_argument("--keep", action="store_true",
+                        help="Reuse the database if it exists (skip generating data).")
+    parser.add_argument("--chunk-size", type=int, default=None)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    url = f"postgres://postgres@127.0.0.1:5432/{args.database}"
+    env = {**os.environ, "DATABASE_URL": url, "DEBUG": "false", "SECRET_KEY": "bench",
+           "ALLOWED_HOSTS": "localhost"}
+    env.pop("REDIS_URL", None)
+    exists = subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-tAc",
+         f"SELECT 1 FROM pg_database WHERE datname = '{args.database}'"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip() == "1"
+    if not (args.keep and exists):
+        psql(f"DROP DATABASE IF EXISTS {args.database} WITH (FORCE)")
+        psql(f"CREATE DATABASE {args.database}")
+        manage = [sys.executable, str(ROOT / "manage.py")]
+        subprocess.run([*manage, "migrate", "-v", "0"], env=env, check=True)
+        started = time.perf_counter()
+        subprocess.run(
+            [*manage, "generate_demo", "--partners", str(max(args.agreements // 10, 1)),
+             "--agreements", str(args.agreements), "--kpis-per-agreement", str(args.kpis),
+             "--months", str(args.months), "--observations-per-month", str(args.per_month)],
+            env=env, check=True, stdout=subprocess.DEVNULL,
+        )
+        print(f"generated data in {time.perf_counter() - started:.1f} s")
+
+    os.environ.update(env)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from scoring.services import scoring_run_inline
+
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE partnerships_metricobservation")
+        cursor.execute("SELECT count(*) FROM partnerships_metricobservation")
+        observations = cursor.fetchone()[0]
+        cursor.execute("SELECT count(*) FROM partnerships_agreement")
+        agreements = cursor.fetchone()[0]
+    group_by = []
+    for _ in range(args.repeat):
+        with connection.cursor() as cursor:
+            started = time.perf_counter()
+            cursor.execute(
+                "SELECT agreement_id, kpi_id, date_trunc('month', date) AS month, count(*), "
+                "sum(value), avg(value), max(date) FROM partnerships_metricobservation "
+                "GROUP BY agreement_id, kpi_id, month"
+            )
+            groups = len(cursor.fetchall())
+            group_by.append(time.perf_counter() - started)
+    runs = []
+    for _ in range(args.repeat):
+        summary = scoring_run_inline(chunk_size=args.chunk_size)
+        runs.append(summary.seconds)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base = statistics.median(group_by)
+    run = statistics.median(runs)
+    print(f"observations:          {observations:,} ({agreements:,} agreements)")
+    print(f"GROUP BY (median of {args.repeat}): {base:.3f} s ({groups:,} groups)")
+    print(f"scoring run (median):   {run:.3f} s  runs: {', '.join(f'{r:.2f}' for r in runs)}")
+    print(f"scorecards:            {summary.scorecards:,} over {summary.months} months")
+    print(f"ratio run / GROUP BY:  {run / base:.2f}  (target < 3)")
+    print(f"peak memory (RSS):     {peak_mib:.0f} MiB  (target < 1024)")
+
+
+if __name__ == "__main__":
+    main()
