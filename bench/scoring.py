@@ -37,6 +37,10 @@ def main() -> None:
                         help="Reuse the database if it exists (skip generating data).")
     parser.add_argument("--chunk-size", type=int, default=None)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--celery-workers", type=int, default=2,
+                        help="Also time runs through a real Celery worker with this many "
+                        "processes on the local Redis (0: skip).")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
     args = parser.parse_args()
 
     url = f"postgres://postgres@127.0.0.1:5432/{args.database}"
@@ -95,12 +99,73 @@ def main() -> None:
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     base = statistics.median(group_by)
     run = statistics.median(runs)
+    celery_runs, worker_peak_mib = (
+        celery_timings(args, env) if args.celery_workers else ([], 0.0)
+    )
     print(f"observations:          {observations:,} ({agreements:,} agreements)")
     print(f"GROUP BY (median of {args.repeat}): {base:.3f} s ({groups:,} groups)")
     print(f"scoring run (median):   {run:.3f} s  runs: {', '.join(f'{r:.2f}' for r in runs)}")
     print(f"scorecards:            {summary.scorecards:,} over {summary.months} months")
     print(f"ratio run / GROUP BY:  {run / base:.2f}  (target < 3)")
     print(f"peak memory (RSS):     {peak_mib:.0f} MiB  (target < 1024)")
+    if celery_runs:
+        celery = statistics.median(celery_runs)
+        print(f"Celery, {args.celery_workers} worker processes (median): {celery:.3f} s  "
+              f"runs: {', '.join(f'{r:.2f}' for r in celery_runs)}")
+        print(f"ratio Celery run / GROUP BY: {celery / base:.2f}  (target < 3)")
+        print(f"peak memory of a worker process: {worker_peak_mib:.0f} MiB")
+
+
+def celery_timings(args, env) -> tuple[list[float], float]:
+    """Time whole runs queued to a real worker: from the request to the published run."""
+    from config.celery import app
+    from scoring.models import ScoringRun
+    from scoring.tasks import scoring_enqueue
+
+    app.conf.task_always_eager = False
+    app.conf.broker_url = args.redis_url
+    app.conf.result_backend = args.redis_url
+    app.control.purge()
+    worker_env = {**env, "REDIS_URL": args.redis_url}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--concurrency",
+         str(args.celery_workers), "--loglevel", "WARNING", "--without-mingle",
+         "--without-gossip"],
+        cwd=ROOT, env=worker_env, start_new_session=True,
+    )
+    timings = []
+    try:
+        time.sleep(3)
+        for _ in range(args.repeat):
+            started = time.perf_counter()
+            run = scoring_enqueue(trigger=ScoringRun.Trigger.COMMAND)
+            while True:
+                run.refresh_from_db()
+                if run.status in (ScoringRun.Status.SUCCEEDED, ScoringRun.Status.FAILED):
+                    break
+                time.sleep(0.05)
+            if run.status != ScoringRun.Status.SUCCEEDED:
+                raise SystemExit(f"Celery run failed: {run.error}")
+            timings.append(time.perf_counter() - started)
+        peak = worker_peak_rss_mib(worker.pid)
+    finally:
+        os.killpg(worker.pid, 15)
+        worker.wait(timeout=30)
+    return timings, peak
+
+
+def worker_peak_rss_mib(pid: int) -> float:
+    """The largest VmHWM (peak resident set) among the worker's processes."""
+    peaks = []
+    for status in Path("/proc").glob("*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        if fields.get("PPid", "").strip() == str(pid) or status.parent.name == str(pid):
+            peaks.append(int(fields.get("VmHWM", "0 kB").split()[0]) / 1024)
+    return max(peaks, default=0.0)
 
 
 if __name__ == "__main__":

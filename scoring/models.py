@@ -101,7 +101,7 @@ class ScoringChunk(models.Model):
     index = models.PositiveIntegerField("index")
     agreement_ids = models.JSONField("agreements")
     done = models.BooleanField("done", default=False)
-    # sha256 of each agreement's inputs, combined by the program-wide stage into the run's
+    # A digest of each agreement's inputs, combined by the program-wide stage into the run's
     # fingerprint in agreement order, so the fingerprint does not depend on the chunk size.
     digests = models.JSONField("input digests", default=dict)
 

@@ -240,34 +240,29 @@ def load_chunk_inputs(*, agreement_ids: list[int], periods: list[str]) -> dict[s
 
 
 def _agreement_digests(inputs: dict[str, pd.DataFrame]) -> dict[str, str]:
-    """sha256 per agreement of its weights, KPIs and observations, in canonical order."""
-    observations = inputs["observations"].sort_values(
-        ["agreement_id", "kpi_id", "side", "date"], kind="stable"
-    )
-    parts = {
-        "agreements": inputs["agreements"].sort_values("agreement_id"),
-        "agreement_kpis": inputs["agreement_kpis"].sort_values(["agreement_id", "kpi_id"]),
-        "observations": observations[["agreement_id", "kpi_id", "side", "date", "value"]],
-    }
-    digests = {}
-    hashers: dict[int, hashlib._Hash] = {
-        int(aid): hashlib.sha256() for aid in inputs["agreements"]["agreement_id"]
-    }
-    for name, frame in parts.items():
+    """Per agreement, a digest of its weights, KPIs and observations that ignores row order.
+
+    Each row is hashed to 64 bits and an agreement's row hashes are added modulo 2**64: rows
+    are unique (natural keys), so the sum identifies the set whatever order it was read in.
+    """
+    agreement_ids = inputs["agreements"]["agreement_id"].to_numpy()
+    observations = inputs["observations"][["agreement_id", "kpi_id", "side", "date", "value"]]
+    observations = observations.assign(side=(observations["side"] == "host").astype("int8"))
+    parts = [inputs["agreements"], inputs["agreement_kpis"], observations]
+    totals = np.zeros((len(agreement_ids), len(parts)), dtype=np.uint64)
+    counts = np.zeros((len(agreement_ids), len(parts)), dtype=np.int64)
+    for index, frame in enumerate(parts):
         if frame.empty:
             continue
         row_hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
-        owners = frame["agreement_id"].to_numpy()
-        boundaries = np.flatnonzero(np.diff(owners)) + 1
-        for owner_rows, hash_rows in zip(
-            np.split(owners, boundaries), np.split(row_hashes, boundaries), strict=True
-        ):
-            hasher = hashers[int(owner_rows[0])]
-            hasher.update(name.encode())
-            hasher.update(hash_rows.tobytes())
-    for aid, hasher in hashers.items():
-        digests[str(aid)] = hasher.hexdigest()
-    return digests
+        owners = np.searchsorted(agreement_ids, frame["agreement_id"].to_numpy())
+        np.add.at(totals[:, index], owners, row_hashes)
+        counts[:, index] = np.bincount(owners, minlength=len(agreement_ids))
+    return {
+        str(aid): "".join(f"{total:016x}" for total in totals[row])
+        + "-" + "-".join(str(count) for count in counts[row])
+        for row, aid in enumerate(agreement_ids)
+    }
 
 
 SCORECARD_COLUMNS = ["agreement_id", "period", "has_scorecard", *SCORE_FIELDS, "coverage",
@@ -451,19 +446,22 @@ def scoring_run_publish(*, run_id: int) -> ScoringRun | None:
         run.published_at = now
         run.heartbeat_at = now
         run.save()
-    scoring_results_cleanup()
     return run
 
 
 def scoring_results_cleanup() -> int:
-    """Delete the results of every run that is neither the published one nor still active."""
-    keep = list(ScoringRun.objects.filter(active=True).values_list("id", flat=True))
+    """Delete the results of finished runs other than the published one.
+
+    Only finished runs: a run requested while this runs must keep the chunks it just planned.
+    """
+    finished = ScoringRun.objects.filter(active__isnull=True)
     current = ScoringRun.objects.current()
     if current:
-        keep.append(current.id)
-    deleted, _ = KPIScore.objects.exclude(run_id__in=keep).delete()
-    removed, _ = Scorecard.objects.exclude(run_id__in=keep).delete()
-    ScoringChunk.objects.exclude(run_id__in=keep).delete()
+        finished = finished.exclude(pk=current.pk)
+    finished_ids = finished.values("id")
+    deleted, _ = KPIScore.objects.filter(run_id__in=finished_ids).delete()
+    removed, _ = Scorecard.objects.filter(run_id__in=finished_ids).delete()
+    ScoringChunk.objects.filter(run_id__in=finished_ids).delete()
     return deleted + removed
 
 
@@ -475,10 +473,12 @@ def scoring_run_execute(*, run_id: int, chunk_size: int | None = None) -> Scorin
     try:
         for index in scoring_run_plan(run_id=run_id, chunk_size=chunk_size):
             scoring_chunk_execute(run_id=run_id, index=index)
-        return scoring_run_publish(run_id=run_id)
+        run = scoring_run_publish(run_id=run_id)
     except Exception as exc:
         scoring_run_fail(run_id=run_id, error=f"{type(exc).__name__}: {exc}")
         raise
+    scoring_results_cleanup()
+    return run
 
 
 def scoring_run_inline(

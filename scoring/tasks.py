@@ -52,7 +52,14 @@ def publish_run(run_id: int) -> str:
     except Exception as exc:
         services.scoring_run_fail(run_id=run_id, error=f"publish: {type(exc).__name__}: {exc}")
         raise
+    # The new results are visible now; removing the old ones need not hold anything up.
+    scoring_cleanup.delay()
     return "published" if run else "skipped"
+
+
+@shared_task(acks_late=True)
+def scoring_cleanup() -> int:
+    return services.scoring_results_cleanup()
 
 
 @shared_task(acks_late=True)

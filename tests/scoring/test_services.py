@@ -207,7 +207,9 @@ def test_readers_see_previous_results_until_the_new_run_publishes(scored_program
     services.scoring_run_publish(run_id=run.id)
     assert ScoringRun.objects.current().pk == run.id
     assert scorecard(acme, "2025-01").financial == 65.0
+    services.scoring_results_cleanup()
     assert not Scorecard.objects.filter(run_id=first.run_id).exists()
+    assert Scorecard.objects.filter(run_id=run.id).count() == 6
 
 
 def test_failed_run_leaves_previous_results(scored_program, monkeypatch):
@@ -264,3 +266,14 @@ def test_nightly_task_skips_a_second_beat(scored_program, django_capture_on_comm
         assert tasks.scoring_nightly.apply().get().startswith("queued run")
         assert tasks.scoring_nightly.apply().get() == "skipped"
     assert MetricObservation.objects.exists()
+
+
+def test_cleanup_keeps_the_chunks_of_a_run_requested_meanwhile(scored_program):
+    services.scoring_run_inline()
+    run = services.scoring_run_request(trigger="user")
+    services.scoring_run_claim(run_id=run.id)
+    services.scoring_run_plan(run_id=run.id)
+    services.scoring_results_cleanup()
+    assert ScoringChunk.objects.filter(run=run).count() == 1
+    services.scoring_chunk_execute(run_id=run.id, index=0)
+    assert services.scoring_run_publish(run_id=run.id).status == "succeeded"

@@ -1,0 +1,336 @@
+"""Metric import benchmark: the import pipeline against a plain PostgreSQL COPY of the same rows.
+
+    python bench/import_metrics.py [--rows 1000000] [--sample 100000] [--database pp_bench_import]
+                                   [--keep] [--skip-import-export]
+
+Creates its own PostgreSQL database (127.0.0.1, user postgres) with a program of 500
+agreements x 10 KPIs, writes a metric CSV of --rows rows, and prints, each step in a fresh
+process (so peak RSS is the step's own):
+
+1. the first import through the pipeline (import_batch_create + observations_import): time,
+   phases and peak RSS;
+2. a plain `COPY` of the same rows (ids resolved) into a table with the same columns and the
+   same unique index, and the ratio (target: import <= 3 x COPY);
+3. a second import of the same file (all unchanged; target: no slower than the first);
+4. django-import-export on a --sample row sample against the pipeline on the same sample, both
+   into an empty table (install it for the benchmark only: pip install django-import-export).
+
+Targets: import <= 3 x COPY, peak memory < 1.5 GiB.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+AGREEMENTS = 500
+KPIS = 10
+FIRST_DAY = "2023-01-01"
+DAYS = 731
+SEED = 20261123
+
+
+def psql(sql: str, database: str = "postgres") -> str:
+    return subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", database, "-qtAc", sql],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def django_setup() -> None:
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    import django
+
+    django.setup()
+
+
+# --- steps, each run in its own process ----------------------------------------------------
+
+
+def step_setup(workdir: Path, rows: int, sample: int) -> dict:
+    """The program (partners, agreements, KPIs) and the metric CSV files."""
+    django_setup()
+    import numpy as np
+    import pandas as pd
+
+    from partnerships.models import Agreement, AgreementKPI, KPIDefinition, Partner
+
+    partners = Partner.objects.bulk_create(
+        Partner(slug=f"partner-{number:03d}", name=f"Partner {number:03d}")
+        for number in range(AGREEMENTS // 10)
+    )
+    kpis = KPIDefinition.objects.bulk_create(
+        KPIDefinition(code=f"kpi_{number:02d}", name=f"KPI {number}", category=category,
+                      aggregation="sum", source="host")
+        for number, category in zip(
+            range(KPIS), ["financial", "strategic", "operational", "relationship"] * 3,
+            strict=False,
+        )
+    )
+    agreements = Agreement.objects.bulk_create(
+        Agreement(partner=partners[number % len(partners)], code=f"AGR-{number:04d}",
+                  type="referral", stage="active", start_date=FIRST_DAY)
+        for number in range(AGREEMENTS)
+    )
+    AgreementKPI.objects.bulk_create(
+        AgreementKPI(agreement=agreement, kpi=kpi, target=100, floor=0)
+        for agreement in agreements for kpi in kpis
+    )
+    rng = np.random.default_rng(SEED)
+    keys = rng.choice(AGREEMENTS * KPIS * 2 * DAYS, size=rows, replace=False)
+    agreement_index, rest = np.divmod(keys, KPIS * 2 * DAYS)
+    kpi_index, rest = np.divmod(rest, 2 * DAYS)
+    side_index, day_index = np.divmod(rest, DAYS)
+    days = np.datetime64(FIRST_DAY) + day_index.astype("timedelta64[D]")
+    values = np.round(rng.gamma(2.0, 500.0, rows), 2)
+    notes = np.where(rng.random(rows) < 0.02, "checked by finance; see ticket", "")
+    codes = np.array([agreement.code for agreement in agreements], dtype=object)
+    kpi_codes = np.array([kpi.code for kpi in kpis], dtype=object)
+    sides = np.array(["host", "partner"], dtype=object)
+    frame = pd.DataFrame({
+        "agreement": codes[agreement_index], "kpi": kpi_codes[kpi_index],
+        "date": np.datetime_as_string(days), "value": values, "side": sides[side_index],
+        "note": notes,
+    })
+    frame.to_csv(workdir / "metrics.csv", index=False)
+    frame.head(sample).to_csv(workdir / "sample.csv", index=False)
+    ids = pd.DataFrame({
+        "agreement_id": np.array([agreement.id for agreement in agreements])[agreement_index],
+        "kpi_id": np.array([kpi.id for kpi in kpis])[kpi_index],
+        "side": sides[side_index], "date": frame["date"], "value": values, "note": notes,
+    })
+    ids.to_csv(workdir / "copy.csv", index=False, header=False)
+    return {"csv_bytes": (workdir / "metrics.csv").stat().st_size,
+            "sample_rows": min(sample, rows)}
+
+
+def step_import(workdir: Path, name: str) -> dict:
+    """One import of a file through the pipeline, as the command runs it."""
+    django_setup()
+    from partnerships.services import import_batch_create, observations_import
+
+    marks: dict[int, float] = {}
+    started = time.perf_counter()
+    batch = import_batch_create(user=None, path=workdir / name, file_name=name,
+                                source="command")
+    result = observations_import(
+        batch_id=batch.pk, progress=lambda percent: marks.setdefault(percent, time.perf_counter())
+    )
+    total = time.perf_counter() - started
+    if not result.ok:
+        raise SystemExit(f"import failed: {result.errors[:5]}")
+
+    def mark(percent: int) -> float:
+        return min((at for done, at in marks.items() if done >= percent), default=started)
+
+    return {
+        "seconds": total, "read": mark(25) - started, "validate": mark(40) - mark(25),
+        "write": total - (mark(40) - started), "inserted": result.inserted,
+        "updated": result.updated, "unchanged": result.unchanged, "rss_mib": peak_rss_mib(),
+    }
+
+
+def step_copy(workdir: Path, database: str) -> dict:
+    """Plain COPY of the same rows into a table like the observations' with its unique index."""
+    import psycopg
+
+    with psycopg.connect(f"host=127.0.0.1 user=postgres dbname={database}",
+                         autocommit=True) as connection:
+        connection.execute("DROP TABLE IF EXISTS bench_copy")
+        connection.execute(
+            "CREATE TABLE bench_copy (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
+            " agreement_id bigint NOT NULL, kpi_id bigint NOT NULL, side varchar(8) NOT NULL,"
+            " date date NOT NULL, value double precision NOT NULL, note varchar(500) NOT NULL"
+            " DEFAULT '', batch_id bigint, recorded_by_id integer,"
+            " recorded_at timestamptz NOT NULL DEFAULT now())"
+        )
+        connection.execute(
+            "CREATE UNIQUE INDEX bench_copy_key ON bench_copy (agreement_id, kpi_id, side, date)"
+        )
+        payload = (workdir / "copy.csv").read_bytes()
+        started = time.perf_counter()
+        with connection.cursor() as cursor, cursor.copy(
+            "COPY bench_copy (agreement_id, kpi_id, side, date, value, note)"
+            " FROM STDIN (FORMAT csv, FORCE_NOT_NULL (note))"
+        ) as copy:
+            for start in range(0, len(payload), 1 << 20):
+                copy.write(payload[start:start + (1 << 20)])
+        seconds = time.perf_counter() - started
+        rows = connection.execute("SELECT count(*) FROM bench_copy").fetchone()[0]
+        connection.execute("DROP TABLE bench_copy")
+    return {"seconds": seconds, "rows": rows, "rss_mib": peak_rss_mib()}
+
+
+def step_empty(workdir: Path) -> dict:
+    """Remove every observation (and its history), for the sample comparison."""
+    django_setup()
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE partnerships_observationchange, partnerships_metricobservation")
+    return {}
+
+
+def step_import_export(workdir: Path) -> dict:
+    """django-import-export on the sample, upserting by the natural key, into an empty table."""
+    django_setup()
+    try:
+        import import_export
+        import tablib
+        from import_export import fields, resources, widgets
+    except ImportError as error:
+        return {"error": f"django-import-export is not installed ({error})"}
+    from django.utils import timezone
+
+    from partnerships.models import (
+        Agreement,
+        ImportBatch,
+        KPIDefinition,
+        MetricObservation,
+    )
+
+    batch = ImportBatch.objects.create(source="command", side="host", status="running")
+    now = timezone.now()
+
+    class ObservationResource(resources.ModelResource):
+        agreement = fields.Field(attribute="agreement", column_name="agreement",
+                                 widget=widgets.ForeignKeyWidget(Agreement, "code"))
+        kpi = fields.Field(attribute="kpi", column_name="kpi",
+                           widget=widgets.ForeignKeyWidget(KPIDefinition, "code"))
+
+        class Meta:
+            model = MetricObservation
+            fields = ("agreement", "kpi", "side", "date", "value", "note")
+            import_id_fields = ("agreement", "kpi", "side", "date")
+            skip_unchanged = True
+            use_bulk = True
+            batch_size = 5000
+
+        def before_save_instance(self, instance, row, **kwargs):
+            instance.batch, instance.recorded_at = batch, now
+
+    dataset = tablib.Dataset().load((workdir / "sample.csv").read_text(), format="csv")
+    started = time.perf_counter()
+    try:
+        result = ObservationResource().import_data(dataset, dry_run=False,
+                                                   use_transactions=True, raise_errors=True)
+    except Exception as error:  # report incompatibilities instead of crashing the benchmark
+        return {"error": f"{type(error).__name__}: {error}"[:300],
+                "version": import_export.__version__}
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "rows": len(dataset), "totals": dict(result.totals),
+            "stored": MetricObservation.objects.count(), "version": import_export.__version__,
+            "rss_mib": peak_rss_mib()}
+
+
+STEPS = {"setup", "import", "copy", "empty", "import_export"}
+
+
+def run_step(step: str, workdir: Path, env: dict, *extra: str) -> dict:
+    completed = subprocess.run(
+        [sys.executable, __file__, "--step", step, "--workdir", str(workdir), *extra],
+        env=env, check=True, capture_output=True, text=True,
+    )
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--sample", type=int, default=100_000)
+    parser.add_argument("--database", default="pp_bench_import")
+    parser.add_argument("--keep", action="store_true", help="Keep the database afterwards.")
+    parser.add_argument("--skip-import-export", action="store_true")
+    parser.add_argument("--step", choices=sorted(STEPS), help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    parser.add_argument("--file", default="metrics.csv", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.step:
+        workdir = Path(args.workdir)
+        if args.step == "setup":
+            outcome = step_setup(workdir, args.rows, args.sample)
+        elif args.step == "import":
+            outcome = step_import(workdir, args.file)
+        elif args.step == "copy":
+            outcome = step_copy(workdir, args.database)
+        elif args.step == "empty":
+            outcome = step_empty(workdir)
+        else:
+            outcome = step_import_export(workdir)
+        print(json.dumps(outcome))
+        return
+
+    url = f"postgres://postgres@127.0.0.1:5432/{args.database}"
+    workdir = Path(tempfile.mkdtemp(prefix="pp-bench-import-"))
+    env = {**os.environ, "DATABASE_URL": url, "DEBUG": "false", "SECRET_KEY": "bench",
+           "ALLOWED_HOSTS": "localhost", "MEDIA_ROOT": str(workdir / "media"),
+           "METRIC_FILE_MAX_BYTES": str(500 * 1024 * 1024), "LOG_LEVEL": "WARNING"}
+    env.pop("REDIS_URL", None)
+    psql(f"DROP DATABASE IF EXISTS {args.database} WITH (FORCE)")
+    psql(f"CREATE DATABASE {args.database}")
+    try:
+        subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "-v", "0"],
+                       env=env, check=True)
+        print(f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}, "
+              f"{psql('SHOW server_version')} PostgreSQL; {time.strftime('%Y-%m-%d')}")
+        setup = run_step("setup", workdir, env, "--rows", str(args.rows),
+                         "--sample", str(args.sample))
+        print(f"metric file: {args.rows:,} rows, {setup['csv_bytes'] / 1e6:.1f} MB CSV")
+
+        first = run_step("import", workdir, env)
+        psql("VACUUM ANALYZE partnerships_metricobservation", args.database)
+        copy = run_step("copy", workdir, env, "--database", args.database)
+        second = run_step("import", workdir, env)
+        rows_per_second = args.rows / first["seconds"]
+        print(
+            f"first import:  {first['seconds']:6.2f} s ({rows_per_second:,.0f} rows/s; read "
+            f"{first['read']:.2f} s, validate {first['validate']:.2f} s, write "
+            f"{first['write']:.2f} s), {first['inserted']:,} inserted, peak RSS "
+            f"{first['rss_mib']:,.0f} MiB"
+        )
+        print(f"plain COPY:    {copy['seconds']:6.2f} s ({copy['rows']:,} rows, unique index)")
+        print(f"ratio import / COPY: {first['seconds'] / copy['seconds']:.2f} (target <= 3)")
+        print(
+            f"second import: {second['seconds']:6.2f} s ({second['unchanged']:,} unchanged, "
+            f"{second['inserted'] + second['updated']} written), peak RSS "
+            f"{second['rss_mib']:,.0f} MiB; second / first "
+            f"{second['seconds'] / first['seconds']:.2f} (target <= 1)"
+        )
+        peak = max(first["rss_mib"], second["rss_mib"])
+        print(f"peak memory:   {peak:,.0f} MiB (target < 1,536 MiB)")
+
+        if not args.skip_import_export:
+            run_step("empty", workdir, env)
+            other = run_step("import_export", workdir, env)
+            run_step("empty", workdir, env)
+            ours = run_step("import", workdir, env, "--file", "sample.csv")
+            sample = setup["sample_rows"]
+            print(f"sample of {sample:,} rows into an empty table:")
+            print(f"  pipeline:             {ours['seconds']:6.2f} s "
+                  f"({sample / ours['seconds']:,.0f} rows/s)")
+            if "error" in other:
+                print(f"  django-import-export: does not work here: {other['error']}")
+            else:
+                print(f"  django-import-export {other['version']}: {other['seconds']:6.2f} s "
+                      f"({sample / other['seconds']:,.0f} rows/s, {other['stored']:,} stored)")
+                print(f"  speed-up: {other['seconds'] / ours['seconds']:.0f}x")
+    finally:
+        if not args.keep:
+            psql(f"DROP DATABASE IF EXISTS {args.database} WITH (FORCE)")
+
+
+if __name__ == "__main__":
+    main()
