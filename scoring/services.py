@@ -192,6 +192,41 @@ def _in_clause(ids: list[int]) -> tuple[str, list[int]]:
     return ", ".join(["%s"] * len(ids)), list(ids)
 
 
+def _postgresql_observations(
+    *, agreement_ids: list[int], first: dt.date, last: dt.date
+) -> pd.DataFrame:
+    """The chunk's observations as packed binary columns: one row instead of millions.
+
+    Each column is aggregated into one bytea of big-endian fixed-width values in the same row
+    order, which numpy reads without parsing; doubles keep their exact bits.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT string_agg(int8send(agreement_id), ''::bytea), "
+            "string_agg(int8send(kpi_id), ''::bytea), "
+            "string_agg(boolsend(side = 'host'), ''::bytea), "
+            "string_agg(int4send(date - DATE '1970-01-01'), ''::bytea), "
+            "string_agg(float8send(value), ''::bytea), "
+            "string_agg(int8send(id), ''::bytea) "
+            f"FROM {MetricObservation._meta.db_table} "
+            "WHERE agreement_id = ANY(%s) AND date >= %s AND date <= %s",
+            [list(agreement_ids), first, last],
+        )
+        packed = [bytes(column or b"") for column in cursor.fetchone()]
+    agreement, kpi, host, day, value, recorded = (
+        np.frombuffer(data, dtype=dtype)
+        for data, dtype in zip(packed, (">i8", ">i8", "?", ">i4", ">f8", ">i8"), strict=True)
+    )
+    return pd.DataFrame({
+        "agreement_id": agreement.astype("int64"),
+        "kpi_id": kpi.astype("int64"),
+        "side": pd.Series(np.where(host, "host", "partner"), dtype=object),
+        "date": pd.to_datetime(day.astype("int64"), unit="D"),
+        "value": value.astype("float64"),
+        "recorded_order": recorded.astype("int64"),
+    })
+
+
 def load_chunk_inputs(*, agreement_ids: list[int], periods: list[str]) -> dict[str, pd.DataFrame]:
     """Read the agreements, their KPIs and their observations in the run's months, in bulk."""
     placeholders, params = _in_clause(agreement_ids)
@@ -219,7 +254,12 @@ def load_chunk_inputs(*, agreement_ids: list[int], periods: list[str]) -> dict[s
     observation_columns = ["agreement_id", "kpi_id", "side", "date", "value", "recorded_order"]
     observation_dtypes = {"agreement_id": "int64", "kpi_id": "int64", "side": object,
                           "date": object, "value": "float64", "recorded_order": "int64"}
-    if periods:
+    if periods and connection.vendor == "postgresql":
+        observations = _postgresql_observations(
+            agreement_ids=agreement_ids, first=pd.Period(periods[0], freq="M").start_time.date(),
+            last=pd.Period(periods[-1], freq="M").end_time.date(),
+        )
+    elif periods:
         first = pd.Period(periods[0], freq="M").start_time.date()
         last = pd.Period(periods[-1], freq="M").end_time.date()
         observations = query_frame(
