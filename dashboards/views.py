@@ -8,7 +8,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 from django_htmx.middleware import HtmxDetails
 
-from partnerships.models import Agreement, Stage
+from partnerships.audit import audit_record
+from partnerships.models import Agreement, AuditAction, Stage
 from scoring.models import ScoringRun
 from scoring.services import ScoringAlreadyRunning
 from scoring.tasks import scoring_enqueue
@@ -78,6 +79,8 @@ def scoring_run_start(request: HtmxHttpRequest) -> HttpResponse:
     try:
         run = scoring_enqueue(trigger=ScoringRun.Trigger.USER, user=request.user)
         notice = ""
+        audit_record(action=AuditAction.SCORING_RUN, request=request,
+                     target=f"scoring run {run.pk}", detail={"trigger": "user"})
     except ScoringAlreadyRunning as refused:
         run, notice = refused.active, str(refused)
     if not request.htmx:

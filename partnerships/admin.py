@@ -3,6 +3,8 @@ from django.contrib import admin
 from .models import (
     Agreement,
     AgreementKPI,
+    ApiToken,
+    AuditEvent,
     ImportBatch,
     IncentivePlan,
     KPIDefinition,
@@ -144,3 +146,29 @@ class MembershipAdmin(admin.ModelAdmin):
     search_fields = ["user__username", "user__email", "partner__name"]
     list_select_related = ["user", "partner"]
     autocomplete_fields = ["user", "partner"]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ["at", "action", "username", "ip_address", "partner", "target"]
+    list_filter = ["action", "partner"]
+    search_fields = ["username", "target", "ip_address"]
+    date_hierarchy = "at"
+    readonly_fields = ["at", "action", "user", "username", "ip_address", "partner", "target",
+                       "detail"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ["name", "user", "prefix", "created_at", "last_used_at", "revoked_at"]
+    search_fields = ["name", "user__username", "prefix"]
+    readonly_fields = ["prefix", "key_hash", "created_at", "last_used_at"]

@@ -639,3 +639,56 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class AuditAction(models.TextChoices):
+    LOGIN = "login", "Logged in"
+    LOGIN_FAILED = "login_failed", "Failed log-in"
+    LOGOUT = "logout", "Logged out"
+    LOCKED_OUT = "locked_out", "Locked out"
+    INVITATION_SENT = "invitation_sent", "Invitation sent"
+    INVITATION_ACCEPTED = "invitation_accepted", "Invitation accepted"
+    ROLE_CHANGED = "role_changed", "Role changed"
+    USER_DEACTIVATED = "user_deactivated", "User deactivated"
+    USER_REACTIVATED = "user_reactivated", "User reactivated"
+    IMPORT = "import", "Metrics imported"
+    PROGRAM_LOADED = "program_loaded", "Program loaded"
+    SCORING_RUN = "scoring_run", "Scoring run"
+    EXPORT = "export", "Export downloaded"
+    ADMIN_CHANGE = "admin_change", "Admin change"
+    TWO_FACTOR = "two_factor", "Two-factor setting changed"
+
+
+class AuditEvent(models.Model):
+    """Who did what, when and from where: security-relevant actions, kept for host admins."""
+
+    at = models.DateTimeField("when", auto_now_add=True, db_index=True)
+    action = models.CharField("action", max_length=24, choices=AuditAction.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )
+    username = models.CharField(
+        "user name", max_length=150, blank=True,
+        help_text="As typed or as it was then: kept when the user is deleted or unknown.",
+    )
+    ip_address = models.GenericIPAddressField("address", null=True, blank=True)
+    partner = models.ForeignKey(
+        Partner, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        help_text="The partner the action concerns, if any.",
+    )
+    target = models.CharField("object", max_length=200, blank=True)
+    detail = models.JSONField("detail", default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = "audit event"
+        indexes = [models.Index(fields=["action", "-at"], name="audit_action_recent")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(action__in=AuditAction.values), name="audit_action_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.username or '-'} {self.get_action_display()}"

@@ -81,3 +81,13 @@ def test_start_needs_csrf_token(host_manager, observed):
     client.force_login(host_manager)
     assert client.post("/scoring/runs/start/").status_code == 403
     assert not ScoringRun.objects.exists()
+
+
+def test_starting_a_run_is_audited(client, host_manager, observed):
+    from partnerships.models import AuditEvent
+
+    client.force_login(host_manager)
+    client.post("/scoring/runs/start/", REMOTE_ADDR="203.0.113.9")
+    event = AuditEvent.objects.get(action="scoring_run")
+    assert (event.user, event.ip_address) == (host_manager, "203.0.113.9")
+    assert event.target.startswith("scoring run ")

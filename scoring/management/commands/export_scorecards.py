@@ -3,6 +3,8 @@ import re
 
 from django.core.management.base import BaseCommand, CommandError
 
+from partnerships.audit import audit_record
+from partnerships.models import AuditAction
 from scoring.exports import EXPORT_HEADER, scorecard_export_rows, write_csv
 from scoring.models import ScoringRun
 
@@ -21,6 +23,8 @@ class Command(BaseCommand):
         if run is None:
             self.stderr.write("No published scoring run yet: run `manage.py score` first.")
         rows = scorecard_export_rows(run=run, period=period)
+        audit_record(action=AuditAction.EXPORT, username="manage.py export_scorecards",
+                     target="scorecards", detail={"period": period or "", "rows": len(rows)})
         if output:
             with open(output, "w", encoding="utf-8", newline="") as stream:
                 write_csv(stream=stream, header=EXPORT_HEADER, rows=rows)

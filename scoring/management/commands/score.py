@@ -1,5 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from partnerships.audit import audit_record
+from partnerships.models import AuditAction
 from scoring.services import ScoringAlreadyRunning, scoring_run_inline
 
 
@@ -17,6 +19,9 @@ class Command(BaseCommand):
             summary = scoring_run_inline(chunk_size=chunk_size)
         except ScoringAlreadyRunning as refused:
             raise CommandError(str(refused)) from None
+        audit_record(action=AuditAction.SCORING_RUN, username="manage.py score",
+                     target=f"scoring run {summary.run_id}",
+                     detail={"trigger": "command", "status": summary.status})
         months = (
             f"{summary.months} ({summary.first_period} to {summary.last_period})"
             if summary.months else "0 (no observations yet)"
