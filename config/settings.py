@@ -5,6 +5,7 @@ in-process, DEBUG on. Production sets DATABASE_URL, REDIS_URL, SECRET_KEY and DE
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -83,7 +84,8 @@ LANGUAGE_CODE = "en-gb"
 USE_I18N = False
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin with a site for host staff only, behind the second factor.
+    "partnerships.apps.HostAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -92,22 +94,33 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_htmx",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "partnerships.apps.PartnershipsConfig",
     "scoring.apps.ScoringConfig",
     "dashboards.apps.DashboardsConfig",
 ]
 
 MIDDLEWARE = [
+    # First: everything after it (axes, the audit log) reads the client address from REMOTE_ADDR.
+    "partnerships.security.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # After messages (they say why a session ended) and OTP (request.user.is_verified()).
+    "partnerships.security.SessionLifetimeMiddleware",
+    "partnerships.security.TwoFactorMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: turns a locked-out log-in into the lock-out answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -153,6 +166,42 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
+# Log-in throttling (django-axes): LOGIN_FAILURE_LIMIT failures of one user name from one
+# address lock that pair for LOGIN_COOLOFF_MINUTES. Locking the pair, not the name, means an
+# attacker elsewhere cannot lock a real user out. The address is REMOTE_ADDR only; behind a
+# reverse proxy list it in TRUSTED_PROXIES (addresses or networks, e.g. "10.0.0.0/8") so that
+# partnerships.security.TrustedProxyMiddleware takes the client from X-Forwarded-For — never
+# set it without a proxy that overwrites that header, or clients could choose their address.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses locked-out pairs before any check
+    "django.contrib.auth.backends.ModelBackend",
+]
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "partnerships.audit.client_address"
+# The lock-out answer is the log-in page with one fixed message, whoever the name belongs to.
+AXES_LOCKOUT_CALLABLE = "partnerships.security.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
+# The cool-off runs from the failure that locked the pair; tries while locked do not extend it.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = True
+# Sign-ins are recorded in our own audit log (partnerships.AuditEvent).
+AXES_DISABLE_ACCESS_LOG = True
+
+# Sessions: a new key at log-in (Django), an idle time-out renewed by every request, and an
+# absolute time-out after log-in (partnerships.security.SessionLifetimeMiddleware), in seconds.
+SESSION_COOKIE_AGE = env_int("SESSION_IDLE_MINUTES", 30) * 60
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_ABSOLUTE_TIMEOUT = env_int("SESSION_ABSOLUTE_HOURS", 12) * 3600
+
+# Two-factor authentication (TOTP, django-otp): host staff must set it up and use it when this
+# is on; partner users may switch it on. Off by default in the demo (DEBUG) so a newcomer can
+# look around; on by default in production.
+TWO_FACTOR_REQUIRED_FOR_HOST = env_bool("TWO_FACTOR_REQUIRED_FOR_HOST", not DEBUG)
+OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Partnership Performance")
+
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
@@ -171,10 +220,15 @@ MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
 
 MAILERS = {
     "default": {
-        "BACKEND": env_str("MAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"),
+        # Printed to the console in development; sent by SMTP in production (check --deploy
+        # refuses a development backend there).
+        "BACKEND": env_str("MAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"
+                           if DEBUG else "django.core.mail.backends.smtp.EmailBackend"),
     }
 }
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "partnerships@localhost")
+# How long an invitation link works; it works once.
+INVITATION_MAX_AGE_HOURS = env_int("INVITATION_MAX_AGE_HOURS", 72)
 
 # Content-Security-Policy from the start: no inline scripts, no eval. Plotly injects <style>
 # elements, so styles allow 'unsafe-inline' without a nonce (a nonce would disable it).
@@ -203,11 +257,17 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = True
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+    # The __Host- prefix makes browsers refuse these cookies unless secure, for this host only
+    # and path /: a sibling subdomain cannot plant or overwrite them.
+    SESSION_COOKIE_NAME = "__Host-sessionid"
+    CSRF_COOKIE_NAME = "__Host-csrftoken"
 
 # Uploads: metric files may be large, but are streamed to disk above this size.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 METRIC_FILE_MAX_BYTES = env_int("METRIC_FILE_MAX_BYTES", 50 * 1024 * 1024)
+# The metrics API: observations per request (its body is also capped by the setting above).
+METRICS_API_MAX_OBSERVATIONS = env_int("METRICS_API_MAX_OBSERVATIONS", 50_000)
 
 # Celery. Without REDIS_URL every task runs in-process at once, so a newcomer needs nothing.
 REDIS_URL = env_str("REDIS_URL")

@@ -1,15 +1,15 @@
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.db.models import Count
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 from django_htmx.middleware import HtmxDetails
 
+from partnerships.access import agreements_for, host_required, manager_required, membership_of
 from partnerships.audit import audit_record
-from partnerships.models import Agreement, AuditAction, Stage
+from partnerships.models import AuditAction, Stage
 from scoring.models import ScoringRun
 from scoring.services import ScoringAlreadyRunning
 from scoring.tasks import scoring_enqueue
@@ -25,7 +25,7 @@ class HtmxHttpRequest(HttpRequest):
 @login_required
 def home(request: HtmxHttpRequest) -> HttpResponse:
     counts = dict(
-        Agreement.objects.visible_to(request.user)
+        agreements_for(user=request.user)
         .order_by()
         .values_list("stage")
         .annotate(n=Count("id"))
@@ -38,20 +38,12 @@ def home(request: HtmxHttpRequest) -> HttpResponse:
     })
 
 
-def _host_membership(request: HttpRequest):
-    membership = getattr(request.user, "membership", None)
-    if membership is None or not membership.is_host:
-        # Partner users do not learn that host pages exist.
-        raise Http404
-    return membership
-
-
 def _run_panel_context(request: HttpRequest, run: ScoringRun | None) -> dict:
-    membership = _host_membership(request)
-    return {"run": run, "can_start": membership.can_manage}
+    membership = membership_of(request.user)
+    return {"run": run, "can_start": membership is not None and membership.can_manage}
 
 
-@login_required
+@host_required
 def scoring_runs(request: HtmxHttpRequest) -> HttpResponse:
     status = scoring_status()
     context = _run_panel_context(request, status["latest_run"])
@@ -63,19 +55,15 @@ def scoring_runs(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "dashboards/runs.html", context)
 
 
-@login_required
+@host_required
 def scoring_run_panel(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
-    _host_membership(request)
     run = get_object_or_404(ScoringRun, pk=run_id)
     return render(request, "dashboards/runs.html#run-panel", _run_panel_context(request, run))
 
 
-@login_required
+@manager_required
 @require_POST
 def scoring_run_start(request: HtmxHttpRequest) -> HttpResponse:
-    membership = _host_membership(request)
-    if not membership.can_manage:
-        raise PermissionDenied("Only host managers start scoring runs.")
     try:
         run = scoring_enqueue(trigger=ScoringRun.Trigger.USER, user=request.user)
         notice = ""

@@ -692,3 +692,71 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.username or '-'} {self.get_action_display()}"
+
+
+class InvitationQuerySet(models.QuerySet):
+    def pending(self, *, now) -> "InvitationQuerySet":
+        """Invitations whose link still works at `now`: not used, withdrawn or expired."""
+        return self.filter(accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now)
+
+
+class Invitation(models.Model):
+    """A one-time, expiring link that lets someone create an account with a given role.
+
+    Only a SHA-256 of the link's random token is stored: the token itself is in the e-mail
+    and nowhere else, so a copy of the database cannot be used to accept invitations."""
+
+    email = models.EmailField("e-mail")
+    role = models.CharField("role", max_length=16, choices=Role.choices)
+    partner = models.ForeignKey(
+        Partner, on_delete=models.CASCADE, null=True, blank=True, related_name="invitations",
+        help_text="The partner the new user will belong to; empty for the host.",
+    )
+    token_hash = models.CharField("token hash (SHA-256)", max_length=64, unique=True)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+", verbose_name="invited by",
+    )
+    created_at = models.DateTimeField("sent", auto_now_add=True)
+    expires_at = models.DateTimeField("expires")
+    accepted_at = models.DateTimeField("accepted", null=True, blank=True)
+    accepted_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+", verbose_name="account created",
+    )
+    revoked_at = models.DateTimeField("withdrawn", null=True, blank=True)
+
+    objects = InvitationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "invitation"
+        indexes = [models.Index(fields=["email"], name="invitation_email")]
+        constraints = [
+            models.CheckConstraint(condition=Q(role__in=Role.values), name="invitation_role_valid"),
+            models.CheckConstraint(
+                condition=(
+                    Q(role__in=[r.value for r in HOST_ROLES], partner__isnull=True)
+                    | Q(role__in=[r.value for r in PARTNER_ROLES], partner__isnull=False)
+                ),
+                name="invitation_partner_matches_role",
+            ),
+            models.CheckConstraint(
+                condition=Q(accepted_at__isnull=True) | Q(revoked_at__isnull=True),
+                name="invitation_not_accepted_and_withdrawn",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        where = self.partner.name if self.partner_id else "host"
+        return f"Invitation of {self.email} — {self.get_role_display()} ({where})"
+
+    def state(self, *, now) -> str:
+        """`accepted`, `withdrawn`, `expired` or `pending` at `now`."""
+        if self.accepted_at is not None:
+            return "accepted"
+        if self.revoked_at is not None:
+            return "withdrawn"
+        if self.expires_at <= now:
+            return "expired"
+        return "pending"

@@ -1,12 +1,69 @@
-"""Services that write partnership data. Callers pass validated values; every write is atomic."""
+"""Services that write partnership data. Callers pass validated values; every write is atomic.
 
-from dataclasses import dataclass
+Metric imports (issue 4), for the upload page, the `import_metrics` command and the API:
 
+- `metric_file_preview(path=, file_name=, max_rows=10) -> MetricFilePreview`: format, delimiter,
+  encoding, sheet, columns, first rows, row count, notes, or the file's problems. Reads only.
+- `import_batch_create(user=, file_name=, source=, side=None, uploaded_file= | path=)
+  -> ImportBatch`: checks the user may import, stores the file (sha256), status pending.
+- `import_batch_preview(batch=, max_rows=10) -> MetricFilePreview`: the stored file's preview.
+- `observations_import(batch_id=, progress=None) -> ImportResult`: reads, validates and writes
+  a pending batch, all rows or none; safe to run twice. Queue it with
+  `partnerships.tasks.import_batch_enqueue(batch=)` (Celery, after commit).
+- `observations_import_records(records=, user=, idempotency_key=None) -> ImportBatch`: the API
+  path, synchronous, same rules; row = index of the record.
+- `import_errors_csv(errors=) -> str`: the error report (`batch.errors` or `result.errors`).
+
+`ImportBatch.errors` holds at most 1,000 errors as dicts {row, column, value, message}
+(`error_count` is the full count); row None means the whole file. Refusals raise
+`ImportNotAllowed` (a PermissionDenied: 403) or `IdempotencyConflict` (a ValueError).
+"""
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
-from django.db import connection, transaction
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.core.files import File
+from django.core.files.base import ContentFile
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 from django.utils import timezone
 
-from .models import ImportBatch, MetricObservation, ObservationChange
+from .importers import (
+    MetricFilePreview,
+    MetricFileRejected,
+    RowError,
+    Uploader,
+    ValidatedRows,
+    import_errors_csv,
+    metric_file_preview,
+    metric_file_read,
+    metric_records_table,
+    metric_rows_validate,
+)
+from .models import (
+    ImportBatch,
+    ImportSource,
+    ImportStatus,
+    MetricObservation,
+    ObservationChange,
+    Role,
+    Side,
+)
+
+__all__ = [
+    "IdempotencyConflict", "ImportNotAllowed", "ImportResult", "MetricFilePreview", "RowError",
+    "WriteCounts", "import_batch_create", "import_batch_preview", "import_errors_csv",
+    "import_uploader",
+    "metric_file_preview", "observations_import", "observations_import_records",
+    "observations_write",
+]
 
 OBSERVATION_KEY = ["agreement_id", "kpi_id", "side", "date"]
 # One number for every writer of observations: imports touching the same keys queue up here
@@ -40,11 +97,13 @@ def _existing_observations(rows: pd.DataFrame) -> pd.DataFrame:
     return frame.astype({"agreement_id": "int64", "kpi_id": "int64", "side": object})
 
 
-def observations_write(*, rows: pd.DataFrame, batch: ImportBatch, user=None) -> WriteCounts:
+def observations_write(*, rows: pd.DataFrame, batch: ImportBatch, user=None,
+                       progress: Callable[[float], None] | None = None) -> WriteCounts:
     """Upsert validated observations by (agreement, KPI, side, date); record replaced values.
 
-    `rows` holds agreement_id, kpi_id, side, date (datetime.date), value (float) and note, with
-    no duplicate keys. A key whose value and note are unchanged is left alone.
+    `rows` holds agreement_id, kpi_id, side, date (datetime.date or datetime64), value (float)
+    and note, with no duplicate keys. A key whose value and note are unchanged is left alone.
+    PostgreSQL: COPY into a temporary table, then set-based SQL; `progress` gets 0..1.
     """
     if rows.empty:
         return WriteCounts(0, 0, 0)
@@ -55,53 +114,536 @@ def observations_write(*, rows: pd.DataFrame, batch: ImportBatch, user=None) -> 
     now = timezone.now()
     with transaction.atomic():
         _lock_observation_writes()
-        existing = _existing_observations(rows)
-        merged = rows.merge(existing, on=OBSERVATION_KEY, how="left")
-        is_new = merged["id"].isna()
-        is_same = ~is_new & (merged["value"] == merged["old_value"]) & (
-            merged["note"] == merged["old_note"]
-        )
-        changed = merged[~is_new & ~is_same]
-        to_write = merged[is_new | ~is_same]
-        ObservationChange.objects.bulk_create(
-            (
-                ObservationChange(
-                    observation_id=int(row.id),
-                    agreement_id=row.agreement_id,
-                    kpi_id=row.kpi_id,
-                    side=row.side,
-                    date=row.date,
-                    old_value=row.old_value,
-                    new_value=row.value,
-                    old_batch_id=int(row.old_batch_id),
-                    batch=batch,
-                    changed_by=user,
-                    changed_at=now,
-                )
-                for row in changed.itertuples(index=False)
-            ),
-            batch_size=5000,
-        )
-        MetricObservation.objects.bulk_create(
-            (
-                MetricObservation(
-                    agreement_id=row.agreement_id,
-                    kpi_id=row.kpi_id,
-                    side=row.side,
-                    date=row.date,
-                    value=float(row.value),
-                    note=row.note,
-                    batch=batch,
-                    recorded_by=user,
-                    recorded_at=now,
-                )
-                for row in to_write.itertuples(index=False)
-            ),
-            batch_size=5000,
-            update_conflicts=True,
-            unique_fields=["agreement", "kpi", "side", "date"],
-            update_fields=["value", "note", "batch", "recorded_by", "recorded_at"],
-        )
+        if connection.vendor == "postgresql":
+            counts = _write_postgresql(rows, batch=batch, user=user, now=now, progress=progress)
+        else:
+            counts = _write_bulk(rows, batch=batch, user=user, now=now)
+    if progress is not None:
+        progress(1.0)
+    return counts
+
+
+def _write_bulk(rows: pd.DataFrame, *, batch: ImportBatch, user, now) -> WriteCounts:
+    if pd.api.types.is_datetime64_any_dtype(rows["date"]):
+        rows["date"] = rows["date"].dt.date
+    existing = _existing_observations(rows)
+    merged = rows.merge(existing, on=OBSERVATION_KEY, how="left")
+    is_new = merged["id"].isna()
+    is_same = ~is_new & (merged["value"] == merged["old_value"]) & (
+        merged["note"] == merged["old_note"]
+    )
+    changed = merged[~is_new & ~is_same]
+    to_write = merged[is_new | ~is_same]
+    ObservationChange.objects.bulk_create(
+        (
+            ObservationChange(
+                observation_id=int(row.id),
+                agreement_id=row.agreement_id,
+                kpi_id=row.kpi_id,
+                side=row.side,
+                date=row.date,
+                old_value=row.old_value,
+                new_value=row.value,
+                old_batch_id=int(row.old_batch_id),
+                batch=batch,
+                changed_by=user,
+                changed_at=now,
+            )
+            for row in changed.itertuples(index=False)
+        ),
+        batch_size=5000,
+    )
+    MetricObservation.objects.bulk_create(
+        (
+            MetricObservation(
+                agreement_id=row.agreement_id,
+                kpi_id=row.kpi_id,
+                side=row.side,
+                date=row.date,
+                value=float(row.value),
+                note=row.note,
+                batch=batch,
+                recorded_by=user,
+                recorded_at=now,
+            )
+            for row in to_write.itertuples(index=False)
+        ),
+        batch_size=5000,
+        update_conflicts=True,
+        unique_fields=["agreement", "kpi", "side", "date"],
+        update_fields=["value", "note", "batch", "recorded_by", "recorded_at"],
+    )
     return WriteCounts(
         inserted=int(is_new.sum()), updated=len(changed), unchanged=int(is_same.sum())
     )
+
+
+# PostgreSQL fast path: binary COPY of the rows into a temporary table, then four set-based
+# statements under the observation write lock. Binary COPY moves each float8 bit for bit.
+STAGING_TABLE = "pp_observation_import"
+COPY_CHUNK_ROWS = 100_000
+PG_EPOCH_DAYS = int(np.datetime64("2000-01-01", "D").astype(np.int64))
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
+_COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
+# One row: field count, then (length, value) for agreement_id, kpi_id, is_partner, date, value,
+# and the length of the note, whose UTF-8 bytes follow.
+_COPY_ROW = np.dtype([
+    ("fields", ">i2"),
+    ("agreement_length", ">i4"), ("agreement_id", ">i8"),
+    ("kpi_length", ">i4"), ("kpi_id", ">i8"),
+    ("side_length", ">i4"), ("is_partner", "u1"),
+    ("date_length", ">i4"), ("date", ">i4"),
+    ("value_length", ">i4"), ("value", ">f8"),
+    ("note_length", ">i4"),
+])
+
+
+def _write_postgresql(rows: pd.DataFrame, *, batch: ImportBatch, user, now,
+                      progress: Callable[[float], None] | None) -> WriteCounts:
+    observations = MetricObservation._meta.db_table
+    changes = ObservationChange._meta.db_table
+    total = len(rows)
+    with connection.cursor() as cursor:
+        # The table may survive from an earlier call in the same transaction (ON COMMIT DROP).
+        cursor.execute(f"DROP TABLE IF EXISTS {STAGING_TABLE}")
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {STAGING_TABLE} ("
+            " agreement_id bigint NOT NULL, kpi_id bigint NOT NULL,"
+            " is_partner boolean NOT NULL, date date NOT NULL,"
+            " value double precision NOT NULL, note varchar(500) NOT NULL,"
+            " side varchar(8) GENERATED ALWAYS AS"
+            "  (CASE WHEN is_partner THEN 'partner' ELSE 'host' END) STORED"
+            ") ON COMMIT DROP"
+        )
+        columns = "agreement_id, kpi_id, is_partner, date, value, note"
+        with cursor.cursor.copy(
+            f"COPY {STAGING_TABLE} ({columns}) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.write(_COPY_HEADER)
+            for start in range(0, total, COPY_CHUNK_ROWS):
+                copy.write(_copy_rows(rows.iloc[start:start + COPY_CHUNK_ROWS]))
+                if progress is not None:
+                    progress(0.5 * min(start + COPY_CHUNK_ROWS, total) / total)
+            copy.write(_COPY_TRAILER)
+        cursor.execute(f"ANALYZE {STAGING_TABLE}")
+        same_key = (
+            "o.agreement_id = i.agreement_id AND o.kpi_id = i.kpi_id"
+            " AND o.side = i.side AND o.date = i.date"
+        )
+        # Unchanged rows are dropped first: no write, no row lock, no WAL for a re-import.
+        cursor.execute(
+            f"DELETE FROM {STAGING_TABLE} i USING {observations} o"
+            f" WHERE {same_key} AND o.value = i.value AND o.note = i.note"
+        )
+        unchanged = cursor.rowcount
+        if progress is not None:
+            progress(0.6)
+        # Every staged row still matching an observation changes it: keep the old value.
+        cursor.execute(
+            f"INSERT INTO {changes} (observation_id, agreement_id, kpi_id, side, date,"
+            " old_value, new_value, old_batch_id, batch_id, changed_by_id, changed_at)"
+            " SELECT o.id, o.agreement_id, o.kpi_id, o.side, o.date, o.value, i.value,"
+            "  o.batch_id, %s, %s, %s"
+            f" FROM {STAGING_TABLE} i JOIN {observations} o ON {same_key}",
+            [batch.pk, getattr(user, "pk", None), now],
+        )
+        updated = cursor.rowcount
+        if progress is not None:
+            progress(0.7)
+        cursor.execute(
+            f"INSERT INTO {observations} AS o (agreement_id, kpi_id, side, date, value, note,"
+            "  batch_id, recorded_by_id, recorded_at)"
+            " SELECT agreement_id, kpi_id, side, date, value, note, %s, %s, %s"
+            f" FROM {STAGING_TABLE} ORDER BY agreement_id, kpi_id, side, date"
+            " ON CONFLICT (agreement_id, kpi_id, side, date) DO UPDATE SET"
+            "  value = EXCLUDED.value, note = EXCLUDED.note, batch_id = EXCLUDED.batch_id,"
+            "  recorded_by_id = EXCLUDED.recorded_by_id, recorded_at = EXCLUDED.recorded_at"
+            " WHERE o.value IS DISTINCT FROM EXCLUDED.value"
+            "  OR o.note IS DISTINCT FROM EXCLUDED.note",
+            [batch.pk, getattr(user, "pk", None), now],
+        )
+        written = cursor.rowcount
+        cursor.execute(f"DROP TABLE {STAGING_TABLE}")
+    if written != total - unchanged:
+        # Only a writer that bypasses the lock can get here; roll back rather than miscount.
+        raise RuntimeError(
+            f"observations changed during the import ({written} written, "
+            f"{total - unchanged} expected); nothing was imported"
+        )
+    return WriteCounts(inserted=written - updated, updated=updated, unchanged=unchanged)
+
+
+def _copy_rows(rows: pd.DataFrame) -> bytes:
+    """Rows in PostgreSQL's binary COPY format, built with numpy (no per-row Python)."""
+    count = len(rows)
+    fixed = np.zeros(count, dtype=_COPY_ROW)
+    fixed["fields"] = 6
+    fixed["agreement_length"], fixed["kpi_length"] = 8, 8
+    fixed["side_length"], fixed["date_length"], fixed["value_length"] = 1, 4, 8
+    fixed["agreement_id"] = rows["agreement_id"].to_numpy(dtype=np.int64)
+    fixed["kpi_id"] = rows["kpi_id"].to_numpy(dtype=np.int64)
+    fixed["is_partner"] = (rows["side"].to_numpy() == Side.PARTNER.value)
+    days = pd.to_datetime(rows["date"]).to_numpy().astype("datetime64[D]").astype(np.int64)
+    fixed["date"] = days - PG_EPOCH_DAYS
+    fixed["value"] = rows["value"].to_numpy(dtype=np.float64)
+    notes = rows["note"]
+    has_note = (notes != "").to_numpy()
+    if not has_note.any():
+        return fixed.tobytes()
+    encoded = notes.str.encode("utf-8")
+    lengths = encoded.str.len().to_numpy(dtype=np.int64)
+    fixed["note_length"] = lengths
+    width = _COPY_ROW.itemsize
+    out = np.empty(count * width + int(lengths.sum()), dtype=np.uint8)
+    starts = np.arange(count, dtype=np.int64) * width + np.concatenate(
+        ([0], np.cumsum(lengths)[:-1])
+    )
+    fixed_positions = starts[:, None] + np.arange(width)
+    out[fixed_positions] = fixed.view(np.uint8).reshape(count, width)
+    note_bytes = np.ones(len(out), dtype=bool)
+    note_bytes[fixed_positions] = False
+    out[note_bytes] = np.frombuffer(b"".join(encoded[has_note]), dtype=np.uint8)
+    return out.tobytes()
+
+
+# --- metric imports ------------------------------------------------------------------------
+
+
+class ImportNotAllowed(PermissionDenied):
+    """The user may not import metrics (or not for that side)."""
+
+
+class IdempotencyConflict(ValueError):
+    """The idempotency key was already used by this user for a different payload."""
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """How an import ended: the batch's status and counts, or its errors (at most 1,000).
+
+    `skipped` is true when the batch was not pending (already run or running): nothing was
+    done and the counts are those stored on the batch.
+    """
+
+    batch_id: int
+    status: str
+    rows_total: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    error_count: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    skipped: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status == ImportStatus.SUCCEEDED
+
+    @classmethod
+    def of_batch(cls, batch: ImportBatch, *, notes: list[str] | None = None,
+                 skipped: bool = False) -> "ImportResult":
+        return cls(
+            batch_id=batch.pk, status=batch.status, rows_total=batch.rows_total,
+            inserted=batch.inserted, updated=batch.updated, unchanged=batch.unchanged,
+            error_count=batch.error_count,
+            errors=[RowError.from_dict(error) for error in batch.errors or []],
+            notes=notes or [], skipped=skipped,
+        )
+
+
+def import_uploader(*, user) -> Uploader:
+    """The side and partner a user imports for; None is the host itself (the command)."""
+    if user is None:
+        return Uploader(side=Side.HOST)
+    membership = getattr(user, "membership", None) if user.is_authenticated else None
+    if membership is None or not user.is_active:
+        raise ImportNotAllowed("Only members of the host or of a partner may import metrics.")
+    if membership.role == Role.PARTNER_VIEWER:
+        raise ImportNotAllowed("Partner viewers may not import metrics; ask a partner editor.")
+    if membership.is_host:
+        return Uploader(side=Side.HOST)
+    return Uploader(side=Side.PARTNER, partner_id=membership.partner_id,
+                    partner_name=membership.partner.name)
+
+
+def _batch_side(uploader: Uploader, side: str | None) -> str:
+    if side in (None, ""):
+        return uploader.side
+    if side not in Side.values:
+        raise ValueError(f"side must be 'host' or 'partner', not {side!r}")
+    if not uploader.is_host and side != Side.PARTNER:
+        raise ImportNotAllowed("Partner users may only import the partner side.")
+    return side
+
+
+def import_batch_create(*, user, file_name: str, source: str, side: str | None = None,
+                        uploaded_file: File | None = None,
+                        path: Path | None = None) -> ImportBatch:
+    """Store a metric file as a pending batch of the user's side; nothing is read or imported yet.
+
+    Give the file as `uploaded_file` (a Django File/UploadedFile) or `path`. `side` is the
+    default side of rows without one; only host users may set it to "partner". An empty file
+    or one over METRIC_FILE_MAX_BYTES is not stored: the batch is returned failed at once.
+    Raises ImportNotAllowed for viewers and users without membership.
+    """
+    if (uploaded_file is None) == (path is None):
+        raise TypeError("give exactly one of uploaded_file or path")
+    if source not in ImportSource.values:
+        raise ValueError(f"unknown import source {source!r}")
+    uploader = import_uploader(user=user)
+    batch = ImportBatch(
+        source=source, status=ImportStatus.PENDING, side=_batch_side(uploader, side),
+        partner_id=uploader.partner_id, user=user, file_name=Path(file_name).name[:255],
+    )
+    with _opened(uploaded_file, path) as content:
+        size = content.size
+        limit = settings.METRIC_FILE_MAX_BYTES
+        problem = None
+        if size == 0:
+            problem = "the file is empty"
+        elif size > limit:
+            problem = (f"the file is too large: {size / 1e6:,.1f} MB, the limit is "
+                       f"{limit / 1e6:,.1f} MB; split it into several files")
+        if problem:
+            batch.status, batch.finished_at, batch.progress = (
+                ImportStatus.FAILED, timezone.now(), 100
+            )
+            batch.errors = [RowError(None, None, "", problem).as_dict()]
+            batch.error_count = 1
+            batch.save()
+            return batch
+        digest = hashlib.sha256()
+        for chunk in content.chunks():
+            digest.update(chunk)
+        content.seek(0)
+        batch.sha256 = digest.hexdigest()
+        batch.file.save(batch.file_name or "metrics", content, save=False)
+    batch.save()
+    return batch
+
+
+@contextmanager
+def _opened(uploaded_file: File | None, path: Path | None) -> Iterator[File]:
+    if uploaded_file is not None:
+        uploaded_file.seek(0)
+        yield uploaded_file
+        return
+    with Path(path).open("rb") as handle:
+        yield File(handle, name=Path(path).name)
+
+
+def import_batch_preview(*, batch: ImportBatch, max_rows: int = 10) -> MetricFilePreview:
+    """The preview of a batch's stored file (see metric_file_preview); reads only."""
+    if not batch.file:
+        return MetricFilePreview(file_name=batch.file_name, format=None, errors=[
+            RowError.from_dict(error) for error in batch.errors or []
+        ], error_count=batch.error_count)
+    with _batch_file_path(batch) as path:
+        return metric_file_preview(path=path, file_name=batch.file_name, max_rows=max_rows)
+
+
+def observations_import(*, batch_id: int,
+                        progress: Callable[[int], None] | None = None) -> ImportResult:
+    """Import a pending batch's file: every row or none; a batch not pending is skipped.
+
+    Claims the batch (pending -> running) with a conditional UPDATE, so a duplicate task
+    delivery does nothing. Reads and validates outside any transaction, then writes the rows
+    and marks the batch succeeded in one transaction; any bad row marks it failed with its
+    errors. `batch.progress` (and the optional `progress(percent)` callback) goes 0 -> 100.
+    """
+    claimed = ImportBatch.objects.filter(pk=batch_id, status=ImportStatus.PENDING).update(
+        status=ImportStatus.RUNNING, progress=0
+    )
+    batch = ImportBatch.objects.select_related("user__membership__partner").get(pk=batch_id)
+    if not claimed:
+        return ImportResult.of_batch(batch, skipped=True)
+    reporter = _ProgressReporter(batch_id, progress)
+    notes: list[str] = []
+    try:
+        uploader = import_uploader(user=batch.user)
+        if not uploader.is_host and batch.side != Side.PARTNER:
+            raise ImportNotAllowed("Partner users may only import the partner side.")
+        with _batch_file_path(batch) as path:
+            table = metric_file_read(path=path, file_name=batch.file_name)
+        notes = table.notes
+        reporter(25)
+        validated = metric_rows_validate(table=table, uploader=uploader,
+                                         default_side=batch.side)
+        del table
+        reporter(40)
+        return _batch_finish(batch, validated, notes=notes, reporter=reporter)
+    except MetricFileRejected as rejected:
+        return _batch_fail(batch, rejected.errors, rejected.error_count,
+                           notes=rejected.notes or notes)
+    except PermissionDenied as refused:
+        return _batch_fail(batch, [RowError(None, None, "", str(refused))], 1, notes=notes)
+    except Exception as error:
+        _batch_fail(batch, [RowError(None, None, "", f"the import failed unexpectedly "
+                                     f"({type(error).__name__}); nothing was imported")], 1)
+        raise
+    finally:
+        reporter.close()
+
+
+def observations_import_records(*, records: list[dict], user,
+                                idempotency_key: str | None = None) -> ImportBatch:
+    """Import API records ({agreement, kpi, date, value, side?, note?}) at once, all or none.
+
+    Returns the batch, succeeded or failed (errors' `row` is the 0-based record index). With
+    an `idempotency_key`, a repeated call by the same user returns the first batch unchanged;
+    the same key with a different payload raises IdempotencyConflict. A failed batch frees
+    its key, so the corrected records can be sent again with it.
+    """
+    uploader = import_uploader(user=user)
+    payload = json.dumps(records, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                         default=str).encode()
+    digest = hashlib.sha256(payload).hexdigest()
+    if idempotency_key is not None:
+        if not idempotency_key or len(idempotency_key) > 128:
+            raise ValueError("the idempotency key must have 1 to 128 characters")
+        if earlier := _idempotent_batch(user, idempotency_key, digest):
+            return earlier
+    batch = ImportBatch(
+        source=ImportSource.API, status=ImportStatus.RUNNING, side=uploader.side,
+        partner_id=uploader.partner_id, user=user, file_name="records.json", sha256=digest,
+        idempotency_key=idempotency_key,
+        rows_total=len(records) if isinstance(records, list) else 0,
+    )
+    batch.file.save("records.json", ContentFile(payload), save=False)
+    try:
+        with transaction.atomic():
+            batch.save()
+    except IntegrityError:
+        # A concurrent call with the same key won the race: answer with its batch.
+        batch.file.delete(save=False)
+        if earlier := _idempotent_batch(user, idempotency_key, digest):
+            return earlier
+        raise
+    reporter = _ProgressReporter(batch.pk, None)
+    try:
+        table = metric_records_table(records=records)
+        validated = metric_rows_validate(table=table, uploader=uploader,
+                                         default_side=uploader.side)
+        _batch_finish(batch, validated, notes=[], reporter=reporter)
+    except MetricFileRejected as rejected:
+        _batch_fail(batch, rejected.errors, rejected.error_count)
+    except Exception as error:
+        _batch_fail(batch, [RowError(None, None, "", f"the import failed unexpectedly "
+                                     f"({type(error).__name__}); nothing was imported")], 1)
+        raise
+    finally:
+        reporter.close()
+    batch.refresh_from_db()
+    return batch
+
+
+def _idempotent_batch(user, key: str, digest: str) -> ImportBatch | None:
+    earlier = ImportBatch.objects.filter(user=user, idempotency_key=key).first()
+    if earlier is not None and earlier.sha256 != digest:
+        raise IdempotencyConflict(
+            "This idempotency key was already used for different records; use a new key."
+        )
+    return earlier
+
+
+@contextmanager
+def _batch_file_path(batch: ImportBatch) -> Iterator[Path]:
+    if not batch.file:
+        raise MetricFileRejected([RowError(None, None, "", "the batch has no stored file")])
+    try:
+        yield Path(batch.file.path)
+    except NotImplementedError:  # a storage without local paths: spool to a temporary file
+        import tempfile
+
+        suffix = Path(batch.file_name).suffix
+        with tempfile.NamedTemporaryFile(suffix=suffix) as spool, batch.file.open("rb") as src:
+            for chunk in src.chunks():
+                spool.write(chunk)
+            spool.flush()
+            yield Path(spool.name)
+
+
+def _batch_finish(batch: ImportBatch, validated: ValidatedRows, *, notes: list[str],
+                  reporter: "_ProgressReporter") -> ImportResult:
+    if not validated.ok:
+        return _batch_fail(batch, validated.errors, validated.error_count, notes=notes,
+                           rows_total=validated.rows_total)
+    with transaction.atomic():
+        counts = observations_write(
+            rows=validated.frame, batch=batch, user=batch.user,
+            progress=lambda share: reporter(40 + int(share * 59)),
+        )
+        ImportBatch.objects.filter(pk=batch.pk).update(
+            status=ImportStatus.SUCCEEDED, rows_total=validated.rows_total,
+            inserted=counts.inserted, updated=counts.updated, unchanged=counts.unchanged,
+            error_count=0, errors=[], progress=100, finished_at=timezone.now(),
+        )
+    batch.refresh_from_db()
+    if reporter.callback is not None:
+        reporter.callback(100)
+    return ImportResult.of_batch(batch, notes=notes)
+
+
+def _batch_fail(batch: ImportBatch, errors: list[RowError], error_count: int, *,
+                notes: list[str] | None = None, rows_total: int | None = None) -> ImportResult:
+    changes = {
+        "status": ImportStatus.FAILED, "errors": [error.as_dict() for error in errors],
+        "error_count": error_count, "inserted": 0, "updated": 0, "unchanged": 0,
+        "progress": 100, "finished_at": timezone.now(),
+    }
+    if rows_total is not None:
+        changes["rows_total"] = rows_total
+    if batch.source == ImportSource.API:
+        changes["idempotency_key"] = None
+    ImportBatch.objects.filter(pk=batch.pk).update(**changes)
+    batch.refresh_from_db()
+    return ImportResult.of_batch(batch, notes=notes)
+
+
+class _ProgressReporter:
+    """Publishes an import's progress while it runs.
+
+    Outside a transaction the batch row is updated directly. Inside the write transaction an
+    update would stay invisible until commit, so on PostgreSQL a second connection publishes
+    it (SKIP LOCKED: it never waits for the import's own locks). When the import itself runs
+    inside a caller's transaction, only the callback is told.
+    """
+
+    def __init__(self, batch_id: int, callback: Callable[[int], None] | None):
+        self.batch_id = batch_id
+        self.callback = callback
+        self.last = -1
+        self.publish = not connection.in_atomic_block
+        self.side_connection = None
+
+    def __call__(self, percent: int) -> None:
+        percent = max(0, min(99, int(percent)))
+        if percent <= self.last:
+            return
+        self.last = percent
+        if self.publish:
+            self._store(percent)
+        if self.callback is not None:
+            self.callback(percent)
+
+    def _store(self, percent: int) -> None:
+        if not connection.in_atomic_block:
+            ImportBatch.objects.filter(pk=self.batch_id, status=ImportStatus.RUNNING).update(
+                progress=percent
+            )
+        elif connection.vendor == "postgresql":
+            if self.side_connection is None:
+                self.side_connection = connections.create_connection(DEFAULT_DB_ALIAS)
+            table = ImportBatch._meta.db_table
+            with self.side_connection.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {table} SET progress = %s WHERE id IN (SELECT id FROM {table}"
+                    " WHERE id = %s AND status = %s FOR UPDATE SKIP LOCKED)",
+                    [percent, self.batch_id, ImportStatus.RUNNING],
+                )
+
+    def close(self) -> None:
+        if self.side_connection is not None:
+            self.side_connection.close()
+            self.side_connection = None

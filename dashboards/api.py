@@ -1,0 +1,287 @@
+"""The metrics API for other systems, and the page where users manage their API tokens.
+
+`POST /api/v1/observations` imports a JSON list of observations with the rules of a metric file
+(all or nothing, a partner writes only its own agreements and side), authenticated by a
+per-user token (`Authorization: Bearer <key>`), made safe to retry by an `Idempotency-Key`.
+The contract is `dashboards/openapi.py` (served at /api/openapi.json) and docs/api.md.
+
+A token's key is shown once, when it is made; the database keeps its SHA-256 only, and a
+request's token is found by the hash of the key it presents (no secret is compared in Python,
+so there is nothing to time). The endpoint reads no cookie, so it needs no CSRF token.
+"""
+
+import hashlib
+import json
+import re
+import secrets
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import RequestDataTooBig
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from partnerships.audit import audit_record
+from partnerships.models import ApiToken, AuditAction, ImportBatch, ImportStatus
+from partnerships.services import (
+    IdempotencyConflict,
+    ImportNotAllowed,
+    import_uploader,
+    observations_import_records,
+)
+
+from .imports_views import uploader_required
+from .views import HtmxHttpRequest
+
+KEY_PREFIX = "pp_"
+# Shown in lists so a user can tell their tokens apart; never enough to use one.
+SHOWN_PREFIX_LENGTH = 12
+MAX_KEY_LENGTH = 200
+MAX_ACTIVE_TOKENS = 20
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
+REALM = 'Bearer realm="metrics"'
+NEW_KEY_SESSION_KEY = "api_token_new_key"
+
+
+# ---- Tokens -----------------------------------------------------------------------------------
+
+
+def api_key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def api_token_create(*, user, name: str) -> tuple[ApiToken, str]:
+    """A new token of the user and its key (shown once; only its SHA-256 is stored)."""
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(
+        user=user, name=name, prefix=key[:SHOWN_PREFIX_LENGTH], key_hash=api_key_hash(key)
+    )
+    return token, key
+
+
+def api_token_revoke(*, user, token_id: int) -> ApiToken | None:
+    """Revoke one of the user's own live tokens; None if they have no such token."""
+    with transaction.atomic():
+        token = (
+            ApiToken.objects.select_for_update()
+            .filter(user=user, pk=token_id, revoked_at__isnull=True).first()
+        )
+        if token is None:
+            return None
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+    return token
+
+
+def api_token_authenticate(*, authorization: str) -> ApiToken | None:
+    """The live token of an active user that the `Authorization: Bearer` value names, or None."""
+    scheme, _, key = authorization.strip().partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key or len(key) > MAX_KEY_LENGTH:
+        return None
+    token = (
+        ApiToken.objects.select_related("user")
+        .filter(key_hash=api_key_hash(key), revoked_at__isnull=True).first()
+    )
+    if token is None or not token.user.is_active:
+        return None
+    return token
+
+
+class TokenForm(forms.Form):
+    name = forms.CharField(
+        label="Name", max_length=100,
+        help_text="What will use the token, e.g. “CRM nightly export”.",
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )
+
+
+@never_cache
+@uploader_required
+def api_tokens(request: HtmxHttpRequest) -> HttpResponse:
+    form = TokenForm(request.POST or None)
+    tokens = ApiToken.objects.filter(user=request.user).order_by("-created_at")
+    if request.method == "POST" and form.is_valid():
+        if tokens.filter(revoked_at__isnull=True).count() >= MAX_ACTIVE_TOKENS:
+            form.add_error(None, f"You have {MAX_ACTIVE_TOKENS} live tokens already: revoke "
+                                 "one you no longer use first.")
+        else:
+            token, key = api_token_create(user=request.user,
+                                          name=form.cleaned_data["name"].strip())
+            # Shown by the next page and forgotten at once: a reload neither shows it again
+            # nor makes a second token.
+            request.session[NEW_KEY_SESSION_KEY] = {"token": token.pk, "key": key}
+            return redirect("api_tokens")
+    new_key = new_token = None
+    shown = request.session.pop(NEW_KEY_SESSION_KEY, None)
+    if shown:
+        new_token = tokens.filter(pk=shown.get("token"), revoked_at__isnull=True).first()
+        new_key = shown.get("key") if new_token else None
+    context = {
+        "form": form, "tokens": tokens, "new_key": new_key, "new_token": new_token,
+        "endpoint": request.build_absolute_uri(reverse("api_observations")),
+        "uploader": request.uploader,
+    }
+    # The key is in this answer only: no cache may keep it (never_cache sets no-store).
+    return render(request, "dashboards/imports/tokens.html", context)
+
+
+@uploader_required
+@require_POST
+def api_token_revoke_view(request: HtmxHttpRequest) -> HttpResponse:
+    token_id = request.POST.get("token", "")
+    token = None
+    if token_id.isdigit():
+        token = api_token_revoke(user=request.user, token_id=int(token_id))
+    if token is None:
+        messages.warning(request, "No such live token of yours: nothing was revoked.")
+    else:
+        messages.success(request, f"The token “{token.name}” is revoked: requests with its key "
+                                  "are refused from now on.")
+    return redirect("api_tokens")
+
+
+# ---- The endpoint -----------------------------------------------------------------------------
+
+
+def _problem(http_status: int, code: str, message: str, **extra) -> JsonResponse:
+    response = JsonResponse({"error": code, "message": message, **extra}, status=http_status)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _unauthorized(message: str, *, token_given: bool) -> JsonResponse:
+    response = _problem(401, "unauthorized", message)
+    response["WWW-Authenticate"] = REALM + (', error="invalid_token"' if token_given else "")
+    return response
+
+
+def _max_observations() -> int:
+    return settings.METRICS_API_MAX_OBSERVATIONS
+
+
+def _read_observations(request: HttpRequest) -> list | JsonResponse:
+    """The `observations` array of the request's JSON body, or the answer refusing it."""
+    content_type = request.content_type or ""
+    if content_type != "application/json":
+        return _problem(415, "unsupported_media_type",
+                        "Send the observations as JSON with Content-Type: application/json.")
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        return _too_big()
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        return _problem(400, "invalid_json", f"The body is not valid UTF-8 JSON: {error}.")
+    if not isinstance(payload, dict):
+        return _problem(400, "invalid_body",
+                        'The body must be a JSON object: {"observations": [...]}.')
+    unknown = sorted(set(payload) - {"observations"})
+    if unknown:
+        return _problem(400, "invalid_body",
+                        f"Unknown top-level field {unknown[0]!r}: the body has one field, "
+                        "\"observations\".")
+    observations = payload.get("observations")
+    if not isinstance(observations, list):
+        return _problem(400, "invalid_body",
+                        'The body needs "observations": a JSON array of observations.')
+    if not observations:
+        return _problem(400, "invalid_body",
+                        '"observations" is empty: send at least one observation.')
+    if len(observations) > _max_observations():
+        return _too_big(len(observations))
+    return observations
+
+
+def _too_big(count: int | None = None) -> JsonResponse:
+    limit = _max_observations()
+    what = f"{count:,} observations" if count else "The request body is too large"
+    return _problem(413, "too_large",
+                    f"{what}: send at most {limit:,} observations (and at most "
+                    f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 1_000_000} MB) per request; "
+                    "split larger sets into several requests.", max_observations=limit)
+
+
+def _result(request: HttpRequest, batch: ImportBatch, *, replayed: bool) -> JsonResponse:
+    url = request.build_absolute_uri(reverse("import_batch", args=[batch.pk]))
+    if batch.status == ImportStatus.SUCCEEDED:
+        body = {
+            "batch": batch.pk, "status": batch.status, "replayed": replayed,
+            "rows": batch.rows_total, "inserted": batch.inserted, "updated": batch.updated,
+            "unchanged": batch.unchanged, "url": url,
+        }
+        response = JsonResponse(body, status=200 if replayed else 201)
+        response["Location"] = url
+        response["Cache-Control"] = "no-store"
+        return response
+    errors = [
+        {"index": error.get("row"), "field": error.get("column"),
+         "message": error.get("message", ""), "value": error.get("value", "")}
+        for error in batch.errors or []
+    ]
+    count = batch.error_count
+    return _problem(
+        422, "invalid_observations",
+        f"{count:,} problem{'s' if count != 1 else ''} in {batch.rows_total:,} "
+        "observations; nothing was imported.",
+        batch=batch.pk, status=batch.status, error_count=count, errors=errors,
+    )
+
+
+@csrf_exempt
+def observations_api(request: HttpRequest) -> HttpResponse:
+    """POST /api/v1/observations: import observations, all or none (see docs/api.md)."""
+    if request.method != "POST":
+        response = _problem(405, "method_not_allowed", "Use POST.")
+        response["Allow"] = "POST"
+        return response
+    authorization = request.headers.get("Authorization", "")
+    token = api_token_authenticate(authorization=authorization)
+    if token is None:
+        if not authorization:
+            return _unauthorized("Send your API token: Authorization: Bearer <key>.",
+                                 token_given=False)
+        return _unauthorized("The API token is unknown or revoked, or its user is inactive.",
+                             token_given=True)
+    user = token.user
+    try:
+        import_uploader(user=user)
+    except ImportNotAllowed as refused:
+        return _problem(403, "forbidden", str(refused))
+    idempotency_key = request.headers.get("Idempotency-Key")
+    if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+        return _problem(400, "invalid_idempotency_key",
+                        "The Idempotency-Key header must be 1 to 128 printable ASCII "
+                        "characters without spaces, e.g. a UUID.")
+    observations = _read_observations(request)
+    if isinstance(observations, HttpResponse):
+        return observations
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    started = timezone.now()
+    try:
+        batch = observations_import_records(
+            records=observations, user=user, idempotency_key=idempotency_key
+        )
+    except IdempotencyConflict as conflict:
+        return _problem(409, "idempotency_conflict", str(conflict))
+    except ImportNotAllowed as refused:
+        return _problem(403, "forbidden", str(refused))
+    # The service answers a repeated key with the first batch, made before this request.
+    replayed = batch.created_at < started
+    if not replayed:
+        audit_record(
+            action=AuditAction.IMPORT, request=request, user=user, partner=batch.partner,
+            target=f"import batch {batch.pk}",
+            detail={"step": "api", "token": token.prefix, "status": batch.status,
+                    "rows": batch.rows_total, "inserted": batch.inserted,
+                    "updated": batch.updated, "errors": batch.error_count},
+        )
+    return _result(request, batch, replayed=replayed)

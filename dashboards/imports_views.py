@@ -1,0 +1,418 @@
+"""Metric imports on the web: upload → preview → confirm → progress → result; the history of
+imports, one import's changes, and downloads of its file and error report.
+
+The import itself is `partnerships.services` (read, validate, write: all rows or none) run by
+the Celery task `import_batch_run` after the confirming request commits. The page polls the
+batch's panel every second while it is queued or running; the finished panel no longer polls.
+Every form works without JavaScript (post, then redirect to the batch's page).
+
+An uploaded file is stored on a pending batch at once, so the preview and the import read the
+same bytes. A pending batch is "awaiting confirmation" until its uploader confirms it; the
+model has no field for that, so confirming moves its progress from 0 to QUEUED_PROGRESS in one
+conditional UPDATE (and cancelling deletes it only while its progress is still 0): a batch is
+confirmed or cancelled, never both.
+"""
+
+from collections.abc import Callable
+from functools import wraps
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.http import FileResponse, Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_GET, require_POST
+
+from partnerships.access import (
+    agreements_for,
+    import_batches_for,
+    membership_of,
+    observations_for,
+)
+from partnerships.audit import audit_record
+from partnerships.importers import Uploader
+from partnerships.models import (
+    AuditAction,
+    ImportBatch,
+    ImportSource,
+    ImportStatus,
+    ObservationChange,
+    Side,
+)
+from partnerships.services import (
+    ImportNotAllowed,
+    MetricFilePreview,
+    RowError,
+    import_batch_create,
+    import_batch_preview,
+    import_errors_csv,
+    import_uploader,
+    observations_import,
+)
+from partnerships.tasks import import_batch_enqueue
+
+from .views import HtmxHttpRequest
+
+# A pending batch whose progress is this (not 0) has been confirmed and waits for a worker.
+QUEUED_PROGRESS = 1
+HISTORY_PAGE_SIZE = 25
+DETAIL_PAGE_SIZE = 50
+PREVIEW_ROWS = 10
+# The page lists this many errors; the CSV report has every error kept (up to 1,000).
+ERRORS_SHOWN = 100
+DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
+NO_SIDE_MESSAGE = (
+    "Your account is not linked to the host or to a partner yet, so there are no imports to "
+    "show. Ask an administrator to give you a role."
+)
+
+
+# ---- Access ---------------------------------------------------------------------------------
+
+
+def _forbidden(request: HtmxHttpRequest, message: str) -> HttpResponse:
+    return render(request, "dashboards/imports/forbidden.html", {"message": message},
+                  status=403)
+
+
+def imports_visible(view: Callable) -> Callable:
+    """Signed-in members of the host or of a partner (viewers included): they see imports."""
+
+    @wraps(view)
+    def wrapped(request: HtmxHttpRequest, *args, **kwargs) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
+        if membership_of(request.user) is None:
+            return _forbidden(request, NO_SIDE_MESSAGE)
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def uploader_required(view: Callable) -> Callable:
+    """Users who may import (host managers and admins, partner editors); 403 for viewers.
+
+    The view gets the `Uploader` (side and partner) as `request.uploader`."""
+
+    @wraps(view)
+    def wrapped(request: HtmxHttpRequest, *args, **kwargs) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
+        if membership_of(request.user) is None:
+            return _forbidden(request, NO_SIDE_MESSAGE)
+        try:
+            request.uploader = import_uploader(user=request.user)
+        except ImportNotAllowed as refused:
+            return _forbidden(request, str(refused))
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def may_upload(user) -> bool:
+    try:
+        import_uploader(user=user)
+    except ImportNotAllowed:
+        return False
+    return membership_of(user) is not None
+
+
+def _vary_on_htmx(response: HttpResponse) -> HttpResponse:
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+# ---- Forms ----------------------------------------------------------------------------------
+
+
+class UploadForm(forms.Form):
+    file = forms.FileField(
+        label="Metric file",
+        help_text="CSV (UTF-8, comma, semicolon or tab separated) or XLSX (the first sheet is "
+                  "read), one observation a row.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,.tsv,.txt,.xlsx"}),
+    )
+    side = forms.ChoiceField(
+        label="Side of rows without a side", choices=Side.choices, initial=Side.HOST,
+        required=False,
+        help_text="Rows with a side column value keep theirs; the host may import both sides.",
+    )
+
+    def __init__(self, *args, uploader: Uploader, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not uploader.is_host:
+            # A partner editor imports their own side only: nothing to choose.
+            del self.fields["side"]
+
+
+class HistoryFilterForm(forms.Form):
+    status = forms.ChoiceField(
+        label="Status", required=False, choices=[("", "Any status"), *ImportStatus.choices]
+    )
+
+
+# ---- The panel: one batch's state, shared by the upload page and the batch page -------------
+
+
+def batch_stage(batch: ImportBatch | None) -> str:
+    """Where a batch is: choose, preview, queued, running, succeeded or failed."""
+    if batch is None:
+        return "choose"
+    if batch.status == ImportStatus.PENDING:
+        return "queued" if batch.progress >= QUEUED_PROGRESS else "preview"
+    return batch.status
+
+
+def _preview_facts(preview: MetricFilePreview) -> dict:
+    return {
+        "format": (preview.format or "").upper(),
+        "delimiter": DELIMITER_NAMES.get(preview.delimiter or "", preview.delimiter),
+        "missing_optional": [name for name in ("side", "note")
+                             if name not in preview.columns],
+        "value_index": preview.columns.index("value") if "value" in preview.columns else -1,
+    }
+
+
+def _error_rows(errors: list) -> list[RowError]:
+    return [error if isinstance(error, RowError) else RowError.from_dict(error)
+            for error in errors[:ERRORS_SHOWN]]
+
+
+def panel_context(request: HtmxHttpRequest, batch: ImportBatch | None, *,
+                  preview: MetricFilePreview | None = None,
+                  form: UploadForm | None = None, notice: str = "") -> dict:
+    stage = batch_stage(batch)
+    context = {"batch": batch, "stage": stage, "notice": notice, "form": form,
+               "polling": stage in ("queued", "running")}
+    if batch is None:
+        return context
+    own = batch.user_id == request.user.pk
+    context["may_confirm"] = stage == "preview" and own
+    context["may_cancel"] = stage == "preview" and (own or membership_of(request.user).is_host)
+    if stage == "preview":
+        preview = preview or import_batch_preview(batch=batch, max_rows=PREVIEW_ROWS)
+        context.update(preview=preview, **_preview_facts(preview))
+    if stage == "failed":
+        context["errors"] = _error_rows(batch.errors or [])
+        context["errors_hidden"] = max(0, batch.error_count - len(context["errors"]))
+    return context
+
+
+def _panel(request: HtmxHttpRequest, batch: ImportBatch | None, **kwargs) -> HttpResponse:
+    return render(request, "dashboards/imports/_panel.html",
+                  panel_context(request, batch, **kwargs))
+
+
+def _audit(request: HtmxHttpRequest, batch: ImportBatch, step: str, **detail) -> None:
+    audit_record(
+        action=AuditAction.IMPORT, request=request, partner=batch.partner,
+        target=f"import batch {batch.pk}",
+        detail={"step": step, "file": batch.file_name, **detail},
+    )
+
+
+# ---- Upload, confirm, cancel ------------------------------------------------------------------
+
+
+@uploader_required
+def import_upload(request: HtmxHttpRequest) -> HttpResponse:
+    form = UploadForm(request.POST or None, request.FILES or None, uploader=request.uploader)
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
+        batch = import_batch_create(
+            user=request.user, file_name=upload.name, source=ImportSource.UPLOAD,
+            side=form.cleaned_data.get("side") or None, uploaded_file=upload,
+        )
+        preview = None
+        if batch.status == ImportStatus.PENDING:
+            preview = import_batch_preview(batch=batch, max_rows=PREVIEW_ROWS)
+            _audit(request, batch, "uploaded", sha256=batch.sha256,
+                   rows=preview.total_rows, side=batch.side)
+            if not preview.ok:
+                # The file cannot be read at all: the import would fail at once. Let it fail
+                # now, so the batch keeps its errors and its report like any failed import.
+                observations_import(batch_id=batch.pk)
+                batch.refresh_from_db()
+                preview = None
+        url = reverse("import_batch", args=[batch.pk])
+        if not request.htmx:
+            return redirect(url)
+        response = _panel(request, batch, preview=preview)
+        response["HX-Push-Url"] = url
+        return _vary_on_htmx(response)
+    if request.htmx and request.method == "POST":
+        return _vary_on_htmx(_panel(request, None, form=form))
+    context = panel_context(request, None, form=form)
+    context["uploader"] = request.uploader
+    return _vary_on_htmx(render(request, "dashboards/imports/upload.html", context))
+
+
+@uploader_required
+@require_POST
+def import_confirm(request: HtmxHttpRequest, batch_id: int) -> HttpResponse:
+    batches = import_batches_for(user=request.user)
+    batch = get_object_or_404(batches, pk=batch_id)
+    notice = ""
+    if batch.user_id != request.user.pk:
+        notice = "Only the person who uploaded a file can confirm its import."
+    else:
+        with transaction.atomic():
+            confirmed = batches.filter(
+                pk=batch.pk, user=request.user, status=ImportStatus.PENDING, progress=0
+            ).update(progress=QUEUED_PROGRESS)
+            if confirmed:
+                _audit(request, batch, "confirmed", sha256=batch.sha256)
+                # Queued after commit: the worker must find the batch confirmed.
+                import_batch_enqueue(batch=batch)
+        if not confirmed:
+            notice = "This import was confirmed or cancelled already."
+    batch.refresh_from_db()
+    if not request.htmx:
+        if notice:
+            messages.warning(request, notice)
+        return redirect("import_batch", batch_id=batch.pk)
+    return _vary_on_htmx(_panel(request, batch, notice=notice))
+
+
+@uploader_required
+@require_POST
+def import_cancel(request: HtmxHttpRequest, batch_id: int) -> HttpResponse:
+    batches = import_batches_for(user=request.user)
+    batch = get_object_or_404(batches, pk=batch_id)
+    may_cancel = batch.user_id == request.user.pk or membership_of(request.user).is_host
+    cancelled = False
+    if may_cancel:
+        with transaction.atomic():
+            # Locked, then deleted only if still unconfirmed: a confirm racing with this
+            # cancel either finds the batch gone or makes this delete find nothing.
+            pending = batches.select_for_update().filter(
+                pk=batch.pk, status=ImportStatus.PENDING, progress=0
+            ).first()
+            if pending is not None:
+                stored, storage = pending.file.name, pending.file.storage
+                _audit(request, pending, "cancelled", sha256=pending.sha256)
+                pending.delete()
+                if stored:
+                    transaction.on_commit(lambda: storage.delete(stored))
+                cancelled = True
+    if cancelled:
+        notice = f"The upload of {batch.file_name} was cancelled; nothing was imported."
+    elif not may_cancel:
+        notice = "Only the person who uploaded a file can cancel its import."
+    else:
+        notice = "This import cannot be cancelled any more: it was confirmed already."
+    if not cancelled:
+        if request.htmx:
+            return _vary_on_htmx(_panel(request, batch, notice=notice))
+        messages.warning(request, notice)
+        return redirect("import_batch", batch_id=batch.pk)
+    if not request.htmx:
+        messages.success(request, notice)
+        return redirect("import_upload")
+    form = UploadForm(uploader=request.uploader)
+    response = _panel(request, None, form=form, notice=notice)
+    response["HX-Push-Url"] = reverse("import_upload")
+    return _vary_on_htmx(response)
+
+
+# ---- History, one batch, its panel ----------------------------------------------------------
+
+
+@imports_visible
+@require_GET
+def import_history(request: HtmxHttpRequest) -> HttpResponse:
+    form = HistoryFilterForm(request.GET or None)
+    batches = import_batches_for(user=request.user).select_related("user", "partner")
+    status = form.cleaned_data.get("status") if form.is_valid() else ""
+    if status:
+        batches = batches.filter(status=status)
+    page = Paginator(batches.order_by("-created_at", "-pk"), HISTORY_PAGE_SIZE).get_page(
+        request.GET.get("page"))
+    for batch in page.object_list:
+        batch.stage = batch_stage(batch)
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "form": form, "page": page, "query": query.urlencode(), "filtered": bool(status),
+        "can_upload": may_upload(request.user),
+        "is_host": membership_of(request.user).is_host,
+    }
+    template = "dashboards/imports/history.html"
+    if request.htmx:
+        template += "#history-results"
+    return _vary_on_htmx(render(request, template, context))
+
+
+@imports_visible
+@require_GET
+def import_batch(request: HtmxHttpRequest, batch_id: int) -> HttpResponse:
+    batch = get_object_or_404(
+        import_batches_for(user=request.user).select_related("user", "partner"), pk=batch_id
+    )
+    visible_agreements = agreements_for(user=request.user)
+    changes = (
+        ObservationChange.objects.filter(batch=batch, agreement__in=visible_agreements)
+        .select_related("agreement", "kpi", "changed_by")
+        .order_by("agreement__code", "kpi__code", "side", "date", "pk")
+    )
+    inserted = (
+        observations_for(user=request.user).filter(batch=batch)
+        .exclude(changes__batch=batch)
+        .select_related("agreement", "kpi")
+        .order_by("agreement__code", "kpi__code", "side", "date")
+    )
+    context = panel_context(request, batch) | {
+        "changes": Paginator(changes, DETAIL_PAGE_SIZE).get_page(request.GET.get("changes")),
+        "inserted": Paginator(inserted, DETAIL_PAGE_SIZE).get_page(request.GET.get("rows")),
+        "is_host": membership_of(request.user).is_host,
+    }
+    template = "dashboards/imports/batch.html"
+    if request.htmx and request.GET.get("section") in ("changes", "inserted"):
+        template += f"#{request.GET['section']}"
+    return _vary_on_htmx(render(request, template, context))
+
+
+@imports_visible
+@require_GET
+def import_panel(request: HtmxHttpRequest, batch_id: int) -> HttpResponse:
+    batch = get_object_or_404(import_batches_for(user=request.user), pk=batch_id)
+    return _vary_on_htmx(_panel(request, batch))
+
+
+# ---- Downloads --------------------------------------------------------------------------------
+
+
+@imports_visible
+@require_GET
+def import_file(request: HtmxHttpRequest, batch_id: int) -> HttpResponse:
+    batch = get_object_or_404(import_batches_for(user=request.user), pk=batch_id)
+    if not batch.file:
+        messages.info(request, "This import has no stored file.")
+        return redirect("import_batch", batch_id=batch.pk)
+    try:
+        handle = batch.file.open("rb")
+    except FileNotFoundError:
+        raise Http404("The stored file is missing.") from None
+    # Always a download, never shown inline: the content is whatever was uploaded.
+    return FileResponse(
+        handle, as_attachment=True, filename=batch.file_name or f"import-{batch.pk}",
+        content_type="application/octet-stream",
+    )
+
+
+@imports_visible
+@require_GET
+def import_error_report(request: HtmxHttpRequest, batch_id: int) -> HttpResponse:
+    batch = get_object_or_404(import_batches_for(user=request.user), pk=batch_id)
+    # A BOM, so spreadsheet programs read the report as UTF-8.
+    body = "\ufeff" + import_errors_csv(errors=batch.errors or [])
+    response = HttpResponse(body, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = (
+        f'attachment; filename="import-{batch.pk}-errors.csv"'
+    )
+    return response

@@ -1,0 +1,104 @@
+"""The Django admin answers host staff only (is_staff and a host membership), behind the second
+factor when it is required. Anyone else signed in gets a 404; anonymous visitors are sent to the
+one log-in page, which is throttled."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+from partnerships.models import Role
+from tests.conftest import make_user
+
+from .conftest import confirmed_device, totp_code
+
+pytestmark = pytest.mark.django_db
+
+ADMIN = reverse("admin:index")
+
+
+def staff(user):
+    user.is_staff = True
+    user.save()
+    return user
+
+
+def test_anonymous_visitor_is_sent_to_the_site_log_in(client):
+    response = client.get(ADMIN, follow=True)
+
+    assert response.redirect_chain[-1][0] == reverse("login") + "?next=" + ADMIN
+    assert response.status_code == 200
+
+
+def test_admin_log_in_page_is_the_site_log_in(client):
+    response = client.get(reverse("admin:login") + "?next=/admin/partnerships/")
+
+    assert response.status_code == 302
+    assert response.url == reverse("login") + "?next=/admin/partnerships/"
+
+
+def test_host_staff_reach_the_admin(client, host_manager, django_user_model):
+    client.force_login(staff(host_manager))
+    assert client.get(ADMIN).status_code == 200
+
+    host_admin = make_user(django_user_model, "host-admin", Role.HOST_ADMIN)
+    host_admin.is_staff = host_admin.is_superuser = True
+    host_admin.save()
+    client.force_login(host_admin)
+    assert client.get(reverse("admin:partnerships_auditevent_changelist")).status_code == 200
+
+
+def test_host_manager_without_staff_flag_gets_not_found(client, host_manager):
+    client.force_login(host_manager)
+
+    assert client.get(ADMIN).status_code == 404
+    assert client.get(reverse("admin:partnerships_partner_changelist")).status_code == 404
+
+
+def test_partner_user_with_staff_flag_gets_not_found(client, acme_viewer):
+    client.force_login(staff(acme_viewer))
+
+    assert client.get(ADMIN).status_code == 404
+    assert client.get(reverse("admin:partnerships_membership_changelist")).status_code == 404
+
+
+def test_superuser_without_a_host_membership_gets_not_found(client, db):
+    root = get_user_model().objects.create_superuser("root", password="pw-root-long-enough")
+    client.force_login(root)
+
+    assert client.get(ADMIN).status_code == 404
+
+
+def test_admin_link_shows_for_host_staff_only(client, acme_viewer, django_user_model):
+    client.force_login(staff(acme_viewer))
+    assert f'href="{ADMIN}"' not in client.get(reverse("home")).content.decode()
+
+    host_admin = staff(make_user(django_user_model, "host-admin", Role.HOST_ADMIN))
+    client.force_login(host_admin)
+    assert f'href="{ADMIN}"' in client.get(reverse("home")).content.decode()
+
+
+def test_admin_needs_the_second_factor_when_it_is_required(client, host_manager,
+                                                           two_factor_on):
+    client.force_login(staff(host_manager))
+
+    response = client.get(ADMIN)
+    assert response.status_code == 302
+    assert response.url == reverse("two_factor_setup") + "?next=%2Fadmin%2F"
+
+    device = confirmed_device(host_manager)
+    assert client.get(ADMIN).url.startswith(reverse("two_factor_verify"))
+    client.post(reverse("two_factor_verify"), {"token": totp_code(device.bin_key)})
+    assert client.get(ADMIN).status_code == 200
+
+
+def test_host_admins_manage_totp_devices_in_the_admin(client, django_user_model, acme_viewer):
+    confirmed_device(acme_viewer)
+    host_admin = make_user(django_user_model, "host-admin", Role.HOST_ADMIN)
+    host_admin.is_staff = host_admin.is_superuser = True
+    host_admin.save()
+    client.force_login(host_admin)
+
+    response = client.get(reverse("admin:otp_totp_totpdevice_changelist"))
+
+    assert response.status_code == 200
+    assert "acme-viewer" in response.content.decode()
