@@ -1,9 +1,12 @@
 from django.urls import path
 
-from . import access_views, api, imports_views, openapi, views
+from . import access_views, api, imports_views, openapi, portfolio_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("portfolio/", portfolio_views.portfolio, name="portfolio"),
+    path("agreements/<str:code>/", portfolio_views.agreement_dashboard,
+         name="agreement_dashboard"),
     path("scoring/runs/", views.scoring_runs, name="scoring_runs"),
     path("scoring/runs/start/", views.scoring_run_start, name="scoring_run_start"),
     path("scoring/runs/<int:run_id>/panel/", views.scoring_run_panel, name="scoring_run_panel"),

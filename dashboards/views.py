@@ -35,6 +35,10 @@ def home(request: HtmxHttpRequest) -> HttpResponse:
         "agreement_count": total,
         "active_count": counts.get(Stage.ACTIVE, 0),
         "stage_figure": agreements_by_stage_figure(counts=counts) if total else None,
+        # Links to the agreement dashboards; the host has the whole portfolio page for more.
+        "agreement_links": list(
+            agreements_for(user=request.user).select_related("partner").order_by("code")[:20]
+        ) if total else [],
     })
 
 

@@ -359,6 +359,9 @@ ROUTES: dict[str, Route] = {
     # Dashboards.
     "home": Route(roles=SIGNED_IN),
     "scoring_runs": Route(roles=HOST),
+    # A search term is free text: an unknown one finds no rows, it is no missing object.
+    "portfolio": Route(roles=HOST, htmx=True, query={"q": SLUG}, missing=None),
+    "agreement_dashboard": Route(roles=SIGNED_IN, htmx=True, path={"code": GLOBEX_CODE}),
     "scoring_run_start": Route(roles=MANAGERS, methods=("POST",), htmx=True),
     "scoring_run_panel": Route(
         roles=HOST, htmx=True, path={"run_id": Value(lambda w, p: str(w.run_id))}),

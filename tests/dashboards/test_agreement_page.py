@@ -1,0 +1,222 @@
+"""The dashboard of one agreement, shared by the host and the agreement's partner."""
+
+import json
+
+import pytest
+from django.urls import reverse
+
+from scoring.exports import format_number, scorecard_export_rows
+from scoring.models import KPIScore, Scorecard, ScoringRun
+from scoring.services import scoring_run_inline
+from tests.conftest import write_observations
+
+pytestmark = pytest.mark.django_db
+
+
+def url(code: str) -> str:
+    return reverse("agreement_dashboard", args=[code])
+
+
+@pytest.fixture
+def scored(acme_agreement, globex_agreement, kpis):
+    rev, defect = kpis["revenue"], kpis["defect_rate"]
+    rows = []
+    for month, value in ((1, 50), (2, 80), (3, 120)):
+        day = f"2025-{month:02d}"
+        rows += [
+            (acme_agreement, rev, "host", f"{day}-10", value),
+            (acme_agreement, rev, "partner", f"{day}-11", value * 1.2),  # 20 % apart
+            (acme_agreement, defect, "partner", f"{day}-05", 5),
+            (globex_agreement, rev, "host", f"{day}-15", 90),
+            (globex_agreement, defect, "partner", f"{day}-15", 2),
+        ]
+    # April: globex only, so Acme has no scorecard for it.
+    rows.append((globex_agreement, rev, "host", "2025-04-15", 90))
+    write_observations(rows)
+    scoring_run_inline()
+    return acme_agreement, globex_agreement
+
+
+def scorecard(agreement, period):
+    return Scorecard.objects.get(run=ScoringRun.objects.current(), agreement=agreement,
+                                 period=period)
+
+
+def test_anonymous_visitors_log_in(client, scored):
+    assert client.get(url("ACME-CM-2025")).status_code == 302
+
+
+def test_partner_viewer_sees_own_agreement(client, acme_viewer, scored):
+    client.force_login(acme_viewer)
+    response = client.get(url("ACME-CM-2025"))
+    assert response.status_code == 200
+    assert "Acme Corp — ACME-CM-2025" in response.text
+    assert "Globex" not in response.text
+
+
+def test_other_partners_agreement_answers_like_a_missing_one(client, acme_viewer, scored):
+    client.force_login(acme_viewer)
+    other = client.get(url("GLOBEX-REF-2025"))
+    missing = client.get(url("NO-SUCH-CODE"))
+    assert other.status_code == missing.status_code == 404
+    assert other.content == missing.content
+
+
+def test_host_sees_every_agreement(client, host_manager, scored):
+    client.force_login(host_manager)
+    assert client.get(url("GLOBEX-REF-2025")).status_code == 200
+    assert client.get(url("ACME-CM-2025")).status_code == 200
+
+
+def test_numbers_equal_the_export_rounded_to_one_decimal(client, host_manager, scored):
+    acme = scored[0]
+    client.force_login(host_manager)
+    response = client.get(url(acme.code), {"month": "2025-03"})
+    export = next(row for row in scorecard_export_rows(run=ScoringRun.objects.current())
+                  if row[0] == acme.code and row[2] == "2025-03")
+    overall, coverage, rolling = export[7], export[8], export[9]
+    assert response.context["overall"] == f"{float(overall):.1f}"
+    assert response.context["rolling"] == f"{float(rolling):.1f}"
+    assert response.context["coverage"] == f"{float(coverage) * 100:.1f}"
+    assert f"{float(overall):.1f}" in response.text
+    figure = response.context["history_figure"]
+    march = list(figure["data"][0]["customdata"]).index("2025-03")
+    assert figure["data"][0]["y"][march] == float(f"{float(overall):.1f}")
+    assert figure["layout"]["yaxis"]["title"]["text"] == "score (0–120)"
+
+
+def test_category_chart_uses_fixed_colours(client, host_manager, scored):
+    client.force_login(host_manager)
+    response = client.get(url("ACME-CM-2025"), {"month": "2025-02"})
+    bars = response.context["category_figure"]["data"][0]
+    assert list(bars["marker"]["color"]) == ["#56b4e9", "#cc79a7", "#c9b300", "#8c8c8c"]
+    assert 'id="chart-categories-data"' in response.text
+    json.loads(response.text.split('id="chart-history-data" type="application/json">')[1]
+               .split("</script>")[0])
+
+
+def test_kpi_table_shows_other_side_and_large_delta(client, host_manager, scored, kpis):
+    acme = scored[0]
+    client.force_login(host_manager)
+    response = client.get(url(acme.code), {"month": "2025-02"})
+    rows = {row["kpi"].code: row for row in response.context["kpi_rows"]}
+    stored = KPIScore.objects.get(run=ScoringRun.objects.current(), agreement=acme,
+                                  kpi=kpis["revenue"], period="2025-02")
+    assert rows["revenue"]["actual"] == f"{float(format_number(stored.actual)):.1f}"
+    assert rows["revenue"]["other"] == "96.0"
+    assert rows["revenue"]["delta"] == "20.0"
+    assert rows["revenue"]["delta_large"] is True
+    assert "delta--large" in response.text
+    assert rows["revenue"]["source"] == "host"
+
+
+def test_month_selector_and_htmx_partial(client, host_manager, scored):
+    client.force_login(host_manager)
+    response = client.get(url("ACME-CM-2025"), {"month": "2025-02"},
+                          headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    assert response.text.lstrip().startswith('<div id="agreement-body"')
+    assert "<html" not in response.text
+    assert "?month=2025-01" in response.text and "?month=2025-03" in response.text
+    assert response.context["month"] == "2025-02"
+
+
+def test_defaults_to_the_last_month_and_names_missing_data(client, host_manager, scored):
+    client.force_login(host_manager)
+    response = client.get(url("ACME-CM-2025"))
+    # The run scored April (globex's data) but Acme has no metrics for it.
+    assert response.context["month"] == "2025-04"
+    assert "No metrics imported for 2025-04" in response.text
+    assert response.context["category_figure"] is None
+
+
+def test_tier_since_sentence(client, host_manager, scored):
+    globex = scored[1]
+    run = ScoringRun.objects.current()
+    Scorecard.objects.filter(run=run, agreement=globex).update(tier="growth")
+    Scorecard.objects.filter(run=run, agreement=globex, period="2025-01").update(tier="")
+    client.force_login(host_manager)
+    response = client.get(url(globex.code), {"month": "2025-03"})
+    assert response.context["tier_since"] == "2025-02"
+    assert "GROWTH</span> since 2025-02" in response.text
+
+
+def test_empty_state_without_a_run(client, host_manager, acme_agreement):
+    client.force_login(host_manager)
+    response = client.get(url(acme_agreement.code))
+    assert response.status_code == 200
+    assert "No scores published yet" in response.text
+
+
+# ---- In a real browser: both pages with demo-like data, desktop and phone -----------------
+
+BROWSER_SHOTS = "/tmp/pp-shots"
+
+
+@pytest.fixture
+def demo_program(transactional_db):
+    from partnerships.demo import demo_generate
+
+    demo_generate(partners=4, agreements=12, months=12, kpis_per_agreement=5,
+                  observations_per_month=2, seed=1, password="pw-demo")
+    scoring_run_inline()
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_portfolio_and_agreement_render_in_a_browser(live_server, demo_program):
+    import os
+    from pathlib import Path
+
+    from partnerships.models import Agreement
+
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip("no Debian Chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    Path(BROWSER_SHOTS).mkdir(exist_ok=True)
+    code = Agreement.objects.order_by("code").values_list("code", flat=True).first()
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=[
+            "--headless", "--no-sandbox", "--disable-gpu",
+            "--disable-background-networking", "--disable-component-update"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        problems = []
+        page.on("console", lambda message: message.type == "error"
+                and problems.append(message.text))
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.goto(live_server.url + "/login/")
+        page.get_by_label("Username").fill("manager")
+        page.get_by_label("Password").fill("pw-demo")
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url(live_server.url + "/")
+        for width, name in ((1280, "desktop"), (375, "phone")):
+            page.set_viewport_size({"width": width, "height": 900})
+            page.goto(live_server.url + "/portfolio/")
+            page.wait_for_selector(".portfolio-table")
+            page.screenshot(path=f"{BROWSER_SHOTS}/portfolio-{name}.png", full_page=True)
+            page.goto(live_server.url + f"/agreements/{code}/")
+            page.wait_for_selector("#chart-history .main-svg", timeout=15_000)
+            page.wait_for_timeout(300)
+            page.screenshot(path=f"{BROWSER_SHOTS}/agreement-{name}.png", full_page=True)
+            assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+        # The month selector swaps the panel in with htmx and the charts draw again.
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.locator(".month-nav a").first.click()
+        page.wait_for_url("**?month=**")
+        page.wait_for_selector("#chart-history .main-svg", timeout=15_000)
+        page.screenshot(path=f"{BROWSER_SHOTS}/agreement-previous-month.png", full_page=True)
+        page.goto(live_server.url + "/portfolio/")
+        page.locator("th a", has_text="Overall").click()
+        page.wait_for_url("**sort=overall**")
+        page.screenshot(path=f"{BROWSER_SHOTS}/portfolio-sorted.png", full_page=True)
+        browser.close()
+    assert problems == []
+
+
+def test_home_links_to_own_agreement_dashboards_only(client, acme_viewer, scored):
+    client.force_login(acme_viewer)
+    response = client.get("/")
+    assert url("ACME-CM-2025") in response.text
+    assert "GLOBEX" not in response.text
