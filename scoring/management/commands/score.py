@@ -32,6 +32,7 @@ class Command(BaseCommand):
             f"  agreements:   {summary.agreements}\n"
             f"  scorecards:   {summary.scorecards}\n"
             f"  tier changes: {summary.tier_changes}\n"
-            f"  time:         {summary.seconds:.2f} s\n"
+            f"  time:         {summary.seconds:.2f} s (old results removed in "
+            f"{summary.cleanup_seconds:.2f} s)\n"
             f"  fingerprint:  {summary.fingerprint}"
         )
