@@ -26,6 +26,7 @@ from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render, resolve_url
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
@@ -239,6 +240,28 @@ class TwoFactorMiddleware:
 # ---- The admin: host staff only, behind the same second factor ---------------------------
 
 
+def _audit_admin_changes(request: HttpRequest, *, since) -> None:
+    """Copy the admin's own log entries of this request (additions, changes, deletions, also
+    bulk ones) into the audit log, with the address the request came from."""
+    from django.contrib.admin.models import LogEntry
+
+    entries = LogEntry.objects.filter(user=request.user, action_time__gte=since).select_related(
+        "content_type"
+    )
+    for entry in entries:
+        audit_record(
+            action=AuditAction.ADMIN_CHANGE,
+            request=request,
+            target=f"{entry.content_type.name if entry.content_type else ''}: "
+            f"{entry.object_repr}"[:200],
+            detail={
+                "action": {1: "added", 2: "changed", 3: "deleted"}.get(entry.action_flag, "?"),
+                "change": entry.get_change_message(),
+                "object_id": entry.object_id,
+            },
+        )
+
+
 class HostAdminSite(admin.AdminSite):
     """The Django admin for host staff: is_staff AND a host membership AND the second factor
     when it is required. A signed-in user who fails that gets a 404 (partner users do not learn
@@ -263,7 +286,11 @@ class HostAdminSite(admin.AdminSite):
         def host_staff_only(request, *args, **kwargs):
             if request.user.is_authenticated and not self.has_permission(request):
                 raise Http404
-            return inner(request, *args, **kwargs)
+            started = timezone.now()
+            response = inner(request, *args, **kwargs)
+            if request.method == "POST" and request.user.is_authenticated:
+                _audit_admin_changes(request, since=started)
+            return response
 
         return host_staff_only
 

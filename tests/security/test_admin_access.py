@@ -102,3 +102,23 @@ def test_host_admins_manage_totp_devices_in_the_admin(client, django_user_model,
 
     assert response.status_code == 200
     assert "acme-viewer" in response.content.decode()
+
+
+def test_admin_changes_are_audited_with_the_address(client, django_user_model, acme):
+    from partnerships.models import AuditEvent, Partner
+
+    host_admin = make_user(django_user_model, "host-admin", Role.HOST_ADMIN)
+    host_admin.is_staff = host_admin.is_superuser = True
+    host_admin.save()
+    client.force_login(host_admin)
+    url = reverse("admin:partnerships_partner_change", args=[acme.pk])
+    response = client.post(url, {"slug": "acme", "name": "Acme Renamed", "website": "",
+                                 "industry": "", "status": "active"}, REMOTE_ADDR="198.51.100.7")
+    assert response.status_code == 302
+    assert Partner.objects.get(pk=acme.pk).name == "Acme Renamed"
+    event = AuditEvent.objects.get(action="admin_change")
+    assert (event.user, event.ip_address) == (host_admin, "198.51.100.7")
+    assert "Acme Renamed" in event.target and event.detail["action"] == "changed"
+
+    client.post(reverse("admin:partnerships_partner_delete", args=[acme.pk]), {"post": "yes"})
+    assert AuditEvent.objects.filter(action="admin_change", detail__action="deleted").exists()
