@@ -6,25 +6,23 @@ where another sync Playwright (tests/dashboards keeps one open for the session) 
 """
 
 import datetime as dt
-import os
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
 
 from partnerships.audit import audit_record
 from partnerships.models import AuditEvent, Invitation, Partner, Role
+from tests.browser import (
+    DESKTOP,
+    PHONE,
+    SHOTS,
+    horizontal_overflow,
+    launch,
+    playwright_sync_api,
+    watch,
+)
 from tests.conftest import make_user
-
-# Playwright's sync API runs an event loop in its thread; the live server's ORM calls are in
-# other threads, but Django checks for a running loop in the calling thread.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
-CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = Path("/tmp/pp-shots")
-PHONE = {"width": 375, "height": 812}
-DESKTOP = {"width": 1280, "height": 900}
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -33,30 +31,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def in_browser(live_server):
     """Run `scenario(page, base_url)` in Chromium (in its own thread); fail on any console
     error, uncaught exception, failed request or error response of the page."""
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is missing: apt-get install -y chromium"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api = playwright_sync_api()
 
     def run(scenario) -> None:
         with sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM),
-                args=["--headless", "--no-sandbox", "--disable-gpu",
-                      "--disable-background-networking", "--disable-component-update"],
-            )
+            browser = launch(playwright)
             try:
                 page = browser.new_context(viewport=DESKTOP).new_page()
-                problems = []
-                page.on("console", lambda message: message.type == "error"
-                        and problems.append(f"console: {message.text}"))
-                page.on("pageerror", lambda error: problems.append(f"pageerror: {error}"))
-                page.on("requestfailed", lambda request: problems.append(
-                    f"request failed: {request.url} {request.failure}"))
-                page.on("response", lambda response: response.status >= 400
-                        and problems.append(f"HTTP {response.status}: {response.url}"))
+                problems = watch(page)
                 scenario(page, live_server.url)
                 assert problems == []
             finally:
@@ -105,10 +87,6 @@ def log_in(page, base_url: str, username: str, password: str) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(base_url + "/")
-
-
-def horizontal_overflow(page) -> int:
-    return page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
 
 
 def shoot(page, name: str) -> None:

@@ -8,6 +8,12 @@ from django.urls import reverse
 from scoring.exports import format_number, scorecard_export_rows
 from scoring.models import KPIScore, Scorecard, ScoringRun
 from scoring.services import scoring_run_inline
+from tests.browser import (
+    SHOTS,
+    launch,
+    playwright_sync_api,
+    watch,
+)
 from tests.conftest import write_observations
 
 pytestmark = pytest.mark.django_db
@@ -150,9 +156,6 @@ def test_empty_state_without_a_run(client, host_manager, acme_agreement):
 
 # ---- In a real browser: both pages with demo-like data, desktop and phone -----------------
 
-BROWSER_SHOTS = "/tmp/pp-shots"
-
-
 @pytest.fixture
 def demo_program(transactional_db):
     from partnerships.demo import demo_generate
@@ -165,27 +168,14 @@ def demo_program(transactional_db):
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_portfolio_and_agreement_render_in_a_browser(live_server, demo_program):
-    import os
-    from pathlib import Path
-
     from partnerships.models import Agreement
 
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
-        pytest.skip("no Debian Chromium")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    Path(BROWSER_SHOTS).mkdir(exist_ok=True)
+    sync_api = playwright_sync_api()
     code = Agreement.objects.order_by("code").values_list("code", flat=True).first()
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(chromium), args=[
-            "--headless", "--no-sandbox", "--disable-gpu",
-            "--disable-background-networking", "--disable-component-update"])
+        browser = launch(playwright)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        problems = []
-        page.on("console", lambda message: message.type == "error"
-                and problems.append(message.text))
-        page.on("pageerror", lambda error: problems.append(str(error)))
+        problems = watch(page)
         page.goto(live_server.url + "/login/")
         page.get_by_label("Username").fill("manager")
         page.get_by_label("Password").fill("pw-demo")
@@ -195,22 +185,22 @@ def test_portfolio_and_agreement_render_in_a_browser(live_server, demo_program):
             page.set_viewport_size({"width": width, "height": 900})
             page.goto(live_server.url + "/portfolio/")
             page.wait_for_selector(".portfolio-table")
-            page.screenshot(path=f"{BROWSER_SHOTS}/portfolio-{name}.png", full_page=True)
+            page.screenshot(path=f"{SHOTS}/portfolio-{name}.png", full_page=True)
             page.goto(live_server.url + f"/agreements/{code}/")
             page.wait_for_selector("#chart-history .main-svg", timeout=15_000)
             page.wait_for_timeout(300)
-            page.screenshot(path=f"{BROWSER_SHOTS}/agreement-{name}.png", full_page=True)
+            page.screenshot(path=f"{SHOTS}/agreement-{name}.png", full_page=True)
             assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
         # The month selector swaps the panel in with htmx and the charts draw again.
         page.set_viewport_size({"width": 1280, "height": 900})
         page.locator(".month-nav a").first.click()
         page.wait_for_url("**?month=**")
         page.wait_for_selector("#chart-history .main-svg", timeout=15_000)
-        page.screenshot(path=f"{BROWSER_SHOTS}/agreement-previous-month.png", full_page=True)
+        page.screenshot(path=f"{SHOTS}/agreement-previous-month.png", full_page=True)
         page.goto(live_server.url + "/portfolio/")
         page.locator("th a", has_text="Overall").click()
         page.wait_for_url("**sort=overall**")
-        page.screenshot(path=f"{BROWSER_SHOTS}/portfolio-sorted.png", full_page=True)
+        page.screenshot(path=f"{SHOTS}/portfolio-sorted.png", full_page=True)
         browser.close()
     assert problems == []
 

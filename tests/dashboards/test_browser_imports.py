@@ -6,43 +6,29 @@ so its answer already shows the result; polling is exercised with a batch set ru
 Screenshots go to /tmp/pp-shots/ for a human to look at.
 """
 
-import os
 import re
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
 
 from partnerships.models import ImportBatch
-
-# Playwright's sync API runs an event loop in this thread; Django refuses ORM calls from a
-# thread with a running loop unless told this is safe (it is: the loop is Playwright's).
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
-CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = Path("/tmp/pp-shots")
-PHONE = {"width": 375, "height": 812}
-DESKTOP = {"width": 1280, "height": 900}
+from tests.browser import (
+    DESKTOP,
+    PHONE,
+    SHOTS,
+    horizontal_overflow,
+    launch,
+    playwright_sync_api,
+    watch,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is missing: apt-get install -y chromium"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--headless", "--no-sandbox", "--disable-gpu",
-                "--disable-background-networking", "--disable-component-update",
-            ],
-        )
+    with playwright_sync_api().sync_playwright() as playwright:
+        browser = launch(playwright)
         yield browser
         browser.close()
 
@@ -53,14 +39,8 @@ def page(browser):
     failed requests and error answers."""
     context = browser.new_context(viewport=DESKTOP, accept_downloads=True)
     page = context.new_page()
-    page.problems = []
-    page.on("console", lambda message: message.type == "error"
-            and page.problems.append(f"console: {message.text}"))
-    page.on("pageerror", lambda error: page.problems.append(f"pageerror: {error}"))
-    page.on("requestfailed", lambda request: page.problems.append(
-        f"request failed: {request.url} {request.failure}"))
-    page.on("response", lambda response: response.status >= 400
-            and page.problems.append(f"HTTP {response.status}: {response.url}"))
+    # CSP violations ("Refused to execute/evaluate/apply ...") are console errors too.
+    page.problems = watch(page)
     yield page
     context.close()
 
@@ -71,10 +51,6 @@ def log_in(page, live_server, username: str, password: str) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(live_server.url + "/")
-
-
-def horizontal_overflow(page) -> int:
-    return page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
 
 
 GOOD_CSV = (

@@ -4,39 +4,26 @@ Needs Debian's Chromium (`apt-get install -y chromium`); skipped without it, exc
 a missing browser is a failure. Screenshots go to /tmp/pp-shots/ for a human to look at.
 """
 
-import os
-from pathlib import Path
 
 import pytest
 
-# Playwright's sync API runs an event loop in this thread; Django refuses ORM calls from a
-# thread with a running loop unless told this is safe (it is: the loop is Playwright's).
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
-CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = Path("/tmp/pp-shots")
-PHONE = {"width": 375, "height": 812}
-DESKTOP = {"width": 1280, "height": 900}
+from tests.browser import (
+    DESKTOP,
+    PHONE,
+    SHOTS,
+    horizontal_overflow,
+    launch,
+    playwright_sync_api,
+    watch,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(scope="session")
 def browser():
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is missing: apt-get install -y chromium"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--headless", "--no-sandbox", "--disable-gpu",
-                "--disable-background-networking", "--disable-component-update",
-            ],
-        )
+    with playwright_sync_api().sync_playwright() as playwright:
+        browser = launch(playwright)
         yield browser
         browser.close()
 
@@ -46,15 +33,8 @@ def page(browser):
     """A fresh page that records console errors, uncaught exceptions and failed requests."""
     context = browser.new_context(viewport=DESKTOP)
     page = context.new_page()
-    page.problems = []
     # CSP violations ("Refused to execute/evaluate/apply ...") are console errors too.
-    page.on("console", lambda message: message.type == "error"
-            and page.problems.append(f"console: {message.text}"))
-    page.on("pageerror", lambda error: page.problems.append(f"pageerror: {error}"))
-    page.on("requestfailed", lambda request: page.problems.append(
-        f"request failed: {request.url} {request.failure}"))
-    page.on("response", lambda response: response.status >= 400
-            and page.problems.append(f"HTTP {response.status}: {response.url}"))
+    page.problems = watch(page)
     yield page
     context.close()
 
@@ -65,10 +45,6 @@ def log_in(page, live_server, username: str, password: str) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(live_server.url + "/")
-
-
-def horizontal_overflow(page) -> int:
-    return page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
 
 
 def test_host_logs_in_and_the_chart_draws_without_errors(

@@ -3,30 +3,30 @@ the page, enters the code, reaches home, and at the next log-in is asked for a c
 Same Chromium set-up as tests/dashboards; screenshots go to /tmp/pp-shots/ for a human to look
 at."""
 
-import os
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
-from .conftest import secret_key, totp_code
+from tests.browser import (
+    DESKTOP,
+    PHONE,
+    SHOTS,
+    horizontal_overflow,
+    launch,
+    playwright_sync_api,
+)
+from tests.browser import (
+    watch as record_problems,
+)
 
-CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = Path("/tmp/pp-shots")
-PHONE = {"width": 375, "height": 812}
-DESKTOP = {"width": 1280, "height": 900}
+from .conftest import secret_key, totp_code
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def sync_api():
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is missing: apt-get install -y chromium"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return pytest.importorskip("playwright.sync_api")
+    return playwright_sync_api()
 
 
 def in_own_thread(scenario, *args):
@@ -38,24 +38,12 @@ def in_own_thread(scenario, *args):
 
 
 def watch(page) -> list[str]:
-    """Record console errors (CSP violations among them), uncaught exceptions, failed requests
-    and error responses of this page."""
-    problems = []
-    page.on("console", lambda message: message.type == "error"
-            and problems.append(f"console: {message.text}"))
-    page.on("pageerror", lambda error: problems.append(f"pageerror: {error}"))
-    page.on("requestfailed", lambda request: problems.append(
-        f"request failed: {request.url} {request.failure}"))
-    page.on("response", lambda response: response.status >= 400
-            and problems.append(f"HTTP {response.status}: {response.url}"))
-    # Report CSP violations as they happen, in case a browser only fires the event.
+    """The shared recorder, plus CSP violations reported as they happen, in case a browser
+    only fires the event."""
+    problems = record_problems(page)
     page.add_init_script("""document.addEventListener("securitypolicyviolation", e =>
         console.error("CSP violation: " + e.violatedDirective + " " + e.blockedURI));""")
     return problems
-
-
-def horizontal_overflow(page) -> int:
-    return page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
 
 
 def log_in(page, base_url: str) -> None:
@@ -66,13 +54,7 @@ def log_in(page, base_url: str) -> None:
 
 def set_up_and_verify(sync_api, base_url: str) -> list[str]:
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--headless", "--no-sandbox", "--disable-gpu",
-                "--disable-background-networking", "--disable-component-update",
-            ],
-        )
+        browser = launch(playwright)
         try:
             page = browser.new_context(viewport=DESKTOP).new_page()
             problems = watch(page)
