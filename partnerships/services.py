@@ -111,9 +111,10 @@ def observations_write(*, rows: pd.DataFrame, batch: ImportBatch, user=None,
     if "note" not in rows:
         rows["note"] = ""
     rows["note"] = rows["note"].fillna("").astype(object)
-    now = timezone.now()
     with transaction.atomic():
         _lock_observation_writes()
+        # After the lock: a writer that waited for another must stamp its changes later.
+        now = timezone.now()
         if connection.vendor == "postgresql":
             counts = _write_postgresql(rows, batch=batch, user=user, now=now, progress=progress)
         else:
