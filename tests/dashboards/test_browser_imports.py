@@ -17,32 +17,9 @@ from tests.browser import (
     PHONE,
     SHOTS,
     horizontal_overflow,
-    launch,
-    playwright_sync_api,
-    watch,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_sync_api().sync_playwright() as playwright:
-        browser = launch(playwright)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser):
-    """A fresh page that records console errors (CSP violations too), uncaught exceptions,
-    failed requests and error answers."""
-    context = browser.new_context(viewport=DESKTOP, accept_downloads=True)
-    page = context.new_page()
-    # CSP violations ("Refused to execute/evaluate/apply ...") are console errors too.
-    page.problems = watch(page)
-    yield page
-    context.close()
 
 
 def log_in(page, live_server, username: str, password: str) -> None:

@@ -8,35 +8,12 @@ a missing browser is a failure. Screenshots go to /tmp/pp-shots/ for a human to 
 import pytest
 
 from tests.browser import (
-    DESKTOP,
     PHONE,
     SHOTS,
     horizontal_overflow,
-    launch,
-    playwright_sync_api,
-    watch,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="session")
-def browser():
-    with playwright_sync_api().sync_playwright() as playwright:
-        browser = launch(playwright)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser):
-    """A fresh page that records console errors, uncaught exceptions and failed requests."""
-    context = browser.new_context(viewport=DESKTOP)
-    page = context.new_page()
-    # CSP violations ("Refused to execute/evaluate/apply ...") are console errors too.
-    page.problems = watch(page)
-    yield page
-    context.close()
 
 
 def log_in(page, live_server, username: str, password: str) -> None:
