@@ -22,7 +22,6 @@ from .selectors import (
     portfolio_rows,
     portfolio_sort,
     portfolio_summary,
-    scoring_months,
     tier_since,
 )
 from .views import HtmxHttpRequest
@@ -50,7 +49,7 @@ def _neighbours(months: list[str], month: str) -> tuple[str, str]:
 @host_required
 def portfolio(request: HtmxHttpRequest) -> HttpResponse:
     run = ScoringRun.objects.current()
-    months = scoring_months(run=run)
+    months = run.periods if run is not None else []
     month = _month(request, months)
     previous_month, next_month = _neighbours(months, month)
     choices = {

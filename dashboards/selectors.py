@@ -49,17 +49,6 @@ def month_shift(period: str, months: int) -> str:
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
-def scoring_months(*, run) -> list[str]:
-    """Months the run scored, oldest first."""
-    if run is None or not run.first_period or not run.last_period:
-        return []
-    months, period = [], run.first_period
-    while period <= run.last_period:
-        months.append(period)
-        period = month_shift(period, 1)
-    return months
-
-
 @dataclass
 class PortfolioRow:
     agreement: Agreement

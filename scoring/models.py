@@ -88,6 +88,18 @@ class ScoringRun(models.Model):
         return f"Scoring run {self.pk} ({self.status})"
 
     @property
+    def periods(self) -> list[str]:
+        """The months this run scored, "YYYY-MM", oldest first."""
+        if not self.first_period or not self.last_period:
+            return []
+        first_year, first_month = (int(part) for part in self.first_period.split("-"))
+        last_year, last_month = (int(part) for part in self.last_period.split("-"))
+        return [
+            f"{index // 12:04d}-{index % 12 + 1:02d}"
+            for index in range(first_year * 12 + first_month - 1, last_year * 12 + last_month)
+        ]
+
+    @property
     def duration_seconds(self) -> float | None:
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()

@@ -183,12 +183,6 @@ def scoring_run_plan(*, run_id: int, chunk_size: int | None = None) -> list[int]
     return list(range(len(chunks)))
 
 
-def _periods_of(run: ScoringRun) -> list[str]:
-    if not run.first_period:
-        return []
-    return [str(p) for p in pd.period_range(run.first_period, run.last_period, freq="M")]
-
-
 def _in_clause(ids: list[int]) -> tuple[str, list[int]]:
     return ", ".join(["%s"] * len(ids)), list(ids)
 
@@ -352,7 +346,7 @@ def scoring_chunk_execute(*, run_id: int, index: int) -> bool:
             # commit only fails the run, so it need not wait for the disk.
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL synchronous_commit = off")
-        periods = _periods_of(run)
+        periods = run.periods
         inputs = load_chunk_inputs(agreement_ids=chunk.agreement_ids, periods=periods)
         kpi_scores, scorecards = rules.score_agreements(
             observations=inputs["observations"],

@@ -277,3 +277,9 @@ def test_cleanup_keeps_the_chunks_of_a_run_requested_meanwhile(scored_program):
     assert ScoringChunk.objects.filter(run=run).count() == 1
     services.scoring_chunk_execute(run_id=run.id, index=0)
     assert services.scoring_run_publish(run_id=run.id).status == "succeeded"
+
+
+def test_run_periods_cross_the_year_boundary():
+    run = ScoringRun(first_period="2024-11", last_period="2025-02")
+    assert run.periods == ["2024-11", "2024-12", "2025-01", "2025-02"]
+    assert ScoringRun(first_period="", last_period="").periods == []
