@@ -39,16 +39,18 @@ def scorecard_export_rows(*, run: ScoringRun | None, period: str | None = None) 
         "operational", "relationship", "overall", "coverage", "rolling", "tier", "incomplete",
         "at_risk",
     )
+    # Sorted on the raw codes in Python, which compares code points (a database collation
+    # might not), before any cell is escaped for spreadsheets.
     rows = []
-    for code, partner, month, *scores, coverage, rolling, tier, incomplete, at_risk in records:
+    for code, partner, month, *scores, coverage, rolling, tier, incomplete, at_risk in sorted(
+        records, key=lambda record: (record[0], record[2])
+    ):
         flags = [name for name, on in (("incomplete", incomplete), ("at_risk", at_risk)) if on]
         rows.append([
             safe_text(code), safe_text(partner), month,
             *(format_number(score) for score in scores),
             format_number(coverage), format_number(rolling), tier, ";".join(flags),
         ])
-    # Python's sort compares code points; the database's collation might not.
-    rows.sort(key=lambda row: (row[0], row[2]))
     return rows
 
 

@@ -283,3 +283,14 @@ def test_run_periods_cross_the_year_boundary():
     run = ScoringRun(first_period="2024-11", last_period="2025-02")
     assert run.periods == ["2024-11", "2024-12", "2025-01", "2025-02"]
     assert ScoringRun(first_period="", last_period="").periods == []
+
+
+def test_export_sorts_on_raw_codes_and_escapes_formula_like_text(scored_program):
+    acme, globex = scored_program
+    # Raw: "(" (0x28) sorts before "=" (0x3D); escaped, "'=ACME" would sort first.
+    acme.code, globex.code = "=ACME", "(GLOBEX"
+    acme.save()
+    globex.save()
+    services.scoring_run_inline()
+    rows = scorecard_export_rows(run=ScoringRun.objects.current())
+    assert [row[0] for row in rows] == ["(GLOBEX"] * 3 + ["'=ACME"] * 3
