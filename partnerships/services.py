@@ -251,27 +251,42 @@ def _write_postgresql(rows: pd.DataFrame, *, batch: ImportBatch, user, now,
         updated = cursor.rowcount
         if progress is not None:
             progress(0.7)
+        if updated:
+            cursor.execute(
+                f"UPDATE {observations} o SET value = i.value, note = i.note,"
+                "  batch_id = %s, recorded_by_id = %s, recorded_at = %s"
+                f" FROM {STAGING_TABLE} i WHERE {same_key}",
+                [batch.pk, getattr(user, "pk", None), now],
+            )
+            if cursor.rowcount != updated:
+                raise _ConcurrentWrite(cursor.rowcount, updated)
+            cursor.execute(f"DELETE FROM {STAGING_TABLE} i USING {observations} o WHERE {same_key}")
+        if progress is not None:
+            progress(0.8)
+        # What is left is new. A plain INSERT (no ON CONFLICT): under the write lock no other
+        # writer can have added these keys, and if one bypassed it the unique key refuses the row.
         cursor.execute(
-            f"INSERT INTO {observations} AS o (agreement_id, kpi_id, side, date, value, note,"
+            f"INSERT INTO {observations} (agreement_id, kpi_id, side, date, value, note,"
             "  batch_id, recorded_by_id, recorded_at)"
             " SELECT agreement_id, kpi_id, side, date, value, note, %s, %s, %s"
-            f" FROM {STAGING_TABLE} ORDER BY agreement_id, kpi_id, side, date"
-            " ON CONFLICT (agreement_id, kpi_id, side, date) DO UPDATE SET"
-            "  value = EXCLUDED.value, note = EXCLUDED.note, batch_id = EXCLUDED.batch_id,"
-            "  recorded_by_id = EXCLUDED.recorded_by_id, recorded_at = EXCLUDED.recorded_at"
-            " WHERE o.value IS DISTINCT FROM EXCLUDED.value"
-            "  OR o.note IS DISTINCT FROM EXCLUDED.note",
+            f" FROM {STAGING_TABLE} ORDER BY agreement_id, kpi_id, side, date",
             [batch.pk, getattr(user, "pk", None), now],
         )
-        written = cursor.rowcount
+        inserted = cursor.rowcount
         cursor.execute(f"DROP TABLE {STAGING_TABLE}")
-    if written != total - unchanged:
-        # Only a writer that bypasses the lock can get here; roll back rather than miscount.
-        raise RuntimeError(
-            f"observations changed during the import ({written} written, "
-            f"{total - unchanged} expected); nothing was imported"
+    if inserted + updated != total - unchanged:
+        raise _ConcurrentWrite(inserted + updated, total - unchanged)
+    return WriteCounts(inserted=inserted, updated=updated, unchanged=unchanged)
+
+
+class _ConcurrentWrite(RuntimeError):
+    """Only a writer that bypasses the write lock can cause this; the import rolls back."""
+
+    def __init__(self, written: int, expected: int):
+        super().__init__(
+            f"observations changed during the import ({written} written, {expected} expected);"
+            " nothing was imported"
         )
-    return WriteCounts(inserted=written - updated, updated=updated, unchanged=unchanged)
 
 
 def _copy_rows(rows: pd.DataFrame) -> bytes:

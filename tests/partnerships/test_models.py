@@ -4,6 +4,7 @@ import datetime as dt
 
 import pytest
 from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
 
 from partnerships.models import (
     Agreement,
@@ -16,6 +17,7 @@ from partnerships.models import (
     ProgramSettings,
 )
 from scoring.models import Scorecard, ScoringRun
+from tests.conftest import write_observations
 
 pytestmark = pytest.mark.django_db
 
@@ -179,3 +181,35 @@ def test_agreement_scope_gives_partner_users_their_own_agreements(
     assert list(Agreement.objects.visible_to(acme_viewer)) == [acme_agreement]
     acme_viewer.is_active = False
     assert not Agreement.objects.visible_to(acme_viewer).exists()
+
+
+# The observation table has no database foreign keys (see MetricObservation); the ORM's
+# on_delete rules hold its integrity instead.
+def test_deleting_an_agreement_deletes_its_observations(acme_agreement, globex_agreement, kpis):
+    write_observations([
+        (acme_agreement, kpis["revenue"], "host", "2025-03-01", 10),
+        (globex_agreement, kpis["revenue"], "host", "2025-03-01", 20),
+    ])
+    acme_agreement.delete()
+    assert list(MetricObservation.objects.values_list("agreement_id", flat=True)) == [
+        globex_agreement.pk
+    ]
+
+
+def test_a_kpi_or_batch_with_observations_cannot_be_deleted(acme_agreement, kpis):
+    batch, _ = write_observations([(acme_agreement, kpis["revenue"], "host", "2025-03-01", 10)])
+    with pytest.raises(ProtectedError):
+        kpis["revenue"].delete()
+    with pytest.raises(ProtectedError):
+        batch.delete()
+    assert MetricObservation.objects.count() == 1
+
+
+def test_deleting_a_user_keeps_their_observations(acme_agreement, kpis, host_manager):
+    write_observations(
+        [(acme_agreement, kpis["revenue"], "host", "2025-03-01", 10)], user=host_manager
+    )
+    ImportBatch.objects.update(user=None)
+    host_manager.delete()
+    observation = MetricObservation.objects.get()
+    assert observation.recorded_by_id is None and observation.value == 10
