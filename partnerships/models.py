@@ -472,7 +472,15 @@ class ImportBatch(models.Model):
     error_count = models.PositiveIntegerField("errors", default=0)
     errors = models.JSONField("errors", default=list, blank=True)
     progress = models.PositiveSmallIntegerField("progress %", default=0)
+    notes = models.JSONField(
+        "notes", default=list, blank=True,
+        help_text="What the reader noticed, e.g. which sheet of a workbook was read.",
+    )
     created_at = models.DateTimeField("created", auto_now_add=True)
+    confirmed_at = models.DateTimeField(
+        "confirmed", null=True, blank=True,
+        help_text="When the uploader confirmed the previewed file; empty while awaiting it.",
+    )
     finished_at = models.DateTimeField("finished", null=True, blank=True)
 
     class Meta:
@@ -773,3 +781,296 @@ class Invitation(models.Model):
         if self.expires_at <= now:
             return "expired"
         return "pending"
+
+
+# ---- Program management: stage history, KPI templates, reviews, assessments, change history --
+
+# The moves an agreement's stage may make. A pilot promoted to active keeps its id, its code,
+# its observations and scores: promotion is a move, not a new agreement.
+STAGE_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    Stage.PROSPECT: (Stage.PILOT, Stage.ACTIVE, Stage.ENDED),
+    Stage.PILOT: (Stage.ACTIVE, Stage.UNDER_REVIEW, Stage.EXITING, Stage.ENDED),
+    Stage.ACTIVE: (Stage.UNDER_REVIEW, Stage.EXITING),
+    Stage.UNDER_REVIEW: (Stage.ACTIVE, Stage.EXITING),
+    Stage.EXITING: (Stage.UNDER_REVIEW, Stage.ENDED),
+    Stage.ENDED: (),
+}
+
+
+class StageTransition(models.Model):
+    """One move of an agreement's stage: who, when and why."""
+
+    agreement = models.ForeignKey(
+        Agreement, on_delete=models.CASCADE, related_name="stage_transitions"
+    )
+    from_stage = models.CharField("from", max_length=16, choices=Stage.choices)
+    to_stage = models.CharField("to", max_length=16, choices=Stage.choices)
+    at = models.DateTimeField("when", auto_now_add=True)
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+", verbose_name="by",
+    )
+    reason = models.TextField("why")
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = "stage transition"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(from_stage__in=Stage.values) & Q(to_stage__in=Stage.values),
+                name="stage_transition_stages_valid",
+            ),
+            models.CheckConstraint(
+                condition=~Q(from_stage=F("to_stage")), name="stage_transition_moves"
+            ),
+            models.CheckConstraint(condition=~Q(reason=""), name="stage_transition_has_reason"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agreement_id}: {self.from_stage} → {self.to_stage}"
+
+
+class KPITemplateItem(models.Model):
+    """One KPI of the standard set for an agreement type, copied onto new agreements."""
+
+    agreement_type = models.CharField("agreement type", max_length=32,
+                                      choices=AgreementType.choices)
+    kpi = models.ForeignKey(
+        KPIDefinition, on_delete=models.CASCADE, related_name="template_items",
+        verbose_name="KPI",
+    )
+    target = models.FloatField("monthly target")
+    floor = models.FloatField("floor")
+    weight = models.FloatField("weight within its category", default=1.0)
+
+    class Meta:
+        ordering = ["agreement_type", "kpi__code"]
+        verbose_name = "KPI template item"
+        constraints = [
+            models.UniqueConstraint(fields=["agreement_type", "kpi"],
+                                    name="kpi_template_item_unique"),
+            models.CheckConstraint(condition=Q(agreement_type__in=AgreementType.values),
+                                   name="kpi_template_type_valid"),
+            models.CheckConstraint(condition=~Q(floor=F("target")),
+                                   name="kpi_template_floor_not_target"),
+            models.CheckConstraint(condition=Q(weight__gt=0), name="kpi_template_weight_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agreement_type}:{self.kpi_id}"
+
+
+class ReviewKind(models.TextChoices):
+    QUARTERLY_STRATEGY = "quarterly_strategy", "Quarterly strategy review"
+    MONTHLY_RESULTS = "monthly_results", "Monthly results review"
+    TACTICAL_SYNC = "tactical_sync", "Bi-weekly tactical sync"
+
+
+class Review(TimeStamped):
+    """A business review of an agreement, as both sides held it."""
+
+    Kind = ReviewKind
+
+    agreement = models.ForeignKey(Agreement, on_delete=models.CASCADE, related_name="reviews")
+    kind = models.CharField("kind", max_length=24, choices=ReviewKind.choices)
+    held_on = models.DateField("date")
+    host_attendees = models.TextField("attendees (host)", blank=True)
+    partner_attendees = models.TextField("attendees (partner)", blank=True)
+    notes = models.TextField("notes", blank=True)
+    decisions = models.TextField("decisions", blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["-held_on", "-id"]
+        verbose_name = "business review"
+        indexes = [models.Index(fields=["agreement", "-held_on"], name="review_recent")]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=ReviewKind.values),
+                                   name="review_kind_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of {self.agreement_id} on {self.held_on}"
+
+
+class Raci(models.TextChoices):
+    RESPONSIBLE = "responsible", "Responsible"
+    ACCOUNTABLE = "accountable", "Accountable"
+    CONSULTED = "consulted", "Consulted"
+    INFORMED = "informed", "Informed"
+
+
+class ActionStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    IN_PROGRESS = "in_progress", "In progress"
+    DONE = "done", "Done"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class ActionItem(TimeStamped):
+    """A task agreed in a review: what, who (name and side), their RACI role, by when."""
+
+    Status = ActionStatus
+
+    agreement = models.ForeignKey(Agreement, on_delete=models.CASCADE,
+                                  related_name="action_items")
+    review = models.ForeignKey(Review, on_delete=models.SET_NULL, null=True, blank=True,
+                               related_name="action_items")
+    description = models.TextField("action")
+    owner_name = models.CharField("owner", max_length=200)
+    owner_side = models.CharField("owner's side", max_length=8, choices=Side.choices)
+    raci = models.CharField("RACI role", max_length=12, choices=Raci.choices,
+                            default=Raci.RESPONSIBLE)
+    due_date = models.DateField("due")
+    status = models.CharField("status", max_length=12, choices=ActionStatus.choices,
+                              default=ActionStatus.OPEN)
+    completed_at = models.DateTimeField("completed", null=True, blank=True)
+
+    class Meta:
+        ordering = ["due_date", "id"]
+        verbose_name = "action item"
+        indexes = [models.Index(fields=["agreement", "status", "due_date"],
+                                name="action_item_open")]
+        constraints = [
+            models.CheckConstraint(condition=Q(owner_side__in=Side.values),
+                                   name="action_item_side_valid"),
+            models.CheckConstraint(condition=Q(raci__in=Raci.values),
+                                   name="action_item_raci_valid"),
+            models.CheckConstraint(condition=Q(status__in=ActionStatus.values),
+                                   name="action_item_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.description[:60]
+
+    @property
+    def is_closed(self) -> bool:
+        return self.status in (ActionStatus.DONE, ActionStatus.CANCELLED)
+
+
+# Days between business reviews by review cadence; a strategic partner gets at least a
+# quarterly executive review, a growth partner a monthly check-in (DOMAIN.md § Concepts, Tier).
+REVIEW_CADENCE_DAYS = {
+    ReviewCadence.BIWEEKLY: 14,
+    ReviewCadence.MONTHLY: 31,
+    ReviewCadence.QUARTERLY: 92,
+    ReviewCadence.SEMIANNUAL: 183,
+    ReviewCadence.ANNUAL: 366,
+}
+TIER_REVIEW_DAYS = {Tier.STRATEGIC: 92, Tier.GROWTH: 31, Tier.TRANSACTIONAL: 92}
+
+FIT_VALIDATORS = [MinValueValidator(1), MaxValueValidator(5)]
+
+
+class PartnerAssessment(TimeStamped):
+    """One assessment of a partner (DOMAIN.md § Partner assessment), kept over time."""
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="assessments")
+    assessed_on = models.DateField("assessed on")
+    assessed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )
+    strategic_fit = models.PositiveSmallIntegerField("strategic fit", validators=FIT_VALIDATORS)
+    cultural_compatibility = models.PositiveSmallIntegerField(
+        "cultural compatibility", validators=FIT_VALIDATORS)
+    operational_capability = models.PositiveSmallIntegerField(
+        "operational capability", validators=FIT_VALIDATORS)
+    market_position = models.PositiveSmallIntegerField("market position",
+                                                       validators=FIT_VALIDATORS)
+    # Cultural alignment: aligned on at least 4 of the 5 -> good cultural fit.
+    aligned_decision_speed = models.BooleanField("decision-making speed aligned", default=False)
+    aligned_communication = models.BooleanField("communication style aligned", default=False)
+    aligned_risk_tolerance = models.BooleanField("risk tolerance aligned", default=False)
+    aligned_innovation = models.BooleanField("innovation approach aligned", default=False)
+    aligned_customer_focus = models.BooleanField("customer focus aligned", default=False)
+    # Three-horizon test.
+    horizon_today = models.TextField("H1: value today", blank=True)
+    horizon_capabilities = models.TextField("H2: capabilities in 6–18 months", blank=True)
+    horizon_options = models.TextField("H3: future options", blank=True)
+    # Partnership value = (strategic fit × resource contribution) / implementation complexity.
+    resource_contribution = models.PositiveSmallIntegerField(
+        "resource contribution", validators=FIT_VALIDATORS)
+    implementation_complexity = models.PositiveSmallIntegerField(
+        "implementation complexity", validators=FIT_VALIDATORS)
+    notes = models.TextField("notes", blank=True)
+
+    ALIGNMENT_FIELDS = ("aligned_decision_speed", "aligned_communication",
+                        "aligned_risk_tolerance", "aligned_innovation", "aligned_customer_focus")
+
+    class Meta:
+        ordering = ["partner", "-assessed_on", "-id"]
+        verbose_name = "partner assessment"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(strategic_fit__gte=1, strategic_fit__lte=5,
+                            cultural_compatibility__gte=1, cultural_compatibility__lte=5,
+                            operational_capability__gte=1, operational_capability__lte=5,
+                            market_position__gte=1, market_position__lte=5,
+                            resource_contribution__gte=1, resource_contribution__lte=5,
+                            implementation_complexity__gte=1, implementation_complexity__lte=5),
+                name="assessment_scores_1_to_5",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Assessment of {self.partner_id} on {self.assessed_on}"
+
+    @property
+    def aligned_count(self) -> int:
+        return sum(bool(getattr(self, name)) for name in self.ALIGNMENT_FIELDS)
+
+    @property
+    def good_cultural_fit(self) -> bool:
+        return self.aligned_count >= 4
+
+    @property
+    def partnership_value(self) -> float:
+        return self.strategic_fit * self.resource_contribution / self.implementation_complexity
+
+
+class ChangeKind(models.TextChoices):
+    CREATED = "created", "Created"
+    UPDATED = "updated", "Changed"
+    DELETED = "deleted", "Deleted"
+    STAGE = "stage", "Stage moved"
+
+
+class ProgramChange(models.Model):
+    """The history of the program: who changed which partner, agreement, KPI, objective, review,
+    action, assessment or incentive plan, when, and each field's old and new value."""
+
+    at = models.DateTimeField("when", auto_now_add=True, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )
+    username = models.CharField("user name", max_length=150, blank=True)
+    kind = models.CharField("change", max_length=8, choices=ChangeKind.choices)
+    object_type = models.CharField("object type", max_length=40)
+    object_id = models.BigIntegerField("object id", null=True, blank=True)
+    object_label = models.CharField("object", max_length=200)
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, null=True, blank=True,
+                                related_name="+")
+    agreement = models.ForeignKey(Agreement, on_delete=models.CASCADE, null=True, blank=True,
+                                  related_name="changes")
+    # {field label: [old, new]} as text, so the history reads the same after the model changes.
+    fields = models.JSONField("fields", default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = "program change"
+        indexes = [
+            models.Index(fields=["agreement", "-at"], name="program_change_agreement"),
+            models.Index(fields=["partner", "-at"], name="program_change_partner"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=ChangeKind.values),
+                                   name="program_change_kind_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.username or '-'} {self.kind} {self.object_label}"
