@@ -1,0 +1,1 @@
+"""Program management in the browser: partners, agreements, KPIs, objectives, reviews."""
