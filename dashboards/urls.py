@@ -1,11 +1,11 @@
 from django.urls import path
 
-from . import access_views, api, imports_views, openapi, portfolio_views, views
+from . import access_views, agreement_views, api, imports_views, openapi, portfolio_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("portfolio/", portfolio_views.portfolio, name="portfolio"),
-    path("agreements/<str:code>/", portfolio_views.agreement_dashboard,
+    path("agreements/<str:code>/", agreement_views.agreement_dashboard,
          name="agreement_dashboard"),
     path("scoring/runs/", views.scoring_runs, name="scoring_runs"),
     path("scoring/runs/start/", views.scoring_run_start, name="scoring_run_start"),
