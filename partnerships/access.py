@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from .audit import audit_record
 from .models import (
+    ActionItem,
     Agreement,
     AuditAction,
     AuditEvent,
@@ -32,7 +33,10 @@ from .models import (
     Membership,
     MetricObservation,
     Partner,
+    PartnerAssessment,
+    Review,
     Role,
+    Side,
 )
 
 View = Callable[..., HttpResponse]
@@ -94,6 +98,62 @@ def observations_for(*, user) -> QuerySet[MetricObservation]:
     if membership.is_host:
         return MetricObservation.objects.all()
     return MetricObservation.objects.filter(agreement__partner_id=membership.partner_id)
+
+
+def partner_members_for(*, user, partner: Partner) -> QuerySet[Membership]:
+    """The partner-side users of one partner, as its contacts: host staff only."""
+    membership = membership_of(user)
+    if membership is None or not membership.is_host:
+        return Membership.objects.none()
+    return Membership.objects.filter(partner=partner).select_related("user")
+
+
+def host_managers_for(*, user) -> QuerySet:
+    """Active host managers, who may own agreements: listed for host staff only."""
+    membership = membership_of(user)
+    if membership is None or not membership.is_host:
+        return get_user_model().objects.none()
+    return get_user_model().objects.filter(
+        is_active=True, membership__role=Role.HOST_MANAGER).order_by("username")
+
+
+def assessments_for(*, user) -> QuerySet[PartnerAssessment]:
+    """Partner assessments: the host's own judgement of its partners, never shown to them."""
+    membership = membership_of(user)
+    if membership is None or not membership.is_host:
+        return PartnerAssessment.objects.none()
+    return PartnerAssessment.objects.select_related("assessed_by")
+
+
+def reviews_for(*, user) -> QuerySet[Review]:
+    """Business reviews of the agreements the user may see."""
+    membership = membership_of(user)
+    if membership is None:
+        return Review.objects.none()
+    if membership.is_host:
+        return Review.objects.all()
+    return Review.objects.filter(agreement__partner_id=membership.partner_id)
+
+
+def action_items_for(*, user) -> QuerySet[ActionItem]:
+    """Action items (of both sides) of the agreements the user may see."""
+    membership = membership_of(user)
+    if membership is None:
+        return ActionItem.objects.none()
+    if membership.is_host:
+        return ActionItem.objects.all()
+    return ActionItem.objects.filter(agreement__partner_id=membership.partner_id)
+
+
+def may_update_action_status(*, user, action: ActionItem) -> bool:
+    """Host managers set any action's status; partner users (editors and viewers) only of the
+    actions their side owns. The caller has already scoped `action` with action_items_for."""
+    membership = membership_of(user)
+    if membership is None:
+        return False
+    if membership.is_host:
+        return membership.can_manage
+    return action.owner_side == Side.PARTNER
 
 
 def memberships_for(*, user) -> QuerySet[Membership]:

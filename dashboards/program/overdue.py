@@ -1,0 +1,213 @@
+"""Overdue business reviews and action items, for one agreement or thousands at once.
+
+An action is overdue when its due date has passed (due before today) and it is neither done nor
+cancelled. A review is overdue when the agreement's last review (of any kind) is older than its
+review interval: the shorter of its review cadence (REVIEW_CADENCE_DAYS) and its tier's service
+level (TIER_REVIEW_DAYS, tier from the current published scorecard); or when an agreement in
+pilot, active or under review has had no review at all for longer than that interval since its
+start. Prospects and ended agreements are never overdue.
+"""
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
+from django.utils import timezone
+
+from partnerships.access import action_items_for, may_update_action_status, membership_of
+from partnerships.models import (
+    REVIEW_CADENCE_DAYS,
+    TIER_REVIEW_DAYS,
+    ActionItem,
+    ActionStatus,
+    Agreement,
+    Review,
+    ReviewCadence,
+    Stage,
+)
+from scoring.models import Scorecard, ScoringRun
+
+OPEN_STATUSES = (ActionStatus.OPEN, ActionStatus.IN_PROGRESS)
+# Stages whose review falls due even before a first review was held.
+REVIEWED_STAGES = (Stage.PILOT, Stage.ACTIVE, Stage.UNDER_REVIEW)
+# Stages that never have a review due.
+UNREVIEWED_STAGES = (Stage.PROSPECT, Stage.ENDED)
+
+
+@dataclass(frozen=True)
+class Overdue:
+    """Where an agreement stands with its reviews and actions on a given day."""
+
+    review_due: dt.date | None  # when the next review is due; None when none is due
+    review_overdue_days: int  # days past review_due; 0 when not overdue
+    overdue_actions: int  # open or in progress, due before today
+    open_actions: int  # open or in progress, overdue or not
+    last_review: dt.date | None = None
+    interval_days: int | None = None  # the shorter of the cadence's and the tier's
+    tier: str = ""
+
+    @property
+    def review_overdue(self) -> bool:
+        return self.review_overdue_days > 0
+
+
+def review_interval_days(*, cadence: str, tier: str = "") -> int:
+    """Days allowed between reviews: min(cadence days, tier's required days)."""
+    days = REVIEW_CADENCE_DAYS.get(cadence, REVIEW_CADENCE_DAYS[ReviewCadence.QUARTERLY])
+    if tier in TIER_REVIEW_DAYS:
+        days = min(days, TIER_REVIEW_DAYS[tier])
+    return days
+
+
+def action_is_overdue(action: ActionItem, *, today: dt.date) -> bool:
+    return action.status in OPEN_STATUSES and action.due_date < today
+
+
+def action_overdue_days(action: ActionItem, *, today: dt.date) -> int:
+    return (today - action.due_date).days if action_is_overdue(action, today=today) else 0
+
+
+def current_tiers(*, agreement_ids, run: ScoringRun | None = None) -> dict[int, str]:
+    """Each agreement's tier in its latest month of the published run ('' without one).
+
+    Two queries (one when `run` is given), whatever the number of agreements."""
+    if run is None:
+        run = ScoringRun.objects.current()
+    if run is None:
+        return {}
+    latest = (Scorecard.objects.filter(run=run, agreement_id=OuterRef("agreement_id"))
+              .order_by("-period").values("period")[:1])
+    rows = (Scorecard.objects
+            .filter(run=run, agreement_id__in=agreement_ids, period=Subquery(latest))
+            .values_list("agreement_id", "tier"))
+    return dict(rows)
+
+
+def review_status(*, stage: str, start: dt.date, cadence: str, tier: str,
+                  last_review: dt.date | None, today: dt.date) -> tuple[dt.date | None, int]:
+    """(the date the next review is due, days it is overdue) for one agreement."""
+    if stage in UNREVIEWED_STAGES:
+        return None, 0
+    interval = dt.timedelta(days=review_interval_days(cadence=cadence, tier=tier))
+    if last_review is not None:
+        due = last_review + interval
+    elif stage in REVIEWED_STAGES:
+        due = start + interval
+    else:
+        # An exiting agreement that was never reviewed: nothing left to fall due.
+        return None, 0
+    return due, max((today - due).days, 0)
+
+
+def overdue_for(*, agreement_ids: Iterable[int] | QuerySet, today: dt.date | None = None,
+                run: ScoringRun | None = None) -> dict[int, Overdue]:
+    """Overdue reviews and actions of many agreements: five queries however many there are.
+
+    `agreement_ids` may be a list of ids or a queryset of ids (`.values("pk")`), which is then
+    used as a subquery."""
+    today = today or timezone.localdate()
+    if not isinstance(agreement_ids, QuerySet):
+        agreement_ids = list(agreement_ids)
+        if not agreement_ids:
+            return {}
+    agreements = list(Agreement.objects.filter(pk__in=agreement_ids)
+                      .values_list("pk", "stage", "start_date", "review_cadence"))
+    if not agreements:
+        return {}
+    ids = [row[0] for row in agreements]
+    last_reviews = dict(
+        Review.objects.filter(agreement_id__in=ids).order_by()
+        .values("agreement_id").annotate(last=Max("held_on"))
+        .values_list("agreement_id", "last")
+    )
+    action_counts = {
+        row["agreement_id"]: row for row in
+        ActionItem.objects.filter(agreement_id__in=ids, status__in=OPEN_STATUSES).order_by()
+        .values("agreement_id")
+        .annotate(open=Count("id"), overdue=Count("id", filter=Q(due_date__lt=today)))
+    }
+    tiers = current_tiers(agreement_ids=ids, run=run)
+    result = {}
+    for pk, stage, start, cadence in agreements:
+        tier = tiers.get(pk, "")
+        last = last_reviews.get(pk)
+        due, days = review_status(stage=stage, start=start, cadence=cadence, tier=tier,
+                                  last_review=last, today=today)
+        counts = action_counts.get(pk, {})
+        result[pk] = Overdue(
+            review_due=due, review_overdue_days=days,
+            overdue_actions=counts.get("overdue", 0), open_actions=counts.get("open", 0),
+            last_review=last,
+            interval_days=None if due is None else review_interval_days(cadence=cadence,
+                                                                        tier=tier),
+            tier=tier,
+        )
+    return result
+
+
+def overdue_totals(*, agreement_ids, today: dt.date | None = None) -> dict[str, int]:
+    """Headline figures of many agreements: overdue reviews, overdue and open actions."""
+    states = overdue_for(agreement_ids=agreement_ids, today=today).values()
+    return {
+        "overdue_reviews": sum(1 for state in states if state.review_overdue),
+        "overdue_actions": sum(state.overdue_actions for state in states),
+        "open_actions": sum(state.open_actions for state in states),
+    }
+
+
+def overdue_actions_of(*, actions: QuerySet[ActionItem], today: dt.date | None = None,
+                       limit: int = 10) -> tuple[list[ActionItem], int]:
+    """The first `limit` overdue actions of a scoped queryset, oldest due first, and their
+    number: two queries."""
+    today = today or timezone.localdate()
+    overdue = actions.filter(status__in=OPEN_STATUSES, due_date__lt=today)
+    shown = list(overdue.select_related("agreement", "agreement__partner")
+                 .order_by("due_date", "id")[:limit])
+    for action in shown:
+        action.overdue_days = (today - action.due_date).days
+    total = len(shown) if len(shown) < limit else overdue.count()
+    return shown, total
+
+
+# ---- What the dashboards of both sides show (one context entry each) ------------------------
+
+
+def annotate_actions(actions: Iterable[ActionItem], *, user, today: dt.date) -> list[ActionItem]:
+    """Each action with `overdue_days` and `can_update` (may this user change its status)."""
+    annotated = list(actions)
+    for action in annotated:
+        action.overdue_days = action_overdue_days(action, today=today)
+        action.can_update = may_update_action_status(user=user, action=action)
+    return annotated
+
+
+def agreement_review_panel(*, agreement: Agreement, user, limit: int = 5) -> dict:
+    """The agreement dashboard's section: the review due, overdue and open actions (both
+    sides). Seven queries."""
+    today = timezone.localdate()
+    state = overdue_for(agreement_ids=[agreement.pk], today=today)[agreement.pk]
+    open_actions = (action_items_for(user=user)
+                    .filter(agreement=agreement, status__in=OPEN_STATUSES)
+                    .order_by("due_date", "id")[:limit])
+    return {"agreement": agreement, "state": state, "today": today,
+            "actions": annotate_actions(open_actions, user=user, today=today)}
+
+
+def portfolio_review_figures(*, agreements: QuerySet[Agreement]) -> dict[str, int]:
+    """The portfolio's headline figures: overdue reviews and overdue actions (both sides) of
+    the given (already scoped) agreements. Five queries however many agreements."""
+    return overdue_totals(agreement_ids=agreements.order_by().values("pk"))
+
+
+def home_overdue_actions(*, user, limit: int = 10) -> dict:
+    """The overdue actions the user's own side owns (partner users: their partner's; host
+    staff: the host's), across the agreements they see. Three queries."""
+    membership = membership_of(user)
+    if membership is None:
+        return {"actions": [], "total": 0, "side": ""}
+    actions, total = overdue_actions_of(
+        actions=action_items_for(user=user).filter(owner_side=membership.side), limit=limit)
+    for action in actions:
+        action.can_update = may_update_action_status(user=user, action=action)
+    return {"actions": actions, "total": total, "side": membership.side}

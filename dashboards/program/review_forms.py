@@ -1,0 +1,95 @@
+"""Forms of business reviews and action items (host managers) and of an action's status."""
+
+from django import forms
+from django.utils import timezone
+
+from partnerships.models import ActionItem, ActionStatus, Review, Side
+
+DATE_WIDGET = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+
+
+class ReviewForm(forms.ModelForm):
+    """A review as it was held: recorded afterwards, so its date is never in the future."""
+
+    class Meta:
+        model = Review
+        fields = ["kind", "held_on", "host_attendees", "partner_attendees", "notes",
+                  "decisions"]
+        labels = {"held_on": "Held on"}
+        widgets = {
+            "held_on": DATE_WIDGET,
+            "host_attendees": forms.Textarea(attrs={"rows": 2}),
+            "partner_attendees": forms.Textarea(attrs={"rows": 2}),
+            "notes": forms.Textarea(attrs={"rows": 5}),
+            "decisions": forms.Textarea(attrs={"rows": 3}),
+        }
+        help_texts = {
+            "held_on": "The day the review took place (not a planned date).",
+            "host_attendees": "Names and roles, one per line or separated by commas.",
+            "partner_attendees": "Names and roles, one per line or separated by commas.",
+            "decisions": "What both sides agreed. Add the action items after saving.",
+        }
+        error_messages = {"held_on": {"required": "Enter the date the review was held.",
+                                      "invalid": "Enter a date as YYYY-MM-DD."},
+                          "kind": {"required": "Choose the kind of review."}}
+
+    def __init__(self, *args, agreement, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.agreement = agreement
+        self.fields["kind"].choices = [("", "— choose —"), *Review.Kind.choices]
+
+    def clean_held_on(self):
+        held_on = self.cleaned_data["held_on"]
+        if held_on > timezone.localdate():
+            raise forms.ValidationError(
+                "A review is recorded once it has been held: the date cannot be in the future.")
+        return held_on
+
+
+class ActionItemForm(forms.ModelForm):
+    """An action: what, who (name and side), their RACI role and by when."""
+
+    review = forms.ModelChoiceField(
+        label="Review", queryset=Review.objects.none(), required=False,
+        empty_label="— none: an action of the agreement itself —",
+    )
+
+    class Meta:
+        model = ActionItem
+        fields = ["review", "description", "owner_name", "owner_side", "raci", "due_date",
+                  "status"]
+        widgets = {"description": forms.Textarea(attrs={"rows": 2}), "due_date": DATE_WIDGET}
+        labels = {"due_date": "Due date", "owner_name": "Owner"}
+        help_texts = {
+            "owner_name": "The person who owns the action.",
+            "owner_side": "Partner users may update the status of their side's actions.",
+            "raci": "The owner's role: Responsible does it, Accountable answers for it, "
+                    "Consulted gives input, Informed is kept up to date.",
+        }
+        error_messages = {
+            "description": {"required": "Say what is to be done."},
+            "owner_name": {"required": "Name the person who owns the action."},
+            "owner_side": {"required": "Choose the owner's side: host or partner.",
+                           "invalid_choice": "The owner's side is host or partner."},
+            "due_date": {"required": "Enter a due date.",
+                         "invalid": "Enter a date as YYYY-MM-DD."},
+        }
+
+    def __init__(self, *args, agreement, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.agreement = agreement
+        self.fields["review"].queryset = Review.objects.filter(agreement=agreement)
+        self.fields["review"].label_from_instance = (
+            lambda review: f"{review.held_on:%Y-%m-%d} · {review.get_kind_display()}")
+        self.fields["owner_side"].choices = [("", "— choose —"), *Side.choices]
+        self.fields["owner_side"].widget.choices = self.fields["owner_side"].choices
+        if self.instance.pk is None:
+            # A new action starts open; its status is changed on the reviews page later.
+            del self.fields["status"]
+
+
+class ActionStatusForm(forms.Form):
+    status = forms.ChoiceField(label="Status", choices=ActionStatus.choices,
+                               error_messages={"invalid_choice": "Choose a listed status.",
+                                               "required": "Choose a status."})
+

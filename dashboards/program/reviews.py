@@ -1,0 +1,290 @@
+"""Business reviews and their action items.
+
+Both sides read an agreement's reviews page; host managers (and admins) record, edit and delete
+reviews and actions; partner users update the status of the actions their side owns. Every
+change goes to the program's history. Forms work without JavaScript (post, then redirect);
+with htmx the form panel is swapped in place with its errors, and a status change answers with
+the one table row that changed.
+"""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Prefetch
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from partnerships.access import (
+    action_items_for,
+    agreements_for,
+    manager_required,
+    may_update_action_status,
+    membership_of,
+    reviews_for,
+)
+from partnerships.history import history_record, history_snapshot
+from partnerships.models import ActionItem, ActionStatus, Agreement, ChangeKind
+
+from ..views import HtmxHttpRequest
+from .overdue import OPEN_STATUSES, annotate_actions, overdue_for
+from .review_forms import ActionItemForm, ActionStatusForm, ReviewForm
+
+PAGE = "program/reviews/page.html"
+# Where a row stands (the same action may be listed twice on a page): part of its HTML id.
+ROW_PREFIXES = ("-open", "-review", "-closed", "-panel", "-home")
+
+
+def _agreement(request: HtmxHttpRequest, code: str) -> Agreement:
+    agreement = (agreements_for(user=request.user).select_related("partner")
+                 .filter(code=code).first())
+    if agreement is None:
+        # Another partner's agreement answers exactly like one that does not exist.
+        raise Http404("No such agreement.")
+    return agreement
+
+
+def _reviews_url(agreement: Agreement, anchor: str = "") -> str:
+    return reverse("agreement_reviews", args=[agreement.code]) + (f"#{anchor}" if anchor else "")
+
+
+def _done(request: HtmxHttpRequest, url: str, notice: str) -> HttpResponse:
+    """After a change: a message, then the page (htmx follows HX-Redirect)."""
+    messages.success(request, notice)
+    if request.htmx:
+        response = HttpResponse(status=200)
+        response["HX-Redirect"] = url
+        return response
+    return redirect(url)
+
+
+def _can_manage(request: HtmxHttpRequest) -> bool:
+    membership = membership_of(request.user)
+    return membership is not None and membership.is_host and membership.can_manage
+
+
+def _vary(response: HttpResponse) -> HttpResponse:
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+# ---- The reviews page (both sides) ------------------------------------------------------------
+
+
+@login_required
+def agreement_reviews(request: HtmxHttpRequest, code: str) -> HttpResponse:
+    agreement = _agreement(request, code)
+    today = timezone.localdate()
+    actions = action_items_for(user=request.user).filter(agreement=agreement)
+    reviews = list(
+        reviews_for(user=request.user).filter(agreement=agreement).select_related("created_by")
+        .prefetch_related(Prefetch("action_items", queryset=actions.order_by("due_date", "id")))
+    )
+    for review in reviews:
+        review.actions = annotate_actions(review.action_items.all(), user=request.user,
+                                          today=today)
+    open_actions = annotate_actions(
+        actions.filter(status__in=OPEN_STATUSES).select_related("review")
+        .order_by("due_date", "id"), user=request.user, today=today)
+    loose_actions = annotate_actions(
+        actions.filter(review__isnull=True).exclude(status__in=OPEN_STATUSES)
+        .order_by("-due_date", "-id"), user=request.user, today=today)
+    context = {
+        "agreement": agreement,
+        "state": overdue_for(agreement_ids=[agreement.pk], today=today)[agreement.pk],
+        "reviews": reviews,
+        "open_actions": open_actions,
+        "overdue_count": sum(1 for action in open_actions if action.overdue_days),
+        "loose_actions": loose_actions,
+        "can_manage": _can_manage(request),
+        "status_choices": ActionStatus.choices,
+        "today": today,
+    }
+    return _vary(render(request, PAGE, context))
+
+
+# ---- Reviews (host managers) ------------------------------------------------------------------
+
+
+def _form_page(request: HtmxHttpRequest, template: str, context: dict) -> HttpResponse:
+    if request.htmx:
+        template += "#form-panel"
+    return _vary(render(request, template, context))
+
+
+@manager_required
+def review_create(request: HtmxHttpRequest, code: str) -> HttpResponse:
+    agreement = _agreement(request, code)
+    form = ReviewForm(request.POST or None, agreement=agreement)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            review = form.save(commit=False)
+            review.agreement, review.created_by = agreement, request.user
+            review.save()
+            history_record(user=request.user, obj=review, kind=ChangeKind.CREATED)
+        url = reverse("program_action_new", args=[agreement.code]) + f"?review={review.pk}"
+        return _done(request, url, f"{review.get_kind_display()} of {review.held_on:%Y-%m-%d} "
+                                   "recorded. Add its action items below, or go back to the "
+                                   "reviews.")
+    return _form_page(request, "program/reviews/review_form.html",
+                      {"form": form, "agreement": agreement, "review": None})
+
+
+@manager_required
+def review_edit(request: HtmxHttpRequest, review_id: int) -> HttpResponse:
+    review = get_object_or_404(
+        reviews_for(user=request.user).select_related("agreement__partner"), pk=review_id)
+    agreement = review.agreement
+    before = history_snapshot(review)
+    form = ReviewForm(request.POST or None, instance=review, agreement=agreement)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            form.save()
+            history_record(user=request.user, obj=review, kind=ChangeKind.UPDATED, before=before)
+        return _done(request, _reviews_url(agreement, f"review-{review.pk}"), "Review saved.")
+    return _form_page(request, "program/reviews/review_form.html",
+                      {"form": form, "agreement": agreement, "review": review})
+
+
+@manager_required
+def review_delete(request: HtmxHttpRequest, review_id: int) -> HttpResponse:
+    review = get_object_or_404(
+        reviews_for(user=request.user).select_related("agreement__partner"), pk=review_id)
+    agreement = review.agreement
+    if request.method == "POST":
+        with transaction.atomic():
+            history_record(user=request.user, obj=review, kind=ChangeKind.DELETED)
+            review.delete()
+        return _done(request, _reviews_url(agreement), "Review deleted. Its action items stay "
+                                                       "on the agreement.")
+    return _vary(render(request, "program/reviews/confirm_delete.html", {
+        "agreement": agreement, "object": review, "what": "review",
+        "action_count": review.action_items.count(),
+        "post_url": reverse("program_review_delete", args=[review.pk]),
+    }))
+
+
+# ---- Action items (host managers) -------------------------------------------------------------
+
+
+@manager_required
+def action_create(request: HtmxHttpRequest, code: str) -> HttpResponse:
+    agreement = _agreement(request, code)
+    initial = {}
+    review_id = request.GET.get("review", "")
+    if review_id.isdigit():
+        initial["review"] = (reviews_for(user=request.user)
+                             .filter(agreement=agreement, pk=review_id).first())
+    form = ActionItemForm(request.POST or None, agreement=agreement, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            action = form.save(commit=False)
+            action.agreement = agreement
+            action.save()
+            history_record(user=request.user, obj=action, kind=ChangeKind.CREATED)
+        notice = f"Action “{action}” added, due {action.due_date:%Y-%m-%d}."
+        if "add_another" in request.POST:
+            url = reverse("program_action_new", args=[agreement.code])
+            if action.review_id:
+                url += f"?review={action.review_id}"
+            return _done(request, url, notice)
+        anchor = f"review-{action.review_id}" if action.review_id else "open-actions"
+        return _done(request, _reviews_url(agreement, anchor), notice)
+    return _form_page(request, "program/reviews/action_form.html",
+                      {"form": form, "agreement": agreement, "action": None})
+
+
+def _closing_time(action: ActionItem, previous_status: str) -> None:
+    """Done stamps the completion time; leaving done (reopening, cancelling) clears it."""
+    if action.status == ActionStatus.DONE and previous_status != ActionStatus.DONE:
+        action.completed_at = timezone.now()
+    elif action.status != ActionStatus.DONE:
+        action.completed_at = None
+
+
+@manager_required
+def action_edit(request: HtmxHttpRequest, action_id: int) -> HttpResponse:
+    action = get_object_or_404(
+        action_items_for(user=request.user).select_related("agreement__partner"), pk=action_id)
+    agreement = action.agreement
+    before, previous_status = history_snapshot(action), action.status
+    form = ActionItemForm(request.POST or None, instance=action, agreement=agreement)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            action = form.save(commit=False)
+            _closing_time(action, previous_status)
+            action.save()
+            history_record(user=request.user, obj=action, kind=ChangeKind.UPDATED, before=before)
+        anchor = f"review-{action.review_id}" if action.review_id else "open-actions"
+        return _done(request, _reviews_url(agreement, anchor), "Action saved.")
+    return _form_page(request, "program/reviews/action_form.html",
+                      {"form": form, "agreement": agreement, "action": action})
+
+
+@manager_required
+def action_delete(request: HtmxHttpRequest, action_id: int) -> HttpResponse:
+    action = get_object_or_404(
+        action_items_for(user=request.user).select_related("agreement__partner"), pk=action_id)
+    agreement = action.agreement
+    if request.method == "POST":
+        with transaction.atomic():
+            history_record(user=request.user, obj=action, kind=ChangeKind.DELETED)
+            action.delete()
+        return _done(request, _reviews_url(agreement), "Action deleted.")
+    return _vary(render(request, "program/reviews/confirm_delete.html", {
+        "agreement": agreement, "object": action, "what": "action item",
+        "post_url": reverse("program_action_delete", args=[action.pk]),
+    }))
+
+
+# ---- An action's status (host managers: any; partner users: their side's) --------------------
+
+
+@login_required
+@require_POST
+def action_status(request: HtmxHttpRequest, code: str, action_id: int) -> HttpResponse:
+    agreement = _agreement(request, code)
+    action = (action_items_for(user=request.user).filter(agreement=agreement, pk=action_id)
+              .select_related("agreement").first())
+    if action is None:
+        raise Http404("No such action.")
+    if not may_update_action_status(user=request.user, action=action):
+        raise PermissionDenied("Only the host updates the host's actions.")
+    form = ActionStatusForm(request.POST)
+    notice = error = ""
+    if form.is_valid():
+        before, previous_status = history_snapshot(action), action.status
+        action.status = form.cleaned_data["status"]
+        _closing_time(action, previous_status)
+        if action.status != previous_status:
+            with transaction.atomic():
+                action.save(update_fields=["status", "completed_at", "updated_at"])
+                history_record(user=request.user, obj=action, kind=ChangeKind.UPDATED,
+                               before=before)
+        notice = f"Status: {action.get_status_display().lower()}."
+    else:
+        error = " ".join(message for errors in form.errors.values() for message in errors)
+    if request.htmx:
+        today, row_prefix = timezone.localdate(), request.POST.get("row_prefix", "")
+        annotate_actions([action], user=request.user, today=today)
+        return _vary(render(request, f"{PAGE}#action-row", {
+            "action": action, "agreement": agreement, "row_notice": notice, "row_error": error,
+            "status_choices": ActionStatus.choices, "today": today,
+            "show_agreement": request.POST.get("show_agreement") == "1",
+            "row_prefix": row_prefix if row_prefix in ROW_PREFIXES else "",
+            "can_manage": _can_manage(request),
+        }))
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, f"“{action}”: {notice[0].lower()}{notice[1:]}")
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+            target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return redirect(target)
+    return redirect(_reviews_url(agreement, "open-actions"))
