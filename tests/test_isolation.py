@@ -46,6 +46,7 @@ from django.urls.resolvers import RegexPattern, RoutePattern
 from django.utils import timezone
 
 from partnerships.audit import audit_record
+from partnerships.history import history_record
 from partnerships.invitations import token_hash
 from partnerships.models import (
     Agreement,
@@ -60,7 +61,9 @@ from partnerships.models import (
     Objective,
     ObservationChange,
     Partner,
+    PartnerAssessment,
     Role,
+    StageTransition,
 )
 
 MARKER = "Zq7Leak"
@@ -219,6 +222,19 @@ def build_world() -> World:
     globex_batch, globex_observation = _observations(
         globex_agreement, kpis, globex, globex_editor, MARKER)
     run = scoring_run_inline()
+    # The host's judgement of Globex, its stage moves and its change history.
+    PartnerAssessment.objects.create(
+        partner=globex, assessed_on=dt.date(2025, 1, 2), strategic_fit=4,
+        cultural_compatibility=3, operational_capability=4, market_position=2,
+        resource_contribution=3, implementation_complexity=2, horizon_today=f"{MARKER} H1",
+        notes=f"{MARKER} assessment notes", assessed_by=users[HOST_MANAGER])
+    StageTransition.objects.create(agreement=globex_agreement, from_stage="pilot",
+                                   to_stage="active", reason=f"{MARKER} promoted",
+                                   by=users[HOST_MANAGER])
+    history_record(user=users[HOST_MANAGER], obj=globex_agreement, kind="updated",
+                   fields={"Title": ["", f"{MARKER} title"]})
+    history_record(user=users[HOST_MANAGER], obj=globex, kind="updated",
+                   fields={"Industry": ["", f"{MARKER} industry"]})
 
     token = f"{low}-invitation-token"
     invitation = Invitation.objects.create(
@@ -361,7 +377,14 @@ ROUTES: dict[str, Route] = {
     "scoring_runs": Route(roles=HOST),
     # A search term is free text: an unknown one finds no rows, it is no missing object.
     "portfolio": Route(roles=HOST, htmx=True, query={"q": SLUG}, missing=None),
+    "portfolio_export": Route(roles=HOST, query={"q": SLUG}, missing=None),
+    "ecosystem": Route(roles=HOST, htmx=True, missing=None),
     "agreement_dashboard": Route(roles=SIGNED_IN, htmx=True, path={"code": GLOBEX_CODE}),
+    "agreement_print": Route(roles=SIGNED_IN, path={"code": GLOBEX_CODE}),
+    "agreement_kpis_csv": Route(roles=SIGNED_IN, path={"code": GLOBEX_CODE}),
+    "agreement_months_csv": Route(roles=SIGNED_IN, path={"code": GLOBEX_CODE}),
+    # Partner users get their own agreements' rows, never Globex's (the leak check reads it).
+    "scorecard_export": Route(roles=SIGNED_IN, hidden=False, missing=None),
     "scoring_run_start": Route(roles=MANAGERS, methods=("POST",), htmx=True),
     "scoring_run_panel": Route(
         roles=HOST, htmx=True, path={"run_id": Value(lambda w, p: str(w.run_id))}),
@@ -416,6 +439,33 @@ ROUTES: dict[str, Route] = {
         roles=UPLOADERS, methods=("POST",), hidden=False, missing=None, parity=True,
         body={"token": Value(lambda w, p: str(w.globex_api_token.pk))}),
     # Public: whoever holds a live link may open it; signed-in users are told to log out.
+    # Program management: partners, assessments, agreements and their stages (host
+    # managers); an agreement's history (both sides, their own agreements only).
+    "program_partners": Route(roles=HOST, htmx=True, missing=None,
+                              query={"q": SLUG, "status": "active"}),
+    "program_partner_new": Route(
+        roles=MANAGERS, methods=("GET", "POST"), htmx=True,
+        body={"name": "Cell partner", "slug": "cell-partner", "status": "active"}),
+    "program_partner": Route(roles=HOST, path={"slug": SLUG}),
+    "program_partner_edit": Route(
+        roles=MANAGERS, methods=("GET", "POST"), htmx=True, path={"slug": SLUG},
+        body={"name": "Renamed partner"}),
+    "program_assessment_new": Route(
+        roles=MANAGERS, methods=("GET", "POST"), htmx=True, path={"slug": SLUG},
+        body={"assessed_on": "2025-02-01", "strategic_fit": "9"}),
+    "program_agreement_new": Route(
+        roles=MANAGERS, methods=("GET", "POST"), missing=None, query={"partner": SLUG},
+        body={"partner": SLUG, "code": "CELL-1"}),
+    "program_agreement_weights": Route(
+        roles=HOST, htmx=True, query={"weight_financial": "40", "weight_strategic": "20",
+                                      "weight_operational": "20", "weight_relationship": "10"}),
+    "program_agreement_edit": Route(
+        roles=MANAGERS, methods=("GET", "POST"), path={"code": GLOBEX_CODE},
+        body={"title": "Cell title"}),
+    "program_agreement_stage": Route(
+        roles=MANAGERS, methods=("POST",), htmx=True, path={"code": GLOBEX_CODE},
+        body={"to_stage": "under_review", "reason": "Cell move"}),
+    "agreement_history": Route(roles=SIGNED_IN, path={"code": GLOBEX_CODE}),
     "invitation_accept": Route(
         roles=SIGNED_IN, methods=("GET", "POST"), public=True,
         path={"token": Value(lambda w, p: w.globex_invitation_token,

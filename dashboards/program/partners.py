@@ -1,0 +1,147 @@
+"""Partners (host only): the list with search, create and edit, the partner's page with its
+agreements, contacts, assessments and history, and recording a new assessment.
+
+Forms post and redirect without JavaScript; with htmx the search swaps only the results and
+pushes the URL, and a form with errors swaps only itself.
+"""
+
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.db import transaction
+from django.db.models import Count, Q
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+
+from partnerships.access import (
+    agreements_for,
+    assessments_for,
+    host_required,
+    manager_required,
+    partner_members_for,
+    partners_for,
+)
+from partnerships.history import history_for_partner, history_record, history_snapshot
+from partnerships.models import ChangeKind
+
+from ..views import HtmxHttpRequest
+from .forms import AssessmentForm, PartnerForm, PartnerSearchForm
+
+HISTORY_SHOWN = 50
+
+
+def _vary_on_htmx(response: HttpResponse) -> HttpResponse:
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+@host_required
+def partner_list(request: HtmxHttpRequest) -> HttpResponse:
+    form = PartnerSearchForm(request.GET or None)
+    partners = partners_for(user=request.user).annotate(
+        agreement_count=Count("agreements", distinct=True)).order_by("name")
+    query, status = "", ""
+    if form.is_valid():
+        query, status = form.cleaned_data["q"].strip(), form.cleaned_data["status"]
+    if query:
+        partners = partners.filter(Q(name__icontains=query) | Q(slug__icontains=query)
+                                   | Q(industry__icontains=query))
+    if status:
+        partners = partners.filter(status=status)
+    context = {
+        "form": form, "partners": partners, "filtered": bool(query or status),
+        "query": urlencode({k: v for k, v in (("q", query), ("status", status)) if v}),
+    }
+    template = "program/partners/list.html"
+    if request.htmx and request.htmx.target == "partner-results":
+        template += "#partner-results"
+    return _vary_on_htmx(render(request, template, context))
+
+
+def _form_page(request: HtmxHttpRequest, form: PartnerForm, partner=None) -> HttpResponse:
+    template = "program/partners/form.html"
+    if request.htmx:
+        template += "#partner-form"
+    return render(request, template, {"form": form, "partner": partner})
+
+
+def _saved(request: HtmxHttpRequest, url: str, message: str) -> HttpResponse:
+    messages.success(request, message)
+    if request.htmx:
+        # A saved form leads to another page: let htmx load it as a whole.
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = url
+        return response
+    return redirect(url)
+
+
+@manager_required
+def partner_create(request: HtmxHttpRequest) -> HttpResponse:
+    form = PartnerForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            partner = form.save()
+            history_record(user=request.user, obj=partner, kind=ChangeKind.CREATED)
+        return _saved(request, reverse("program_partner", args=[partner.slug]),
+                      f"Partner {partner.name} created.")
+    return _vary_on_htmx(_form_page(request, form))
+
+
+@manager_required
+def partner_edit(request: HtmxHttpRequest, slug: str) -> HttpResponse:
+    partner = get_object_or_404(partners_for(user=request.user), slug=slug)
+    before = history_snapshot(partner)
+    form = PartnerForm(request.POST or None, instance=partner)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            partner = form.save()
+            change = history_record(user=request.user, obj=partner, kind=ChangeKind.UPDATED,
+                                    before=before)
+        return _saved(request, reverse("program_partner", args=[partner.slug]),
+                      f"Partner {partner.name} saved." if change else "Nothing changed.")
+    return _vary_on_htmx(_form_page(request, form, partner=get_object_or_404(
+        partners_for(user=request.user), slug=slug)))
+
+
+@host_required
+def partner_detail(request: HtmxHttpRequest, slug: str) -> HttpResponse:
+    partner = get_object_or_404(partners_for(user=request.user), slug=slug)
+    agreements = (agreements_for(user=request.user).filter(partner=partner)
+                  .select_related("owner").order_by("-start_date", "code"))
+    assessments = (assessments_for(user=request.user).filter(partner=partner)
+                   .order_by("-assessed_on", "-id"))
+    contacts = partner_members_for(user=request.user, partner=partner).order_by(
+        "user__username")
+    history = history_for_partner(partner).select_related("user")[:HISTORY_SHOWN]
+    return render(request, "program/partners/detail.html", {
+        "partner": partner, "agreements": agreements, "assessments": assessments,
+        "latest": assessments[0] if assessments else None, "contacts": contacts,
+        "agreement_contacts": [a for a in agreements if a.partner_contacts.strip()],
+        "history": history,
+    })
+
+
+@manager_required
+def assessment_create(request: HtmxHttpRequest, slug: str) -> HttpResponse:
+    partner = get_object_or_404(partners_for(user=request.user), slug=slug)
+    form = AssessmentForm(request.POST or None,
+                          initial={"assessed_on": timezone.localdate()})
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            assessment = form.save(commit=False)
+            assessment.partner = partner
+            assessment.assessed_by = request.user
+            assessment.save()
+            history_record(user=request.user, obj=assessment, kind=ChangeKind.CREATED)
+        return _saved(
+            request, reverse("program_partner", args=[partner.slug]) + "#assessments",
+            f"Assessment of {partner.name} recorded: partnership value "
+            f"{assessment.partnership_value:.1f}.")
+    template = "program/partners/assessment_form.html"
+    if request.htmx:
+        template += "#assessment-form"
+    return _vary_on_htmx(render(request, template, {"form": form, "partner": partner}))
+
