@@ -268,6 +268,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 METRIC_FILE_MAX_BYTES = env_int("METRIC_FILE_MAX_BYTES", 50 * 1024 * 1024)
 # The metrics API: observations per request (its body is also capped by the setting above).
 METRICS_API_MAX_OBSERVATIONS = env_int("METRICS_API_MAX_OBSERVATIONS", 50_000)
+# A running import silent this long lost its worker; an upload never confirmed is removed.
+IMPORT_STALE_AFTER_SECONDS = env_int("IMPORT_STALE_AFTER_SECONDS", 600)
+IMPORT_UNCONFIRMED_MAX_AGE_HOURS = env_int("IMPORT_UNCONFIRMED_MAX_AGE_HOURS", 24)
 
 # Celery. Without REDIS_URL every task runs in-process at once, so a newcomer needs nothing.
 REDIS_URL = env_str("REDIS_URL")
@@ -303,6 +306,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "expire-stale-scoring-runs": {
         "task": "scoring.tasks.scoring_expire_stale",
+        "schedule": crontab(minute="*/5"),
+    },
+    "maintain-imports": {
+        "task": "partnerships.tasks.import_batches_maintain",
         "schedule": crontab(minute="*/5"),
     },
 }

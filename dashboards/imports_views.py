@@ -7,10 +7,10 @@ batch's panel every second while it is queued or running; the finished panel no 
 Every form works without JavaScript (post, then redirect to the batch's page).
 
 An uploaded file is stored on a pending batch at once, so the preview and the import read the
-same bytes. A pending batch is "awaiting confirmation" until its uploader confirms it; the
-model has no field for that, so confirming moves its progress from 0 to QUEUED_PROGRESS in one
-conditional UPDATE (and cancelling deletes it only while its progress is still 0): a batch is
-confirmed or cancelled, never both.
+same bytes. A pending batch is "awaiting confirmation" until its uploader confirms it:
+confirming sets `confirmed_at` in one conditional UPDATE, and cancelling deletes the batch only
+while `confirmed_at` is still empty, so a batch is confirmed or cancelled, never both. Uploads
+left unconfirmed are removed after IMPORT_UNCONFIRMED_MAX_AGE_HOURS (partnerships.tasks).
 """
 
 from collections.abc import Callable
@@ -25,6 +25,7 @@ from django.db import transaction
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
@@ -58,8 +59,6 @@ from partnerships.tasks import import_batch_enqueue
 
 from .views import HtmxHttpRequest
 
-# A pending batch whose progress is this (not 0) has been confirmed and waits for a worker.
-QUEUED_PROGRESS = 1
 HISTORY_PAGE_SIZE = 25
 DETAIL_PAGE_SIZE = 50
 PREVIEW_ROWS = 10
@@ -164,7 +163,7 @@ def batch_stage(batch: ImportBatch | None) -> str:
     if batch is None:
         return "choose"
     if batch.status == ImportStatus.PENDING:
-        return "queued" if batch.progress >= QUEUED_PROGRESS else "preview"
+        return "queued" if batch.confirmed_at is not None else "preview"
     return batch.status
 
 
@@ -263,8 +262,9 @@ def import_confirm(request: HtmxHttpRequest, batch_id: int) -> HttpResponse:
     else:
         with transaction.atomic():
             confirmed = batches.filter(
-                pk=batch.pk, user=request.user, status=ImportStatus.PENDING, progress=0
-            ).update(progress=QUEUED_PROGRESS)
+                pk=batch.pk, user=request.user, status=ImportStatus.PENDING,
+                confirmed_at__isnull=True,
+            ).update(confirmed_at=timezone.now())
             if confirmed:
                 _audit(request, batch, "confirmed", sha256=batch.sha256)
                 # Queued after commit: the worker must find the batch confirmed.
@@ -291,7 +291,7 @@ def import_cancel(request: HtmxHttpRequest, batch_id: int) -> HttpResponse:
             # Locked, then deleted only if still unconfirmed: a confirm racing with this
             # cancel either finds the batch gone or makes this delete find nothing.
             pending = batches.select_for_update().filter(
-                pk=batch.pk, status=ImportStatus.PENDING, progress=0
+                pk=batch.pk, status=ImportStatus.PENDING, confirmed_at__isnull=True
             ).first()
             if pending is not None:
                 stored, storage = pending.file.name, pending.file.storage

@@ -481,6 +481,11 @@ class ImportBatch(models.Model):
         "confirmed", null=True, blank=True,
         help_text="When the uploader confirmed the previewed file; empty while awaiting it.",
     )
+    heartbeat_at = models.DateTimeField(
+        "last sign of life", null=True, blank=True,
+        help_text="Set while the import runs; a running import silent for long has lost its "
+                  "worker and is marked failed.",
+    )
     finished_at = models.DateTimeField("finished", null=True, blank=True)
 
     class Meta:

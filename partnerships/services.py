@@ -19,6 +19,7 @@ Metric imports (issue 4), for the upload page, the `import_metrics` command and 
 `ImportNotAllowed` (a PermissionDenied: 403) or `IdempotencyConflict` (a ValueError).
 """
 
+import datetime as dt
 import hashlib
 import json
 from collections.abc import Callable, Iterator
@@ -33,6 +34,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from .importers import (
@@ -364,7 +366,7 @@ class ImportResult:
             inserted=batch.inserted, updated=batch.updated, unchanged=batch.unchanged,
             error_count=batch.error_count,
             errors=[RowError.from_dict(error) for error in batch.errors or []],
-            notes=notes or [], skipped=skipped,
+            notes=notes if notes is not None else list(batch.notes or []), skipped=skipped,
         )
 
 
@@ -411,6 +413,8 @@ def import_batch_create(*, user, file_name: str, source: str, side: str | None =
     batch = ImportBatch(
         source=source, status=ImportStatus.PENDING, side=_batch_side(uploader, side),
         partner_id=uploader.partner_id, user=user, file_name=Path(file_name).name[:255],
+        # An upload waits for its uploader to confirm the preview; other sources do not.
+        confirmed_at=None if source == ImportSource.UPLOAD else timezone.now(),
     )
     with _opened(uploaded_file, path) as content:
         size = content.size
@@ -469,7 +473,7 @@ def observations_import(*, batch_id: int,
     errors. `batch.progress` (and the optional `progress(percent)` callback) goes 0 -> 100.
     """
     claimed = ImportBatch.objects.filter(pk=batch_id, status=ImportStatus.PENDING).update(
-        status=ImportStatus.RUNNING, progress=0
+        status=ImportStatus.RUNNING, progress=0, heartbeat_at=timezone.now()
     )
     batch = ImportBatch.objects.select_related("user__membership__partner").get(pk=batch_id)
     if not claimed:
@@ -525,6 +529,7 @@ def observations_import_records(*, records: list[dict], user,
         partner_id=uploader.partner_id, user=user, file_name="records.json", sha256=digest,
         idempotency_key=idempotency_key,
         rows_total=len(records) if isinstance(records, list) else 0,
+        confirmed_at=timezone.now(), heartbeat_at=timezone.now(),
     )
     batch.file.save("records.json", ContentFile(payload), save=False)
     try:
@@ -593,7 +598,7 @@ def _batch_finish(batch: ImportBatch, validated: ValidatedRows, *, notes: list[s
         ImportBatch.objects.filter(pk=batch.pk).update(
             status=ImportStatus.SUCCEEDED, rows_total=validated.rows_total,
             inserted=counts.inserted, updated=counts.updated, unchanged=counts.unchanged,
-            error_count=0, errors=[], progress=100, finished_at=timezone.now(),
+            error_count=0, errors=[], progress=100, finished_at=timezone.now(), notes=notes,
         )
     batch.refresh_from_db()
     if reporter.callback is not None:
@@ -606,7 +611,7 @@ def _batch_fail(batch: ImportBatch, errors: list[RowError], error_count: int, *,
     changes = {
         "status": ImportStatus.FAILED, "errors": [error.as_dict() for error in errors],
         "error_count": error_count, "inserted": 0, "updated": 0, "unchanged": 0,
-        "progress": 100, "finished_at": timezone.now(),
+        "progress": 100, "finished_at": timezone.now(), "notes": notes or [],
     }
     if rows_total is not None:
         changes["rows_total"] = rows_total
@@ -646,7 +651,7 @@ class _ProgressReporter:
     def _store(self, percent: int) -> None:
         if not connection.in_atomic_block:
             ImportBatch.objects.filter(pk=self.batch_id, status=ImportStatus.RUNNING).update(
-                progress=percent
+                progress=percent, heartbeat_at=timezone.now()
             )
         elif connection.vendor == "postgresql":
             if self.side_connection is None:
@@ -654,12 +659,60 @@ class _ProgressReporter:
             table = ImportBatch._meta.db_table
             with self.side_connection.cursor() as cursor:
                 cursor.execute(
-                    f"UPDATE {table} SET progress = %s WHERE id IN (SELECT id FROM {table}"
-                    " WHERE id = %s AND status = %s FOR UPDATE SKIP LOCKED)",
-                    [percent, self.batch_id, ImportStatus.RUNNING],
+                    f"UPDATE {table} SET progress = %s, heartbeat_at = %s WHERE id IN"
+                    f" (SELECT id FROM {table} WHERE id = %s AND status = %s"
+                    "  FOR UPDATE SKIP LOCKED)",
+                    [percent, timezone.now(), self.batch_id, ImportStatus.RUNNING],
                 )
 
     def close(self) -> None:
         if self.side_connection is not None:
             self.side_connection.close()
             self.side_connection = None
+
+
+@dataclass
+class TidyResult:
+    lost_workers: list[int] = field(default_factory=list)
+    lost_tasks: list[int] = field(default_factory=list)
+    unconfirmed_removed: int = 0
+
+
+def import_batches_tidy(*, now=None) -> TidyResult:
+    """Keep imports from hanging: what the maintenance task does every few minutes.
+
+    - A running import silent for IMPORT_STALE_AFTER_SECONDS lost its worker (its transaction
+      rolled back, nothing was written): it is marked failed with a message saying so.
+    - A confirmed import still pending after as long lost its task (e.g. the broker restarted):
+      its id is returned to be queued again (the claim makes a double run impossible).
+    - An upload left unconfirmed for IMPORT_UNCONFIRMED_MAX_AGE_HOURS is deleted with its file.
+    """
+    now = now or timezone.now()
+    stale = now - dt.timedelta(seconds=settings.IMPORT_STALE_AFTER_SECONDS)
+    result = TidyResult()
+    silent = Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, created_at__lt=stale)
+    lost = ImportBatch.objects.filter(silent, status=ImportStatus.RUNNING)
+    message = RowError(None, None, "", "the import stopped before it finished (its worker was "
+                       "lost); nothing was imported: start it again").as_dict()
+    for batch_id in lost.values_list("pk", flat=True):
+        # Conditional: an import that finished meanwhile keeps its result.
+        if ImportBatch.objects.filter(silent, pk=batch_id, status=ImportStatus.RUNNING).update(
+            status=ImportStatus.FAILED, errors=[message], error_count=1, progress=100,
+            finished_at=now, idempotency_key=None,
+        ):
+            result.lost_workers.append(batch_id)
+    result.lost_tasks = list(ImportBatch.objects.filter(
+        status=ImportStatus.PENDING, confirmed_at__lt=stale
+    ).values_list("pk", flat=True))
+    abandoned = now - dt.timedelta(hours=settings.IMPORT_UNCONFIRMED_MAX_AGE_HOURS)
+    with transaction.atomic():
+        for batch in ImportBatch.objects.select_for_update(skip_locked=True).filter(
+            status=ImportStatus.PENDING, confirmed_at__isnull=True, created_at__lt=abandoned
+        ):
+            stored, storage = batch.file.name, batch.file.storage
+            batch.delete()
+            if stored:
+                transaction.on_commit(lambda stored=stored, storage=storage:
+                                      storage.delete(stored))
+            result.unconfirmed_removed += 1
+    return result

@@ -120,7 +120,7 @@ def test_host_uploads_previews_confirms_and_sees_the_result(
     assert len(stored()) == 3
     steps = list(AuditEvent.objects.filter(action="import").values_list("detail__step",
                                                                         flat=True))
-    assert sorted(steps) == ["confirmed", "uploaded"]
+    assert sorted(steps) == ["confirmed", "finished", "uploaded"]
 
 
 def test_running_batch_panel_shows_its_progress_and_polls(host_manager, acme_agreement):
@@ -194,6 +194,33 @@ def test_xlsx_preview_names_the_sheet_and_notes_the_other_sheets(host_manager, a
     assert "The workbook has 2 sheets" in body
     assert "2025-01-31" in body and "1250.5" in body
     assert "(no side or note column)" in body
+
+
+def test_the_result_still_says_which_sheet_was_read(host_manager, acme_agreement, tmp_path,
+                                                    django_capture_on_commit_callbacks):
+    import datetime as dt
+
+    from tests.partnerships.metric_files.xlsx import write_xlsx
+
+    path = write_xlsx(tmp_path / "q1.xlsx", {
+        "Metrics": [["Agreement", "KPI", "Date", "Value"],
+                    ["ACME-CM-2025", "revenue", dt.date(2025, 1, 31), 1250.5]],
+        "Notes": [["ignored"]],
+    })
+    client = logged_in(host_manager)
+    client.post("/imports/upload/", {"file": SimpleUploadedFile("q1.xlsx", path.read_bytes())},
+                headers=HTMX)
+    batch = ImportBatch.objects.get()
+    assert batch.confirmed_at is None
+    confirm(client, batch, django_capture_on_commit_callbacks)
+    batch.refresh_from_db()
+    assert batch.status == "succeeded" and batch.confirmed_at is not None
+    assert any("2 sheets" in note for note in batch.notes)
+    page = client.get(f"/imports/{batch.pk}/").text
+    assert "The workbook has 2 sheets" in page
+    finished = AuditEvent.objects.filter(action="import", detail__step="finished").get()
+    assert (finished.user, finished.detail["status"], finished.detail["inserted"]) == (
+        host_manager, "succeeded", 1)
 
 
 # ---- Bad files --------------------------------------------------------------------------------
@@ -319,7 +346,7 @@ def test_a_confirmed_import_cannot_be_cancelled_or_confirmed_again(
     assert "confirmed or cancelled already" in again.text
     cancel = client.post(f"/imports/{batch.pk}/cancel/", headers=HTMX)
     assert "cannot be cancelled any more" in cancel.text
-    assert ImportBatch.objects.get().progress == 1
+    assert ImportBatch.objects.get().confirmed_at is not None
     assert AuditEvent.objects.filter(detail__step="confirmed").count() == 1
 
 
@@ -333,7 +360,7 @@ def test_only_the_uploader_confirms(host_manager, django_user_model, acme_agreem
     assert f"/imports/{batch.pk}/confirm/" not in page
     response = client.post(f"/imports/{batch.pk}/confirm/", headers=HTMX)
     assert "Only the person who uploaded" in response.text
-    assert ImportBatch.objects.get().progress == 0
+    assert ImportBatch.objects.get().confirmed_at is None
 
 
 # ---- Who may do what ---------------------------------------------------------------------------

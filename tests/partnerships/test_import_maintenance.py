@@ -1,0 +1,80 @@
+"""Imports never hang: lost workers are failed, lost tasks queued again, abandoned uploads
+removed with their files."""
+
+import datetime as dt
+
+import pytest
+from django.core.files.base import ContentFile
+from django.utils import timezone
+
+from partnerships.models import ImportBatch
+from partnerships.services import import_batches_tidy
+from partnerships.tasks import import_batches_maintain
+
+pytestmark = pytest.mark.django_db
+NOW = timezone.now()
+
+
+@pytest.fixture(autouse=True)
+def media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.IMPORT_STALE_AFTER_SECONDS = 600
+    settings.IMPORT_UNCONFIRMED_MAX_AGE_HOURS = 24
+
+
+def batch(*, status="pending", age=dt.timedelta(0), confirmed=None, heartbeat=None,
+          with_file=False) -> ImportBatch:
+    made = ImportBatch.objects.create(source="upload", side="host", status=status,
+                                      file_name="m.csv", confirmed_at=confirmed,
+                                      heartbeat_at=heartbeat)
+    if with_file:
+        made.file.save("m.csv", ContentFile(b"agreement,kpi,date,value\n"))
+    ImportBatch.objects.filter(pk=made.pk).update(created_at=NOW - age)
+    made.refresh_from_db()
+    return made
+
+
+def test_a_silent_running_import_is_failed_and_a_live_one_left_alone():
+    lost = batch(status="running", age=dt.timedelta(hours=1),
+                 heartbeat=NOW - dt.timedelta(minutes=11))
+    alive = batch(status="running", age=dt.timedelta(hours=1),
+                  heartbeat=NOW - dt.timedelta(minutes=2))
+    result = import_batches_tidy(now=NOW)
+    assert result.lost_workers == [lost.pk]
+    lost.refresh_from_db(), alive.refresh_from_db()
+    assert lost.status == "failed" and "worker was lost" in lost.errors[0]["message"]
+    assert alive.status == "running"
+
+
+def test_a_confirmed_import_never_started_is_returned_to_be_queued_again():
+    lost_task = batch(confirmed=NOW - dt.timedelta(minutes=30), age=dt.timedelta(minutes=31))
+    just_confirmed = batch(confirmed=NOW - dt.timedelta(minutes=1))
+    assert import_batches_tidy(now=NOW).lost_tasks == [lost_task.pk]
+    assert ImportBatch.objects.filter(pk=just_confirmed.pk, status="pending").exists()
+
+
+def test_an_upload_never_confirmed_is_removed_with_its_file_after_a_day(
+        django_capture_on_commit_callbacks):
+    old = batch(age=dt.timedelta(hours=25), with_file=True)
+    recent = batch(age=dt.timedelta(hours=23), with_file=True)
+    storage, name = old.file.storage, old.file.name
+    with django_capture_on_commit_callbacks(execute=True):
+        assert import_batches_tidy(now=NOW).unconfirmed_removed == 1
+    assert not ImportBatch.objects.filter(pk=old.pk).exists()
+    assert not storage.exists(name)
+    assert ImportBatch.objects.filter(pk=recent.pk).exists()
+
+
+def test_the_task_runs_a_requeued_import(acme_agreement, host_manager, tmp_path,
+                                         django_capture_on_commit_callbacks):
+    from partnerships.services import import_batch_create
+
+    path = tmp_path / "m.csv"
+    path.write_text("agreement,kpi,date,value\nACME-CM-2025,revenue,2025-01-15,40\n")
+    queued = import_batch_create(user=host_manager, path=path, file_name="m.csv",
+                                 source="upload")
+    ImportBatch.objects.filter(pk=queued.pk).update(
+        confirmed_at=timezone.now() - dt.timedelta(hours=1))
+    counts = import_batches_maintain()  # Celery is eager in these tests: the import runs.
+    queued.refresh_from_db()
+    assert counts["requeued"] == 1 and queued.status == "succeeded" and queued.inserted == 1
