@@ -7,6 +7,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.lookups import Exact
+from django.utils import timezone
 
 
 class Side(models.TextChoices):
@@ -810,7 +811,7 @@ class StageTransition(models.Model):
     )
     from_stage = models.CharField("from", max_length=16, choices=Stage.choices)
     to_stage = models.CharField("to", max_length=16, choices=Stage.choices)
-    at = models.DateTimeField("when", auto_now_add=True)
+    at = models.DateTimeField("when", default=timezone.now)
     by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
         related_name="+", verbose_name="by",
@@ -1048,7 +1049,7 @@ class ProgramChange(models.Model):
     """The history of the program: who changed which partner, agreement, KPI, objective, review,
     action, assessment or incentive plan, when, and each field's old and new value."""
 
-    at = models.DateTimeField("when", auto_now_add=True, db_index=True)
+    at = models.DateTimeField("when", default=timezone.now, db_index=True)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
         related_name="+",
