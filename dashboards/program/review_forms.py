@@ -5,6 +5,7 @@ from django.utils import timezone
 
 from partnerships.models import ActionItem, ActionStatus, Review, Side
 
+ISO_DATE = ["%Y-%m-%d"]
 DATE_WIDGET = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
 
 
@@ -37,6 +38,8 @@ class ReviewForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.agreement = agreement
         self.fields["kind"].choices = [("", "— choose —"), *Review.Kind.choices]
+        # ISO only: "03/04/2026" means two different days on the two sides of the Atlantic.
+        self.fields["held_on"].input_formats = ISO_DATE
 
     def clean_held_on(self):
         held_on = self.cleaned_data["held_on"]
@@ -83,6 +86,7 @@ class ActionItemForm(forms.ModelForm):
             lambda review: f"{review.held_on:%Y-%m-%d} · {review.get_kind_display()}")
         self.fields["owner_side"].choices = [("", "— choose —"), *Side.choices]
         self.fields["owner_side"].widget.choices = self.fields["owner_side"].choices
+        self.fields["due_date"].input_formats = ISO_DATE
         if self.instance.pk is None:
             # A new action starts open; its status is changed on the reviews page later.
             del self.fields["status"]

@@ -80,7 +80,8 @@ def _vary(response: HttpResponse) -> HttpResponse:
 def agreement_reviews(request: HtmxHttpRequest, code: str) -> HttpResponse:
     agreement = _agreement(request, code)
     today = timezone.localdate()
-    actions = action_items_for(user=request.user).filter(agreement=agreement)
+    actions = (action_items_for(user=request.user).filter(agreement=agreement)
+               .select_related("agreement"))
     reviews = list(
         reviews_for(user=request.user).filter(agreement=agreement).select_related("created_by")
         .prefetch_related(Prefetch("action_items", queryset=actions.order_by("due_date", "id")))
