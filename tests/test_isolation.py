@@ -49,6 +49,7 @@ from partnerships.audit import audit_record
 from partnerships.history import history_record
 from partnerships.invitations import token_hash
 from partnerships.models import (
+    ActionItem,
     Agreement,
     AgreementKPI,
     ApiToken,
@@ -62,6 +63,7 @@ from partnerships.models import (
     ObservationChange,
     Partner,
     PartnerAssessment,
+    Review,
     Role,
     StageTransition,
 )
@@ -169,6 +171,18 @@ def _observations(agreement: Agreement, kpis: dict, partner: Partner, user, text
     return batch, observations[0]
 
 
+def _review_with_action(agreement: Agreement, text: str) -> Review:
+    review = Review.objects.create(
+        agreement=agreement, kind="monthly_results", held_on=dt.date(2025, 3, 1),
+        host_attendees=f"{text} host people", partner_attendees=f"{text} partner people",
+        notes=f"{text} review notes", decisions=f"{text} decisions")
+    for side in ("partner", "host"):
+        ActionItem.objects.create(
+            agreement=agreement, review=review, description=f"{text} {side} action",
+            owner_name=f"{text} owner", owner_side=side, due_date=dt.date(2025, 4, 1))
+    return review
+
+
 def _second_factor_passed(client: Client, user) -> None:
     """Host staff pass the second factor, as after entering their code (when 2FA exists)."""
     if not apps.is_installed("django_otp.plugins.otp_totp"):
@@ -222,6 +236,9 @@ def build_world() -> World:
     globex_batch, globex_observation = _observations(
         globex_agreement, kpis, globex, globex_editor, MARKER)
     run = scoring_run_inline()
+    # Business reviews and action items of both partners (Globex's carry the marker).
+    for agreement, text in ((acme_agreement, "Acme"), (globex_agreement, MARKER)):
+        _review_with_action(agreement, text)
     # The host's judgement of Globex, its stage moves and its change history.
     PartnerAssessment.objects.create(
         partner=globex, assessed_on=dt.date(2025, 1, 2), strategic_fit=4,
@@ -357,6 +374,19 @@ GLOBEX_USER_ID = Value(lambda w, p: str(w.globex_user.pk))
 GLOBEX_BATCH_ID = Value(lambda w, p: str(w.globex_batch.pk))
 GLOBEX_CODE = Value(lambda w, p: w.globex_agreement.code, missing="NO-SUCH-AGREEMENT-1")
 TOKEN = "000000"
+# Reviews and actions: Globex's own; a fresh one for each deleting cell, since every cell
+# of a host role must find the object still there.
+GLOBEX_REVIEW_ID = Value(
+    lambda w, p: str(Review.objects.filter(agreement=w.globex_agreement).first().pk))
+GLOBEX_ACTION_ID = Value(lambda w, p: str(
+    ActionItem.objects.filter(agreement=w.globex_agreement, owner_side="partner").first().pk))
+FRESH_GLOBEX_REVIEW_ID = Value(
+    lambda w, p: str(_review_with_action(w.globex_agreement, MARKER).pk))
+FRESH_GLOBEX_ACTION_ID = Value(
+    lambda w, p: str(_review_with_action(w.globex_agreement, MARKER).action_items.first().pk))
+REVIEW_BODY = {"kind": "tactical_sync", "held_on": "2025-06-01", "notes": "Cell review"}
+ACTION_BODY = {"description": "Cell action", "owner_name": "Cell owner",
+               "owner_side": "partner", "raci": "responsible", "due_date": "2025-07-01"}
 
 
 def observations_json(fill: Callable) -> dict:
@@ -466,6 +496,32 @@ ROUTES: dict[str, Route] = {
         roles=MANAGERS, methods=("POST",), htmx=True, path={"code": GLOBEX_CODE},
         body={"to_stage": "under_review", "reason": "Cell move"}),
     "agreement_history": Route(roles=SIGNED_IN, path={"code": GLOBEX_CODE}),
+    # Business reviews and action items: both sides read their own agreements'; host managers
+    # record them; any signed-in user may post a status, refused for another partner's
+    # action exactly as for a missing one (403 for the host's actions of their own).
+    "agreement_reviews": Route(roles=SIGNED_IN, path={"code": GLOBEX_CODE}),
+    "agreement_action_status": Route(
+        roles=SIGNED_IN, methods=("POST",), htmx=True,
+        path={"code": GLOBEX_CODE, "action_id": GLOBEX_ACTION_ID},
+        body={"status": "in_progress"}),
+    "program_review_new": Route(
+        roles=MANAGERS, methods=("GET", "POST"), htmx=True, path={"code": GLOBEX_CODE},
+        body=REVIEW_BODY),
+    "program_review_edit": Route(
+        roles=MANAGERS, methods=("GET", "POST"), htmx=True,
+        path={"review_id": GLOBEX_REVIEW_ID}, body=REVIEW_BODY),
+    "program_review_delete": Route(
+        roles=MANAGERS, methods=("GET", "POST"), htmx=True,
+        path={"review_id": FRESH_GLOBEX_REVIEW_ID}),
+    "program_action_new": Route(
+        roles=MANAGERS, methods=("GET", "POST"), htmx=True, path={"code": GLOBEX_CODE},
+        query={"review": GLOBEX_REVIEW_ID}, body=ACTION_BODY),
+    "program_action_edit": Route(
+        roles=MANAGERS, methods=("GET", "POST"), htmx=True,
+        path={"action_id": GLOBEX_ACTION_ID}, body=ACTION_BODY),
+    "program_action_delete": Route(
+        roles=MANAGERS, methods=("GET", "POST"), htmx=True,
+        path={"action_id": FRESH_GLOBEX_ACTION_ID}),
     "invitation_accept": Route(
         roles=SIGNED_IN, methods=("GET", "POST"), public=True,
         path={"token": Value(lambda w, p: w.globex_invitation_token,
