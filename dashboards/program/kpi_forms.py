@@ -1,0 +1,293 @@
+"""Forms of the KPI library, agreement KPIs, KPI templates, objectives and incentive plans.
+
+Every rule the database holds is checked here first, so a bad value gets a message next to
+its field instead of an integrity error. `partial_errors` keeps only the errors of fields the
+user has filled, for inline validation while the form is still being typed.
+"""
+
+import math
+import re
+
+from django import forms
+
+from partnerships.models import (
+    AgreementKPI,
+    AgreementType,
+    IncentivePlan,
+    KPIDefinition,
+    KPITemplateItem,
+    Objective,
+)
+
+NUMBER_ERROR = "Enter a number, e.g. 1500 or 2.5 (a dot as decimal point, no thousands separator)."
+
+
+class FiniteFloatField(forms.FloatField):
+    default_error_messages = {"invalid": NUMBER_ERROR}
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value is not None and not math.isfinite(value):
+            raise forms.ValidationError(NUMBER_ERROR, code="invalid")
+        return value
+
+
+def number_input(**attrs) -> forms.NumberInput:
+    return forms.NumberInput(attrs={"step": "any", "inputmode": "decimal", **attrs})
+
+
+def partial_errors(form: forms.BaseForm) -> None:
+    """Drop the errors of fields left empty, so inline validation does not scold a user for
+    fields they have not reached yet. Call after `is_valid()`."""
+    for name in list(form.errors):
+        if name == forms.forms.NON_FIELD_ERRORS:
+            continue
+        raw = form.data.get(form.add_prefix(name), "")
+        if str(raw).strip() == "":
+            del form.errors[name]
+
+
+# ---- KPI library ---------------------------------------------------------------------------
+
+
+class KPIDefinitionForm(forms.ModelForm):
+    SCORING_FIELDS = ("category", "aggregation", "source")
+
+    class Meta:
+        model = KPIDefinition
+        fields = ["code", "name", "unit", "category", "aggregation", "source", "description"]
+        widgets = {
+            "description": forms.Textarea(attrs={"rows": 4}),
+            "code": forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+        }
+        help_texts = {
+            "code": "Lower-case letters, digits, hyphens and underscores, e.g. qualified_leads. "
+                    "Metric files and the API refer to the KPI by this code.",
+            "unit": "e.g. USD, %, days, leads.",
+            "aggregation": "How a month's observations become one value: their sum, their "
+                           "mean, or the last one.",
+            "source": "The side whose observations are scored; the other side's are shown "
+                      "beside them.",
+            "description": "How it is measured and attributed, so both sides count it the "
+                           "same way.",
+        }
+        error_messages = {
+            "code": {
+                "invalid": "Use only lower-case letters, digits, hyphens and underscores.",
+                "unique": "Another KPI already has this code.",
+            },
+        }
+
+    def clean_code(self) -> str:
+        code = self.cleaned_data["code"].strip()
+        if not re.fullmatch(r"[a-z0-9_-]+", code):
+            raise forms.ValidationError(
+                "Use only lower-case letters, digits, hyphens and underscores.")
+        clash = KPIDefinition.objects.filter(code=code).exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise forms.ValidationError("Another KPI already has this code.")
+        return code
+
+    def scoring_changes(self) -> list[str]:
+        """Labels of the fields that decide scores and that this form changes."""
+        if self.instance.pk is None:
+            return []
+        return [str(self.fields[name].label) for name in self.SCORING_FIELDS
+                if name in self.changed_data]
+
+
+# ---- Target, floor and weight (agreement KPIs and template items) --------------------------
+
+
+class TargetFloorWeightMixin:
+    """target, floor and weight: numbers; the floor is not the target; the weight is > 0."""
+
+    def clean(self):
+        cleaned = super().clean()
+        target, floor, weight = (cleaned.get(name) for name in ("target", "floor", "weight"))
+        if target is not None and floor is not None and target == floor:
+            self.add_error("floor", "The floor must differ from the target: a floor above the "
+                                    "target means lower is better, below it higher is better.")
+        if weight is not None and weight <= 0:
+            self.add_error("weight", "The weight must be greater than 0.")
+        return cleaned
+
+
+class AgreementKPIValuesForm(TargetFloorWeightMixin, forms.ModelForm):
+    target = FiniteFloatField(label="Monthly target", widget=number_input())
+    floor = FiniteFloatField(
+        label="Floor", widget=number_input(),
+        help_text="The worst acceptable value. Above the target: lower is better.")
+    weight = FiniteFloatField(label="Weight", initial=1, widget=number_input(min="0"),
+                              help_text="Within its category; more than 0.")
+
+    class Meta:
+        model = AgreementKPI
+        fields = ["target", "floor", "weight"]
+
+
+class AgreementKPIAddForm(AgreementKPIValuesForm):
+    kpi = forms.ModelChoiceField(
+        label="KPI", queryset=KPIDefinition.objects.none(), to_field_name="code",
+        empty_label="— choose a KPI from the library —")
+
+    class Meta:
+        model = AgreementKPI
+        fields = ["kpi", "target", "floor", "weight"]
+
+    def __init__(self, *args, agreement, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.agreement = agreement
+        self.fields["kpi"].queryset = KPIDefinition.objects.order_by("category", "name")
+        self.fields["kpi"].label_from_instance = (
+            lambda kpi: f"{kpi.name} ({kpi.code}) · {kpi.get_category_display()}")
+
+    def clean_kpi(self):
+        kpi = self.cleaned_data["kpi"]
+        if AgreementKPI.objects.filter(agreement=self.agreement, kpi=kpi).exists():
+            raise forms.ValidationError(
+                f"{kpi.name} is already on this agreement: edit its row instead.")
+        return kpi
+
+    def save(self, commit: bool = True):
+        self.instance.agreement = self.agreement
+        return super().save(commit=commit)
+
+
+class TemplateItemForm(TargetFloorWeightMixin, forms.ModelForm):
+    agreement_type = forms.ChoiceField(label="Agreement type", choices=AgreementType.choices)
+    kpi = forms.ModelChoiceField(
+        label="KPI", queryset=KPIDefinition.objects.none(), to_field_name="code",
+        empty_label="— choose a KPI from the library —")
+    target = FiniteFloatField(label="Monthly target", widget=number_input())
+    floor = FiniteFloatField(label="Floor", widget=number_input(),
+                             help_text="The worst acceptable value; never the target.")
+    weight = FiniteFloatField(label="Weight", initial=1, widget=number_input(min="0"))
+
+    class Meta:
+        model = KPITemplateItem
+        fields = ["agreement_type", "kpi", "target", "floor", "weight"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["kpi"].queryset = KPIDefinition.objects.order_by("category", "name")
+        self.fields["kpi"].label_from_instance = (
+            lambda kpi: f"{kpi.name} ({kpi.code}) · {kpi.get_category_display()}")
+
+    def clean(self):
+        cleaned = super().clean()
+        agreement_type, kpi = cleaned.get("agreement_type"), cleaned.get("kpi")
+        if agreement_type and kpi:
+            clash = KPITemplateItem.objects.filter(agreement_type=agreement_type, kpi=kpi)
+            if clash.exclude(pk=self.instance.pk).exists():
+                self.add_error("kpi", f"{kpi.name} is already in the "
+                                      f"{AgreementType(agreement_type).label} set.")
+        return cleaned
+
+    def validate_unique(self):
+        # clean() says it next to the KPI field, in words.
+        pass
+
+
+class CopyFromAgreementForm(forms.Form):
+    source = forms.ModelChoiceField(
+        label="Copy the KPIs of", queryset=None, to_field_name="code",
+        empty_label="— choose an agreement —")
+    mode = forms.ChoiceField(
+        label="KPIs this agreement already has", widget=forms.RadioSelect, initial="keep",
+        choices=[("keep", "Keep them as they are; add only the KPIs it lacks"),
+                 ("replace", "Replace them: the set becomes exactly the copied one "
+                             "(KPIs it lacks are removed)")])
+
+    def __init__(self, *args, agreements, agreement, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["source"].queryset = (agreements.exclude(pk=agreement.pk)
+                                          .select_related("partner").order_by("code"))
+        self.fields["source"].label_from_instance = (
+            lambda other: f"{other.code} · {other.partner.name} · {other.get_type_display()}")
+
+
+class CopyFromTemplateForm(forms.Form):
+    mode = forms.ChoiceField(label="KPIs this agreement already has", widget=forms.RadioSelect,
+                             initial="keep", choices=CopyFromAgreementForm.base_fields[
+                                 "mode"].choices)
+
+
+# ---- Objectives ----------------------------------------------------------------------------
+
+
+class ObjectiveForm(forms.ModelForm):
+    target_value = FiniteFloatField(
+        label="Target value", widget=number_input(),
+        help_text="In the unit of the success metric (of the linked KPI, if any).")
+
+    class Meta:
+        model = Objective
+        fields = ["success_metric", "goal_type", "kpi", "target_value", "deadline", "priority"]
+        widgets = {"deadline": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")}
+        labels = {"success_metric": "Objective and success metric"}
+        help_texts = {
+            "success_metric": "Specific and measurable, e.g. “Partner-sourced revenue of "
+                              "50,000 USD a month by year end”.",
+            "kpi": "Only KPIs of this agreement. With a linked KPI, progress is measured "
+                   "from its scored values.",
+        }
+
+    def __init__(self, *args, agreement, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.agreement = agreement
+        field = self.fields["kpi"]
+        field.queryset = (KPIDefinition.objects
+                          .filter(agreement_kpis__agreement=agreement).order_by("name"))
+        field.empty_label = "— none: progress not measured —"
+        field.label_from_instance = lambda kpi: f"{kpi.name} ({kpi.code})"
+        field.error_messages["invalid_choice"] = "Choose one of this agreement's KPIs."
+
+    def save(self, commit: bool = True):
+        self.instance.agreement = self.agreement
+        return super().save(commit=commit)
+
+
+# ---- Incentive plan ------------------------------------------------------------------------
+
+
+class IncentivePlanForm(forms.ModelForm):
+    baseline_score = FiniteFloatField(
+        label="Baseline rolling score B", min_value=0, max_value=120, initial=60,
+        widget=number_input(min="0", max="120"),
+        help_text="No payout for a month whose rolling score is below B (0–120).")
+
+    class Meta:
+        model = IncentivePlan
+        fields = ["base_amount", "currency", "baseline_score", "multiplier_transactional",
+                  "multiplier_growth", "multiplier_strategic"]
+        widgets = {
+            "currency": forms.TextInput(attrs={"maxlength": 3, "autocomplete": "off",
+                                               "spellcheck": "false", "size": 4}),
+            "base_amount": number_input(min="0"),
+            "multiplier_transactional": number_input(min="0"),
+            "multiplier_growth": number_input(min="0"),
+            "multiplier_strategic": number_input(min="0"),
+        }
+        help_texts = {
+            "base_amount": "Paid for a month on target (overall 100) at multiplier 1.",
+            "currency": "Three-letter ISO code, e.g. USD, EUR.",
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in ("base_amount", "multiplier_transactional", "multiplier_growth",
+                     "multiplier_strategic"):
+            self.fields[name].validators.append(_not_negative)
+            self.fields[name].error_messages["invalid"] = NUMBER_ERROR
+
+    def clean_currency(self) -> str:
+        currency = self.cleaned_data["currency"].strip().upper()
+        if not re.fullmatch(r"[A-Z]{3}", currency):
+            raise forms.ValidationError("Enter a three-letter currency code, e.g. USD.")
+        return currency
+
+
+def _not_negative(value) -> None:
+    if value is not None and value < 0:
+        raise forms.ValidationError("Must be 0 or more.")

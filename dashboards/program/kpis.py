@@ -1,0 +1,500 @@
+"""The KPI library, the KPIs of one agreement (with copying a set), and the standard KPI sets
+of each agreement type. Host pages: partner users get 404; host managers and admins edit.
+
+Forms post and redirect without JavaScript; with htmx they validate as the user types
+(`?validate=1` answers the form with its errors and saves nothing) and a KPI row of an
+agreement is edited in place.
+"""
+
+from django.contrib import messages
+from django.db import transaction
+from django.db.models import Count, Q
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_POST
+
+from partnerships.access import agreements_for, host_required, manager_required
+from partnerships.history import history_record, history_snapshot
+from partnerships.kpi_sets import (
+    KpiSetRefused,
+    kpi_set_copy,
+    kpi_set_plan,
+    kpi_set_source_items,
+)
+from partnerships.models import (
+    CATEGORY_WEIGHT_FIELDS,
+    Agreement,
+    AgreementKPI,
+    AgreementType,
+    Category,
+    ChangeKind,
+    KPIDefinition,
+    KPITemplateItem,
+    MetricObservation,
+)
+
+from ..views import HtmxHttpRequest
+from .kpi_forms import (
+    AgreementKPIAddForm,
+    AgreementKPIValuesForm,
+    CopyFromAgreementForm,
+    CopyFromTemplateForm,
+    KPIDefinitionForm,
+    TemplateItemForm,
+    partial_errors,
+)
+
+# ---- Helpers shared by the program pages of an agreement ---------------------------------
+
+
+def number(value: float | None) -> str:
+    """A target, floor or weight as typed: 50,000 · 2.5 · 0.125 (up to 4 decimals)."""
+    if value is None:
+        return ""
+    if float(value).is_integer():
+        return f"{value:,.0f}"
+    return f"{value:,.4f}".rstrip("0").rstrip(".")
+
+
+def with_display(row):
+    """The row (agreement KPI or template item) with its numbers formatted for display."""
+    row.target_display, row.floor_display = number(row.target), number(row.floor)
+    row.weight_display = number(row.weight)
+    return row
+
+
+def agreement_or_404(request: HtmxHttpRequest, code: str) -> Agreement:
+    """The agreement if the user may see it; another partner's answers like a missing one."""
+    agreement = (agreements_for(user=request.user).select_related("partner", "owner")
+                 .filter(code=code).first())
+    if agreement is None:
+        raise Http404("No such agreement.")
+    return agreement
+
+
+def validating(request: HtmxHttpRequest) -> bool:
+    """An inline-validation request: check the form, save nothing."""
+    return request.method == "POST" and request.GET.get("validate") == "1"
+
+
+def vary_on_htmx(response: HttpResponse) -> HttpResponse:
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+def partial_or_page(request: HtmxHttpRequest, template: str, partial: str, context: dict,
+                    *, whole: bool = False) -> HttpResponse:
+    """The named partial for htmx requests (unless `whole`), the whole page otherwise."""
+    use_partial = request.htmx and not request.htmx.history_restore_request and not whole
+    name = f"{template}#{partial}" if use_partial else template
+    return vary_on_htmx(render(request, name, context))
+
+
+# ---- The KPI library ---------------------------------------------------------------------
+
+
+@host_required
+def kpi_library(request: HtmxHttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "").strip()[:100]
+    kpis = KPIDefinition.objects.annotate(
+        agreement_count=Count("program_agreement_kpis", distinct=True)).order_by("category", "code")
+    if query:
+        kpis = kpis.filter(Q(code__icontains=query) | Q(name__icontains=query)
+                           | Q(unit__icontains=query) | Q(description__icontains=query))
+    context = {"kpis": list(kpis), "q": query, "total": KPIDefinition.objects.count()}
+    if request.htmx and not request.htmx.history_restore_request:
+        return vary_on_htmx(render(request, "program/kpis/library.html#results", context))
+    return vary_on_htmx(render(request, "program/kpis/library.html", context))
+
+
+def _observation_count(kpi: KPIDefinition) -> int:
+    return MetricObservation.objects.filter(kpi=kpi).count() if kpi.pk else 0
+
+
+def _kpi_form_page(request: HtmxHttpRequest, form: KPIDefinitionForm,
+                   kpi: KPIDefinition | None) -> HttpResponse:
+    observations = _observation_count(kpi) if kpi else 0
+    context = {
+        "form": form, "kpi": kpi, "observation_count": observations,
+        "scoring_changes": form.scoring_changes() if form.is_bound and observations else [],
+        "action": reverse("program_kpi_edit", args=[kpi.code]) if kpi
+        else reverse("program_kpi_new"),
+    }
+    return partial_or_page(request, "program/kpis/kpi_form.html", "kpi-form", context)
+
+
+def _kpi_save(request: HtmxHttpRequest, kpi: KPIDefinition | None) -> HttpResponse:
+    instance = kpi or KPIDefinition()
+    before = history_snapshot(instance) if kpi else None
+    form = KPIDefinitionForm(request.POST, instance=instance)
+    valid = form.is_valid()
+    if validating(request):
+        partial_errors(form)
+        return _kpi_form_page(request, form, kpi)
+    if not valid:
+        return _kpi_form_page(request, form, kpi)
+    scoring_changes = form.scoring_changes() if kpi and _observation_count(kpi) else []
+    with transaction.atomic():
+        saved = form.save()
+        history_record(user=request.user, obj=saved,
+                       kind=ChangeKind.UPDATED if kpi else ChangeKind.CREATED, before=before)
+    messages.success(request, f"KPI {saved.name} ({saved.code}) {'saved' if kpi else 'added'}.")
+    if scoring_changes:
+        messages.warning(request, f"{', '.join(scoring_changes)} of {saved.name} changed: its "
+                                  "observations are kept, and its scores (and the scorecards "
+                                  "of the agreements using it) change on the next scoring run.")
+    target = reverse("program_kpis")
+    if request.htmx:
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = target
+        return response
+    return redirect(target)
+
+
+@manager_required
+def kpi_new(request: HtmxHttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        return _kpi_save(request, None)
+    return _kpi_form_page(request, KPIDefinitionForm(), None)
+
+
+@manager_required
+def kpi_edit(request: HtmxHttpRequest, code: str) -> HttpResponse:
+    kpi = get_object_or_404(KPIDefinition, code=code)
+    if request.method == "POST":
+        return _kpi_save(request, kpi)
+    return _kpi_form_page(request, KPIDefinitionForm(instance=kpi), kpi)
+
+
+@manager_required
+@require_POST
+def kpi_delete(request: HtmxHttpRequest, code: str) -> HttpResponse:
+    kpi = get_object_or_404(KPIDefinition, code=code)
+    agreements = list(AgreementKPI.objects.filter(kpi=kpi).order_by("agreement__code")
+                      .values_list("agreement__code", flat=True)[:6])
+    observations = _observation_count(kpi)
+    if agreements or observations:
+        reasons = []
+        if agreements:
+            shown = ", ".join(agreements[:5]) + (" and more" if len(agreements) > 5 else "")
+            reasons.append(f"agreements use it ({shown}): remove it from them first")
+        if observations:
+            reasons.append(f"{observations} observation{'s' if observations != 1 else ''} "
+                           "of it are recorded and would lose their meaning")
+        messages.error(request, f"{kpi.name} ({kpi.code}) cannot be deleted: "
+                                f"{'; '.join(reasons)}.")
+        return redirect("program_kpi_edit", code=kpi.code)
+    with transaction.atomic():
+        history_record(user=request.user, obj=kpi, kind=ChangeKind.DELETED)
+        kpi.delete()
+    messages.success(request, f"KPI {kpi.name} ({kpi.code}) deleted.")
+    return redirect("program_kpis")
+
+
+# ---- The KPIs of one agreement -------------------------------------------------------------
+
+
+def _kpi_groups(agreement: Agreement) -> list[dict]:
+    """The agreement's KPIs by category, with the category weight and each KPI's share."""
+    rows = list(AgreementKPI.objects.filter(agreement=agreement).select_related("kpi")
+                .order_by("kpi__name"))
+    weights = agreement.category_weights
+    total_weight = sum(weights.values()) or 1
+    groups = []
+    for category in Category:
+        items = [with_display(row) for row in rows if row.kpi.category == category]
+        in_category = sum(row.weight for row in items)
+        for row in items:
+            row.share = f"{100 * row.weight / in_category:.0f}" if in_category else ""
+        groups.append({
+            "category": category, "label": category.label, "items": items,
+            "weight": weights.get(category, 0),
+            "weight_share": f"{100 * weights.get(category, 0) / total_weight:.0f}",
+            "field": CATEGORY_WEIGHT_FIELDS[category],
+        })
+    return groups
+
+
+def _kpis_page(request: HtmxHttpRequest, agreement: Agreement,
+               form: AgreementKPIAddForm | None = None, *, whole: bool = False) -> HttpResponse:
+    context = {
+        "agreement": agreement, "groups": _kpi_groups(agreement),
+        "form": form or AgreementKPIAddForm(agreement=agreement),
+        "template_count": KPITemplateItem.objects.filter(agreement_type=agreement.type).count(),
+        "section": "kpis",
+    }
+    return partial_or_page(request, "program/kpis/agreement.html", "add-form", context,
+                           whole=whole)
+
+
+@host_required
+def agreement_kpis(request: HtmxHttpRequest, code: str) -> HttpResponse:
+    """GET: the agreement's KPIs; POST (host managers): add one from the library."""
+    agreement = agreement_or_404(request, code)
+    if request.method != "POST":
+        return _kpis_page(request, agreement, whole=True)
+    return _agreement_kpi_add(request, agreement)
+
+
+@manager_required
+def _agreement_kpi_add(request: HtmxHttpRequest, agreement: Agreement) -> HttpResponse:
+    form = AgreementKPIAddForm(request.POST, agreement=agreement)
+    valid = form.is_valid()
+    if validating(request):
+        partial_errors(form)
+        return _kpis_page(request, agreement, form)
+    if not valid:
+        return _kpis_page(request, agreement, form)
+    with transaction.atomic():
+        row = form.save()
+        history_record(user=request.user, obj=row, kind=ChangeKind.CREATED)
+    messages.success(request, f"{row.kpi.name} added to {agreement.code}.")
+    target = reverse("program_agreement_kpis", args=[agreement.code])
+    if request.htmx:
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = target
+        return response
+    return redirect(target)
+
+
+def _agreement_kpi(agreement: Agreement, item_id: int) -> AgreementKPI:
+    return get_object_or_404(
+        AgreementKPI.objects.select_related("kpi"), agreement=agreement, pk=item_id)
+
+
+def _row_context(agreement: Agreement, row: AgreementKPI, form=None, notice: str = "") -> dict:
+    group = next(group for group in _kpi_groups(agreement)
+                 if group["category"] == row.kpi.category)
+    row.share = next((item.share for item in group["items"] if item.pk == row.pk), "")
+    with_display(row)
+    return {"agreement": agreement, "row": row, "form": form, "row_notice": notice}
+
+
+@host_required
+def agreement_kpi_row(request: HtmxHttpRequest, code: str, item_id: int) -> HttpResponse:
+    """One KPI row as shown (htmx: after cancelling an edit); the page otherwise."""
+    agreement = agreement_or_404(request, code)
+    row = _agreement_kpi(agreement, item_id)
+    if not request.htmx:
+        return redirect("program_agreement_kpis", code=agreement.code)
+    return vary_on_htmx(render(request, "program/kpis/agreement.html#kpi-row",
+                               _row_context(agreement, row)))
+
+
+@manager_required
+def agreement_kpi_edit(request: HtmxHttpRequest, code: str, item_id: int) -> HttpResponse:
+    """Edit target, floor and weight: in the row with htmx, on a page of its own without."""
+    agreement = agreement_or_404(request, code)
+    row = _agreement_kpi(agreement, item_id)
+    before = history_snapshot(row)
+    if request.method == "POST":
+        form = AgreementKPIValuesForm(request.POST, instance=row)
+        valid = form.is_valid()
+        if validating(request):
+            partial_errors(form)
+        elif valid:
+            with transaction.atomic():
+                form.save()
+                change = history_record(user=request.user, obj=row, kind=ChangeKind.UPDATED,
+                                        before=before)
+            notice = f"{row.kpi.name} saved." if change else "Nothing changed."
+            if request.htmx:
+                return vary_on_htmx(render(request, "program/kpis/agreement.html#kpi-row",
+                                           _row_context(agreement, row, notice=notice)))
+            messages.success(request, notice)
+            return redirect("program_agreement_kpis", code=agreement.code)
+    else:
+        form = AgreementKPIValuesForm(instance=row)
+    context = _row_context(agreement, row, form=form)
+    context["section"] = "kpis"
+    if request.htmx:
+        return vary_on_htmx(render(request, "program/kpis/agreement.html#kpi-row-edit",
+                                   context))
+    return render(request, "program/kpis/kpi_row_edit.html", context)
+
+
+@manager_required
+@require_POST
+def agreement_kpi_remove(request: HtmxHttpRequest, code: str, item_id: int) -> HttpResponse:
+    agreement = agreement_or_404(request, code)
+    row = _agreement_kpi(agreement, item_id)
+    objectives = list(agreement.objectives.filter(kpi=row.kpi)
+                      .values_list("success_metric", flat=True))
+    if objectives:
+        messages.error(request, f"{row.kpi.name} stays: the objective “{objectives[0]}” "
+                                "measures its progress with it. Unlink the objective first.")
+    else:
+        with transaction.atomic():
+            history_record(user=request.user, obj=row, kind=ChangeKind.DELETED)
+            row.delete()
+        messages.success(request, f"{row.kpi.name} removed from {agreement.code}. Its "
+                                  "observations are kept.")
+    target = reverse("program_agreement_kpis", args=[agreement.code])
+    if request.htmx:
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = target
+        return response
+    return redirect(target)
+
+
+# ---- Copying a KPI set ------------------------------------------------------------------
+
+
+def _copy_request(request: HtmxHttpRequest, agreement: Agreement, data) -> dict:
+    """The two copy forms bound to whichever the request filled, and the plan if valid."""
+    origin = data.get("from", "")
+    agreements = agreements_for(user=request.user)
+    agreement_form = CopyFromAgreementForm(
+        data if origin == "agreement" else None, agreements=agreements, agreement=agreement)
+    template_form = CopyFromTemplateForm(data if origin == "template" else None)
+    items, source_label, plan = None, "", None
+    if origin == "agreement" and agreement_form.is_valid():
+        source = agreement_form.cleaned_data["source"]
+        items = kpi_set_source_items(agreement=source)
+        source_label = f"agreement {source.code}"
+        mode = agreement_form.cleaned_data["mode"]
+    elif origin == "template" and template_form.is_valid():
+        items = kpi_set_source_items(agreement_type=agreement.type)
+        source_label = f"the standard set for {agreement.get_type_display()} agreements"
+        mode = template_form.cleaned_data["mode"]
+    preview = []
+    if items is not None:
+        plan = kpi_set_plan(agreement=agreement, items=items, mode=mode)
+        preview = (
+            [{"change": "added", "label": "will be added", "kpi": item.kpi,
+              "values": (number(item.target), number(item.floor), number(item.weight))}
+             for item in plan.added]
+            + [{"change": "updated", "label": "takes the copied values", "kpi": row.kpi,
+                "values": tuple(f"{number(old)} → {number(new)}" if old != new else number(new)
+                                for old, new in ((row.target, item.target),
+                                                 (row.floor, item.floor),
+                                                 (row.weight, item.weight)))}
+               for row, item in plan.updated]
+            + [{"change": "removed", "label": "will be removed", "kpi": row.kpi,
+                "values": (number(row.target), number(row.floor), number(row.weight))}
+               for row in plan.removed]
+            + [{"change": "kept", "label": "kept as it is", "kpi": row.kpi,
+                "values": (number(row.target), number(row.floor), number(row.weight))}
+               for row in plan.kept]
+        )
+    return {
+        "agreement": agreement, "origin": origin, "agreement_form": agreement_form,
+        "template_form": template_form, "items": items, "plan": plan,
+        "source_label": source_label, "mode": mode if items is not None else "",
+        "source_code": data.get("source", ""), "section": "kpis",
+        "template_count": KPITemplateItem.objects.filter(agreement_type=agreement.type).count(),
+        "preview": preview,
+    }
+
+
+@manager_required
+def agreement_kpis_copy(request: HtmxHttpRequest, code: str) -> HttpResponse:
+    """GET: the copy forms and, once one is filled, the preview; POST: do the copy."""
+    agreement = agreement_or_404(request, code)
+    if request.method != "POST":
+        context = _copy_request(request, agreement, request.GET)
+        return partial_or_page(request, "program/kpis/copy.html", "preview", context)
+    context = _copy_request(request, agreement, request.POST)
+    if context["items"] is None:
+        return render(request, "program/kpis/copy.html", context)
+    try:
+        plan = kpi_set_copy(agreement=agreement, items=context["items"], mode=context["mode"],
+                            user=request.user)
+    except KpiSetRefused as refusal:
+        context["refusal"] = str(refusal)
+        return render(request, "program/kpis/copy.html", context)
+    messages.success(
+        request, f"Copied from {context['source_label']}: {len(plan.added)} added, "
+                 f"{len(plan.updated)} changed, {len(plan.removed)} removed, "
+                 f"{len(plan.kept)} kept as they were.")
+    return redirect("program_agreement_kpis", code=agreement.code)
+
+
+# ---- KPI templates: the standard set of each agreement type ------------------------------
+
+
+def _templates_page(request: HtmxHttpRequest, form: TemplateItemForm | None = None,
+                    *, whole: bool = False) -> HttpResponse:
+    items = [with_display(item) for item in KPITemplateItem.objects.select_related("kpi")
+             .order_by("agreement_type", "kpi__category", "kpi__name")]
+    groups = [{"type": value, "label": label,
+               "items": [item for item in items if item.agreement_type == value]}
+              for value, label in AgreementType.choices]
+    initial = {}
+    if request.GET.get("type") in AgreementType.values:
+        initial["agreement_type"] = request.GET["type"]
+    context = {"groups": groups, "form": form or TemplateItemForm(initial=initial)}
+    return partial_or_page(request, "program/kpis/templates.html", "template-form", context,
+                           whole=whole)
+
+
+@host_required
+def kpi_templates(request: HtmxHttpRequest) -> HttpResponse:
+    """GET: every agreement type's standard KPI set; POST (host managers): add an item."""
+    if request.method != "POST":
+        return _templates_page(request, whole=True)
+    return _kpi_template_add(request)
+
+
+@manager_required
+def _kpi_template_add(request: HtmxHttpRequest) -> HttpResponse:
+    form = TemplateItemForm(request.POST)
+    valid = form.is_valid()
+    if validating(request):
+        partial_errors(form)
+        return _templates_page(request, form)
+    if not valid:
+        return _templates_page(request, form)
+    with transaction.atomic():
+        item = form.save()
+        history_record(user=request.user, obj=item, kind=ChangeKind.CREATED)
+    messages.success(request, f"{item.kpi.name} added to the "
+                              f"{item.get_agreement_type_display()} set.")
+    target = reverse("program_kpi_templates") + f"#type-{item.agreement_type}"
+    if request.htmx:
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = target
+        return response
+    return redirect(target)
+
+
+@manager_required
+def kpi_template_edit(request: HtmxHttpRequest, item_id: int) -> HttpResponse:
+    item = get_object_or_404(KPITemplateItem.objects.select_related("kpi"), pk=item_id)
+    before = history_snapshot(item)
+    if request.method == "POST":
+        form = TemplateItemForm(request.POST, instance=item)
+        valid = form.is_valid()
+        if validating(request):
+            partial_errors(form)
+        elif valid:
+            with transaction.atomic():
+                form.save()
+                history_record(user=request.user, obj=item, kind=ChangeKind.UPDATED,
+                               before=before)
+            messages.success(request, f"{item.kpi.name} in the "
+                                      f"{item.get_agreement_type_display()} set saved.")
+            target = reverse("program_kpi_templates") + f"#type-{item.agreement_type}"
+            if request.htmx:
+                response = HttpResponse(status=204)
+                response["HX-Redirect"] = target
+                return response
+            return redirect(target)
+    else:
+        form = TemplateItemForm(instance=item)
+    return partial_or_page(request, "program/kpis/template_edit.html", "template-form",
+                           {"form": form, "item": item})
+
+
+@manager_required
+@require_POST
+def kpi_template_remove(request: HtmxHttpRequest, item_id: int) -> HttpResponse:
+    item = get_object_or_404(KPITemplateItem.objects.select_related("kpi"), pk=item_id)
+    with transaction.atomic():
+        history_record(user=request.user, obj=item, kind=ChangeKind.DELETED)
+        item.delete()
+    messages.success(request, f"{item.kpi.name} removed from the "
+                              f"{item.get_agreement_type_display()} set.")
+    return redirect(reverse("program_kpi_templates") + f"#type-{item.agreement_type}")

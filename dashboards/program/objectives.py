@@ -1,0 +1,111 @@
+"""The SMART objectives of an agreement, with their progress measured from the linked KPI.
+
+Host pages (partner users get 404; partner users see the objectives of their own agreements
+on the agreement dashboard). Host managers and admins add, edit and delete.
+"""
+
+from django.contrib import messages
+from django.db import transaction
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from partnerships.access import host_required, manager_required
+from partnerships.history import history_record, history_snapshot
+from partnerships.models import Agreement, ChangeKind, Objective
+
+from ..views import HtmxHttpRequest
+from .kpi_forms import ObjectiveForm, partial_errors
+from .kpis import agreement_or_404, partial_or_page, validating
+from .progress import objectives_progress
+
+
+def objectives_for_dashboard(*, agreement: Agreement) -> list:
+    """The agreement's objectives with their progress, for the shared agreement dashboard."""
+    objectives = Objective.objects.filter(agreement=agreement).select_related("agreement", "kpi")
+    return objectives_progress(objectives=objectives.order_by("deadline", "id"))
+
+
+def _page(request: HtmxHttpRequest, agreement: Agreement, form: ObjectiveForm | None = None,
+          *, whole: bool = False) -> HttpResponse:
+    context = {
+        "agreement": agreement, "section": "objectives",
+        "progress": objectives_for_dashboard(agreement=agreement),
+        "form": form or ObjectiveForm(agreement=agreement),
+        "action": reverse("program_objectives", args=[agreement.code]),
+    }
+    return partial_or_page(request, "program/objectives/list.html", "objective-form", context,
+                           whole=whole)
+
+
+def _redirect(request: HtmxHttpRequest, agreement: Agreement) -> HttpResponse:
+    target = reverse("program_objectives", args=[agreement.code])
+    if request.htmx:
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = target
+        return response
+    return redirect(target)
+
+
+@host_required
+def agreement_objectives(request: HtmxHttpRequest, code: str) -> HttpResponse:
+    """GET: the objectives and their progress; POST (host managers): add one."""
+    agreement = agreement_or_404(request, code)
+    if request.method != "POST":
+        return _page(request, agreement, whole=True)
+    return _objective_add(request, agreement)
+
+
+@manager_required
+def _objective_add(request: HtmxHttpRequest, agreement: Agreement) -> HttpResponse:
+    form = ObjectiveForm(request.POST, agreement=agreement)
+    valid = form.is_valid()
+    if validating(request):
+        partial_errors(form)
+        return _page(request, agreement, form)
+    if not valid:
+        return _page(request, agreement, form)
+    with transaction.atomic():
+        objective = form.save()
+        history_record(user=request.user, obj=objective, kind=ChangeKind.CREATED)
+    messages.success(request, f"Objective “{objective.success_metric}” added.")
+    return _redirect(request, agreement)
+
+
+@manager_required
+def objective_edit(request: HtmxHttpRequest, code: str, objective_id: int) -> HttpResponse:
+    agreement = agreement_or_404(request, code)
+    objective = get_object_or_404(Objective, agreement=agreement, pk=objective_id)
+    before = history_snapshot(objective)
+    if request.method == "POST":
+        form = ObjectiveForm(request.POST, instance=objective, agreement=agreement)
+        valid = form.is_valid()
+        if validating(request):
+            partial_errors(form)
+        elif valid:
+            with transaction.atomic():
+                form.save()
+                history_record(user=request.user, obj=objective, kind=ChangeKind.UPDATED,
+                               before=before)
+            messages.success(request, f"Objective “{objective.success_metric}” saved.")
+            return _redirect(request, agreement)
+    else:
+        form = ObjectiveForm(instance=objective, agreement=agreement)
+    context = {
+        "agreement": agreement, "objective": objective, "form": form, "section": "objectives",
+        "action": reverse("program_objective_edit", args=[agreement.code, objective.pk]),
+    }
+    return partial_or_page(request, "program/objectives/edit.html", "objective-form", context)
+
+
+@manager_required
+@require_POST
+def objective_delete(request: HtmxHttpRequest, code: str, objective_id: int) -> HttpResponse:
+    agreement = agreement_or_404(request, code)
+    objective = get_object_or_404(Objective, agreement=agreement, pk=objective_id)
+    with transaction.atomic():
+        history_record(user=request.user, obj=objective, kind=ChangeKind.DELETED)
+        objective.delete()
+    messages.success(request, f"Objective “{objective.success_metric}” deleted.")
+    return _redirect(request, agreement)
