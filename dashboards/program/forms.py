@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from partnerships.access import host_managers_for, partners_for
 from partnerships.models import (
     CATEGORY_WEIGHT_FIELDS,
+    DEFAULT_CATEGORY_WEIGHTS,
     Agreement,
     Partner,
     PartnerAssessment,
@@ -302,6 +303,9 @@ class AgreementForm(forms.ModelForm):
                 self.fields[name].disabled = True
                 self.fields[name].help_text = "Fixed once the agreement exists."
             self.initial["partner"] = self.instance.partner.slug
+        else:
+            for category, name in CATEGORY_WEIGHT_FIELDS.items():
+                self.fields[name].initial = DEFAULT_CATEGORY_WEIGHTS[category]
         self.order_fields(["initial_stage", *BASIC_FIELDS])
 
     def clean_code(self):
