@@ -21,6 +21,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from .demo_history import demo_history_create
 from .models import (
     DEFAULT_CATEGORY_WEIGHTS,
     Aggregation,
@@ -689,6 +690,11 @@ def demo_generate(
         observations, batches = _write_observations(
             rng, plan=plan, kpi_ids=kpi_ids, first=first, months=months,
             per_month=observations_per_month, manager=manager, progress=progress,
+        )
+        # Its own random stream, so the history never changes the observations of a seed.
+        demo_history_create(
+            np.random.default_rng(seed + 1), agreements=list(Agreement.objects.all()),
+            partners=partner_rows, manager=manager, today=today,
         )
     return DemoSummary(
         partners=partners, agreements=agreements, kpi_definitions=len(KPI_LIBRARY),

@@ -276,3 +276,32 @@ def test_if_empty_keeps_existing_data_and_logins_are_printed(db, capsys):
     out = capsys.readouterr().out
     assert "already present" in out
     assert "viewer" in out and "only" in out and "manager" in out
+
+
+def test_the_history_leads_each_agreement_to_its_stage_with_reviews_and_actions(small_demo):
+    from partnerships.models import (
+        STAGE_TRANSITIONS,
+        ActionItem,
+        KPITemplateItem,
+        PartnerAssessment,
+        ProgramChange,
+        Review,
+        StageTransition,
+    )
+
+    today = timezone.localdate()
+    for agreement in Agreement.objects.all():
+        moves = list(StageTransition.objects.filter(agreement=agreement).order_by("at", "id"))
+        stages = ["prospect", *(move.to_stage for move in moves)]
+        assert stages[-1] == agreement.stage
+        for move, before in zip(moves, stages, strict=False):
+            assert move.from_stage == before and move.to_stage in STAGE_TRANSITIONS[before]
+            assert move.reason and agreement.start_date <= move.at.date() <= today
+        held = Review.objects.filter(agreement=agreement)
+        if agreement.stage == "prospect":
+            assert not held.exists()
+        assert all(review.held_on <= today for review in held)
+    assert ProgramChange.objects.filter(kind="stage").count() == StageTransition.objects.count()
+    assert ActionItem.objects.filter(status="done").exists()
+    assert {"host", "partner"} == set(ActionItem.objects.values_list("owner_side", flat=True))
+    assert PartnerAssessment.objects.exists() and KPITemplateItem.objects.exists()
