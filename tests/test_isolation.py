@@ -57,6 +57,7 @@ from partnerships.models import (
     IncentivePlan,
     Invitation,
     KPIDefinition,
+    KPITemplateItem,
     Membership,
     MetricObservation,
     Objective,
@@ -232,6 +233,9 @@ def build_world() -> World:
 
     acme_agreement = _agreement(acme, "ACME-CM-2025", kpis, "Acme terms")
     globex_agreement = _agreement(globex, f"GLOBEX-{MARKER.upper()}-1", kpis, MARKER)
+    # The standard KPI set of co-marketing agreements (program-wide, no partner's data).
+    KPITemplateItem.objects.create(agreement_type="co_marketing", kpi=kpis["revenue"],
+                                   target=120, floor=0)
     _observations(acme_agreement, kpis, acme, users[ACME_EDITOR], "acme")
     globex_batch, globex_observation = _observations(
         globex_agreement, kpis, globex, globex_editor, MARKER)
@@ -384,6 +388,39 @@ FRESH_GLOBEX_REVIEW_ID = Value(
     lambda w, p: str(_review_with_action(w.globex_agreement, MARKER).pk))
 FRESH_GLOBEX_ACTION_ID = Value(
     lambda w, p: str(_review_with_action(w.globex_agreement, MARKER).action_items.first().pk))
+
+
+def _fresh_kpi(prefix: str) -> KPIDefinition:
+    """A KPI of its own for a cell that deletes or removes one (each cell needs a live one)."""
+    number = KPIDefinition.objects.count() + 1
+    return KPIDefinition.objects.create(code=f"{prefix}-{number}", name=f"Cell KPI {number}",
+                                        category="strategic", aggregation="sum", source="host")
+
+
+def _fresh_agreement_kpi(world: "World") -> str:
+    row = AgreementKPI.objects.create(agreement=world.globex_agreement,
+                                      kpi=_fresh_kpi("cell-agreement"), target=10, floor=0)
+    return str(row.pk)
+
+
+def _fresh_template_item() -> str:
+    return str(KPITemplateItem.objects.create(agreement_type="referral",
+                                              kpi=_fresh_kpi("cell-template"),
+                                              target=10, floor=0).pk)
+
+
+GLOBEX_AGREEMENT_KPI_ID = Value(lambda w, p: str(
+    AgreementKPI.objects.get(agreement=w.globex_agreement, kpi__code="defect_rate").pk))
+FRESH_GLOBEX_AGREEMENT_KPI_ID = Value(lambda w, p: _fresh_agreement_kpi(w))
+GLOBEX_OBJECTIVE_ID = Value(lambda w, p: str(w.globex_agreement.objectives.first().pk))
+FRESH_GLOBEX_OBJECTIVE_ID = Value(lambda w, p: str(Objective.objects.create(
+    agreement=w.globex_agreement, goal_type="capability", success_metric=f"{MARKER} cell",
+    target_value=1, deadline=dt.date(2026, 6, 30)).pk))
+KPI_CODE = Value(lambda w, p: "revenue", missing="no-such-kpi")
+FRESH_KPI_CODE = Value(lambda w, p: _fresh_kpi("cell-library").code, missing="no-such-kpi")
+TEMPLATE_ITEM_ID = Value(lambda w, p: str(KPITemplateItem.objects.order_by("pk").first().pk))
+FRESH_TEMPLATE_ITEM_ID = Value(lambda w, p: _fresh_template_item())
+AGREEMENT_KPI_BODY = {"kpi": "revenue", "target": "100", "floor": "100", "weight": "1"}
 REVIEW_BODY = {"kind": "tactical_sync", "held_on": "2025-06-01", "notes": "Cell review"}
 ACTION_BODY = {"description": "Cell action", "owner_name": "Cell owner",
                "owner_side": "partner", "raci": "responsible", "due_date": "2025-07-01"}
@@ -522,6 +559,57 @@ ROUTES: dict[str, Route] = {
     "program_action_delete": Route(
         roles=MANAGERS, methods=("GET", "POST"), htmx=True,
         path={"action_id": FRESH_GLOBEX_ACTION_ID}),
+    # The KPI library and standard sets (program-wide, host only), an agreement's KPIs,
+    # objectives and incentive plan (host pages; managers edit).
+    "program_kpis": Route(roles=HOST, htmx=True, query={"q": "revenue"}, missing=None),
+    "program_kpi_new": Route(
+        roles=MANAGERS, methods=("GET", "POST"), htmx=True,
+        body={"code": "cell kpi", "name": "Cell KPI"}),
+    "program_kpi_edit": Route(
+        roles=MANAGERS, methods=("GET", "POST"), htmx=True, path={"code": KPI_CODE},
+        body={"code": "revenue", "name": "Revenue", "category": "financial"}),
+    "program_kpi_delete": Route(
+        roles=MANAGERS, methods=("POST",), path={"code": FRESH_KPI_CODE}),
+    "program_kpi_templates": Route(
+        roles=HOST, methods=("GET", "POST"), htmx=True, missing=None,
+        query={"type": "referral"}, body={"agreement_type": "referral", "kpi": "revenue",
+                                          "target": "5", "floor": "5"}),
+    "program_kpi_template_edit": Route(
+        roles=MANAGERS, methods=("GET", "POST"), htmx=True,
+        path={"item_id": TEMPLATE_ITEM_ID}, body={"target": "abc"}),
+    "program_kpi_template_remove": Route(
+        roles=MANAGERS, methods=("POST",), path={"item_id": FRESH_TEMPLATE_ITEM_ID}),
+    "program_agreement_kpis": Route(
+        roles=HOST, methods=("GET", "POST"), htmx=True, path={"code": GLOBEX_CODE},
+        body=AGREEMENT_KPI_BODY),
+    "program_agreement_kpis_copy": Route(
+        roles=MANAGERS, methods=("GET", "POST"), htmx=True, path={"code": GLOBEX_CODE},
+        query={"from": "template", "mode": "keep"}, body={"from": "template", "mode": "keep"}),
+    "program_agreement_kpi_row": Route(
+        roles=HOST, htmx=True, path={"code": GLOBEX_CODE, "item_id": GLOBEX_AGREEMENT_KPI_ID}),
+    "program_agreement_kpi_edit": Route(
+        roles=MANAGERS, methods=("GET", "POST"), htmx=True,
+        path={"code": GLOBEX_CODE, "item_id": GLOBEX_AGREEMENT_KPI_ID},
+        body={"target": "2", "floor": "2", "weight": "0"}),
+    "program_agreement_kpi_remove": Route(
+        roles=MANAGERS, methods=("POST",), htmx=True,
+        path={"code": GLOBEX_CODE, "item_id": FRESH_GLOBEX_AGREEMENT_KPI_ID}),
+    "program_objectives": Route(
+        roles=HOST, methods=("GET", "POST"), htmx=True, path={"code": GLOBEX_CODE},
+        body={"success_metric": "Cell objective", "goal_type": "capability",
+              "target_value": "x"}),
+    "program_objective_edit": Route(
+        roles=MANAGERS, methods=("GET", "POST"), htmx=True,
+        path={"code": GLOBEX_CODE, "objective_id": GLOBEX_OBJECTIVE_ID},
+        body={"success_metric": "Cell objective", "deadline": "someday"}),
+    "program_objective_delete": Route(
+        roles=MANAGERS, methods=("POST",), htmx=True,
+        path={"code": GLOBEX_CODE, "objective_id": FRESH_GLOBEX_OBJECTIVE_ID}),
+    "program_incentive_plan": Route(
+        roles=HOST, methods=("GET", "POST"), htmx=True, path={"code": GLOBEX_CODE},
+        body={"base_amount": "-1", "currency": "usd", "baseline_score": "130"}),
+    "program_incentive_plan_delete": Route(
+        roles=MANAGERS, methods=("POST",), path={"code": GLOBEX_CODE}),
     "invitation_accept": Route(
         roles=SIGNED_IN, methods=("GET", "POST"), public=True,
         path={"token": Value(lambda w, p: w.globex_invitation_token,

@@ -99,7 +99,7 @@ def partial_or_page(request: HtmxHttpRequest, template: str, partial: str, conte
 def kpi_library(request: HtmxHttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:100]
     kpis = KPIDefinition.objects.annotate(
-        agreement_count=Count("program_agreement_kpis", distinct=True)).order_by("category", "code")
+        agreement_count=Count("agreement_kpis", distinct=True)).order_by("category", "code")
     if query:
         kpis = kpis.filter(Q(code__icontains=query) | Q(name__icontains=query)
                            | Q(unit__icontains=query) | Q(description__icontains=query))
