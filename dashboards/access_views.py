@@ -34,6 +34,7 @@ from partnerships.access import (
     user_role_change,
     users_for,
 )
+from partnerships.audit import audit_record
 from partnerships.invitations import (
     InvitationRefused,
     InvitationUnusable,
@@ -348,6 +349,9 @@ def invite(request: HtmxHttpRequest) -> HttpResponse:
 def invitation_withdraw_view(request: HtmxHttpRequest, invitation_id: int) -> HttpResponse:
     invitation = get_object_or_404(invitations_for(user=request.user), pk=invitation_id)
     if invitation_withdraw(invitation=invitation):
+        audit_record(action=AuditAction.INVITATION_WITHDRAWN, request=request,
+                     partner=invitation.partner, target=invitation.email,
+                     detail={"role": invitation.role})
         messages.success(request, f"The invitation to {invitation.email} no longer works.")
     else:
         messages.info(request, f"The invitation to {invitation.email} had already been used, "

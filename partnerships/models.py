@@ -675,6 +675,7 @@ class AuditAction(models.TextChoices):
     LOCKED_OUT = "locked_out", "Locked out"
     INVITATION_SENT = "invitation_sent", "Invitation sent"
     INVITATION_ACCEPTED = "invitation_accepted", "Invitation accepted"
+    INVITATION_WITHDRAWN = "invitation_withdrawn", "Invitation withdrawn"
     ROLE_CHANGED = "role_changed", "Role changed"
     USER_DEACTIVATED = "user_deactivated", "User deactivated"
     USER_REACTIVATED = "user_reactivated", "User reactivated"

@@ -155,6 +155,8 @@ def test_the_admin_can_withdraw_a_pending_invitation(host_admin_client, client):
     response = host_admin_client.post(f"/access/invitations/{invitation.pk}/withdraw/")
 
     assert response.status_code == 302
+    withdrawn = AuditEvent.objects.get(action="invitation_withdrawn")
+    assert (withdrawn.username, withdrawn.target) == ("admin-ann", invitation.email)
     host_admin_client.logout()
     assert client.get(link).status_code == 410
 
