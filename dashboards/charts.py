@@ -73,8 +73,40 @@ def _layout(title: str, **extra) -> dict:
     }
 
 
-def score_history_figure(*, scorecards: list) -> dict:
-    """Overall and rolling score per month: two lines, months on x, hover with one decimal."""
+# Tier bands behind the score history (Okabe–Ito, as the tier badges), faint enough that the
+# lines stay readable; the tier name is written in each band, so colour is never alone.
+BAND_COLOURS = {"strategic": "#0072B2", "growth": "#009E73", "transactional": "#E69F00"}
+
+
+def tier_bands(*, policy: dict) -> list[tuple[float, float, str]]:
+    """(low, high, tier) bands of the rolling score under the threshold policy; none under
+    the percentile policy, whose cut-offs move every month."""
+    if policy.get("policy") != "threshold":
+        return []
+    growth, strategic = policy["growth_threshold"], policy["strategic_threshold"]
+    return [(strategic, 125.0, "strategic"), (growth, strategic, "growth"),
+            (0.0, growth, "transactional")]
+
+
+def _band_shapes(bands: list[tuple[float, float, str]]) -> tuple[list, list]:
+    shapes, annotations = [], []
+    for low, high, tier in bands:
+        if high <= low:
+            continue
+        shapes.append({"type": "rect", "xref": "paper", "x0": 0, "x1": 1, "yref": "y",
+                       "y0": low, "y1": high, "fillcolor": BAND_COLOURS[tier],
+                       "opacity": 0.08, "line": {"width": 0}, "layer": "below"})
+        annotations.append({"xref": "paper", "x": 1, "xanchor": "right", "yref": "y",
+                            "y": high, "yanchor": "top", "showarrow": False,
+                            "text": f"{tier} ≥ {low:g}" if low else tier,
+                            "font": {"size": 11, "color": "#4a5163"}})
+    return shapes, annotations
+
+
+def score_history_figure(*, scorecards: list, bands: list | None = None) -> dict:
+    """Overall and rolling score per month: two lines, months on x, hover with one decimal;
+    the tier bands of the rolling score shaded behind them when the policy has fixed ones."""
+    shapes, annotations = _band_shapes(bands or [])
     months = [card.period for card in scorecards]
     # A date axis thins its ticks to the width (category ticks collide at 375 px).
     days = [f"{month}-01" for month in months]
@@ -99,6 +131,8 @@ def score_history_figure(*, scorecards: list) -> dict:
                    "automargin": True, "fixedrange": True},
             legend={"orientation": "h", "x": 0, "y": -0.2},
             showlegend=True,
+            shapes=shapes,
+            annotations=annotations,
         ),
     )
     return {**figure.to_plotly_json(), "config": {"displayModeBar": False}}
@@ -124,3 +158,219 @@ def category_scores_figure(*, scorecard, period: str) -> dict:
         ),
     )
     return {**figure.to_plotly_json(), "config": {"displayModeBar": False}}
+
+
+# ---- Portfolio and ecosystem pages ------------------------------------------------------------
+
+# Okabe–Ito, the colour-blind-safe palette of the tier badges (--tier-* in app.css).
+TIER_COLOURS = {"strategic": "#0072B2", "growth": "#009E73", "transactional": "#E69F00"}
+TIER_ORDER = ("strategic", "growth", "transactional")
+AT_RISK_COLOUR = "#D55E00"
+# Further Okabe–Ito colours for series that are not tiers or categories.
+SERIES_COLOURS = (ACCENT, "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#0072B2")
+
+
+def _month_days(months: list[str]) -> list[str]:
+    # A date axis thins its ticks to the width; category ticks collide at 375 px.
+    return [f"{month}-01" for month in months]
+
+
+def _month_axis() -> dict:
+    return {"type": "date", "tickformat": "%Y-%m", "automargin": True, "fixedrange": True,
+            "tickangle": 0, "title": {"text": "month"}}
+
+
+def _count_axis(title: str, values: list[float]) -> dict:
+    top = max(values, default=0)
+    return {"title": {"text": title}, "rangemode": "tozero", "automargin": True,
+            "fixedrange": True, **({"dtick": 1} if top <= 10 else {"tickformat": ",d"})}
+
+
+def _figure(traces: list, layout: dict) -> dict:
+    return {**go.Figure(traces, layout=layout).to_plotly_json(),
+            "config": {"displayModeBar": False}}
+
+
+def tier_distribution_figure(*, counts: dict[str, dict[str, int]], period: str) -> dict:
+    """Agreements per tier and month: stacked bars in the tier colours, months on x."""
+    months = sorted(counts)
+    traces = [
+        go.Bar(
+            x=_month_days(months), y=[counts[month].get(tier, 0) for month in months],
+            name=tier, marker_color=TIER_COLOURS[tier], customdata=months,
+            hovertemplate="%{customdata}: %{y} " + tier + "<extra></extra>",
+        )
+        for tier in TIER_ORDER
+    ]
+    totals = [sum(counts[month].values()) for month in months]
+    return _figure(traces, _layout(
+        f"Agreements per tier, {months[0]} to {period}" if months else "Agreements per tier",
+        barmode="stack", xaxis=_month_axis(), yaxis=_count_axis("agreements", totals),
+        legend={"orientation": "h", "x": 0, "y": -0.25}, showlegend=True,
+        margin={"l": 8, "r": 16, "t": 48, "b": 8},
+    ))
+
+
+SCORE_BIN = 10
+SCORE_TOP = 120
+
+
+def score_bins(values: list[float]) -> list[int]:
+    """Counts per 10-point bin of 0–120; 120 (the cap) falls in the last bin."""
+    counts = [0] * (SCORE_TOP // SCORE_BIN)
+    for value in values:
+        index = min(max(int(value // SCORE_BIN), 0), len(counts) - 1)
+        counts[index] += 1
+    return counts
+
+
+def score_distribution_figure(*, values: list[float], period: str,
+                              cut_lines: list[tuple[float, str, str]]) -> dict:
+    """A histogram of the month's overall scores in 10-point bins, with labelled cut lines
+    (the at-risk line at 50, and the tier thresholds when tiers follow thresholds)."""
+    counts = score_bins(values)
+    edges = list(range(0, SCORE_TOP, SCORE_BIN))
+    ranges = [f"{low}–{low + SCORE_BIN}" for low in edges]
+    figure = _figure(
+        [go.Bar(
+            x=[low + SCORE_BIN / 2 for low in edges], y=counts, width=SCORE_BIN * 0.92,
+            marker_color=ACCENT, customdata=ranges,
+            hovertemplate="overall %{customdata}: %{y} agreements<extra></extra>",
+        )],
+        _layout(
+            f"Overall scores, {period} ({len(values)} scorecards)",
+            xaxis={"title": {"text": "overall score (0–120; 100 = on target)"},
+                   "range": [0, SCORE_TOP], "dtick": 20, "automargin": True,
+                   "fixedrange": True},
+            yaxis=_count_axis("agreements", counts),
+            showlegend=False, bargap=0,
+            shapes=[{"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x,
+                     "y0": 0, "y1": 1, "line": {"color": colour, "dash": "dash", "width": 1.5}}
+                    for x, _, colour in cut_lines],
+            annotations=[{"xref": "x", "yref": "paper", "x": x, "y": 1, "text": label,
+                          "showarrow": False, "xanchor": "left", "yanchor": "top",
+                          "font": {"size": 11, "color": colour}}
+                         for x, label, colour in cut_lines],
+        ),
+    )
+    return figure
+
+
+def score_cut_lines(*, settings_snapshot: dict) -> list[tuple[float, str, str]]:
+    """The lines drawn across the score histogram: the at-risk line (overall < 50), and the
+    tier thresholds when the run ranked by threshold (percentile tiers have no fixed line)."""
+    lines = [(50.0, "at risk below 50", AT_RISK_COLOUR)]
+    if settings_snapshot.get("policy") == "threshold":
+        # Tiers compare the rolling score with these lines, so the labels say so.
+        growth = float(settings_snapshot["growth_threshold"])
+        strategic = float(settings_snapshot["strategic_threshold"])
+        lines += [(growth, f"growth ≥ {growth:g} rolling", TIER_COLOURS["growth"]),
+                  (strategic, f"strategic ≥ {strategic:g} rolling", TIER_COLOURS["strategic"])]
+    return lines
+
+
+def monthly_figure(*, title: str, months: list[str], series: list[tuple[str, list]],
+                   y_title: str, kind: str = "bar", stacked: bool = False,
+                   colours: dict[str, str] | None = None, value_format: str = ",d",
+                   y_range: list[float] | None = None) -> dict:
+    """One or more monthly series as bars (counts) or lines (amounts, means); months on x.
+    A legend only when there is more than one series."""
+    days = _month_days(months)
+    traces = []
+    for index, (name, values) in enumerate(series):
+        colour = (colours or {}).get(name, SERIES_COLOURS[index % len(SERIES_COLOURS)])
+        hover = "%{customdata}: %{y:" + value_format + "} " + name + "<extra></extra>"
+        if kind == "bar":
+            traces.append(go.Bar(x=days, y=values, name=name, marker_color=colour,
+                                 customdata=months, hovertemplate=hover))
+        else:
+            traces.append(go.Scatter(x=days, y=values, name=name, mode="lines+markers",
+                                     line={"color": colour, "width": 2}, connectgaps=False,
+                                     customdata=months, hovertemplate=hover))
+    all_values = [value for _, values in series for value in values if value is not None]
+    if kind == "bar" and value_format == ",d":
+        stack = [sum(values[i] or 0 for _, values in series) for i in range(len(months))]
+        yaxis = _count_axis(y_title, stack if stacked else all_values)
+    else:
+        yaxis = {"title": {"text": y_title}, "automargin": True, "fixedrange": True,
+                 "rangemode": "tozero", "tickformat": value_format}
+    if y_range:
+        yaxis["range"] = y_range
+    return _figure(traces, _layout(
+        title, barmode="stack" if stacked else "group", xaxis=_month_axis(), yaxis=yaxis,
+        showlegend=len(series) > 1, legend={"orientation": "h", "x": 0, "y": -0.25},
+    ))
+
+
+def category_bars_figure(*, title: str, labels: list[str], values: list[int],
+                         x_title: str) -> dict:
+    """Horizontal bars of counts per category (labels stay readable at 375 px)."""
+    return _figure(
+        [go.Bar(y=labels, x=values, orientation="h", marker_color=ACCENT, text=values,
+                textposition="outside", cliponaxis=False,
+                hovertemplate="%{y}: %{x}<extra></extra>")],
+        _layout(title, yaxis={"autorange": "reversed", "automargin": True,
+                              "ticklabelstandoff": 6, "fixedrange": True},
+                xaxis=_count_axis(x_title, values), showlegend=False,
+                margin={"l": 8, "r": 24, "t": 48, "b": 8}),
+    )
+
+
+def trend_line(*, values: list[float | None], width: int = 96, height: int = 24,
+               top: float = 120.0) -> dict | None:
+    """An inline-SVG sparkline (no script, no Plotly): one polyline per run of months with a
+    value on a fixed 0–`top` scale, a dot for the last value. None without any value."""
+    if not any(value is not None for value in values):
+        return None
+    pad = 2.0
+    slots = max(len(values) - 1, 1)
+
+    def xy(index: int, value: float) -> tuple[float, float]:
+        clamped = min(max(value, 0.0), top)
+        return (round(index * width / slots, 1),
+                round(height - pad - clamped / top * (height - 2 * pad), 1))
+
+    segments, current = [], []
+    for index, value in enumerate(values):
+        if value is None:
+            if current:
+                segments.append(current)
+            current = []
+        else:
+            current.append(xy(index, value))
+    if current:
+        segments.append(current)
+    last = max(index for index, value in enumerate(values) if value is not None)
+    return {
+        "width": width, "height": height,
+        "lines": [" ".join(f"{x},{y}" for x, y in segment) for segment in segments
+                  if len(segment) > 1],
+        "dots": [segment[0] for segment in segments if len(segment) == 1],
+        "last": xy(last, values[last]),
+        # The "on target" line (score 100), faint, so the eye has a reference.
+        "target_y": xy(0, 100.0)[1],
+    }
+
+
+def score_history_svg(*, scorecards: list, bands: list | None = None, width: int = 640,
+                      height: int = 160) -> dict | None:
+    """The score history as static SVG for the print view: the overall line, the rolling
+    line and the tier bands, on the 0–120 scale."""
+    overall = trend_line(values=[card.overall if card.has_scorecard else None
+                                 for card in scorecards], width=width, height=height)
+    if overall is None:
+        return None
+    rolling = trend_line(values=[card.rolling for card in scorecards], width=width,
+                         height=height)
+
+    def y(value: float) -> float:
+        return round(height - 2 - min(value, 120.0) / 120.0 * (height - 4), 1)
+
+    return {
+        "width": width, "height": height, "overall": overall, "rolling": rolling,
+        "bands": [{"y": y(high), "height": round(y(low) - y(high), 1), "tier": tier,
+                   "colour": BAND_COLOURS[tier], "label": f"{tier} ≥ {low:g}" if low else tier,
+                   "label_y": y(high) + 12}
+                  for low, high, tier in (bands or []) if high > low],
+        "first": scorecards[0].period, "last": scorecards[-1].period,
+    }

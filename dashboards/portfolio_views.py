@@ -1,27 +1,45 @@
-"""The host's portfolio of agreements."""
+"""The host's portfolio of agreements: headline figures, charts, the table and its CSV export."""
 
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from django.core.paginator import Paginator
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 
 from partnerships.access import agreements_for, host_required
-from partnerships.models import AgreementType, Stage, Tier
+from partnerships.audit import audit_record
+from partnerships.models import AgreementType, AuditAction, Stage, Tier
+from scoring.exports import iter_csv_lines
 from scoring.models import ScoringRun
 
+from . import charts
+from .program.overdue import portfolio_review_figures
 from .selectors import (
     FLAG_CHOICES,
+    PORTFOLIO_EXPORT_HEADER,
     PORTFOLIO_SORTS,
+    PortfolioRow,
+    portfolio_export_rows,
     portfolio_filter,
+    portfolio_owners,
     portfolio_rows,
     portfolio_sort,
     portfolio_summary,
+    portfolio_tier_counts,
 )
 from .views import HtmxHttpRequest
 
 PAGE_SIZE = 50
-FILTERS = ("type", "stage", "tier", "flag", "q")
+FILTERS = ("type", "stage", "tier", "flag", "owner", "q")
+COLUMNS = (
+    ("partner", "Partner"), ("agreement", "Agreement"), ("type", "Type"), ("stage", "Stage"),
+    ("owner", "Owner"), ("tier", "Tier"), ("overall", "Overall"), ("rolling", "Rolling"),
+    ("trend", "Trend (12 months)"), ("coverage", "Coverage"), ("flags", "Flags"),
+    ("payout", "Payout"),
+)
+NUMERIC_COLUMNS = frozenset({"overall", "rolling", "coverage", "payout"})
+WIDE_ONLY_COLUMNS = frozenset({"partner", "type", "stage", "owner", "payout"})
 
 
 def _month(request: HtmxHttpRequest, months: list[str]) -> str:
@@ -40,64 +58,144 @@ def _neighbours(months: list[str], month: str) -> tuple[str, str]:
             months[index + 1] if index + 1 < len(months) else "")
 
 
-@host_required
-def portfolio(request: HtmxHttpRequest) -> HttpResponse:
+@dataclass
+class PortfolioState:
+    """What the query string asked for, checked, and the rows it selects."""
+
+    run: ScoringRun | None
+    months: list[str]
+    month: str
+    filters: dict[str, str]
+    sort: str
+    rows: list[PortfolioRow]
+    shown: list[PortfolioRow]
+    owners: list[tuple[int, str]]
+
+    def query(self, **changes: str) -> str:
+        """This page's query string with some parameters changed ('' drops one)."""
+        state = {"month": self.month, **{k: v for k, v in self.filters.items() if v},
+                 "sort": self.sort}
+        merged = {**state, **changes}
+        return "?" + urlencode({k: v for k, v in merged.items() if v})
+
+
+def _portfolio_state(request: HtmxHttpRequest) -> PortfolioState:
     run = ScoringRun.objects.current()
     months = run.periods if run is not None else []
     month = _month(request, months)
-    previous_month, next_month = _neighbours(months, month)
+    rows = portfolio_rows(agreements=agreements_for(user=request.user), run=run, period=month) \
+        if month else []
+    owners = portfolio_owners(rows=rows)
     choices = {
         "type": AgreementType.values, "stage": Stage.values, "tier": Tier.values,
         "flag": FLAG_CHOICES,
+        # "mine" is the signed-in manager, whether or not they own anything yet.
+        "owner": ["mine", *(str(owner_id) for owner_id, _ in owners)],
     }
     filters = {name: request.GET.get(name, "").strip() for name in FILTERS}
     for name, allowed in choices.items():
         if filters[name] not in allowed:
             filters[name] = ""
     filters["q"] = filters["q"][:100]
+    owner_id = None
+    if filters["owner"] == "mine":
+        owner_id = request.user.pk
+    elif filters["owner"]:
+        owner_id = int(filters["owner"])
     sort = request.GET.get("sort", "agreement")
     if sort.lstrip("-") not in PORTFOLIO_SORTS:
         sort = "agreement"
-
-    rows = portfolio_rows(agreements=agreements_for(user=request.user), run=run, period=month) \
-        if month else []
-    summary = portfolio_summary(rows=rows)
     shown = portfolio_sort(
         rows=portfolio_filter(rows=rows, type=filters["type"], stage=filters["stage"],
-                              tier=filters["tier"], flag=filters["flag"], search=filters["q"]),
+                              tier=filters["tier"], flag=filters["flag"], search=filters["q"],
+                              owner_id=owner_id),
         sort=sort,
     )
-    page = Paginator(shown, PAGE_SIZE).get_page(request.GET.get("page"))
+    return PortfolioState(run=run, months=months, month=month, filters=filters, sort=sort,
+                          rows=rows, shown=shown, owners=owners)
 
-    state = {"month": month, **{k: v for k, v in filters.items() if v}, "sort": sort}
 
-    def query(**changes: str) -> str:
-        merged = {**state, **changes}
-        return "?" + urlencode({k: v for k, v in merged.items() if v})
+def _portfolio_charts(state: PortfolioState) -> dict:
+    """The tier and score charts of the whole portfolio (not only the filtered rows)."""
+    if not state.rows:
+        return {"tier_figure": None, "score_figure": None}
+    counts = portfolio_tier_counts(rows=state.rows)
+    # Only months from the first one with a tier: leading empty months say nothing.
+    tiered = [month for month in sorted(counts) if any(counts[month].values())]
+    counts = {month: counts[month] for month in sorted(counts) if tiered and month >= tiered[0]}
+    scores = [row.scorecard.overall for row in state.rows
+              if row.has_scorecard and row.scorecard.overall is not None]
+    return {
+        "tier_figure": charts.tier_distribution_figure(counts=counts, period=state.month)
+        if tiered else None,
+        "score_figure": charts.score_distribution_figure(
+            values=scores, period=state.month,
+            cut_lines=charts.score_cut_lines(settings_snapshot=state.run.settings_snapshot or {}),
+        ) if scores else None,
+    }
 
+
+@host_required
+def portfolio(request: HtmxHttpRequest) -> HttpResponse:
+    state = _portfolio_state(request)
+    previous_month, next_month = _neighbours(state.months, state.month)
+    page = Paginator(state.shown, PAGE_SIZE).get_page(request.GET.get("page"))
+    sort = state.sort
     columns = [
-        (name, label, query(sort=("-" + name) if sort == name else name, page=""),
-         "ascending" if sort == name else "descending" if sort == "-" + name else "")
-        for name, label in (("partner", "Partner"), ("agreement", "Agreement"),
-                            ("type", "Type"), ("stage", "Stage"), ("tier", "Tier"),
-                            ("overall", "Overall"), ("rolling", "Rolling"),
-                            ("coverage", "Coverage"))
+        (name, label, state.query(sort=("-" + name) if sort == name else name, page=""),
+         "ascending" if sort == name else "descending" if sort == "-" + name else "",
+         ("num " if name in NUMERIC_COLUMNS else "")
+         + ("col-wide-only" if name in WIDE_ONLY_COLUMNS else ""))
+        for name, label in COLUMNS
     ]
+    owner_label = dict((str(owner_id), name) for owner_id, name in state.owners)
     context = {
-        "run": run, "months": months, "month": month,
-        "previous_month_url": query(month=previous_month, page="") if previous_month else "",
-        "next_month_url": query(month=next_month, page="") if next_month else "",
+        "run": state.run, "months": state.months, "month": state.month,
+        "previous_month_url": state.query(month=previous_month, page="")
+        if previous_month else "",
+        "next_month_url": state.query(month=next_month, page="") if next_month else "",
         "previous_month": previous_month, "next_month": next_month,
-        "summary": summary, "page": page, "filters": filters, "sort": sort,
-        "columns": columns, "filtered_count": len(shown), "total_count": len(rows),
-        "previous_page_url": query(page=str(page.previous_page_number()))
+        "summary": portfolio_summary(rows=state.rows), "page": page,
+        # Overdue reviews and actions today (dashboards/program/overdue.py).
+        "review_figures": portfolio_review_figures(agreements=agreements_for(user=request.user)),
+        "filters": state.filters, "sort": sort,
+        "owner_filter_label": "mine" if state.filters["owner"] == "mine"
+        else owner_label.get(state.filters["owner"], ""),
+        "columns": columns, "column_count": len(columns),
+        "filtered_count": len(state.shown), "total_count": len(state.rows),
+        "previous_page_url": state.query(page=str(page.previous_page_number()))
         if page.has_previous() else "",
-        "next_page_url": query(page=str(page.next_page_number())) if page.has_next() else "",
+        "next_page_url": state.query(page=str(page.next_page_number()))
+        if page.has_next() else "",
+        "export_url": state.query(page="", sort=sort),
         "type_choices": AgreementType.choices, "stage_choices": Stage.choices,
         "tier_choices": Tier.choices,
         "flag_choices": [("at_risk", "At risk"), ("incomplete", "Incomplete")],
+        "owner_choices": [("mine", "Mine"), *((str(pk), name) for pk, name in state.owners)],
+        **_portfolio_charts(state),
     }
     template = "dashboards/portfolio.html"
     if request.htmx and not request.htmx.history_restore_request:
         template += "#table"
     return render(request, template, context)
+
+
+@host_required
+def portfolio_export(request: HtmxHttpRequest) -> StreamingHttpResponse:
+    """The filtered, sorted table as CSV: every row, not only the page."""
+    state = _portfolio_state(request)
+    cells = portfolio_export_rows(rows=state.shown, period=state.month)
+    audit_record(action=AuditAction.EXPORT, request=request,
+                 target=f"portfolio {state.month or 'no month'}",
+                 detail={"rows": len(cells), "sort": state.sort,
+                         **{name: value for name, value in state.filters.items() if value}})
+    # A BOM first, so spreadsheet programs read the file as UTF-8.
+    lines = iter_csv_lines(header=PORTFOLIO_EXPORT_HEADER, rows=cells)
+    response = StreamingHttpResponse(
+        (line for part in (["\ufeff"], lines) for line in part),
+        content_type="text/csv; charset=utf-8",
+    )
+    response["Content-Disposition"] = (
+        f'attachment; filename="portfolio-{state.month or "unscored"}.csv"'
+    )
+    return response

@@ -1,12 +1,13 @@
 """Read-only queries behind the pages."""
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from django.db.models import QuerySet
+from django.db.models import Count, Min, Q, QuerySet
 
-from partnerships.models import Agreement, Tier
-from scoring.exports import format_number
+from partnerships.models import Agreement, ImportBatch, MetricObservation, Tier
+from scoring.exports import format_number, safe_text
 from scoring.models import KPIScore, Scorecard, ScoringRun
 
 
@@ -29,9 +30,11 @@ def scoring_runs_recent(*, limit: int = 20) -> list[ScoringRun]:
 # ---- Portfolio and agreement dashboards ----------------------------------------------------
 
 TIER_RANK = {Tier.TRANSACTIONAL: 1, Tier.GROWTH: 2, Tier.STRATEGIC: 3}
-PORTFOLIO_SORTS = ("partner", "agreement", "type", "stage", "tier", "overall", "rolling",
-                   "coverage")
+PORTFOLIO_SORTS = ("partner", "agreement", "type", "stage", "owner", "tier", "overall",
+                   "rolling", "trend", "coverage", "flags", "payout")
 FLAG_CHOICES = ("at_risk", "incomplete")
+# How many months, up to the selected one, the trend (sparkline) of a row covers.
+TREND_MONTHS = 12
 
 
 def one_decimal(value: float | None) -> str:
@@ -49,11 +52,70 @@ def month_shift(period: str, months: int) -> str:
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
+def month_range(*, last: str, count: int) -> list[str]:
+    """`count` calendar months ending with `last`, oldest first."""
+    return [month_shift(last, offset) for offset in range(1 - count, 1)]
+
+
+class TrendPoint(NamedTuple):
+    period: str
+    overall: float | None  # None: no scorecard that month
+    tier: str
+
+
+def sparkline(*, points: list[TrendPoint], width: int = 100, height: int = 24,
+              top: float = 120.0) -> dict | None:
+    """An inline-SVG sparkline of the overall score: one polyline per run of scored months.
+
+    x: the month's slot in the window; y: the score on a fixed 0–`top` scale, so rows compare.
+    None when no month of the window has a score."""
+    scored = [point for point in points if point.overall is not None]
+    if not scored:
+        return None
+    pad = 2.0
+    slots = max(len(points) - 1, 1)
+
+    def xy(index: int, value: float) -> tuple[float, float]:
+        clamped = min(max(value, 0.0), top)
+        return (round(index * width / slots, 1),
+                round(height - pad - clamped / top * (height - 2 * pad), 1))
+
+    segments, current = [], []
+    for index, point in enumerate(points):
+        if point.overall is None:
+            if current:
+                segments.append(current)
+            current = []
+            continue
+        current.append(xy(index, point.overall))
+    if current:
+        segments.append(current)
+    last_index = max(index for index, point in enumerate(points) if point.overall is not None)
+    values = [one_decimal(point.overall) for point in scored]
+    label = (
+        f"Overall score {points[0].period} to {points[-1].period}: "
+        f"{len(scored)} of {len(points)} months scored, "
+        f"from {values[0]} ({scored[0].period}) to {values[-1]} ({scored[-1].period}); "
+        f"low {one_decimal(min(p.overall for p in scored))}, "
+        f"high {one_decimal(max(p.overall for p in scored))}"
+    )
+    return {
+        "width": width, "height": height,
+        # A lone month between gaps is a dot rather than an invisible one-point line.
+        "lines": [" ".join(f"{x},{y}" for x, y in segment) for segment in segments
+                  if len(segment) > 1],
+        "dots": [segment[0] for segment in segments if len(segment) == 1],
+        "last": xy(last_index, points[last_index].overall),
+        "label": label,
+    }
+
+
 @dataclass
 class PortfolioRow:
     agreement: Agreement
     scorecard: Scorecard | None
     previous: Scorecard | None
+    trend: list[TrendPoint] = field(default_factory=list)
 
     @property
     def tier(self) -> str:
@@ -93,30 +155,75 @@ class PortfolioRow:
     def flags(self) -> list[str]:
         return self.scorecard.flags if self.scorecard else []
 
+    @property
+    def payout(self) -> str:
+        payout = self.value("payout")
+        return "" if payout is None else f"{payout:,.2f}"
 
-def portfolio_rows(*, agreements: QuerySet[Agreement], run, period: str) -> list[PortfolioRow]:
-    """Every visible agreement with its scorecard of the month and of the month before.
+    @property
+    def owner_name(self) -> str:
+        owner = self.agreement.owner
+        if owner is None:
+            return ""
+        return owner.get_full_name() or owner.get_username()
+
+    @property
+    def trend_change(self) -> float | None:
+        """Last minus first scored overall score of the trend window (None below two months)."""
+        scored = [point.overall for point in self.trend if point.overall is not None]
+        return scored[-1] - scored[0] if len(scored) >= 2 else None
+
+    @property
+    def sparkline(self) -> dict | None:
+        return sparkline(points=self.trend)
+
+
+def portfolio_rows(*, agreements: QuerySet[Agreement], run, period: str,
+                   trend_months: int = TREND_MONTHS) -> list[PortfolioRow]:
+    """Every visible agreement with its scorecard of the month, of the month before, and its
+    overall score over the `trend_months` months up to `period`.
 
     Three queries whatever the number of agreements."""
     agreement_list = list(agreements.select_related("partner", "owner").order_by("code"))
-    by_key: dict[tuple[int, str], Scorecard] = {}
-    if run is not None:
-        previous_period = month_shift(period, -1)
-        scorecards = Scorecard.objects.filter(
-            run=run, period__in=(period, previous_period), agreement__in=agreements
-        )
-        by_key = {(card.agreement_id, card.period): card for card in scorecards}
-        return [
-            PortfolioRow(agreement=agreement, scorecard=by_key.get((agreement.pk, period)),
-                         previous=by_key.get((agreement.pk, previous_period)))
-            for agreement in agreement_list
-        ]
-    return [PortfolioRow(agreement=agreement, scorecard=None, previous=None)
-            for agreement in agreement_list]
+    if run is None or not period:
+        return [PortfolioRow(agreement=agreement, scorecard=None, previous=None)
+                for agreement in agreement_list]
+    previous_period = month_shift(period, -1)
+    window = month_range(last=period, count=trend_months)
+    # One query for the whole window (this month, the one before, and the trend's months).
+    scorecards = Scorecard.objects.filter(
+        run=run, period__gte=window[0], period__lte=period, agreement__in=agreements
+    )
+    by_key: dict[tuple[int, str], Scorecard] = {
+        (card.agreement_id, card.period): card for card in scorecards
+    }
+    rows = []
+    for agreement in agreement_list:
+        trend = []
+        for month in window:
+            card = by_key.get((agreement.pk, month))
+            trend.append(TrendPoint(
+                period=month,
+                overall=card.overall if card is not None and card.has_scorecard else None,
+                tier=card.tier if card is not None else "",
+            ))
+        rows.append(PortfolioRow(
+            agreement=agreement, scorecard=by_key.get((agreement.pk, period)),
+            previous=by_key.get((agreement.pk, previous_period)), trend=trend,
+        ))
+    return rows
+
+
+def portfolio_owners(*, rows: list[PortfolioRow]) -> list[tuple[int, str]]:
+    """The host-side owners of the rows' agreements, by name (no query: owners are joined)."""
+    owners = {row.agreement.owner_id: row.owner_name for row in rows
+              if row.agreement.owner_id is not None}
+    return sorted(owners.items(), key=lambda item: (item[1].casefold(), item[0]))
 
 
 def portfolio_filter(*, rows: list[PortfolioRow], type: str = "", stage: str = "",
-                     tier: str = "", flag: str = "", search: str = "") -> list[PortfolioRow]:
+                     tier: str = "", flag: str = "", search: str = "",
+                     owner_id: int | None = None) -> list[PortfolioRow]:
     """Rows matching every given filter (empty filters match all)."""
     needle = search.strip().casefold()
     return [
@@ -125,6 +232,7 @@ def portfolio_filter(*, rows: list[PortfolioRow], type: str = "", stage: str = "
         and (not stage or row.agreement.stage == stage)
         and (not tier or row.tier == tier)
         and (not flag or flag in row.flags)
+        and (owner_id is None or row.agreement.owner_id == owner_id)
         and (not needle or needle in row.agreement.code.casefold()
              or needle in row.agreement.partner.name.casefold()
              or needle in row.agreement.title.casefold())
@@ -147,8 +255,15 @@ def portfolio_sort(*, rows: list[PortfolioRow], sort: str) -> list[PortfolioRow]
             return row.agreement.get_type_display()
         if column == "stage":
             return row.agreement.get_stage_display()
+        if column == "owner":
+            return row.owner_name.casefold() or None
         if column == "tier":
             return TIER_RANK.get(row.tier) or None
+        if column == "trend":
+            return row.trend_change
+        if column == "flags":
+            # At risk weighs more than incomplete; rows without flags sort as 0, not missing.
+            return ("at_risk" in row.flags) * 2 + ("incomplete" in row.flags)
         if column in ("overall", "coverage") and not row.has_scorecard:
             return None
         value = row.value(column)
@@ -189,6 +304,50 @@ def portfolio_summary(*, rows: list[PortfolioRow]) -> dict:
         "incomplete": sum(1 for row in rows if "incomplete" in row.flags),
         "payout": f"{sum(payouts):,.2f}",
     }
+
+
+def portfolio_tier_counts(*, rows: list[PortfolioRow]) -> dict[str, dict[str, int]]:
+    """Per month of the rows' trend window, how many agreements had each tier."""
+    counts: dict[str, dict[str, int]] = {}
+    for row in rows:
+        for point in row.trend:
+            months = counts.setdefault(point.period, {tier: 0 for tier in Tier.values})
+            if point.tier:
+                months[point.tier] += 1
+    return counts
+
+
+PORTFOLIO_EXPORT_HEADER = [
+    "period", "partner", "agreement", "title", "type", "stage", "owner", "tier", "tier_move",
+    "overall", "rolling", "coverage", "flags", "payout", "trend_change",
+]
+
+
+def portfolio_export_rows(*, rows: list[PortfolioRow], period: str) -> list[list[str]]:
+    """The table as CSV cells: the stored values with the scorecard export's 4 decimals, text
+    cells a spreadsheet would run as formulas escaped."""
+    cells = []
+    for row in rows:
+        card = row.scorecard
+        scored = row.has_scorecard
+        cells.append([
+            period,
+            safe_text(row.agreement.partner.name),
+            safe_text(row.agreement.code),
+            safe_text(row.agreement.title),
+            row.agreement.type,
+            row.agreement.stage,
+            safe_text(row.owner_name),
+            row.tier,
+            row.tier_move,
+            format_number(card.overall) if scored else "",
+            format_number(card.rolling) if card is not None else "",
+            format_number(card.coverage) if scored else "",
+            ";".join(row.flags),
+            "" if card is None or card.payout is None else f"{card.payout:.2f}",
+            format_number(row.trend_change),
+        ])
+    return cells
 
 
 def agreement_scorecards(*, run, agreement: Agreement) -> list[Scorecard]:
@@ -233,5 +392,169 @@ def agreement_kpi_rows(*, run, agreement: Agreement, period: str) -> list[dict]:
             "other": one_decimal(item.other_side_actual),
             "delta": one_decimal(delta),
             "delta_large": delta is not None and abs(delta) > 5,
+            # Unrounded, for the CSV of the table.
+            "actual_value": item.actual, "target_value": item.target,
+            "floor_value": item.floor, "score_value": item.score,
+            "other_value": item.other_side_actual, "delta_value": delta,
         })
+    return rows
+
+
+# ---- Agreement dashboard: month by month, tier bands, trends, imports ---------------------
+
+# What a tier means for the partner (DOMAIN.md § Concepts), shown beside the tier.
+TIER_SERVICE = {
+    Tier.STRATEGIC: "a dedicated manager and quarterly executive reviews",
+    Tier.GROWTH: "monthly check-ins",
+    Tier.TRANSACTIONAL: "automated reporting and quarterly touchpoints",
+}
+# What each flag means (DOMAIN.md § Scoring, rules 5 and 9).
+FLAG_MEANINGS = {
+    "incomplete": (
+        "Less than half of the KPI weight had data this month (coverage below 50 %). The "
+        "scorecard is shown, but it does not count towards the rolling score, the tier or a "
+        "payout."
+    ),
+    "at_risk": (
+        "The overall score was below 50 on complete scorecards this month and in each of the "
+        "two months before it. The agreement's exit criteria call for a review."
+    ),
+}
+# Stages whose agreements are ranked for a tier (DOMAIN.md § Scoring, rule 7).
+RANKED_STAGES = ("pilot", "active", "under_review")
+
+
+def agreement_months(*, scorecards: list[Scorecard]) -> list[dict]:
+    """One row per month with a scorecard or a tier, newest first: tier (and whether it changed
+    that month), scores, flags and payout, as the page and its CSV show them."""
+    rows, previous_tier = [], ""
+    for card in scorecards:
+        if not card.has_scorecard and not card.tier:
+            continue
+        rows.append({
+            "period": card.period,
+            "tier": card.tier,
+            "tier_label": card.get_tier_display() if card.tier else "",
+            "changed": bool(card.tier) and card.tier != previous_tier,
+            "from_tier": previous_tier,
+            "has_scorecard": card.has_scorecard,
+            "card": card,
+            "overall": one_decimal(card.overall) if card.has_scorecard else "",
+            "rolling": one_decimal(card.rolling),
+            "coverage": one_decimal(card.coverage * 100) if card.has_scorecard else "",
+            "flags": card.flags if card.has_scorecard else [],
+            "payout": "" if card.payout is None else f"{card.payout:,.2f}",
+        })
+        previous_tier = card.tier or previous_tier
+    rows.reverse()
+    return rows
+
+
+def tier_policy(*, run) -> dict:
+    """The tier policy the run's scores were computed with (its settings snapshot)."""
+    snapshot = (run.settings_snapshot if run is not None else None) or {}
+    return {
+        "policy": snapshot.get("policy", "percentile"),
+        "strategic_threshold": float(snapshot.get("strategic_threshold", 85.0)),
+        "growth_threshold": float(snapshot.get("growth_threshold", 70.0)),
+        "hysteresis": int(snapshot.get("hysteresis", 2)),
+    }
+
+
+def tier_cutoffs(*, run, period: str, policy: dict) -> dict:
+    """The lowest rolling score that made each candidate tier in `period`, and how many
+    agreements were ranked. Thresholds need no query; percentiles take one aggregate."""
+    if policy["policy"] == "threshold":
+        return {"strategic": policy["strategic_threshold"],
+                "growth": policy["growth_threshold"], "ranked": None}
+    if run is None:
+        return {"strategic": None, "growth": None, "ranked": 0}
+    return Scorecard.objects.filter(run=run, period=period).aggregate(
+        strategic=Min("rolling", filter=Q(candidate_tier=Tier.STRATEGIC)),
+        growth=Min("rolling", filter=Q(candidate_tier__in=(Tier.STRATEGIC, Tier.GROWTH))),
+        ranked=Count("pk", filter=~Q(candidate_tier="")),
+    )
+
+
+def tier_hint(*, card: Scorecard | None, stage: str, cutoffs: dict) -> str:
+    """What the next tier up needs this month: "strategic needs rolling ≥ 82.4 (+11.4)"."""
+    if card is None:
+        return ""
+    if stage not in RANKED_STAGES:
+        return "Not ranked for a tier in this stage (only pilot, active and under review are)."
+    if card.rolling is None:
+        return ("Not ranked this month: the rolling score needs two complete months of the "
+                "last three.")
+    candidate = card.candidate_tier
+    if candidate == Tier.STRATEGIC:
+        return "Ranks strategic this month."
+    wanted = Tier.GROWTH if candidate == Tier.TRANSACTIONAL else Tier.STRATEGIC
+    needed = cutoffs.get(wanted)
+    if needed is None:
+        return ""
+    gap = needed - card.rolling
+    return (f"{Tier(wanted).label.lower()} needs rolling ≥ {one_decimal(needed)} this month"
+            f" ({'+' if gap >= 0 else ''}{one_decimal(gap)})")
+
+
+def agreement_kpi_trends(*, run, agreement: Agreement, periods: list[str]) -> dict[int, dict]:
+    """Each KPI's score by month over `periods`: {kpi_id: {period: score or None}}. One query."""
+    if run is None or not periods:
+        return {}
+    trends: dict[int, dict] = {}
+    for kpi_id, period, score in KPIScore.objects.filter(
+        run=run, agreement=agreement, period__in=periods
+    ).values_list("kpi_id", "period", "score"):
+        trends.setdefault(kpi_id, {})[period] = score
+    return trends
+
+
+def agreement_recent_imports(*, batches: QuerySet[ImportBatch], agreement: Agreement,
+                             limit: int = 5) -> list[ImportBatch]:
+    """The newest of the given (already scoped) import batches that wrote observations of this
+    agreement. One query."""
+    touched = MetricObservation.objects.filter(agreement=agreement).values("batch_id")
+    return list(batches.filter(pk__in=touched).select_related("user")
+                .order_by("-created_at")[:limit])
+
+
+AGREEMENT_KPI_EXPORT_HEADER = [
+    "agreement", "period", "kpi", "name", "category", "unit", "actual", "target", "floor",
+    "score", "source_side", "other_side_value", "difference_percent",
+]
+AGREEMENT_MONTHS_EXPORT_HEADER = [
+    "agreement", "period", "tier", "tier_changed", "financial", "strategic", "operational",
+    "relationship", "overall", "coverage", "rolling", "flags", "payout",
+]
+
+
+def agreement_kpi_export_rows(*, agreement: Agreement, period: str,
+                              rows: list[dict]) -> list[list[str]]:
+    """The KPI table as CSV rows: full precision (4 decimals), text escaped for spreadsheets."""
+    return [
+        [safe_text(agreement.code), period, safe_text(row["kpi"].code),
+         safe_text(row["kpi"].name), row["kpi"].category, safe_text(row["kpi"].unit),
+         format_number(row["actual_value"]), format_number(row["target_value"]),
+         format_number(row["floor_value"]), format_number(row["score_value"]), row["source"],
+         format_number(row["other_value"]), format_number(row["delta_value"])]
+        for row in rows
+    ]
+
+
+def agreement_months_export_rows(*, agreement: Agreement,
+                                 months: list[dict]) -> list[list[str]]:
+    """The month-by-month table as CSV rows, the scores as in the scorecard export."""
+    rows = []
+    for month in months:
+        card = month["card"]
+        scored = month["has_scorecard"]
+        rows.append([
+            safe_text(agreement.code), month["period"], month["tier"],
+            "yes" if month["changed"] else "",
+            *(format_number(getattr(card, name)) if scored else ""
+              for name in ("financial", "strategic", "operational", "relationship", "overall",
+                           "coverage")),
+            format_number(card.rolling), ";".join(month["flags"]),
+            "" if card.payout is None else f"{card.payout:.2f}",
+        ])
     return rows

@@ -15,7 +15,8 @@ from scoring.services import ScoringAlreadyRunning
 from scoring.tasks import scoring_enqueue
 
 from .charts import agreements_by_stage_figure
-from .selectors import scoring_runs_recent, scoring_status
+from .program.overdue import home_overdue_actions
+from .selectors import portfolio_rows, scoring_runs_recent, scoring_status
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -24,22 +25,29 @@ class HtmxHttpRequest(HttpRequest):
 
 @login_required
 def home(request: HtmxHttpRequest) -> HttpResponse:
-    counts = dict(
-        agreements_for(user=request.user)
-        .order_by()
-        .values_list("stage")
-        .annotate(n=Count("id"))
-    )
+    agreements = agreements_for(user=request.user)
+    counts = dict(agreements.order_by().values_list("stage").annotate(n=Count("id")))
     total = sum(counts.values())
-    return render(request, "dashboards/home.html", {
+    membership = membership_of(request.user)
+    context = {
         "agreement_count": total,
         "active_count": counts.get(Stage.ACTIVE, 0),
         "stage_figure": agreements_by_stage_figure(counts=counts) if total else None,
-        # Links to the agreement dashboards; the host has the whole portfolio page for more.
-        "agreement_links": list(
-            agreements_for(user=request.user).select_related("partner").order_by("code")[:20]
-        ) if total else [],
-    })
+        # The overdue actions the user's own side owns (dashboards/program/overdue.py).
+        "overdue_actions": home_overdue_actions(user=request.user) if total else None,
+    }
+    if membership is not None and not membership.is_host and total:
+        # A partner's users see each of their own agreements as a card: the latest month's
+        # numbers of the published run, the same stored values as every other page.
+        run = ScoringRun.objects.current()
+        month = run.last_period if run is not None else ""
+        context.update(partner_home=True, run=run, month=month, agreement_cards=portfolio_rows(
+            agreements=agreements, run=run, period=month))
+    else:
+        # Links to the agreement dashboards; the host has the portfolio page for more.
+        context["agreement_links"] = list(
+            agreements.select_related("partner").order_by("code")[:20]) if total else []
+    return render(request, "dashboards/home.html", context)
 
 
 def _run_panel_context(request: HttpRequest, run: ScoringRun | None) -> dict:

@@ -172,3 +172,255 @@ def test_one_decimal_matches_the_export():
     assert one_decimal(74.25) == f"{float(format_number(74.25)):.1f}"
     assert one_decimal(-0.00001) == "0.0"
     assert one_decimal(56.25) == "56.2"
+
+
+# ---- Charts, sparklines, owner filter, new columns, CSV export --------------------------------
+
+
+def rows_of(response):
+    return list(response.context["page"].object_list)
+
+
+def test_tier_and_score_charts_are_built_on_the_server(client, host_manager, scored):
+    client.force_login(host_manager)
+    response = client.get(URL)
+    tiers, scores = response.context["tier_figure"], response.context["score_figure"]
+    run = ScoringRun.objects.current()
+    # The score histogram counts the month's scorecards, the tier chart the tiers per month.
+    histogram = scores["data"][0]["y"]
+    assert sum(histogram) == Scorecard.objects.filter(
+        run=run, period="2025-03", has_scorecard=True).count() == 2
+    march = {trace["name"]: trace["y"][-1] for trace in tiers["data"]}
+    assert sum(march.values()) == Scorecard.objects.filter(
+        run=run, period="2025-03").exclude(tier="").count()
+    assert [trace["marker"]["color"] for trace in tiers["data"]] == [
+        "#0072B2", "#009E73", "#E69F00"]
+    assert scores["layout"]["xaxis"]["title"]["text"].startswith("overall score")
+    assert 'data-plotly="chart-tiers-data"' in response.text
+    assert 'data-plotly="chart-scores-data"' in response.text
+    assert "plotly-strict" in response.text
+
+
+def test_a_month_without_scorecards_says_so_instead_of_an_empty_chart(
+        client, host_manager, scored):
+    run = ScoringRun.objects.current()
+    Scorecard.objects.filter(run=run, period="2025-01").update(has_scorecard=False, tier="")
+    client.force_login(host_manager)
+    response = client.get(URL, {"month": "2025-01"})
+    assert response.context["score_figure"] is None
+    assert response.context["tier_figure"] is None
+    assert "No scorecards for 2025-01: import that month" in response.text
+    assert "No tiers up to 2025-01 yet" in response.text
+
+
+def test_each_row_has_an_accessible_sparkline_without_inline_styles(
+        client, host_manager, scored):
+    client.force_login(host_manager)
+    response = client.get(URL)
+    row = next(row for row in rows_of(response) if row.agreement.code == "ACME-CM-2025")
+    assert [point.period for point in row.trend][-3:] == ["2025-01", "2025-02", "2025-03"]
+    assert len(row.trend) == 12
+    spark = row.sparkline
+    # Three scored months in a row: one line of three points, on the right of the window.
+    assert len(spark["lines"]) == 1 and len(spark["lines"][0].split()) == 3
+    assert spark["last"][0] == 100
+    assert "3 of 12 months scored" in spark["label"]
+    assert f"to {row.overall} (2025-03)" in spark["label"]
+    assert '<svg class="sparkline"' in response.text
+    assert "<title>Overall score 2024-04 to 2025-03" in response.text
+    assert " style=" not in response.text
+
+
+def test_sparkline_breaks_at_months_without_a_scorecard():
+    from dashboards.selectors import TrendPoint, sparkline
+
+    points = [TrendPoint("2025-01", 60.0, ""), TrendPoint("2025-02", None, ""),
+              TrendPoint("2025-03", 120.0, ""), TrendPoint("2025-04", 0.0, ""),
+              TrendPoint("2025-05", 200.0, "")]
+    spark = sparkline(points=points, width=100, height=24)
+    assert spark["dots"] == [(0.0, 12.0)]
+    # 120 is the top, 0 the bottom, and values above the cap are drawn at the cap.
+    assert spark["lines"] == ["50.0,2.0 75.0,22.0 100.0,2.0"]
+    assert sparkline(points=[TrendPoint("2025-01", None, "")]) is None
+
+
+def test_owner_filter_and_mine_shortcut(client, host_manager, scored, django_user_model):
+    from tests.conftest import make_user
+
+    acme, globex = scored
+    other = make_user(django_user_model, "other-manager", "host_manager")
+    other.first_name, other.last_name = "Olga", "Other"
+    other.save()
+    Agreement.objects.filter(pk=acme.pk).update(owner=host_manager)
+    Agreement.objects.filter(pk=globex.pk).update(owner=other)
+    client.force_login(host_manager)
+
+    mine = client.get(URL, {"owner": "mine"})
+    assert [row.agreement.code for row in rows_of(mine)] == ["ACME-CM-2025"]
+    assert "owner: mine" in mine.text
+    theirs = client.get(URL, {"owner": str(other.pk)})
+    assert [row.agreement.code for row in rows_of(theirs)] == ["GLOBEX-REF-2025"]
+    assert "Olga Other" in theirs.text
+    assert ("mine", "Mine") in theirs.context["owner_choices"]
+    # The filter stays in every link the page builds: sorting, months, export.
+    assert f"owner={other.pk}" in theirs.context["columns"][0][2]
+    assert f"owner={other.pk}" in theirs.context["export_url"]
+    # An owner who owns nothing visible is ignored rather than matching nothing.
+    assert len(rows_of(client.get(URL, {"owner": "999999"}))) == 2
+
+
+@pytest.mark.parametrize("column", ["owner", "trend", "flags", "payout", "partner", "type",
+                                    "stage", "tier", "rolling", "coverage"])
+def test_every_column_sorts_both_ways(client, host_manager, acme, globex, kpis, column,
+                                      django_user_model):
+    from tests.conftest import make_user
+
+    agreements = [make_agreement(acme if index % 2 else globex, f"S-{index}", kpis)
+                  for index in range(4)]
+    owners = [make_user(django_user_model, f"owner-{name}", "host_manager")
+              for name in ("bea", "al", "cy")]
+    for index, agreement in enumerate(agreements[:3]):
+        agreement.owner = owners[index]
+        agreement.save()
+    write_observations(observations_for(agreements, kpis, months=3))
+    scoring_run_inline()
+    run = ScoringRun.objects.current()
+    for index, agreement in enumerate(agreements):
+        Scorecard.objects.filter(run=run, agreement=agreement, period="2025-03").update(
+            payout=100.0 * ((index * 7) % 4), at_risk=index == 2, incomplete=index == 1)
+    client.force_login(host_manager)
+
+    from dashboards.selectors import portfolio_sort
+
+    ascending = rows_of(client.get(URL, {"sort": column}))
+    descending = rows_of(client.get(URL, {"sort": "-" + column}))
+    assert client.get(URL, {"sort": column}).context["sort"] == column
+    assert [row.agreement.code for row in ascending] == [
+        row.agreement.code for row in portfolio_sort(rows=ascending, sort=column)]
+    keys = {
+        "owner": lambda row: row.owner_name,
+        "trend": lambda row: row.trend_change,
+        "flags": lambda row: ("at_risk" in row.flags) * 2 + ("incomplete" in row.flags),
+        "payout": lambda row: row.scorecard.payout,
+        "partner": lambda row: row.agreement.partner.name,
+        "type": lambda row: row.agreement.get_type_display(),
+        "stage": lambda row: row.agreement.get_stage_display(),
+        "tier": lambda row: {"transactional": 1, "growth": 2, "strategic": 3}.get(row.tier),
+        "rolling": lambda row: row.scorecard.rolling,
+        "coverage": lambda row: row.scorecard.coverage,
+    }[column]
+    present_up = [keys(row) for row in ascending if keys(row) not in (None, "")]
+    present_down = [keys(row) for row in descending if keys(row) not in (None, "")]
+    assert present_up == sorted(present_up)
+    assert present_down == sorted(present_down, reverse=True)
+    # Missing values (no owner) go last both ways.
+    if column == "owner":
+        assert ascending[-1].agreement.code == descending[-1].agreement.code == "S-3"
+    # The header link of the sorted column reverses it.
+    header = {name: url for name, _, url, _, _ in client.get(URL, {"sort": column})
+              .context["columns"]}
+    assert f"sort=-{column}" in header[column]
+
+
+def test_htmx_partial_carries_charts_and_the_pushed_filters(client, host_manager, scored):
+    client.force_login(host_manager)
+    response = client.get(URL, {"tier": "growth", "owner": "mine"},
+                          headers={"HX-Request": "true"})
+    assert response.text.lstrip().startswith('<div id="portfolio-body"')
+    assert 'id="chart-scores"' in response.text
+    assert 'name="owner"' in response.text
+
+
+# ---- CSV export ---------------------------------------------------------------------------
+
+EXPORT_URL = "/portfolio/export.csv"
+
+
+def export_lines(response) -> list[str]:
+    body = b"".join(response.streaming_content).decode("utf-8")
+    assert body.startswith("\ufeff")
+    return body[1:].splitlines()
+
+
+def test_export_url_and_access(client, acme_viewer):
+    assert reverse("portfolio_export") == EXPORT_URL
+    assert client.get(EXPORT_URL).status_code == 302
+    client.force_login(acme_viewer)
+    assert client.get(EXPORT_URL).status_code == 404
+
+
+def test_export_has_every_filtered_row_escaped_with_the_month_in_its_name(
+        client, host_manager, acme, globex, kpis):
+    from partnerships.models import AuditAction, AuditEvent, Partner
+
+    Partner.objects.filter(pk=acme.pk).update(name="=cmd|' /C calc'!A0")
+    agreements = [make_agreement(acme, f"ACME-{index:03d}", kpis) for index in range(55)]
+    Agreement.objects.filter(pk=agreements[0].pk).update(title="+SUM(1,2)")
+    globex_agreement = make_agreement(globex, "GLOBEX-1", kpis)
+    write_observations(observations_for([*agreements, globex_agreement], kpis, months=2))
+    scoring_run_inline()
+    client.force_login(host_manager)
+
+    response = client.get(EXPORT_URL, {"q": "ACME", "month": "2025-02", "sort": "agreement"})
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert response["Content-Disposition"] == 'attachment; filename="portfolio-2025-02.csv"'
+    lines = export_lines(response)
+    assert lines[0].startswith("period,partner,agreement,title,type,stage,owner,tier")
+    # All 55 filtered rows, not only the first page of 50; Globex filtered out.
+    assert len(lines) == 1 + 55
+    assert not any("GLOBEX" in line for line in lines)
+    first = lines[1].split(",")
+    assert first[0] == "2025-02"
+    assert "'=cmd|' /C calc'!A0" in lines[1]
+    assert "'+SUM(1" in lines[1]
+    card = Scorecard.objects.get(run=ScoringRun.objects.current(), agreement=agreements[0],
+                                 period="2025-02")
+    assert format_number(card.overall) in lines[1]
+    event = AuditEvent.objects.get(action=AuditAction.EXPORT)
+    assert event.username == "manager"
+    assert event.target == "portfolio 2025-02"
+    assert event.detail["rows"] == 55 and event.detail["q"] == "ACME"
+
+
+def test_export_follows_the_sort_and_flag_filter(client, host_manager, scored):
+    acme = scored[0]
+    run = ScoringRun.objects.current()
+    Scorecard.objects.filter(run=run, agreement=acme, period="2025-03").update(at_risk=True)
+    client.force_login(host_manager)
+    lines = export_lines(client.get(EXPORT_URL, {"flag": "at_risk"}))
+    assert len(lines) == 2 and "ACME-CM-2025" in lines[1] and "at_risk" in lines[1]
+    codes = [line.split(",")[2] for line in
+             export_lines(client.get(EXPORT_URL, {"sort": "-agreement"}))[1:]]
+    assert codes == ["GLOBEX-REF-2025", "ACME-CM-2025"]
+
+
+def test_export_before_any_run_is_a_header_only(client, host_manager, acme_agreement):
+    client.force_login(host_manager)
+    response = client.get(EXPORT_URL)
+    assert response["Content-Disposition"] == 'attachment; filename="portfolio-unscored.csv"'
+    assert len(export_lines(response)) == 1
+
+
+def test_export_and_filtered_page_queries_do_not_grow_with_agreements(
+        client, host_manager, acme, kpis, django_assert_max_num_queries):
+    counts = []
+    for size in (3, 30):
+        ScoringRun.objects.all().delete()
+        Agreement.objects.all().delete()
+        agreements = [make_agreement(acme, f"E{size}-{index:03d}", kpis)
+                      for index in range(size)]
+        Agreement.objects.filter(pk__in=[a.pk for a in agreements[::2]]).update(
+            owner=host_manager)
+        write_observations(observations_for(agreements, kpis, months=2))
+        scoring_run_inline()
+        client.force_login(host_manager)
+        with django_assert_max_num_queries(14) as page_queries:
+            response = client.get(URL, {"owner": "mine", "sort": "-trend"},
+                                  headers={"HX-Request": "true"})
+        assert len(response.context["page"].object_list) == (size + 1) // 2
+        with django_assert_max_num_queries(14) as export_queries:
+            lines = export_lines(client.get(EXPORT_URL, {"sort": "payout"}))
+        assert len(lines) == size + 1
+        counts.append((len(page_queries), len(export_queries)))
+    assert counts[0] == counts[1]

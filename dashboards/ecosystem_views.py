@@ -1,0 +1,123 @@
+"""The ecosystem page (host): growth, engagement, value and health of the program over time."""
+
+import re
+
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+
+from partnerships.access import (
+    agreements_for,
+    host_required,
+    import_batches_for,
+    observations_for,
+)
+from partnerships.models import Stage
+from scoring.models import ScoringRun
+
+from . import charts
+from . import ecosystem as queries
+from .views import HtmxHttpRequest
+
+SPANS = (6, 12, 24, 36)
+DEFAULT_SPAN = 12
+MONTH = re.compile(r"(19|20)\d\d-(0[1-9]|1[0-2])")
+
+
+def _range(request: HtmxHttpRequest, run: ScoringRun | None) -> tuple[str, int, dict, dict]:
+    """The last month and the number of months asked for; errors per field, input kept."""
+    default_end = run.last_period if run is not None and run.last_period \
+        else timezone.localdate().strftime("%Y-%m")
+    asked = {"end": request.GET.get("end", "").strip()[:20],
+             "span": request.GET.get("span", "").strip()[:10]}
+    errors = {}
+    end = asked["end"] or default_end
+    if not MONTH.fullmatch(end):
+        errors["end"] = f"Give the last month as YYYY-MM, for example {default_end}."
+        end = default_end
+    span = DEFAULT_SPAN
+    if asked["span"]:
+        if asked["span"].isdigit() and int(asked["span"]) in SPANS:
+            span = int(asked["span"])
+        else:
+            errors["span"] = "Choose one of the listed ranges."
+    return end, span, asked, errors
+
+
+@host_required
+def ecosystem(request: HtmxHttpRequest) -> HttpResponse:
+    run = ScoringRun.objects.current()
+    end, span, asked, errors = _range(request, run)
+    months = queries.ecosystem_months(end=end, span=span)
+    agreements = agreements_for(user=request.user)
+    first = months[0]
+    period_label = f"{first} to {end}"
+
+    new_agreements = queries.growth_new_agreements(agreements=agreements, months=months)
+    stage_moves = queries.growth_stage_moves(agreements=agreements, months=months)
+    imports = queries.engagement_imports(
+        batches=import_batches_for(user=request.user), months=months)
+    reviews = queries.engagement_reviews(agreements=agreements, months=months)
+    revenue = queries.value_revenue(observations=observations_for(user=request.user),
+                                      agreements=agreements, months=months)
+    tier_moves = queries.health_tier_moves(run=run, agreements=agreements, month=end)
+    at_risk = queries.health_at_risk(run=run, agreements=agreements, months=months)
+    satisfaction = queries.health_satisfaction(run=run, agreements=agreements, months=months)
+    churn = queries.health_churn(agreements=agreements, months=months)
+    types = queries.diversity_by_type(agreements=agreements)
+
+    def figure(has_data: bool, **kwargs) -> dict | None:
+        return charts.monthly_figure(months=months, **kwargs) if has_data else None
+
+    stage_labels = dict(Stage.choices)
+    context = {
+        "run": run, "end": end, "span": span, "spans": SPANS, "asked": asked,
+        "errors": errors, "months": months, "period_label": period_label,
+        "new_agreements_figure": figure(
+            any(new_agreements), title=f"New agreements per month, {period_label}",
+            series=[("new agreements", new_agreements)], y_title="agreements (by start date)"),
+        "new_agreements_total": sum(new_agreements),
+        "stage_moves_figure": figure(
+            bool(stage_moves), title=f"Stage changes per month, {period_label}",
+            series=[(f"to {stage_labels[stage].lower()}", values)
+                    for stage, values in stage_moves.items()],
+            y_title="stage changes", stacked=True),
+        "imports_figure": figure(
+            any(any(values) for values in imports.values()),
+            title=f"Successful metric imports per month, {period_label}",
+            series=list(imports.items()), y_title="imports", stacked=True),
+        "reviews_figure": figure(
+            any(reviews), title=f"Business reviews held per month, {period_label}",
+            series=[("reviews", reviews)], y_title="reviews"),
+        "revenue_figure": figure(
+            any(value for values in revenue.values() for value in values if value),
+            title=f"Partner-sourced value per month, {period_label}",
+            series=list(revenue.items()), y_title="sum of the month's values",
+            kind="line", value_format=",.0f"),
+        "revenue_kpis": list(revenue),
+        "tier_moves": tier_moves,
+        "at_risk_figure": figure(
+            any(at_risk), title=f"Agreements at risk per month, {period_label}",
+            series=[("at risk", at_risk)], y_title="agreements at risk",
+            colours={"at risk": charts.AT_RISK_COLOUR}),
+        "satisfaction": satisfaction,
+        "satisfaction_figure": figure(
+            any(value is not None for value in satisfaction["values"]),
+            title=f"Satisfaction per month, {period_label}",
+            series=[("satisfaction", [None if value is None else round(value, 1)
+                                      for value in satisfaction["values"]])],
+            y_title="mean score (0–120)", kind="line", value_format=".1f",
+            y_range=[0, 125]),
+        "churn_figure": figure(
+            any(churn), title=f"Agreements moving to exiting or ended, {period_label}",
+            series=[("exits", churn)], y_title="agreements",
+            colours={"exits": charts.AT_RISK_COLOUR}),
+        "types_figure": charts.category_bars_figure(
+            title="Agreements per type today (ended ones left out)",
+            labels=[label for label, _ in types], values=[n for _, n in types],
+            x_title="agreements") if any(n for _, n in types) else None,
+    }
+    template = "dashboards/ecosystem.html"
+    if request.htmx and not request.htmx.history_restore_request:
+        template += "#body"
+    return render(request, template, context)
