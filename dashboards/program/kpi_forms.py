@@ -242,6 +242,9 @@ class ObjectiveForm(forms.ModelForm):
         field.empty_label = "— none: progress not measured —"
         field.label_from_instance = lambda kpi: f"{kpi.name} ({kpi.code})"
         field.error_messages["invalid_choice"] = "Choose one of this agreement's KPIs."
+        # The date picker sends ISO dates; typed text is read the same way, never as d/m or m/d.
+        self.fields["deadline"].input_formats = ["%Y-%m-%d"]
+        self.fields["deadline"].error_messages["invalid"] = "Enter the date as YYYY-MM-DD."
 
     def save(self, commit: bool = True):
         self.instance.agreement = self.agreement
