@@ -283,6 +283,8 @@ class IncentivePlanForm(forms.ModelForm):
                      "multiplier_strategic"):
             self.fields[name].validators.append(_not_negative)
             self.fields[name].error_messages["invalid"] = NUMBER_ERROR
+        self.fields["currency"].error_messages["max_length"] = (
+            "Enter a three-letter currency code, e.g. USD.")
 
     def clean_currency(self) -> str:
         currency = self.cleaned_data["currency"].strip().upper()
