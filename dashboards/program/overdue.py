@@ -191,7 +191,8 @@ def agreement_review_panel(*, agreement: Agreement, user, limit: int = 5) -> dic
                     .filter(agreement=agreement, status__in=OPEN_STATUSES)
                     .order_by("due_date", "id")[:limit])
     return {"agreement": agreement, "state": state, "today": today,
-            "actions": annotate_actions(open_actions, user=user, today=today)}
+            "actions": annotate_actions(open_actions, user=user, today=today),
+            "status_choices": ActionStatus.choices}
 
 
 def portfolio_review_figures(*, agreements: QuerySet[Agreement]) -> dict[str, int]:
@@ -210,4 +211,5 @@ def home_overdue_actions(*, user, limit: int = 10) -> dict:
         actions=action_items_for(user=user).filter(owner_side=membership.side), limit=limit)
     for action in actions:
         action.can_update = may_update_action_status(user=user, action=action)
-    return {"actions": actions, "total": total, "side": membership.side}
+    return {"actions": actions, "total": total, "side": membership.side,
+            "status_choices": ActionStatus.choices}

@@ -200,6 +200,20 @@ def action_create(request: HtmxHttpRequest, code: str) -> HttpResponse:
                       {"form": form, "agreement": agreement, "action": None})
 
 
+def _other_copies(action: ActionItem, previous_status: str, row_prefix: str) -> list[str]:
+    """The ids (prefixes) of the action's other rows on the reviews page, as it was drawn."""
+    if row_prefix not in ("-open", "-review", "-closed"):
+        return []
+    drawn = []
+    if previous_status in OPEN_STATUSES:
+        drawn.append("-open")
+    if action.review_id:
+        drawn.append("-review")
+    elif previous_status not in OPEN_STATUSES:
+        drawn.append("-closed")
+    return [prefix for prefix in drawn if prefix != row_prefix]
+
+
 def _closing_time(action: ActionItem, previous_status: str) -> None:
     """Done stamps the completion time; leaving done (reopening, cancelling) clears it."""
     if action.status == ActionStatus.DONE and previous_status != ActionStatus.DONE:
@@ -258,8 +272,9 @@ def action_status(request: HtmxHttpRequest, code: str, action_id: int) -> HttpRe
         raise PermissionDenied("Only the host updates the host's actions.")
     form = ActionStatusForm(request.POST)
     notice = error = ""
+    previous_status = action.status
     if form.is_valid():
-        before, previous_status = history_snapshot(action), action.status
+        before = history_snapshot(action)
         action.status = form.cleaned_data["status"]
         _closing_time(action, previous_status)
         if action.status != previous_status:
@@ -273,12 +288,14 @@ def action_status(request: HtmxHttpRequest, code: str, action_id: int) -> HttpRe
     if request.htmx:
         today, row_prefix = timezone.localdate(), request.POST.get("row_prefix", "")
         annotate_actions([action], user=request.user, today=today)
-        return _vary(render(request, f"{PAGE}#action-row", {
+        return _vary(render(request, f"{PAGE}#status-response", {
+            "oob_prefixes": _other_copies(action, previous_status, row_prefix),
             "action": action, "agreement": agreement, "row_notice": notice, "row_error": error,
             "status_choices": ActionStatus.choices, "today": today,
             "show_agreement": request.POST.get("show_agreement") == "1",
             "row_prefix": row_prefix if row_prefix in ROW_PREFIXES else "",
-            "can_manage": _can_manage(request),
+            # Rows on the dashboards have no edit links: only the reviews page's rows do.
+            "can_manage": _can_manage(request) and row_prefix not in ("-panel", "-home"),
         }))
     if error:
         messages.error(request, error)

@@ -390,9 +390,23 @@ def test_htmx_status_change_answers_with_the_row(client, acme_viewer, acme_agree
     assert response.status_code == 200
     text = response.text.strip()
     assert text.startswith(f'<tr id="action-{item.pk}-open"') and text.endswith("</tr>")
+    assert "<html" not in text and text.count("<tr") == 1
     assert "Status: done." in text
     assert "overdue" not in text.split("</th>")[1]  # done is never overdue
     assert '<option value="done" selected>' in text
+
+
+def test_htmx_status_change_also_redraws_the_rows_other_copy_out_of_band(
+        client, host_manager, acme_agreement):
+    review = make_review(acme_agreement)
+    item = make_action(acme_agreement, review=review, side="host")
+    client.force_login(host_manager)
+    response = client.post(status_url(item), {"status": "cancelled", "row_prefix": "-open"},
+                           headers={"HX-Request": "true"})
+    text = response.text
+    assert text.count("<tr") == 2
+    assert f'<tr id="action-{item.pk}-review" class="action-row is-closed" hx-swap-oob="true">' \
+        in text
 
 
 def test_an_unknown_status_is_refused_with_a_message(client, acme_viewer, acme_agreement):

@@ -1,0 +1,148 @@
+"""Reviews in a real browser: a manager records a review with an action for the partner side;
+the partner's viewer sees it on their agreement and marks it done; phones get no sideways
+scrolling and the console stays clean.
+
+Needs Debian's Chromium (`apt-get install -y chromium`); skipped without it, except on CI where
+a missing browser is a failure. Screenshots go to /tmp/pp-shots/ for a human to look at.
+"""
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from partnerships.models import ActionItem, ProgramChange, Review
+from tests.browser import (
+    DESKTOP,
+    PHONE,
+    SHOTS,
+    horizontal_overflow,
+    launch,
+    playwright_sync_api,
+    watch,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_sync_api().sync_playwright() as playwright:
+        browser = launch(playwright)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    page.problems = watch(page)
+    yield page
+    context.close()
+
+
+def log_in(page, live_server, username: str) -> None:
+    page.goto(live_server.url + "/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill("pw-" + username)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(live_server.url + "/")
+
+
+def test_a_partner_viewer_marks_done_the_action_a_manager_recorded(
+        page, live_server, host_manager, acme_viewer, acme_agreement, globex_agreement):
+    today = timezone.localdate()
+    reviews = f"{live_server.url}/agreements/{acme_agreement.code}/reviews/"
+
+    # The manager records a review, then its action for the partner side (due yesterday).
+    log_in(page, live_server, "manager")
+    page.goto(reviews)
+    page.get_by_role("link", name="Record a review").click()
+    page.get_by_label("Kind").select_option("quarterly_strategy")
+    page.get_by_label("Held on").fill(today.isoformat())
+    page.get_by_label("Attendees (host)").fill("Jo Doe (partner manager)")
+    page.get_by_label("Attendees (partner)").fill("Ann Lee (alliances)")
+    page.get_by_label("Notes").fill("Pipeline grew 20 % but the lead form loses leads.")
+    page.get_by_label("Decisions").fill("Fix the lead form before the webinar.")
+    page.get_by_role("button", name="Record the review").click()
+    page.wait_for_url("**/actions/new/?review=*")
+    page.get_by_label("Action").fill("Fix the lead form on the partner site")
+    page.get_by_label("Owner (required)").fill("Ann Lee")
+    page.get_by_label("Owner's side").select_option("partner")
+    page.get_by_label("RACI role").select_option("responsible")
+    page.get_by_label("Due date").fill((today - dt.timedelta(days=1)).isoformat())
+    page.get_by_role("button", name="Add the action", exact=True).click()
+    page.wait_for_url(reviews + "#review-*")
+    assert page.locator("#open-actions").get_by_text("1 day overdue").is_visible()
+    page.screenshot(path=str(SHOTS / "reviews-manager-desktop.png"), full_page=True)
+    action = ActionItem.objects.get()
+    assert (action.owner_side, action.review, action.status) == (
+        "partner", Review.objects.get(), "open")
+    page.get_by_role("button", name="Log out").click()
+
+    # The partner's viewer finds the action on their home page and on the reviews page.
+    log_in(page, live_server, "acme-viewer")
+    assert page.get_by_role("heading", name="Your overdue actions").is_visible()
+    assert page.locator("#overdue-actions").get_by_text(
+        "Fix the lead form on the partner site", exact=True).is_visible()
+    page.goto(reviews)
+    assert page.get_by_text("Fix the lead form before the webinar.").is_visible()
+    assert page.get_by_text("Ann Lee (alliances)").is_visible()
+    row = page.locator(f"#action-{action.pk}-open")
+    row.get_by_role("combobox").select_option("done")
+    row.get_by_role("button", name="Save").click()
+    page.wait_for_selector(f"#action-{action.pk}-open >> text=Status: done.")
+    assert "overdue" not in page.locator(f"#action-{action.pk}-open").inner_text()
+    # The same action under its review is redrawn too (out of band).
+    assert page.locator(f"#action-{action.pk}-review select").input_value() == "done"
+    action.refresh_from_db()
+    assert action.status == "done" and action.completed_at is not None
+    assert ProgramChange.objects.filter(username="acme-viewer", object_id=action.pk).exists()
+    page.screenshot(path=str(SHOTS / "reviews-partner-desktop.png"), full_page=True)
+
+    # On a phone: the reviews page, the agreement dashboard and home fit the width.
+    page.set_viewport_size(PHONE)
+    for name, url in (("reviews", reviews),
+                      ("agreement", f"{live_server.url}/agreements/{acme_agreement.code}/"),
+                      ("home", live_server.url + "/")):
+        page.goto(url)
+        page.screenshot(path=str(SHOTS / f"reviews-partner-{name}-phone.png"), full_page=True)
+        assert horizontal_overflow(page) <= 0, name
+    # Globex's agreement is not found, like one that does not exist.
+    response = page.goto(f"{live_server.url}/agreements/{globex_agreement.code}/reviews/")
+    assert response.status == 404
+    problems = [p for p in page.problems if "404" not in p]
+    assert problems == []
+
+
+def test_the_manager_pages_fit_a_phone(page, live_server, host_manager, acme_agreement):
+    review = Review.objects.create(agreement=acme_agreement, kind="monthly_results",
+                                   held_on=timezone.localdate(), notes="Monthly numbers")
+    ActionItem.objects.create(agreement=acme_agreement, review=review,
+                              description="Send the campaign results to both teams",
+                              owner_name="Jo Doe", owner_side="host", raci="accountable",
+                              due_date=timezone.localdate() - dt.timedelta(days=12))
+    page.set_viewport_size(PHONE)
+    log_in(page, live_server, "manager")
+    base = f"{live_server.url}/agreements/{acme_agreement.code}/reviews/"
+    for name, url in (("reviews", base),
+                      ("review-form", f"{live_server.url}/program/agreements/"
+                                      f"{acme_agreement.code}/reviews/new/"),
+                      ("action-form", f"{live_server.url}/program/agreements/"
+                                      f"{acme_agreement.code}/actions/new/"),
+                      ("home", live_server.url + "/")):
+        page.goto(url)
+        page.screenshot(path=str(SHOTS / f"reviews-manager-{name}-phone.png"), full_page=True)
+        assert horizontal_overflow(page) <= 0, name
+    # An invalid form comes back (by htmx) with the error next to the field.
+    page.goto(f"{live_server.url}/program/agreements/{acme_agreement.code}/reviews/new/")
+    page.get_by_label("Kind").select_option("tactical_sync")
+    page.get_by_label("Held on").fill((timezone.localdate() + dt.timedelta(days=3)).isoformat())
+    page.get_by_label("Notes").fill("Kept after the error")
+    page.get_by_role("button", name="Record the review").click()
+    page.wait_for_selector("#id_held_on_error")
+    assert "cannot be in the future" in page.locator("#id_held_on_error").inner_text()
+    assert page.get_by_label("Notes").input_value() == "Kept after the error"
+    page.screenshot(path=str(SHOTS / "reviews-manager-form-error-phone.png"), full_page=True)
+    assert page.problems == []
