@@ -8,6 +8,7 @@ from partnerships.access import agreements_for
 from scoring.models import ScoringRun
 
 from . import charts
+from .program.overdue import agreement_review_panel
 from .selectors import agreement_kpi_rows, agreement_scorecards, one_decimal, tier_since
 from .views import HtmxHttpRequest
 
@@ -57,6 +58,8 @@ def agreement_dashboard(request: HtmxHttpRequest, code: str) -> HttpResponse:
         ],
         "tier_since": tier_since(scorecards=scorecards, period=month) if month else "",
         "kpi_rows": kpi_rows,
+        # Reviews due, overdue and open actions of both sides (dashboards/program/overdue.py).
+        "review_panel": agreement_review_panel(agreement=agreement, user=request.user),
         "history_figure": charts.score_history_figure(scorecards=history) if history else None,
         "category_figure": charts.category_scores_figure(scorecard=card, period=month)
         if scored else None,
