@@ -306,7 +306,7 @@ class AgreementForm(forms.ModelForm):
         else:
             for category, name in CATEGORY_WEIGHT_FIELDS.items():
                 self.fields[name].initial = DEFAULT_CATEGORY_WEIGHTS[category]
-        self.order_fields(["initial_stage", *BASIC_FIELDS])
+        self.order_fields([*BASIC_FIELDS[:4], "initial_stage", *BASIC_FIELDS[4:]])
 
     def clean_code(self):
         code = self.cleaned_data["code"].strip()
@@ -359,7 +359,8 @@ class AgreementForm(forms.ModelForm):
                            "How to disagree, how to end it well, and how often to look at "
                            "the results together."),
         }
-        basics = [self[name] for name in ("initial_stage", *BASIC_FIELDS) if name in self.fields]
+        basics = [self[name] for name in (*BASIC_FIELDS[:4], "initial_stage", *BASIC_FIELDS[4:])
+                  if name in self.fields]
         return [
             {"id": "basics", "title": "Basics", "intro": "", "fields": basics},
             *({"id": key, "title": term_intro[key][0], "intro": term_intro[key][1],

@@ -302,3 +302,15 @@ def test_history_page_offers_manage_only_to_the_host(client, manager_client, acm
     assert edit in manager_client.get(url).content.decode()
     client.force_login(acme_viewer)
     assert edit not in client.get(url).content.decode()
+
+
+def test_agreement_dashboard_links_history_for_both_and_edit_for_the_host(
+        client, manager_client, acme_agreement, acme_viewer):
+    url = reverse("agreement_dashboard", args=["ACME-CM-2025"])
+    edit = reverse("program_agreement_edit", args=["ACME-CM-2025"])
+    history = reverse("agreement_history", args=["ACME-CM-2025"])
+    body = manager_client.get(url).content.decode()
+    assert edit in body and history in body
+    client.force_login(acme_viewer)
+    body = client.get(url).content.decode()
+    assert history in body and edit not in body
