@@ -4,13 +4,32 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
 
-from partnerships.access import agreements_for
-from scoring.models import ScoringRun
+from partnerships.access import agreements_for, import_batches_for, membership_of
+from partnerships.models import Agreement
+from scoring.models import Scorecard, ScoringRun
 
 from . import charts
+from .program.objectives import objectives_for_dashboard
 from .program.overdue import agreement_review_panel
-from .selectors import agreement_kpi_rows, agreement_scorecards, one_decimal, tier_since
+from .selectors import (
+    FLAG_MEANINGS,
+    TIER_SERVICE,
+    agreement_kpi_rows,
+    agreement_kpi_trends,
+    agreement_months,
+    agreement_recent_imports,
+    agreement_scorecards,
+    month_shift,
+    one_decimal,
+    tier_cutoffs,
+    tier_hint,
+    tier_policy,
+    tier_since,
+)
 from .views import HtmxHttpRequest
+
+# How many months, up to the selected one, the small trends of KPIs and categories cover.
+TREND_MONTHS = 12
 
 
 def _month(request: HtmxHttpRequest, months: list[str]) -> str:
@@ -29,13 +48,48 @@ def _neighbours(months: list[str], month: str) -> tuple[str, str]:
             months[index + 1] if index + 1 < len(months) else "")
 
 
-@login_required
-def agreement_dashboard(request: HtmxHttpRequest, code: str) -> HttpResponse:
-    agreement = (agreements_for(user=request.user).select_related("partner", "owner")
+def agreement_visible(*, request: HtmxHttpRequest, code: str) -> Agreement:
+    """The agreement by code if the user may see it; 404 otherwise, whether it exists or not."""
+    agreement = (agreements_for(user=request.user)
+                 .select_related("partner", "owner", "incentive_plan")
                  .filter(code=code).first())
     if agreement is None:
         # Another partner's agreement answers exactly like one that does not exist.
         raise Http404("No such agreement.")
+    return agreement
+
+
+def _window(months: list[str], month: str) -> list[str]:
+    """The TREND_MONTHS calendar months up to `month`, oldest first."""
+    return [month_shift(month, offset) for offset in range(1 - TREND_MONTHS, 1)] if month else []
+
+
+def _category_rows(*, card: Scorecard | None, by_period: dict, window: list[str]) -> list[dict]:
+    rows = []
+    scored = card is not None and card.has_scorecard
+    previous = by_period.get(month_shift(card.period, -1)) if card is not None else None
+    for name in charts.CATEGORIES:
+        values = [getattr(by_period[period], name)
+                  if period in by_period and by_period[period].has_scorecard else None
+                  for period in window]
+        now = getattr(card, name) if scored else None
+        before = (getattr(previous, name)
+                  if previous is not None and previous.has_scorecard else None)
+        change = now - before if now is not None and before is not None else None
+        rows.append({
+            "name": name, "value": one_decimal(now),
+            "change": one_decimal(change),
+            "change_sign": "" if change is None or not one_decimal(change).strip("-0.")
+            else ("up" if change > 0 else "down"),
+            "trend": charts.trend_line(values=values, width=64),
+            "trend_label": f"{name} score {window[0]} to {window[-1]}" if window else "",
+        })
+    return rows
+
+
+def agreement_context(request: HtmxHttpRequest, agreement: Agreement, *,
+                      printing: bool = False) -> dict:
+    """Everything the dashboard shows for the month asked for (the run's last by default)."""
     run = ScoringRun.objects.current()
     scorecards = agreement_scorecards(run=run, agreement=agreement)
     months = [card.period for card in scorecards]
@@ -44,11 +98,29 @@ def agreement_dashboard(request: HtmxHttpRequest, code: str) -> HttpResponse:
     card = next((item for item in scorecards if item.period == month), None)
     scored = card is not None and card.has_scorecard
     kpi_rows = agreement_kpi_rows(run=run, agreement=agreement, period=month) if month else []
-    history = [item for item in scorecards if item.has_scorecard or item.rolling is not None]
-    context = {
+    window = _window(months, month)
+    trends = agreement_kpi_trends(run=run, agreement=agreement, periods=window)
+    for row in kpi_rows:
+        by_month = trends.get(row["kpi"].pk, {})
+        row["trend"] = charts.trend_line(values=[by_month.get(period) for period in window])
+    # Months up to the selected one: the page shows the agreement as it stood then.
+    shown = [item for item in scorecards if item.period <= month]
+    history = [item for item in shown if item.has_scorecard or item.rolling is not None]
+    by_period = {item.period: item for item in scorecards}
+    policy = tier_policy(run=run)
+    bands = charts.tier_bands(policy=policy)
+    cutoffs = tier_cutoffs(run=run, period=month, policy=policy) if month else {}
+    month_rows = agreement_months(scorecards=shown)
+    try:
+        plan = agreement.incentive_plan
+    except Agreement.incentive_plan.RelatedObjectDoesNotExist:
+        plan = None
+    membership = membership_of(request.user)
+    return {
         "agreement": agreement, "run": run, "month": month, "months": months,
         "previous_month": previous_month, "next_month": next_month,
-        "card": card, "scored": scored,
+        "card": card, "scored": scored, "printing": printing,
+        "is_host": membership is not None and membership.is_host,
         "overall": one_decimal(card.overall) if scored else "",
         "rolling": one_decimal(card.rolling) if card else "",
         "coverage": one_decimal(card.coverage * 100) if scored else "",
@@ -56,15 +128,50 @@ def agreement_dashboard(request: HtmxHttpRequest, code: str) -> HttpResponse:
             (name, one_decimal(getattr(card, name)) if scored else "")
             for name in charts.CATEGORIES
         ],
+        "category_rows": _category_rows(card=card, by_period=by_period, window=window),
+        "trend_first": window[0] if window else "", "trend_last": month,
         "tier_since": tier_since(scorecards=scorecards, period=month) if month else "",
+        "tier_service": TIER_SERVICE.get(card.tier, "") if card else "",
+        "tier_hint": tier_hint(card=card, stage=agreement.stage, cutoffs=cutoffs),
+        "policy": policy, "bands": bands, "cutoffs": cutoffs,
+        "month_rows": month_rows,
+        "tier_changes": [row for row in reversed(month_rows) if row["changed"]],
+        "flag_meanings": FLAG_MEANINGS,
+        "plan": plan,
+        "payout_total": sum(item.payout or 0.0 for item in shown if item.payout),
         "kpi_rows": kpi_rows,
         # Reviews due, overdue and open actions of both sides (dashboards/program/overdue.py).
         "review_panel": agreement_review_panel(agreement=agreement, user=request.user),
-        "history_figure": charts.score_history_figure(scorecards=history) if history else None,
+        # Objectives with their progress from the linked KPIs (dashboards/program/progress.py).
+        "objectives_progress": objectives_for_dashboard(agreement=agreement),
+        "recent_imports": agreement_recent_imports(
+            batches=import_batches_for(user=request.user), agreement=agreement),
+        # Print: static SVG instead of Plotly, which needs a script and a screen.
+        "history_svg": charts.score_history_svg(scorecards=history, bands=bands)
+        if printing and history else None,
+        "history_figure": charts.score_history_figure(scorecards=history, bands=bands)
+        if history and not printing else None,
         "category_figure": charts.category_scores_figure(scorecard=card, period=month)
-        if scored else None,
+        if scored and not printing else None,
     }
+
+
+@login_required
+def agreement_dashboard(request: HtmxHttpRequest, code: str) -> HttpResponse:
+    agreement = agreement_visible(request=request, code=code)
+    printing = request.GET.get("print") == "1"
+    context = agreement_context(request, agreement, printing=printing)
+    context["layout"] = "dashboards/agreement_print.html" if printing else "base.html"
     template = "dashboards/agreement.html"
-    if request.htmx and not request.htmx.history_restore_request:
+    if request.htmx and not request.htmx.history_restore_request and not printing:
         template += "#month-panel"
     return render(request, template, context)
+
+
+@login_required
+def agreement_print(request: HtmxHttpRequest, code: str) -> HttpResponse:
+    """The same dashboard laid out for paper: every section, no navigation, static charts."""
+    agreement = agreement_visible(request=request, code=code)
+    context = agreement_context(request, agreement, printing=True)
+    context["layout"] = "dashboards/agreement_print.html"
+    return render(request, "dashboards/agreement.html", context)

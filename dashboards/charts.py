@@ -176,8 +176,10 @@ def _month_days(months: list[str]) -> list[str]:
 
 
 def _month_axis() -> dict:
+    # No axis title: the ticks read YYYY-MM and the chart title says "per month"; a title
+    # would collide with the legend below the plot on a phone.
     return {"type": "date", "tickformat": "%Y-%m", "automargin": True, "fixedrange": True,
-            "tickangle": 0, "title": {"text": "month"}}
+            "tickangle": 0}
 
 
 def _count_axis(title: str, values: list[float]) -> dict:
@@ -206,7 +208,7 @@ def tier_distribution_figure(*, counts: dict[str, dict[str, int]], period: str) 
     return _figure(traces, _layout(
         f"Agreements per tier, {months[0]} to {period}" if months else "Agreements per tier",
         barmode="stack", xaxis=_month_axis(), yaxis=_count_axis("agreements", totals),
-        legend={"orientation": "h", "x": 0, "y": -0.25}, showlegend=True,
+        legend={"orientation": "h", "x": 0, "y": -0.12, "yanchor": "top"}, showlegend=True,
         margin={"l": 8, "r": 16, "t": 48, "b": 8},
     ))
 
@@ -272,6 +274,7 @@ def score_cut_lines(*, settings_snapshot: dict) -> list[tuple[float, str, str]]:
 def monthly_figure(*, title: str, months: list[str], series: list[tuple[str, list]],
                    y_title: str, kind: str = "bar", stacked: bool = False,
                    colours: dict[str, str] | None = None, value_format: str = ",d",
+                   tick_format: str | None = None,
                    y_range: list[float] | None = None) -> dict:
     """One or more monthly series as bars (counts) or lines (amounts, means); months on x.
     A legend only when there is more than one series."""
@@ -293,12 +296,13 @@ def monthly_figure(*, title: str, months: list[str], series: list[tuple[str, lis
         yaxis = _count_axis(y_title, stack if stacked else all_values)
     else:
         yaxis = {"title": {"text": y_title}, "automargin": True, "fixedrange": True,
-                 "rangemode": "tozero", "tickformat": value_format}
+                 "rangemode": "tozero", "tickformat": tick_format or value_format}
     if y_range:
         yaxis["range"] = y_range
     return _figure(traces, _layout(
         title, barmode="stack" if stacked else "group", xaxis=_month_axis(), yaxis=yaxis,
-        showlegend=len(series) > 1, legend={"orientation": "h", "x": 0, "y": -0.25},
+        showlegend=len(series) > 1,
+        legend={"orientation": "h", "x": 0, "y": -0.12, "yanchor": "top"},
     ))
 
 

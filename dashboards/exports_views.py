@@ -1,0 +1,108 @@
+"""CSV downloads: the tables of the agreement dashboard and the scorecard export.
+
+Every download goes through the scoping layer (another partner's agreement is a 404, a partner
+user's scorecard export holds only their own agreements) and is written to the audit log."""
+
+import re
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse, StreamingHttpResponse
+
+from partnerships.access import agreements_for, membership_of
+from partnerships.audit import audit_record
+from partnerships.models import AuditAction
+from scoring.exports import EXPORT_HEADER, iter_csv_lines, safe_text, scorecard_export_rows
+from scoring.models import ScoringRun
+
+from .agreement_views import agreement_context, agreement_visible
+from .selectors import (
+    AGREEMENT_KPI_EXPORT_HEADER,
+    AGREEMENT_MONTHS_EXPORT_HEADER,
+    agreement_kpi_export_rows,
+    agreement_months_export_rows,
+)
+from .views import HtmxHttpRequest
+
+MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+BOM = "\ufeff"
+
+
+def _filename(*parts: str) -> str:
+    # Codes may hold characters a Content-Disposition header must not carry unquoted.
+    return "-".join(re.sub(r"[^A-Za-z0-9_.-]+", "_", part) for part in parts if part) + ".csv"
+
+
+def _csv_response(*, lines, filename: str, bom: bool) -> StreamingHttpResponse:
+    body = lines
+    if bom:
+        # The byte-order mark only before the first line.
+        first = True
+
+        def with_bom(source):
+            nonlocal first
+            for line in source:
+                yield (BOM + line) if first else line
+                first = False
+
+        body = with_bom(lines)
+    response = StreamingHttpResponse(body, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _audit(request: HtmxHttpRequest, *, target: str, detail: dict) -> None:
+    membership = membership_of(request.user)
+    audit_record(action=AuditAction.EXPORT, request=request,
+                 partner=membership.partner if membership and not membership.is_host else None,
+                 target=target, detail=detail)
+
+
+@login_required
+def agreement_kpis_csv(request: HtmxHttpRequest, code: str) -> HttpResponse:
+    """The KPI table of the dashboard for the month asked for (the run's last by default)."""
+    agreement = agreement_visible(request=request, code=code)
+    context = agreement_context(request, agreement, printing=True)
+    rows = agreement_kpi_export_rows(agreement=agreement, period=context["month"],
+                                     rows=context["kpi_rows"])
+    _audit(request, target=f"KPI table of {agreement.code}",
+           detail={"agreement": agreement.code, "period": context["month"], "rows": len(rows)})
+    return _csv_response(lines=iter_csv_lines(header=AGREEMENT_KPI_EXPORT_HEADER, rows=rows),
+                         filename=_filename(agreement.code, "kpis", context["month"]), bom=True)
+
+
+@login_required
+def agreement_months_csv(request: HtmxHttpRequest, code: str) -> HttpResponse:
+    """The tier and payout table of the dashboard: every month up to the one asked for."""
+    agreement = agreement_visible(request=request, code=code)
+    context = agreement_context(request, agreement, printing=True)
+    rows = agreement_months_export_rows(agreement=agreement, months=context["month_rows"])
+    _audit(request, target=f"tiers and payouts of {agreement.code}",
+           detail={"agreement": agreement.code, "period": context["month"], "rows": len(rows)})
+    return _csv_response(
+        lines=iter_csv_lines(header=AGREEMENT_MONTHS_EXPORT_HEADER, rows=rows),
+        filename=_filename(agreement.code, "months-to", context["month"]), bom=True)
+
+
+@login_required
+def scorecard_export(request: HtmxHttpRequest) -> HttpResponse:
+    """DOMAIN.md's scorecard export, byte for byte what `export_scorecards` writes: the whole
+    program for host users, only their own agreements for partner users. ?period=YYYY-MM."""
+    period = request.GET.get("period", "").strip()
+    if period and not MONTH.fullmatch(period):
+        return HttpResponse(f"period must be a month as YYYY-MM, not {period[:20]!r}.",
+                            status=400, content_type="text/plain; charset=utf-8")
+    membership = membership_of(request.user)
+    rows = scorecard_export_rows(run=ScoringRun.objects.current(), period=period or None)
+    if membership is None or not membership.is_host:
+        # The export's first cell is the (escaped) agreement code: keep the visible ones.
+        visible = {safe_text(code) for code in
+                   agreements_for(user=request.user).values_list("code", flat=True)}
+        rows = [row for row in rows if row[0] in visible]
+    _audit(request, target="scorecards",
+           detail={"period": period, "rows": len(rows),
+                   "scope": "program" if membership and membership.is_host else "partner"})
+    scope = "" if membership and membership.is_host else (
+        membership.partner.slug if membership and membership.partner else "none")
+    return _csv_response(lines=iter_csv_lines(header=EXPORT_HEADER, rows=rows),
+                         filename=_filename("scorecards", scope, period), bom=False)
