@@ -210,3 +210,165 @@ def test_home_links_to_own_agreement_dashboards_only(client, acme_viewer, scored
     response = client.get("/")
     assert url("ACME-CM-2025") in response.text
     assert "GLOBEX" not in response.text
+
+
+# ---- The completed dashboard: categories, tiers, payouts, flags, imports, print ----------
+
+
+@pytest.fixture
+def planned(scored):
+    from partnerships.models import IncentivePlan
+
+    acme = scored[0]
+    IncentivePlan.objects.create(agreement=acme, base_amount=1000, baseline_score=0)
+    acme.exit_criteria = "Exit after two reviews below the floor."
+    acme.save(update_fields=["exit_criteria"])
+    scoring_run_inline()
+    return scored
+
+
+def test_category_scores_and_payouts_equal_the_export(client, host_manager, planned):
+    acme = planned[0]
+    client.force_login(host_manager)
+    response = client.get(url(acme.code), {"month": "2025-03"})
+    run = ScoringRun.objects.current()
+    export = {row[2]: row for row in scorecard_export_rows(run=run) if row[0] == acme.code}
+    categories = {row["name"]: row["value"] for row in response.context["category_rows"]}
+    for index, name in enumerate(("financial", "strategic", "operational", "relationship")):
+        cell = export["2025-03"][3 + index]
+        assert categories[name] == (f"{float(cell):.1f}" if cell else "")
+    months = {row["period"]: row for row in response.context["month_rows"]}
+    assert set(months) == {"2025-01", "2025-02", "2025-03"}
+    for period, row in months.items():
+        assert row["overall"] == f"{float(export[period][7]):.1f}"
+        assert row["tier"] == export[period][10]
+        card = scorecard(acme, period)
+        assert row["payout"] == f"{card.payout:,.2f}"
+    assert any(card.payout for card in Scorecard.objects.filter(run=run, agreement=acme))
+    assert "Incentive plan: 1000.00 USD a month" in response.text
+    assert response.context["payout_total"] == pytest.approx(
+        sum(scorecard(acme, p).payout for p in ("2025-01", "2025-02", "2025-03")))
+
+
+def test_no_plan_says_so(client, acme_viewer, scored):
+    client.force_login(acme_viewer)
+    response = client.get(url("ACME-CM-2025"), {"month": "2025-03"})
+    assert response.context["plan"] is None
+    assert "No incentive plan for this agreement, so no payouts." in response.text
+
+
+def test_tier_history_marks_the_months_the_tier_changed(client, host_manager, scored):
+    globex = scored[1]
+    run = ScoringRun.objects.current()
+    Scorecard.objects.filter(run=run, agreement=globex).update(tier="growth")
+    Scorecard.objects.filter(run=run, agreement=globex, period="2025-01").update(tier="")
+    Scorecard.objects.filter(run=run, agreement=globex, period="2025-04").update(tier="strategic")
+    client.force_login(host_manager)
+    response = client.get(url(globex.code), {"month": "2025-04"})
+    changes = [(row["period"], row["from_tier"], row["tier"])
+               for row in response.context["tier_changes"]]
+    assert changes == [("2025-02", "", "growth"), ("2025-04", "growth", "strategic")]
+    assert "changed from growth" in response.text
+
+
+def test_threshold_policy_shades_tier_bands_and_says_what_the_next_tier_needs(
+    client, host_manager, scored
+):
+    acme = scored[0]
+    run = ScoringRun.objects.current()
+    run.settings_snapshot = {"policy": "threshold", "strategic_threshold": 85.0,
+                             "growth_threshold": 70.0, "hysteresis": 2}
+    run.save(update_fields=["settings_snapshot"])
+    card = scorecard(acme, "2025-03")
+    Scorecard.objects.filter(pk=card.pk).update(candidate_tier="growth", rolling=75.25)
+    client.force_login(host_manager)
+    response = client.get(url(acme.code), {"month": "2025-03"})
+    shapes = response.context["history_figure"]["layout"]["shapes"]
+    assert [(shape["y0"], shape["y1"]) for shape in shapes] == [(85, 125), (70, 85), (0, 70)]
+    assert response.context["tier_hint"] == "strategic needs rolling ≥ 85.0 this month (+9.8)"
+    assert "Strategic needs rolling ≥ 85.0 this month (+9.8)" in response.text
+    assert "Shaded bands" in response.text
+
+
+def test_percentile_policy_names_this_months_cut_offs(client, host_manager, scored):
+    acme, globex = scored
+    run = ScoringRun.objects.current()
+    Scorecard.objects.filter(run=run, agreement=globex, period="2025-03").update(
+        candidate_tier="strategic", rolling=97.5)
+    Scorecard.objects.filter(run=run, agreement=acme, period="2025-03").update(
+        candidate_tier="transactional", rolling=60.0)
+    client.force_login(host_manager)
+    response = client.get(url(acme.code), {"month": "2025-03"})
+    assert not response.context["history_figure"]["layout"].get("shapes")
+    assert response.context["cutoffs"]["strategic"] == 97.5
+    assert response.context["cutoffs"]["ranked"] == 2
+    assert response.context["tier_hint"] == "strategic needs rolling ≥ 97.5 this month (+37.5)"
+    assert "Tiers are ranked, not fixed" in response.text
+
+
+def test_flags_are_explained_beside_the_exit_criteria(client, acme_viewer, planned):
+    acme = planned[0]
+    Scorecard.objects.filter(pk=scorecard(acme, "2025-03").pk).update(at_risk=True)
+    client.force_login(acme_viewer)
+    response = client.get(url(acme.code), {"month": "2025-03"})
+    assert "call for a review" in response.text
+    assert "Exit after two reviews below the floor." in response.text
+
+
+def test_recent_imports_are_scoped_to_the_users_side(client, acme_viewer, host_manager,
+                                                     scored, acme, kpis):
+    from partnerships.models import ImportBatch
+
+    acme_agreement = scored[0]
+    batch, _ = write_observations(
+        [(acme_agreement, kpis["defect_rate"], "partner", "2025-03-20", 4)], side="partner")
+    ImportBatch.objects.filter(pk=batch.pk).update(partner=acme, file_name="acme-march.csv")
+    client.force_login(acme_viewer)
+    partner_view = client.get(url(acme_agreement.code))
+    assert [item.pk for item in partner_view.context["recent_imports"]] == [batch.pk]
+    assert reverse("import_batch", args=[batch.pk]) in partner_view.text
+    client.force_login(host_manager)
+    host_view = client.get(url(acme_agreement.code))
+    assert len(host_view.context["recent_imports"]) == 2
+    assert host_view.context["recent_imports"][0].pk == batch.pk
+    assert reverse("scoring_runs") in host_view.text
+    assert reverse("scoring_runs") not in partner_view.text
+
+
+def test_kpi_rows_have_a_trend(client, host_manager, scored):
+    client.force_login(host_manager)
+    response = client.get(url("ACME-CM-2025"), {"month": "2025-03"})
+    trend = next(row["trend"] for row in response.context["kpi_rows"]
+                 if row["kpi"].code == "revenue")
+    assert len(trend["lines"]) == 1 and len(trend["lines"][0].split()) == 3
+    assert 'class="trend"' in response.text
+
+
+def test_print_view_has_every_section_and_no_scripts_or_navigation(client, acme_viewer,
+                                                                   planned):
+    client.force_login(acme_viewer)
+    for response in (client.get(reverse("agreement_print", args=["ACME-CM-2025"]),
+                                {"month": "2025-02"}),
+                     client.get(url("ACME-CM-2025"), {"month": "2025-02", "print": "1"})):
+        assert response.status_code == 200
+        text = response.text
+        assert "<script" not in text
+        assert 'class="site-nav"' not in text
+        assert "<form" not in text
+        assert "data-plotly" not in text
+        for heading in ("KPIs in 2025-02", "Flags in 2025-02", "Tier and payouts by month",
+                        "Data behind these numbers", "Category scores, 2025-02"):
+            assert heading in text
+        assert "<polyline" in text
+    assert client.get(reverse("agreement_print", args=["GLOBEX-REF-2025"])).status_code == 404
+
+
+def test_htmx_month_change_swaps_every_section(client, host_manager, planned):
+    client.force_login(host_manager)
+    response = client.get(url("ACME-CM-2025"), {"month": "2025-02"},
+                          headers={"HX-Request": "true"})
+    text = response.text
+    for part in ("KPIs in 2025-02", "Flags in 2025-02", "Tier and payouts by month",
+                 "Recent imports", "?month=2025-02", 'name="month"'):
+        assert part in text
+    assert "2025-03</th>" not in text  # the month table stops at the month shown

@@ -1,0 +1,89 @@
+"""The pages' SQL queries are bounded and do not grow with the program: the same count with
+10 and with 200 agreements (every agreement scored, with a tier, an incentive plan and imports).
+"""
+
+import datetime as dt
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from partnerships.models import Agreement, AgreementKPI, IncentivePlan, Partner
+from scoring.services import scoring_run_inline
+from tests.conftest import write_observations
+
+pytestmark = pytest.mark.django_db
+
+# Generous ceilings: the point is that the counts do not depend on the number of agreements.
+MAX_QUERIES = 25
+
+
+def add_agreements(*, partners: list[Partner], kpis: dict, start: int, count: int) -> None:
+    """`count` more agreements spread over the partners, two KPIs each, three months of data
+    of both sides, by bulk creates and one import."""
+    agreements = Agreement.objects.bulk_create([
+        Agreement(partner=partners[index % len(partners)], code=f"AG-{index:04d}",
+                  type="referral", stage="active", start_date=dt.date(2025, 1, 1),
+                  weight_financial=50, weight_strategic=0, weight_operational=50,
+                  weight_relationship=0, exit_criteria="Three months below 50.")
+        for index in range(start, start + count)
+    ])
+    AgreementKPI.objects.bulk_create(
+        [AgreementKPI(agreement=agreement, kpi=kpis["revenue"], target=100, floor=0)
+         for agreement in agreements]
+        + [AgreementKPI(agreement=agreement, kpi=kpis["defect_rate"], target=2, floor=10)
+           for agreement in agreements]
+    )
+    IncentivePlan.objects.bulk_create(
+        [IncentivePlan(agreement=agreement, base_amount=1000) for agreement in agreements])
+    rows = []
+    for offset, agreement in enumerate(agreements):
+        for month in (1, 2, 3):
+            revenue = 40 + (start + offset) * 7 % 80 + month
+            rows += [(agreement, kpis["revenue"], "host", f"2025-{month:02d}-10", revenue),
+                     (agreement, kpis["revenue"], "partner", f"2025-{month:02d}-11", revenue),
+                     (agreement, kpis["defect_rate"], "partner", f"2025-{month:02d}-12", 4)]
+    write_observations(rows)
+
+
+def count_queries(client, url: str, **kwargs) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url, **kwargs)
+    assert response.status_code == 200
+    return len(queries)
+
+
+def page_counts(client, host_manager, viewer) -> dict[str, int]:
+    agreement = reverse("agreement_dashboard", args=["AG-0000"])
+    client.force_login(host_manager)
+    counts = {
+        "portfolio": count_queries(client, reverse("portfolio")),
+        "portfolio filtered": count_queries(
+            client, reverse("portfolio"), query_params={"stage": "active", "sort": "-overall"}),
+        "agreement": count_queries(client, agreement),
+        "agreement, htmx month": count_queries(
+            client, agreement, query_params={"month": "2025-02"},
+            headers={"HX-Request": "true"}),
+        "agreement print": count_queries(client, reverse("agreement_print", args=["AG-0000"])),
+    }
+    client.force_login(viewer)
+    counts["agreement, partner"] = count_queries(client, agreement)
+    return counts
+
+
+def test_page_queries_do_not_grow_with_the_number_of_agreements(
+    client, host_manager, acme, globex, acme_viewer, kpis
+):
+    partners = [acme, globex]
+    add_agreements(partners=partners, kpis=kpis, start=0, count=10)
+    scoring_run_inline()
+    small = page_counts(client, host_manager, acme_viewer)
+
+    add_agreements(partners=partners, kpis=kpis, start=10, count=190)
+    scoring_run_inline()
+    large = page_counts(client, host_manager, acme_viewer)
+
+    assert Agreement.objects.count() == 200
+    assert large == small
+    assert max(large.values()) <= MAX_QUERIES, large
