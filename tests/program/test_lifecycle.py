@@ -104,3 +104,39 @@ def test_ending_sets_the_end_date_when_empty_or_later(acme, kpis, host_manager, 
         assert change.fields["End"] == [end.isoformat() if end else "", expected.isoformat()]
     else:
         assert "End" not in change.fields
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_managers_moving_at_once_cannot_both_succeed(acme, kpis, host_manager):
+    """From pilot, one asks for active and the other for ended; whichever commits first, the
+    second is checked against the stage the first left (active ↛ ended, ended ↛ active)."""
+    import threading
+
+    from django.db import connection
+
+    pilot = make_agreement(acme, "ACME-RACE", kpis, stage="pilot")
+    barrier = threading.Barrier(2)
+    outcomes = []
+
+    def move(to_stage: str) -> None:
+        try:
+            agreement = type(pilot).objects.get(pk=pilot.pk)
+            barrier.wait(timeout=10)
+            agreement_stage_move(agreement=agreement, to_stage=to_stage, user=host_manager,
+                                 reason=f"To {to_stage}.")
+            outcomes.append(("moved", to_stage))
+        except StageMoveRefused:
+            outcomes.append(("refused", to_stage))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=move, args=(stage,)) for stage in ("active", "ended")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(kind for kind, _ in outcomes) == ["moved", "refused"]
+    moved = next(stage for kind, stage in outcomes if kind == "moved")
+    assert type(pilot).objects.get(pk=pilot.pk).stage == moved
+    assert StageTransition.objects.count() == 1
+    assert ProgramChange.objects.count() == 1
