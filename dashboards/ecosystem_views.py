@@ -26,8 +26,9 @@ MONTH = re.compile(r"(19|20)\d\d-(0[1-9]|1[0-2])")
 
 def _range(request: HtmxHttpRequest, run: ScoringRun | None) -> tuple[str, int, dict, dict]:
     """The last month and the number of months asked for; errors per field, input kept."""
-    default_end = run.last_period if run is not None and run.last_period \
-        else timezone.localdate().strftime("%Y-%m")
+    # Growth and engagement are calendar facts up to this month; scores lag behind it (the
+    # health section shows the last scored month up to the chosen one).
+    default_end = timezone.localdate().strftime("%Y-%m")
     asked = {"end": request.GET.get("end", "").strip()[:20],
              "span": request.GET.get("span", "").strip()[:10]}
     errors = {}
@@ -60,7 +61,9 @@ def ecosystem(request: HtmxHttpRequest) -> HttpResponse:
     reviews = queries.engagement_reviews(agreements=agreements, months=months)
     revenue = queries.value_revenue(observations=observations_for(user=request.user),
                                       agreements=agreements, months=months)
-    tier_moves = queries.health_tier_moves(run=run, agreements=agreements, month=end)
+    scored = [month for month in (run.periods if run is not None else []) if month <= end]
+    tier_moves = queries.health_tier_moves(run=run, agreements=agreements,
+                                           month=scored[-1] if scored else end)
     at_risk = queries.health_at_risk(run=run, agreements=agreements, months=months)
     satisfaction = queries.health_satisfaction(run=run, agreements=agreements, months=months)
     churn = queries.health_churn(agreements=agreements, months=months)
@@ -89,11 +92,14 @@ def ecosystem(request: HtmxHttpRequest) -> HttpResponse:
         "reviews_figure": figure(
             any(reviews), title=f"Business reviews held per month, {period_label}",
             series=[("reviews", reviews)], y_title="reviews"),
-        "revenue_figure": figure(
-            any(value for values in revenue.values() for value in values if value),
-            title=f"Partner-sourced value per month, {period_label}",
-            series=list(revenue.items()), y_title="sum of the month's values",
-            kind="line", value_format=",.0f"),
+        # One chart per KPI: their units differ (USD, deals, …), so they share no axis.
+        "revenue_figures": [
+            (f"chart-revenue-{index}", charts.monthly_figure(
+                months=months, title=f"{name}, sum per month", series=[(name, values)],
+                y_title=name, kind="line", value_format=",.0f",
+                colours={name: charts.CATEGORY_COLOURS["financial"]}))
+            for index, (name, values) in enumerate(revenue.items()) if any(values)
+        ],
         "revenue_kpis": list(revenue),
         "tier_moves": tier_moves,
         "at_risk_figure": figure(
@@ -106,7 +112,7 @@ def ecosystem(request: HtmxHttpRequest) -> HttpResponse:
             title=f"Satisfaction per month, {period_label}",
             series=[("satisfaction", [None if value is None else round(value, 1)
                                       for value in satisfaction["values"]])],
-            y_title="mean score (0–120)", kind="line", value_format=".1f",
+            y_title="mean score (0–120)", kind="line", value_format=".1f", tick_format=",d",
             y_range=[0, 125]),
         "churn_figure": figure(
             any(churn), title=f"Agreements moving to exiting or ended, {period_label}",

@@ -39,7 +39,11 @@ COLUMNS = (
     ("payout", "Payout"),
 )
 NUMERIC_COLUMNS = frozenset({"overall", "rolling", "coverage", "payout"})
-WIDE_ONLY_COLUMNS = frozenset({"partner", "type", "stage", "owner", "payout"})
+WIDE_ONLY_COLUMNS = frozenset({"type", "owner", "payout"})
+# Header cells of the table: some hold two sortable columns (the partner under the agreement
+# code, the stage under the type), so twelve sortable columns fit ten table columns.
+HEADER_CELLS = (("agreement", "partner"), ("type", "stage"), ("owner",), ("tier",),
+                ("overall",), ("rolling",), ("trend",), ("coverage",), ("flags",), ("payout",))
 
 
 def _month(request: HtmxHttpRequest, months: list[str]) -> str:
@@ -148,6 +152,13 @@ def portfolio(request: HtmxHttpRequest) -> HttpResponse:
          + ("col-wide-only" if name in WIDE_ONLY_COLUMNS else ""))
         for name, label in COLUMNS
     ]
+    by_name = {column[0]: column for column in columns}
+    header_cells = [
+        {"links": [by_name[name] for name in names],
+         "classes": by_name[names[0]][4],
+         "direction": next((by_name[name][3] for name in names if by_name[name][3]), "")}
+        for names in HEADER_CELLS
+    ]
     owner_label = dict((str(owner_id), name) for owner_id, name in state.owners)
     context = {
         "run": state.run, "months": state.months, "month": state.month,
@@ -161,7 +172,7 @@ def portfolio(request: HtmxHttpRequest) -> HttpResponse:
         "filters": state.filters, "sort": sort,
         "owner_filter_label": "mine" if state.filters["owner"] == "mine"
         else owner_label.get(state.filters["owner"], ""),
-        "columns": columns, "column_count": len(columns),
+        "columns": columns, "header_cells": header_cells, "column_count": len(header_cells),
         "filtered_count": len(state.shown), "total_count": len(state.rows),
         "previous_page_url": state.query(page=str(page.previous_page_number()))
         if page.has_previous() else "",
