@@ -154,3 +154,39 @@ def test_manager_runs_a_partnership_from_first_contact_to_active(page, live_serv
     page.get_by_role("link", name="HOOLI-TI-2026", exact=True).wait_for()
     look(page, "partner")
     assert page.problems == []
+
+
+def test_without_javascript_forms_post_and_redirect(browser, live_server, host_manager,
+                                                    acme_agreement):
+    context = browser.new_context(viewport=PHONE, java_script_enabled=False)
+    page = context.new_page()
+    page.problems = watch(page)
+    try:
+        log_in(page, live_server, "manager", "pw-manager")
+        page.goto(live_server.url + "/program/partners/new/")
+        page.get_by_label("Name").fill("Acme again")
+        page.get_by_label("Slug").fill("acme")
+        page.get_by_role("button", name="Create partner").click()
+        page.get_by_text("Another partner already has this slug").wait_for()
+        assert page.get_by_label("Name").input_value() == "Acme again"
+        page.get_by_label("Slug").fill("acme-two")
+        page.get_by_role("button", name="Create partner").click()
+        page.wait_for_url(live_server.url + "/program/partners/acme-two/")
+
+        page.goto(live_server.url + "/program/partners/?q=acme")
+        assert page.locator("#partner-results tbody tr").count() == 2
+
+        page.goto(live_server.url + "/program/agreements/ACME-CM-2025/edit/")
+        page.get_by_label("Move to under review").check()
+        page.get_by_role("button", name="Move the stage").click()
+        page.get_by_text("Say why the stage changes").wait_for()  # refused, choice kept
+        assert page.get_by_label("Move to under review").is_checked()
+        page.get_by_label("Why").fill("Two weak months.")
+        page.get_by_role("button", name="Move the stage").click()
+        page.get_by_text("moved from active to under review").wait_for()
+        assert horizontal_overflow(page) <= 0
+        acme_agreement.refresh_from_db()
+        assert acme_agreement.stage == "under_review"
+    finally:
+        context.close()
+    assert page.problems == []
