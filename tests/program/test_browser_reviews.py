@@ -12,6 +12,7 @@ import pytest
 from django.utils import timezone
 
 from partnerships.models import ActionItem, ProgramChange, Review
+from scoring.services import scoring_run_inline
 from tests.browser import (
     DESKTOP,
     PHONE,
@@ -21,6 +22,7 @@ from tests.browser import (
     playwright_sync_api,
     watch,
 )
+from tests.conftest import write_observations
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -79,7 +81,8 @@ def test_a_partner_viewer_marks_done_the_action_a_manager_recorded(
     action = ActionItem.objects.get()
     assert (action.owner_side, action.review, action.status) == (
         "partner", Review.objects.get(), "open")
-    page.get_by_role("button", name="Log out").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Log out").click()
 
     # The partner's viewer finds the action on their home page and on the reviews page.
     log_in(page, live_server, "acme-viewer")
@@ -145,4 +148,40 @@ def test_the_manager_pages_fit_a_phone(page, live_server, host_manager, acme_agr
     assert "cannot be in the future" in page.locator("#id_held_on_error").inner_text()
     assert page.get_by_label("Notes").input_value() == "Kept after the error"
     page.screenshot(path=str(SHOTS / "reviews-manager-form-error-phone.png"), full_page=True)
+    assert page.problems == []
+
+
+def test_overdue_figures_on_the_portfolio_and_the_agreement_dashboard(
+        page, live_server, host_manager, acme_agreement, globex_agreement, kpis):
+    rows = []
+    for agreement in (acme_agreement, globex_agreement):
+        for month in (1, 2, 3):
+            rows += [(agreement, kpis["revenue"], "host", f"2025-{month:02d}-10", 90),
+                     (agreement, kpis["defect_rate"], "partner", f"2025-{month:02d}-10", 4)]
+    write_observations(rows)
+    scoring_run_inline()
+    # Neither agreement has had a review since it started in 2025: both are overdue.
+    ActionItem.objects.create(agreement=acme_agreement, description="Publish the case study",
+                              owner_name="Ann Lee", owner_side="partner",
+                              due_date=timezone.localdate() - dt.timedelta(days=5))
+    log_in(page, live_server, "manager")
+    for viewport in (DESKTOP, PHONE):
+        page.set_viewport_size(viewport)
+        suffix = "phone" if viewport is PHONE else "desktop"
+        page.goto(live_server.url + "/portfolio/")
+        cards = page.locator(".kpi-card", has_text="overdue review")
+        assert cards.locator(".kpi-card__value").inner_text() == "2"
+        assert page.locator(".kpi-card", has_text="overdue action").locator(
+            ".kpi-card__value").inner_text() == "1"
+        page.screenshot(path=str(SHOTS / f"reviews-portfolio-{suffix}.png"), full_page=True)
+        assert horizontal_overflow(page) <= 0
+        page.goto(f"{live_server.url}/agreements/{acme_agreement.code}/")
+        section = page.locator("#reviews-and-actions")
+        assert "review overdue" in section.inner_text()
+        assert section.get_by_text("5 days overdue").is_visible()
+        page.screenshot(path=str(SHOTS / f"reviews-agreement-{suffix}.png"), full_page=True)
+        # The section itself fits (the rest of the dashboard is tested with its page).
+        assert page.evaluate("""() => Math.max(...[...document.querySelectorAll(
+            '#reviews-and-actions, #reviews-and-actions *')].map(
+            element => element.getBoundingClientRect().right))""") <= viewport["width"]
     assert page.problems == []
