@@ -11,7 +11,9 @@ from django.contrib import messages
 from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import redirect
+from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from partnerships.access import host_required, manager_required
@@ -21,8 +23,8 @@ from scoring.models import Scorecard, ScoringRun
 
 from ..selectors import one_decimal
 from ..views import HtmxHttpRequest
-from .kpi_forms import IncentivePlanForm, partial_errors
-from .kpis import agreement_or_404, partial_or_page, validating
+from .kpi_forms import IncentivePlanForm
+from .kpis import agreement_or_404, partial_or_page, validating, validation_response
 
 EXAMPLE_OVERALL = 90.0
 
@@ -117,8 +119,12 @@ def _plan_save(request: HtmxHttpRequest, agreement: Agreement,
     form = IncentivePlanForm(request.POST, instance=plan or IncentivePlan(agreement=agreement))
     valid = form.is_valid()
     if validating(request):
-        partial_errors(form)
-        return _page(request, agreement, plan, form)
+        # The example follows the values being typed (when they are valid).
+        shown = form.instance if valid else plan
+        formula = render_to_string("program/incentives/plan.html#plan-formula", {
+            "examples": _examples(shown, agreement) if shown is not None else None,
+            "oob": True}, request=request)
+        return validation_response(request, form, extra=mark_safe(formula))
     if not valid:
         return _page(request, agreement, plan, form)
     with transaction.atomic():

@@ -89,11 +89,10 @@ class KPIDefinitionForm(forms.ModelForm):
         return code
 
     def scoring_changes(self) -> list[str]:
-        """Labels of the fields that decide scores and that this form changes."""
+        """Names of the fields that decide scores and that this form changes."""
         if self.instance.pk is None:
             return []
-        return [str(self.fields[name].label) for name in self.SCORING_FIELDS
-                if name in self.changed_data]
+        return [name for name in self.SCORING_FIELDS if name in self.changed_data]
 
 
 # ---- Target, floor and weight (agreement KPIs and template items) --------------------------

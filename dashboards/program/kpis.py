@@ -84,6 +84,18 @@ def vary_on_htmx(response: HttpResponse) -> HttpResponse:
     return response
 
 
+def validation_response(request: HtmxHttpRequest, form, *, extra: str = "",
+                        warn_fields: list[str] | tuple = (), warn_text: str = "") -> HttpResponse:
+    """Inline validation: each field's messages, swapped in beside the field out of band."""
+    partial_errors(form)
+    return vary_on_htmx(render(request, "program/kpis/_feedback.html", {
+        "form": form, "extra": extra, "warn_fields": warn_fields, "warn_text": warn_text}))
+
+
+SCORING_WARNING = ("Changed: scores change on the next scoring run (the observations stay; "
+                   "the way they are scored changes).")
+
+
 def partial_or_page(request: HtmxHttpRequest, template: str, partial: str, context: dict,
                     *, whole: bool = False) -> HttpResponse:
     """The named partial for htmx requests (unless `whole`), the whole page otherwise."""
@@ -118,7 +130,8 @@ def _kpi_form_page(request: HtmxHttpRequest, form: KPIDefinitionForm,
     observations = _observation_count(kpi) if kpi else 0
     context = {
         "form": form, "kpi": kpi, "observation_count": observations,
-        "scoring_changes": form.scoring_changes() if form.is_bound and observations else [],
+        "warn_fields": form.scoring_changes() if form.is_bound and observations else [],
+        "warn_text": SCORING_WARNING,
         "action": reverse("program_kpi_edit", args=[kpi.code]) if kpi
         else reverse("program_kpi_new"),
     }
@@ -130,19 +143,20 @@ def _kpi_save(request: HtmxHttpRequest, kpi: KPIDefinition | None) -> HttpRespon
     before = history_snapshot(instance) if kpi else None
     form = KPIDefinitionForm(request.POST, instance=instance)
     valid = form.is_valid()
+    scoring_changes = form.scoring_changes() if kpi and _observation_count(kpi) else []
     if validating(request):
-        partial_errors(form)
-        return _kpi_form_page(request, form, kpi)
+        return validation_response(request, form, warn_fields=scoring_changes,
+                                   warn_text=SCORING_WARNING)
     if not valid:
         return _kpi_form_page(request, form, kpi)
-    scoring_changes = form.scoring_changes() if kpi and _observation_count(kpi) else []
     with transaction.atomic():
         saved = form.save()
         history_record(user=request.user, obj=saved,
                        kind=ChangeKind.UPDATED if kpi else ChangeKind.CREATED, before=before)
     messages.success(request, f"KPI {saved.name} ({saved.code}) {'saved' if kpi else 'added'}.")
     if scoring_changes:
-        messages.warning(request, f"{', '.join(scoring_changes)} of {saved.name} changed: its "
+        labels = ", ".join(str(form.fields[name].label) for name in scoring_changes)
+        messages.warning(request, f"{labels} of {saved.name} changed: its "
                                   "observations are kept, and its scores (and the scorecards "
                                   "of the agreements using it) change on the next scoring run.")
     target = reverse("program_kpis")
@@ -243,8 +257,7 @@ def _agreement_kpi_add(request: HtmxHttpRequest, agreement: Agreement) -> HttpRe
     form = AgreementKPIAddForm(request.POST, agreement=agreement)
     valid = form.is_valid()
     if validating(request):
-        partial_errors(form)
-        return _kpis_page(request, agreement, form)
+        return validation_response(request, form)
     if not valid:
         return _kpis_page(request, agreement, form)
     with transaction.atomic():
@@ -289,12 +302,14 @@ def agreement_kpi_edit(request: HtmxHttpRequest, code: str, item_id: int) -> Htt
     agreement = agreement_or_404(request, code)
     row = _agreement_kpi(agreement, item_id)
     before = history_snapshot(row)
+    # Its own ids: the add form on the same page has fields of the same names.
+    auto_id = f"id_row{row.pk}_%s"
     if request.method == "POST":
-        form = AgreementKPIValuesForm(request.POST, instance=row)
+        form = AgreementKPIValuesForm(request.POST, instance=row, auto_id=auto_id)
         valid = form.is_valid()
         if validating(request):
-            partial_errors(form)
-        elif valid:
+            return validation_response(request, form)
+        if valid:
             with transaction.atomic():
                 form.save()
                 change = history_record(user=request.user, obj=row, kind=ChangeKind.UPDATED,
@@ -306,7 +321,7 @@ def agreement_kpi_edit(request: HtmxHttpRequest, code: str, item_id: int) -> Htt
             messages.success(request, notice)
             return redirect("program_agreement_kpis", code=agreement.code)
     else:
-        form = AgreementKPIValuesForm(instance=row)
+        form = AgreementKPIValuesForm(instance=row, auto_id=auto_id)
     context = _row_context(agreement, row, form=form)
     context["section"] = "kpis"
     if request.htmx:
@@ -443,8 +458,7 @@ def _kpi_template_add(request: HtmxHttpRequest) -> HttpResponse:
     form = TemplateItemForm(request.POST)
     valid = form.is_valid()
     if validating(request):
-        partial_errors(form)
-        return _templates_page(request, form)
+        return validation_response(request, form)
     if not valid:
         return _templates_page(request, form)
     with transaction.atomic():
@@ -468,8 +482,8 @@ def kpi_template_edit(request: HtmxHttpRequest, item_id: int) -> HttpResponse:
         form = TemplateItemForm(request.POST, instance=item)
         valid = form.is_valid()
         if validating(request):
-            partial_errors(form)
-        elif valid:
+            return validation_response(request, form)
+        if valid:
             with transaction.atomic():
                 form.save()
                 history_record(user=request.user, obj=item, kind=ChangeKind.UPDATED,

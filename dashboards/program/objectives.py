@@ -16,8 +16,8 @@ from partnerships.history import history_record, history_snapshot
 from partnerships.models import Agreement, ChangeKind, Objective
 
 from ..views import HtmxHttpRequest
-from .kpi_forms import ObjectiveForm, partial_errors
-from .kpis import agreement_or_404, partial_or_page, validating
+from .kpi_forms import ObjectiveForm
+from .kpis import agreement_or_404, partial_or_page, validating, validation_response
 from .progress import objectives_progress
 
 
@@ -62,8 +62,7 @@ def _objective_add(request: HtmxHttpRequest, agreement: Agreement) -> HttpRespon
     form = ObjectiveForm(request.POST, agreement=agreement)
     valid = form.is_valid()
     if validating(request):
-        partial_errors(form)
-        return _page(request, agreement, form)
+        return validation_response(request, form)
     if not valid:
         return _page(request, agreement, form)
     with transaction.atomic():
@@ -82,8 +81,8 @@ def objective_edit(request: HtmxHttpRequest, code: str, objective_id: int) -> Ht
         form = ObjectiveForm(request.POST, instance=objective, agreement=agreement)
         valid = form.is_valid()
         if validating(request):
-            partial_errors(form)
-        elif valid:
+            return validation_response(request, form)
+        if valid:
             with transaction.atomic():
                 form.save()
                 history_record(user=request.user, obj=objective, kind=ChangeKind.UPDATED,

@@ -100,8 +100,9 @@ def test_inline_validation_answers_the_panel_and_saves_nothing(manager_client, a
                                    {"base_amount": "500", "baseline_score": "150"},
                                    headers=HTMX)
     assert response.status_code == 200
-    assert "<html" not in response.text and 'id="plan-panel"' in response.text
-    assert "less than or equal to 120" in response.text and 'value="150"' in response.text
+    assert "<html" not in response.text and "<input" not in response.text
+    assert 'id="id_baseline_score_feedback"' in response.text
+    assert "less than or equal to 120" in response.text
     assert "This field is required" not in response.text  # currency etc. not reached yet
     assert not IncentivePlan.objects.exists()
 

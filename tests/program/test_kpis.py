@@ -100,7 +100,9 @@ def test_inline_validation_saves_nothing_and_skips_untouched_fields(manager_clie
     response = manager_client.post(reverse("program_kpi_new") + "?validate=1",
                                    {"code": "revenue"}, headers=HTMX)
     assert response.status_code == 200
-    assert "<html" not in response.text and 'id="kpi-form"' in response.text
+    # Only each field's messages, swapped in beside it: nothing being typed is replaced.
+    assert "<html" not in response.text and "<input" not in response.text
+    assert 'id="id_code_feedback"' in response.text and 'hx-swap-oob="true"' in response.text
     assert "Another KPI already has this code." in response.text
     assert "This field is required." not in response.text  # name is still empty
     assert KPIDefinition.objects.count() == 2
