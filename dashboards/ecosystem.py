@@ -135,7 +135,7 @@ def value_revenue(*, observations: QuerySet[MetricObservation], agreements: Quer
 def health_tier_moves(*, run, agreements: QuerySet[Agreement], month: str) -> dict:
     """How many agreements went from each tier of the month before to each tier of `month`
     (published scorecards; "no tier" where an agreement had none)."""
-    order = [*reversed(Tier.values), NO_TIER]
+    order = [*Tier.values, NO_TIER]
     matrix = {before: dict.fromkeys(order, 0) for before in order}
     previous = month_shift(month, -1)
     if run is not None:
