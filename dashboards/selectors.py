@@ -183,30 +183,32 @@ def portfolio_rows(*, agreements: QuerySet[Agreement], run, period: str,
     """Every visible agreement with its scorecard of the month, of the month before, and its
     overall score over the `trend_months` months up to `period`.
 
-    Three queries whatever the number of agreements."""
+    Four queries whatever the number of agreements."""
     agreement_list = list(agreements.select_related("partner", "owner").order_by("code"))
     if run is None or not period:
         return [PortfolioRow(agreement=agreement, scorecard=None, previous=None)
                 for agreement in agreement_list]
     previous_period = month_shift(period, -1)
     window = month_range(last=period, count=trend_months)
-    # One query for the whole window (this month, the one before, and the trend's months).
+    # Whole scorecards for this month and the one before; for the trend's months only the
+    # three columns it draws (model instances for 12 months × 1,000 agreements cost ~5×).
     scorecards = Scorecard.objects.filter(
-        run=run, period__gte=window[0], period__lte=period, agreement__in=agreements
+        run=run, period__in=(period, previous_period), agreement__in=agreements
     )
     by_key: dict[tuple[int, str], Scorecard] = {
         (card.agreement_id, card.period): card for card in scorecards
     }
+    points: dict[tuple[int, str], tuple[float | None, str]] = {
+        (agreement_id, month): (overall if has_scorecard else None, tier)
+        for agreement_id, month, overall, has_scorecard, tier in Scorecard.objects.filter(
+            run=run, period__gte=window[0], period__lte=period, agreement__in=agreements
+        ).values_list("agreement_id", "period", "overall", "has_scorecard", "tier")
+    }
     rows = []
     for agreement in agreement_list:
-        trend = []
-        for month in window:
-            card = by_key.get((agreement.pk, month))
-            trend.append(TrendPoint(
-                period=month,
-                overall=card.overall if card is not None and card.has_scorecard else None,
-                tier=card.tier if card is not None else "",
-            ))
+        trend = [TrendPoint(period=month, overall=overall, tier=tier)
+                 for month in window
+                 for overall, tier in (points.get((agreement.pk, month), (None, "")),)]
         rows.append(PortfolioRow(
             agreement=agreement, scorecard=by_key.get((agreement.pk, period)),
             previous=by_key.get((agreement.pk, previous_period)), trend=trend,
