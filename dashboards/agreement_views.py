@@ -15,7 +15,6 @@ from .selectors import (
     FLAG_MEANINGS,
     TIER_SERVICE,
     agreement_kpi_rows,
-    agreement_kpi_trends,
     agreement_months,
     agreement_recent_imports,
     agreement_scorecards,
@@ -97,12 +96,11 @@ def agreement_context(request: HtmxHttpRequest, agreement: Agreement, *,
     previous_month, next_month = _neighbours(months, month)
     card = next((item for item in scorecards if item.period == month), None)
     scored = card is not None and card.has_scorecard
-    kpi_rows = agreement_kpi_rows(run=run, agreement=agreement, period=month) if month else []
     window = _window(months, month)
-    trends = agreement_kpi_trends(run=run, agreement=agreement, periods=window)
+    kpi_rows = agreement_kpi_rows(run=run, agreement=agreement, period=month,
+                                  trend_periods=window) if month else []
     for row in kpi_rows:
-        by_month = trends.get(row["kpi"].pk, {})
-        row["trend"] = charts.trend_line(values=[by_month.get(period) for period in window])
+        row["trend"] = charts.trend_line(values=row["trend_scores"])
     # Months up to the selected one: the page shows the agreement as it stood then.
     shown = [item for item in scorecards if item.period <= month]
     history = [item for item in shown if item.has_scorecard or item.rolling is not None]

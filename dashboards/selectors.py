@@ -373,14 +373,22 @@ def tier_since(*, scorecards: list[Scorecard], period: str) -> str:
         since = earlier.period
 
 
-def agreement_kpi_rows(*, run, agreement: Agreement, period: str) -> list[dict]:
-    """The KPI table of a month: scores, the source side and the other side's value (Δ %)."""
+def agreement_kpi_rows(*, run, agreement: Agreement, period: str,
+                       trend_periods: list[str] | tuple = ()) -> list[dict]:
+    """The KPI table of a month: scores, the source side and the other side's value (Δ %),
+    and each KPI's score over `trend_periods` ("trend_scores", None for a missing month).
+    One query for the month and the trend together."""
     if run is None:
         return []
-    scores = (KPIScore.objects.filter(run=run, agreement=agreement, period=period)
+    months = {period, *trend_periods}
+    scores = (KPIScore.objects.filter(run=run, agreement=agreement, period__in=months)
               .select_related("kpi").order_by("kpi__category", "kpi__code"))
+    trends: dict[int, dict[str, float | None]] = {}
     rows = []
     for item in scores:
+        trends.setdefault(item.kpi_id, {})[item.period] = item.score
+        if item.period != period:
+            continue
         delta = None
         if item.actual is not None and item.other_side_actual is not None and item.actual != 0:
             delta = (item.other_side_actual - item.actual) / abs(item.actual) * 100
@@ -399,6 +407,9 @@ def agreement_kpi_rows(*, run, agreement: Agreement, period: str) -> list[dict]:
             "floor_value": item.floor, "score_value": item.score,
             "other_value": item.other_side_actual, "delta_value": delta,
         })
+    for row in rows:
+        by_month = trends.get(row["kpi"].pk, {})
+        row["trend_scores"] = [by_month.get(month) for month in trend_periods]
     return rows
 
 
@@ -497,18 +508,6 @@ def tier_hint(*, card: Scorecard | None, stage: str, cutoffs: dict) -> str:
     gap = needed - card.rolling
     return (f"{Tier(wanted).label.lower()} needs rolling ≥ {one_decimal(needed)} this month"
             f" ({'+' if gap >= 0 else ''}{one_decimal(gap)})")
-
-
-def agreement_kpi_trends(*, run, agreement: Agreement, periods: list[str]) -> dict[int, dict]:
-    """Each KPI's score by month over `periods`: {kpi_id: {period: score or None}}. One query."""
-    if run is None or not periods:
-        return {}
-    trends: dict[int, dict] = {}
-    for kpi_id, period, score in KPIScore.objects.filter(
-        run=run, agreement=agreement, period__in=periods
-    ).values_list("kpi_id", "period", "score"):
-        trends.setdefault(kpi_id, {})[period] = score
-    return trends
 
 
 def agreement_recent_imports(*, batches: QuerySet[ImportBatch], agreement: Agreement,
