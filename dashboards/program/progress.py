@@ -14,11 +14,11 @@ The rule (shown on the objectives page and the agreement dashboard too):
   acceptable value) for a lower-is-better one.
 - **Status**: *done* once the current value reaches the target value (≥ for higher-is-better,
   ≤ for lower-is-better), whatever the date; otherwise *overdue* after the deadline; otherwise
-  *on track* when progress is at least the share of the time elapsed from the agreement's
-  start to the deadline, *at risk* when it is behind it; *no data yet* while the linked KPI
-  has no scored value. Objectives without a linked KPI (or whose KPI is no longer on the
-  agreement) are *not measured*: whether they were met cannot be known, so they show their
-  deadline only.
+  *on track* when progress is at least the share of the time elapsed from the day the
+  objective was set (or the agreement's start, if later) to the deadline, *at risk* when it
+  is behind it; *no data yet* while the linked KPI has no scored value. Objectives without a
+  linked KPI (or whose KPI is no longer on the agreement) are *not measured*: whether they
+  were met cannot be known, so they show their deadline only.
 
 Three queries whatever the number of objectives: the run, the agreement KPIs, the scores.
 """
@@ -26,6 +26,8 @@ Three queries whatever the number of objectives: the run, the agreement KPIs, th
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from django.utils import timezone
 
 from partnerships.models import AgreementKPI, Objective
 from scoring.models import KPIScore, ScoringRun
@@ -80,7 +82,7 @@ def objectives_progress(*, objectives: Iterable[Objective], run: ScoringRun | No
     `run` defaults to the published run; objectives need `agreement` loaded or loadable
     (select_related("agreement", "kpi") keeps it to three queries)."""
     objectives = list(objectives)
-    today = today or dt.date.today()
+    today = today or timezone.localdate()
     if run is None:
         run = ScoringRun.objects.current()
     linked = [item for item in objectives if item.kpi_id is not None]
@@ -114,8 +116,11 @@ def objectives_progress(*, objectives: Iterable[Objective], run: ScoringRun | No
         progress = ObjectiveProgress(objective=objective, measured=True,
                                      higher_is_better=row.higher_is_better)
         progress.start = 0.0 if row.higher_is_better else row.floor
+        set_on = (timezone.localdate(objective.created_at) if objective.created_at
+                  else objective.agreement.start_date)
         progress.expected_percent = _elapsed_percent(
-            start=objective.agreement.start_date, deadline=objective.deadline, today=today)
+            start=max(objective.agreement.start_date, set_on), deadline=objective.deadline,
+            today=today)
         found = latest.get(key)
         if found is not None:
             progress.period, progress.current = found

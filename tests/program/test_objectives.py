@@ -50,10 +50,15 @@ def scored(acme_agreement, kpis):
     return acme_agreement
 
 
-def objective(agreement, kpi=None, target=200.0, deadline=DEADLINE, text="Grow revenue"):
-    return Objective.objects.create(agreement=agreement, goal_type="revenue_growth",
+def objective(agreement, kpi=None, target=200.0, deadline=DEADLINE, text="Grow revenue",
+              set_on=dt.date(2025, 1, 1)):
+    item = Objective.objects.create(agreement=agreement, goal_type="revenue_growth",
                                     success_metric=text, kpi=kpi, target_value=target,
                                     deadline=deadline)
+    set_at = dt.datetime.combine(set_on, dt.time(12), tzinfo=dt.UTC)
+    Objective.objects.filter(pk=item.pk).update(created_at=set_at)
+    item.refresh_from_db()
+    return item
 
 
 def progress_of(item, today):
@@ -72,6 +77,15 @@ def test_behind_the_time_elapsed_is_at_risk(scored, kpis):
     result = progress_of(objective(scored, kpis["revenue"], target=200), LATE)
     assert result.expected_percent == pytest.approx(100 * 304 / 364)
     assert result.status == AT_RISK
+
+
+def test_time_is_counted_from_the_day_the_objective_was_set(scored, kpis):
+    # Set on 2025-09-01 with the deadline at the end of the year: a sixth of its time has
+    # passed on 2025-09-21, and 75 % progress is on track although the agreement is older.
+    item = objective(scored, kpis["revenue"], target=200, set_on=dt.date(2025, 9, 1))
+    result = progress_of(item, dt.date(2025, 9, 21))
+    assert result.expected_percent == pytest.approx(100 * 20 / 121)
+    assert result.status == ON_TRACK
 
 
 def test_lower_is_better_progress_starts_at_the_floor(scored, kpis):
