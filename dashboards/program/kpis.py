@@ -325,6 +325,8 @@ def agreement_kpi_edit(request: HtmxHttpRequest, code: str, item_id: int) -> Htt
     context = _row_context(agreement, row, form=form)
     context["section"] = "kpis"
     if request.htmx:
+        # Keyboard users land in the row they opened (htmx focuses [autofocus] after a swap).
+        form.fields["target"].widget.attrs["autofocus"] = True
         return vary_on_htmx(render(request, "program/kpis/agreement.html#kpi-row-edit",
                                    context))
     return render(request, "program/kpis/kpi_row_edit.html", context)

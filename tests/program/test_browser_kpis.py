@@ -88,6 +88,13 @@ def test_manager_sets_up_kpis_objectives_and_an_incentive_plan(
     page.locator("#kpi-results").get_by_text("1 of 4 KPIs match").wait_for()
     shoot(page, "kpi-library")
 
+    page.goto(f"{live_server.url}/program/kpis/revenue/edit/")
+    page.get_by_label("Aggregation").select_option("mean")
+    page.locator("#id_aggregation_feedback").get_by_text("scores change on the next").wait_for()
+    shoot(page, "kpi-edit")
+    page.goto(f"{live_server.url}/program/kpis/templates/")
+    shoot(page, "kpi-templates")
+
     # Add a KPI: the floor equal to the target is refused as soon as the field is left.
     page.goto(f"{live_server.url}/program/agreements/{code}/kpis/")
     add = page.locator("#kpi-add")
