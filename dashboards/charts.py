@@ -241,7 +241,7 @@ def score_distribution_figure(*, values: list[float], period: str,
         )],
         _layout(
             f"Overall scores, {period} ({len(values)} scorecards)",
-            xaxis={"title": {"text": "overall score (0–120; 100 = on target)"},
+            xaxis={"title": {"text": "overall score (0–120)"},
                    "range": [0, SCORE_TOP], "dtick": 20, "automargin": True,
                    "fixedrange": True},
             yaxis=_count_axis("agreements", counts),
@@ -249,10 +249,13 @@ def score_distribution_figure(*, values: list[float], period: str,
             shapes=[{"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x,
                      "y0": 0, "y1": 1, "line": {"color": colour, "dash": "dash", "width": 1.5}}
                     for x, _, colour in cut_lines],
-            annotations=[{"xref": "x", "yref": "paper", "x": x, "y": 1, "text": label,
-                          "showarrow": False, "xanchor": "left", "yanchor": "top",
+            # Labels inside the plot, one line lower each, so neighbouring lines' labels
+            # never overlap; a white backing keeps them readable over the bars.
+            annotations=[{"xref": "x", "yref": "paper", "x": x, "y": 1 - 0.09 * index,
+                          "text": label, "showarrow": False, "xanchor": "left",
+                          "yanchor": "top", "bgcolor": "rgba(255,255,255,0.85)",
                           "font": {"size": 11, "color": colour}}
-                         for x, label, colour in cut_lines],
+                         for index, (x, label, colour) in enumerate(cut_lines)],
         ),
     )
     return figure
@@ -261,7 +264,7 @@ def score_distribution_figure(*, values: list[float], period: str,
 def score_cut_lines(*, settings_snapshot: dict) -> list[tuple[float, str, str]]:
     """The lines drawn across the score histogram: the at-risk line (overall < 50), and the
     tier thresholds when the run ranked by threshold (percentile tiers have no fixed line)."""
-    lines = [(50.0, "at risk below 50", AT_RISK_COLOUR)]
+    lines = [(50.0, "at risk < 50", AT_RISK_COLOUR)]
     if settings_snapshot.get("policy") == "threshold":
         # Tiers compare the rolling score with these lines, so the labels say so.
         growth = float(settings_snapshot["growth_threshold"])
