@@ -40,6 +40,7 @@ class ReviewForm(forms.ModelForm):
         self.fields["kind"].choices = [("", "— choose —"), *Review.Kind.choices]
         # ISO only: "03/04/2026" means two different days on the two sides of the Atlantic.
         self.fields["held_on"].input_formats = ISO_DATE
+        self.fields["held_on"].widget.attrs["max"] = timezone.localdate().isoformat()
 
     def clean_held_on(self):
         held_on = self.cleaned_data["held_on"]
@@ -54,7 +55,7 @@ class ActionItemForm(forms.ModelForm):
 
     review = forms.ModelChoiceField(
         label="Review", queryset=Review.objects.none(), required=False,
-        empty_label="— none: an action of the agreement itself —",
+        empty_label="— none: not from a review —",
     )
 
     class Meta:
