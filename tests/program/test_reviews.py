@@ -434,3 +434,45 @@ def test_a_status_can_only_be_posted(client, acme_viewer, acme_agreement):
     item = make_action(acme_agreement)
     client.force_login(acme_viewer)
     assert client.get(status_url(item)).status_code == 405
+
+
+# ---- On the dashboards of both sides --------------------------------------------------------
+
+
+def test_the_agreement_dashboard_shows_the_review_due_and_open_actions(
+        client, acme_viewer, acme_agreement):
+    make_action(acme_agreement, side="host", due_in=-6, description="Send the MDF report")
+    client.force_login(acme_viewer)
+    text = client.get(reverse("agreement_dashboard", args=[acme_agreement.code])).text
+    section = text[text.index('id="reviews-and-actions"'):]
+    assert "review overdue" in section  # active since 2025 and never reviewed
+    assert "Send the MDF report" in section and "6 days overdue" in section
+    assert reviews_url(acme_agreement.code) in section
+    assert "<select" not in section.split("</section>")[0]  # a host action: no status form
+
+
+def test_the_partner_home_lists_their_own_overdue_actions_only(
+        client, acme_viewer, acme_agreement, globex_agreement):
+    make_action(acme_agreement, side="partner", due_in=-2, description="Acme partner task")
+    make_action(acme_agreement, side="host", due_in=-2, description="Acme host task")
+    make_action(globex_agreement, side="partner", due_in=-2, description="Globex task")
+    client.force_login(acme_viewer)
+    text = client.get(reverse("home")).text
+    assert "Your overdue actions" in text and "Acme partner task" in text
+    assert "Acme host task" not in text and "Globex task" not in text
+
+
+def test_the_portfolio_counts_overdue_reviews_and_actions(
+        client, host_manager, acme_agreement, globex_agreement, kpis):
+    from scoring.services import scoring_run_inline
+    from tests.conftest import write_observations
+
+    write_observations([(acme_agreement, kpis["revenue"], "host", "2025-01-10", 50)])
+    scoring_run_inline()
+    make_review(acme_agreement, days_ago=3)  # Acme is reviewed; Globex never was
+    make_action(globex_agreement, due_in=-1)
+    client.force_login(host_manager)
+    response = client.get(reverse("portfolio"))
+    figures = response.context["review_figures"]
+    assert figures == {"overdue_reviews": 1, "overdue_actions": 1, "open_actions": 1}
+    assert "overdue review today" in response.text
