@@ -8,6 +8,7 @@ pushes the URL, and a form with errors swaps only itself.
 from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, Q
 from django.http import HttpResponse
@@ -31,6 +32,7 @@ from ..views import HtmxHttpRequest
 from .forms import AssessmentForm, PartnerForm, PartnerSearchForm
 
 HISTORY_SHOWN = 50
+PAGE_SIZE = 50
 
 
 def _vary_on_htmx(response: HttpResponse) -> HttpResponse:
@@ -51,8 +53,10 @@ def partner_list(request: HtmxHttpRequest) -> HttpResponse:
                                    | Q(industry__icontains=query))
     if status:
         partners = partners.filter(status=status)
+    page = Paginator(partners, PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
-        "form": form, "partners": partners, "filtered": bool(query or status),
+        "form": form, "page": page, "partners": page.object_list,
+        "filtered": bool(query or status),
         "query": urlencode({k: v for k, v in (("q", query), ("status", status)) if v}),
     }
     template = "program/partners/list.html"

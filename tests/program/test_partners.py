@@ -257,3 +257,17 @@ def test_partner_side_members_are_listed_only_for_their_partner(manager_client, 
     response = manager_client.get(reverse("program_partner", args=["acme"]))
     assert [m.user.username for m in response.context["contacts"]] == ["road-runner"]
     assert Membership.objects.count() == 3
+
+
+def test_the_list_is_paged_and_keeps_the_search_in_its_links(manager_client):
+    Partner.objects.bulk_create(
+        Partner(slug=f"p{n:03d}", name=f"Partner {n:03d}", industry="Retail")
+        for n in range(55))
+    first = manager_client.get(reverse("program_partners"), {"q": "retail"})
+    assert len(first.context["partners"]) == 50
+    assert "?q=retail&amp;page=2" in first.content.decode()
+    second = manager_client.get(reverse("program_partners"), {"q": "retail", "page": "2"},
+                                headers={"HX-Request": "true", "HX-Target": "partner-results"})
+    assert [p.name for p in second.context["partners"]] == [
+        f"Partner {n:03d}" for n in range(50, 55)]
+    assert "Partners 51–55 of 55" in second.content.decode()
