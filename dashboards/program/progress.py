@@ -36,7 +36,7 @@ DONE, ON_TRACK, AT_RISK, OVERDUE = "done", "on_track", "at_risk", "overdue"
 NO_DATA, NOT_MEASURED = "no_data", "not_measured"
 STATUS_LABELS = {
     DONE: "done", ON_TRACK: "on track", AT_RISK: "at risk", OVERDUE: "overdue",
-    NO_DATA: "no data yet", NOT_MEASURED: "no linked KPI — progress not measured",
+    NO_DATA: "no data yet", NOT_MEASURED: "not measured",
 }
 
 

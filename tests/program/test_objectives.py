@@ -114,7 +114,7 @@ def test_missing_the_target_by_the_deadline_is_overdue(scored, kpis):
 def test_without_a_linked_kpi_progress_is_not_measured(scored):
     result = progress_of(objective(scored, None), EARLY)
     assert result.status == NOT_MEASURED and result.percent is None
-    assert result.status_label == "no linked KPI — progress not measured"
+    assert result.status_label == "not measured"
 
 
 def test_a_linked_kpi_without_scores_has_no_data_yet(scored):
