@@ -295,6 +295,13 @@ class AgreementForm(forms.ModelForm):
             error_messages={"invalid_choice": "Choose a host manager as the owner."},
         )
         self.fields["code"].widget.attrs.update(autocomplete="off", spellcheck="false")
+        owner = self.instance.owner if self.instance.owner_id else None
+        if owner is not None:
+            # An owner who has since left the managers stays selectable, so saving other
+            # terms does not silently clear the owner.
+            self.fields["owner"].queryset = (
+                host_managers_for(user=user) | type(owner).objects.filter(pk=owner.pk)
+            ).distinct().order_by("username")
         if self.instance.pk:
             # An agreement keeps its partner and code: scores, imports and the history are
             # tied to them.

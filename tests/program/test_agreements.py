@@ -314,3 +314,19 @@ def test_agreement_dashboard_links_history_for_both_and_edit_for_the_host(
     client.force_login(acme_viewer)
     body = client.get(url).content.decode()
     assert history in body and edit not in body
+
+
+def test_an_owner_who_is_no_longer_a_manager_is_kept_when_other_terms_change(
+        manager_client, acme_agreement, django_user_model):
+    former = make_user(django_user_model, "former", Role.HOST_ADMIN)
+    acme_agreement.owner = former
+    acme_agreement.save()
+    page = manager_client.get(reverse("program_agreement_edit", args=["ACME-CM-2025"]))
+    assert f'<option value="{former.pk}" selected>' in page.content.decode()
+    response = manager_client.post(
+        reverse("program_agreement_edit", args=["ACME-CM-2025"]),
+        agreement_data(owner=str(former.pk), weight_financial="50", weight_strategic="0",
+                       weight_operational="50", weight_relationship="0"))
+    assert response.status_code == 302
+    acme_agreement.refresh_from_db()
+    assert acme_agreement.owner == former
