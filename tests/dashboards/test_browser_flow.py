@@ -101,8 +101,16 @@ def test_manager_filters_opens_an_agreement_changes_month_and_runs_scoring(
     # Start a scoring run and watch the panel until it says the run succeeded.
     runs_before = ScoringRun.objects.count()
     page.goto(live_server.url + "/scoring/runs/")
+    shown_before = page.locator("#run-panel h2").inner_text()
     page.get_by_role("button", name="Start a scoring run").click()
-    page.wait_for_selector("#run-panel h2:has-text('Succeeded')", timeout=60_000)
+    # The panel polls while the run is active and stops once it has finished.
+    page.wait_for_function(
+        """before => {
+          const heading = document.querySelector('#run-panel h2');
+          return heading && heading.textContent !== before
+            && heading.textContent.includes('Succeeded');
+        }""", arg=shown_before, timeout=60_000)
+    assert page.locator("#run-panel[hx-trigger]").count() == 0
     assert ScoringRun.objects.count() == runs_before + 1
     page.screenshot(path=str(SHOTS / "flow-runs-finished.png"), full_page=True)
     assert page.problems == []
