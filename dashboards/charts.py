@@ -179,7 +179,7 @@ def _month_axis() -> dict:
     # No axis title: the ticks read YYYY-MM and the chart title says "per month"; a title
     # would collide with the legend below the plot on a phone.
     return {"type": "date", "tickformat": "%Y-%m", "automargin": True, "fixedrange": True,
-            "tickangle": 0}
+            "tickangle": 0, "tickfont": {"size": 11}}
 
 
 def _count_axis(title: str, values: list[float]) -> dict:
@@ -188,7 +188,12 @@ def _count_axis(title: str, values: list[float]) -> dict:
             "fixedrange": True, **({"dtick": 1} if top <= 10 else {"tickformat": ",d"})}
 
 
-def _figure(traces: list, layout: dict) -> dict:
+def _figure(traces: list, layout: dict, subtitle: str = "") -> dict:
+    if subtitle:
+        # What in the title, when in a subtitle: one long title would be cut at 375 px.
+        layout["title"]["subtitle"] = {"text": subtitle, "font": {"size": 12,
+                                                                  "color": "#556070"}}
+        layout["margin"] = {**layout.get("margin", {}), "t": 64}
     return {**go.Figure(traces, layout=layout).to_plotly_json(),
             "config": {"displayModeBar": False}}
 
@@ -205,8 +210,8 @@ def tier_distribution_figure(*, counts: dict[str, dict[str, int]], period: str) 
         for tier in TIER_ORDER
     ]
     totals = [sum(counts[month].values()) for month in months]
-    return _figure(traces, _layout(
-        f"Agreements per tier, {months[0]} to {period}" if months else "Agreements per tier",
+    return _figure(traces, subtitle=f"{months[0]} to {period}" if months else "", layout=_layout(
+        "Agreements per tier",
         barmode="stack", xaxis=_month_axis(), yaxis=_count_axis("agreements", totals),
         legend={"orientation": "h", "x": 0, "y": -0.12, "yanchor": "top"}, showlegend=True,
         margin={"l": 8, "r": 16, "t": 48, "b": 8},
@@ -239,8 +244,9 @@ def score_distribution_figure(*, values: list[float], period: str,
             marker_color=ACCENT, customdata=ranges,
             hovertemplate="overall %{customdata}: %{y} agreements<extra></extra>",
         )],
-        _layout(
-            f"Overall scores, {period} ({len(values)} scorecards)",
+        subtitle=f"{period}, {len(values)} scorecard{'' if len(values) == 1 else 's'}",
+        layout=_layout(
+            "Overall scores",
             xaxis={"title": {"text": "overall score (0–120)"},
                    "range": [0, SCORE_TOP], "dtick": 20, "automargin": True,
                    "fixedrange": True},
@@ -274,7 +280,8 @@ def score_cut_lines(*, settings_snapshot: dict) -> list[tuple[float, str, str]]:
     return lines
 
 
-def monthly_figure(*, title: str, months: list[str], series: list[tuple[str, list]],
+def monthly_figure(*, title: str, subtitle: str = "", months: list[str],
+                   series: list[tuple[str, list]],
                    y_title: str, kind: str = "bar", stacked: bool = False,
                    colours: dict[str, str] | None = None, value_format: str = ",d",
                    tick_format: str | None = None,
@@ -302,7 +309,7 @@ def monthly_figure(*, title: str, months: list[str], series: list[tuple[str, lis
                  "rangemode": "tozero", "tickformat": tick_format or value_format}
     if y_range:
         yaxis["range"] = y_range
-    return _figure(traces, _layout(
+    return _figure(traces, subtitle=subtitle, layout=_layout(
         title, barmode="stack" if stacked else "group", xaxis=_month_axis(), yaxis=yaxis,
         showlegend=len(series) > 1,
         legend={"orientation": "h", "x": 0, "y": -0.12, "yanchor": "top"},
@@ -310,7 +317,7 @@ def monthly_figure(*, title: str, months: list[str], series: list[tuple[str, lis
 
 
 def category_bars_figure(*, title: str, labels: list[str], values: list[int],
-                         x_title: str) -> dict:
+                         x_title: str, subtitle: str = "") -> dict:
     """Horizontal bars of counts per category (labels stay readable at 375 px)."""
     return _figure(
         [go.Bar(y=labels, x=values, orientation="h", marker_color=ACCENT, text=values,
@@ -320,6 +327,7 @@ def category_bars_figure(*, title: str, labels: list[str], values: list[int],
                               "ticklabelstandoff": 6, "fixedrange": True},
                 xaxis=_count_axis(x_title, values), showlegend=False,
                 margin={"l": 8, "r": 24, "t": 48, "b": 8}),
+        subtitle=subtitle,
     )
 
 

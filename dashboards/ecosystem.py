@@ -113,9 +113,9 @@ def engagement_reviews(*, agreements: QuerySet[Agreement], months: list[str]) ->
 
 
 def value_revenue(*, observations: QuerySet[MetricObservation], agreements: QuerySet[Agreement],
-                  months: list[str]) -> dict[str, list[float | None]]:
+                  months: list[str]) -> dict[tuple[str, str], list[float | None]]:
     """Per month, the sum of the source-of-truth side's observations of every financial KPI
-    aggregated by sum (revenue-like), one series per KPI, labelled with its unit."""
+    aggregated by sum (revenue-like): one series per KPI, keyed by (name, unit)."""
     start, after = _bounds(months)
     rows = (observations.filter(
         agreement__in=agreements, kpi__category=Category.FINANCIAL,
@@ -125,9 +125,9 @@ def value_revenue(*, observations: QuerySet[MetricObservation], agreements: Quer
         .values("month", "kpi__name", "kpi__unit")
         .annotate(total=Sum("value"))
         .values_list("month", "kpi__name", "kpi__unit", "total"))
-    by_kpi: dict[str, dict[str, float]] = defaultdict(dict)
+    by_kpi: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
     for month, name, unit, total in rows:
-        by_kpi[f"{name} ({unit})" if unit else name][_month_key(month)] = total
+        by_kpi[(name, unit)][_month_key(month)] = total
     return {name: [by_month.get(month) for month in months]
             for name, by_month in sorted(by_kpi.items())}
 

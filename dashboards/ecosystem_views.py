@@ -77,49 +77,52 @@ def ecosystem(request: HtmxHttpRequest) -> HttpResponse:
         "run": run, "end": end, "span": span, "spans": SPANS, "asked": asked,
         "errors": errors, "months": months, "period_label": period_label,
         "new_agreements_figure": figure(
-            any(new_agreements), title=f"New agreements per month, {period_label}",
+            any(new_agreements), title="New agreements per month", subtitle=period_label,
             series=[("new agreements", new_agreements)], y_title="agreements (by start date)"),
         "new_agreements_total": sum(new_agreements),
         "stage_moves_figure": figure(
-            bool(stage_moves), title=f"Stage changes per month, {period_label}",
+            bool(stage_moves), title="Stage changes per month", subtitle=period_label,
             series=[(f"to {stage_labels[stage].lower()}", values)
                     for stage, values in stage_moves.items()],
             y_title="stage changes", stacked=True),
         "imports_figure": figure(
             any(any(values) for values in imports.values()),
-            title=f"Successful metric imports per month, {period_label}",
+            title="Metric imports per month",
+            subtitle=f"successful ones, {period_label}",
             series=list(imports.items()), y_title="imports", stacked=True),
         "reviews_figure": figure(
-            any(reviews), title=f"Business reviews held per month, {period_label}",
+            any(reviews), title="Business reviews per month", subtitle=period_label,
             series=[("reviews", reviews)], y_title="reviews"),
         # One chart per KPI: their units differ (USD, deals, …), so they share no axis.
         "revenue_figures": [
             (f"chart-revenue-{index}", charts.monthly_figure(
-                months=months, title=f"{name}, sum per month", series=[(name, values)],
-                y_title=name, kind="line", value_format=",.0f",
+                months=months, title=f"{name} ({unit})" if unit else name,
+                subtitle=f"sum per month, {period_label}", series=[(name, values)],
+                y_title=unit or "sum", kind="line", value_format=",.0f", tick_format="~s",
                 colours={name: charts.CATEGORY_COLOURS["financial"]}))
-            for index, (name, values) in enumerate(revenue.items()) if any(values)
+            for index, ((name, unit), values) in enumerate(revenue.items()) if any(values)
         ],
-        "revenue_kpis": list(revenue),
+        "revenue_kpis": [f"{name} ({unit})" if unit else name for name, unit in revenue],
         "tier_moves": tier_moves,
         "at_risk_figure": figure(
-            any(at_risk), title=f"Agreements at risk per month, {period_label}",
+            any(at_risk), title="Agreements at risk per month", subtitle=period_label,
             series=[("at risk", at_risk)], y_title="agreements at risk",
             colours={"at risk": charts.AT_RISK_COLOUR}),
         "satisfaction": satisfaction,
         "satisfaction_figure": figure(
             any(value is not None for value in satisfaction["values"]),
-            title=f"Satisfaction per month, {period_label}",
+            title="Satisfaction per month", subtitle=period_label,
             series=[("satisfaction", [None if value is None else round(value, 1)
                                       for value in satisfaction["values"]])],
             y_title="mean score (0–120)", kind="line", value_format=".1f", tick_format=",d",
             y_range=[0, 125]),
         "churn_figure": figure(
-            any(churn), title=f"Agreements moving to exiting or ended, {period_label}",
+            any(churn), title="Exits per month",
+            subtitle=f"moves to exiting or ended, {period_label}",
             series=[("exits", churn)], y_title="agreements",
             colours={"exits": charts.AT_RISK_COLOUR}),
         "types_figure": charts.category_bars_figure(
-            title="Agreements per type today (ended ones left out)",
+            title="Agreements per type", subtitle="today, ended ones left out",
             labels=[label for label, _ in types], values=[n for _, n in types],
             x_title="agreements") if any(n for _, n in types) else None,
     }

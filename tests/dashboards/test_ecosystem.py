@@ -114,7 +114,7 @@ def test_value_sums_the_source_side_of_financial_sum_kpis(program):
     revenue = queries.value_revenue(observations=MetricObservation.objects.all(),
                                     agreements=everything(), months=MONTHS)
     # A1 50 / 60+10 / 70, A2 5, G1 1 each month; the partner's 999 and defect rates left out.
-    assert revenue == {"Partner-sourced revenue (USD)": [None, None, None, 56, 76, 76]}
+    assert revenue == {("Partner-sourced revenue", "USD"): [None, None, None, 56, 76, 76]}
 
 
 def test_tier_moves_matrix_from_the_month_before(program):
