@@ -80,7 +80,7 @@ def _category_rows(*, card: Scorecard | None, by_period: dict, window: list[str]
             "change": one_decimal(change),
             "change_sign": "" if change is None or not one_decimal(change).strip("-0.")
             else ("up" if change > 0 else "down"),
-            "trend": charts.trend_line(values=values, width=56),
+            "trend": charts.trend_line(values=values, width=48),
             "trend_label": f"{name} score {window[0]} to {window[-1]}" if window else "",
         })
     return rows
