@@ -5,6 +5,7 @@ import re
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 
 from partnerships.access import (
     agreements_for,
@@ -129,4 +130,7 @@ def ecosystem(request: HtmxHttpRequest) -> HttpResponse:
     template = "dashboards/ecosystem.html"
     if request.htmx and not request.htmx.history_restore_request:
         template += "#body"
-    return render(request, template, context)
+    response = render(request, template, context)
+    # The same URL answers a page or a partial: caches must keep them apart.
+    patch_vary_headers(response, ("HX-Request",))
+    return response

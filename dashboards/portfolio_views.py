@@ -6,6 +6,7 @@ from urllib.parse import urlencode
 from django.core.paginator import Paginator
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
+from django.utils.cache import patch_vary_headers
 
 from partnerships.access import agreements_for, host_required
 from partnerships.audit import audit_record
@@ -188,7 +189,10 @@ def portfolio(request: HtmxHttpRequest) -> HttpResponse:
     template = "dashboards/portfolio.html"
     if request.htmx and not request.htmx.history_restore_request:
         template += "#table"
-    return render(request, template, context)
+    response = render(request, template, context)
+    # The same URL answers a page or a partial: caches must keep them apart.
+    patch_vary_headers(response, ("HX-Request",))
+    return response
 
 
 @host_required

@@ -198,6 +198,7 @@ def test_htmx_gets_the_body_partial(client, host_manager, program):
     assert "<html" not in response.text
     assert len(response.context["months"]) == 12
     assert 'hx-push-url="true"' in response.text
+    assert "HX-Request" in response["Vary"]
 
 
 def test_bad_range_gets_an_error_next_to_the_field_and_keeps_the_input(client, host_manager):

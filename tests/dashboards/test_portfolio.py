@@ -331,6 +331,7 @@ def test_htmx_partial_carries_charts_and_the_pushed_filters(client, host_manager
     assert response.text.lstrip().startswith('<div id="portfolio-body"')
     assert 'id="chart-scores"' in response.text
     assert 'name="owner"' in response.text
+    assert "HX-Request" in response["Vary"]
 
 
 # ---- CSV export ---------------------------------------------------------------------------
