@@ -311,9 +311,13 @@ def portfolio_summary(*, rows: list[PortfolioRow]) -> dict:
 def portfolio_tier_counts(*, rows: list[PortfolioRow]) -> dict[str, dict[str, int]]:
     """Per month of the rows' trend window, how many agreements had each tier."""
     counts: dict[str, dict[str, int]] = {}
+    # Tier.values walks the enum each time: read it once, not once per row and month.
+    tiers = Tier.values
     for row in rows:
         for point in row.trend:
-            months = counts.setdefault(point.period, {tier: 0 for tier in Tier.values})
+            months = counts.get(point.period)
+            if months is None:
+                months = counts[point.period] = dict.fromkeys(tiers, 0)
             if point.tier:
                 months[point.tier] += 1
     return counts
