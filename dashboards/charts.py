@@ -210,7 +210,8 @@ def tier_distribution_figure(*, counts: dict[str, dict[str, int]], period: str) 
         for tier in TIER_ORDER
     ]
     totals = [sum(counts[month].values()) for month in months]
-    return _figure(traces, subtitle=f"{months[0]} to {period}" if months else "", layout=_layout(
+    subtitle = f"{months[0]} to {period}, whole portfolio" if months else "whole portfolio"
+    return _figure(traces, subtitle=subtitle, layout=_layout(
         "Agreements per tier",
         barmode="stack", xaxis=_month_axis(), yaxis=_count_axis("agreements", totals),
         legend={"orientation": "h", "x": 0, "y": -0.12, "yanchor": "top"}, showlegend=True,
@@ -244,7 +245,7 @@ def score_distribution_figure(*, values: list[float], period: str,
             marker_color=ACCENT, customdata=ranges,
             hovertemplate="overall %{customdata}: %{y} agreements<extra></extra>",
         )],
-        subtitle=f"{period}, {len(values)} scorecard{'' if len(values) == 1 else 's'}",
+        subtitle=f"{period}, all {len(values)} scorecard{'' if len(values) == 1 else 's'}",
         layout=_layout(
             "Overall scores",
             xaxis={"title": {"text": "overall score (0–120)"},
