@@ -161,6 +161,13 @@ class PortfolioRow:
         return "" if payout is None else f"{payout:,.2f}"
 
     @property
+    def currency(self) -> str:
+        """The incentive plan's currency ('' without a plan); joined, so no query."""
+        # A missing plan raises RelatedObjectDoesNotExist, an AttributeError.
+        plan = getattr(self.agreement, "incentive_plan", None)
+        return plan.currency if plan is not None else ""
+
+    @property
     def owner_name(self) -> str:
         owner = self.agreement.owner
         if owner is None:
@@ -184,7 +191,8 @@ def portfolio_rows(*, agreements: QuerySet[Agreement], run, period: str,
     overall score over the `trend_months` months up to `period`.
 
     Four queries whatever the number of agreements."""
-    agreement_list = list(agreements.select_related("partner", "owner").order_by("code"))
+    agreement_list = list(agreements.select_related("partner", "owner", "incentive_plan")
+                          .order_by("code"))
     if run is None or not period:
         return [PortfolioRow(agreement=agreement, scorecard=None, previous=None)
                 for agreement in agreement_list]

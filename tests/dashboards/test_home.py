@@ -145,3 +145,20 @@ def test_partner_home_queries_do_not_grow_with_agreements(
         assert len(cards(response)) == size
         counts.append(len(captured))
     assert counts[0] == counts[1]
+
+
+def test_partner_card_shows_the_payout_in_its_plan_currency(client, acme_viewer, world):
+    from decimal import Decimal
+
+    from partnerships.models import IncentivePlan
+
+    acme_agreements, _ = world
+    IncentivePlan.objects.create(agreement=acme_agreements[0], base_amount=Decimal("1000"),
+                                 currency="EUR")
+    run = ScoringRun.objects.current()
+    Scorecard.objects.filter(run=run, agreement=acme_agreements[0], period="2025-03").update(
+        payout=1234.5)
+    client.force_login(acme_viewer)
+    response = client.get(URL)
+    assert "payout (EUR)" in response.text
+    assert "1,234.50" in response.text
