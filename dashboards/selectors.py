@@ -333,7 +333,7 @@ def portfolio_tier_counts(*, rows: list[PortfolioRow]) -> dict[str, dict[str, in
 
 PORTFOLIO_EXPORT_HEADER = [
     "period", "partner", "agreement", "title", "type", "stage", "owner", "tier", "tier_move",
-    "overall", "rolling", "coverage", "flags", "payout", "trend_change",
+    "overall", "rolling", "coverage", "flags", "payout", "currency", "trend_change",
 ]
 
 
@@ -359,6 +359,7 @@ def portfolio_export_rows(*, rows: list[PortfolioRow], period: str) -> list[list
             format_number(card.coverage) if scored else "",
             ";".join(row.flags),
             "" if card is None or card.payout is None else f"{card.payout:.2f}",
+            row.currency,
             format_number(row.trend_change),
         ])
     return cells
