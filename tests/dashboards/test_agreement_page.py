@@ -373,3 +373,22 @@ def test_htmx_month_change_swaps_every_section(client, host_manager, planned):
                  "Recent imports", "?month=2025-02", 'name="month"'):
         assert part in text
     assert "2025-03</th>" not in text  # the month table stops at the month shown
+
+
+def test_figures_are_valid_plotly_figures(client, host_manager, planned):
+    import plotly.graph_objects as go
+
+    acme = planned[0]
+    run = ScoringRun.objects.current()
+    run.settings_snapshot = {"policy": "threshold", "strategic_threshold": 85.0,
+                             "growth_threshold": 70.0, "hysteresis": 2}
+    run.save(update_fields=["settings_snapshot"])
+    client.force_login(host_manager)
+    response = client.get(url(acme.code), {"month": "2025-03"})
+    for name in ("history_figure", "category_figure"):
+        figure = response.context[name]
+        # A validating go.Figure raises on any property plotly.js does not know.
+        checked = go.Figure(data=figure["data"], layout=figure["layout"])
+        assert checked.to_plotly_json()["data"][0]["type"] in ("scatter", "bar")
+        # The same JSON the validating path would give.
+        assert checked.to_plotly_json()["layout"] == figure["layout"]
