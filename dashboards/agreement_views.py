@@ -80,8 +80,9 @@ def _category_rows(*, card: Scorecard | None, by_period: dict, window: list[str]
             "change": one_decimal(change),
             "change_sign": "" if change is None or not one_decimal(change).strip("-0.")
             else ("up" if change > 0 else "down"),
-            "trend": charts.trend_line(values=values, width=48),
-            "trend_label": f"{name} score {window[0]} to {window[-1]}" if window else "",
+            "trend": charts.trend_svg(
+                trend=charts.trend_line(values=values, width=48),
+                label=f"{name} score {window[0]} to {window[-1]}" if window else ""),
         })
     return rows
 
@@ -100,7 +101,10 @@ def agreement_context(request: HtmxHttpRequest, agreement: Agreement, *,
     kpi_rows = agreement_kpi_rows(run=run, agreement=agreement, period=month,
                                   trend_periods=window) if month else []
     for row in kpi_rows:
-        row["trend"] = charts.trend_line(values=row["trend_scores"])
+        row["trend_line"] = charts.trend_line(values=row["trend_scores"])
+        row["trend"] = charts.trend_svg(
+            trend=row["trend_line"],
+            label=f"Score of {row['kpi'].name}, {window[0]} to {window[-1]}")
     # Months up to the selected one: the page shows the agreement as it stood then.
     shown = [item for item in scorecards if item.period <= month]
     history = [item for item in shown if item.has_scorecard or item.rolling is not None]

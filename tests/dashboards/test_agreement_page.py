@@ -339,7 +339,7 @@ def test_recent_imports_are_scoped_to_the_users_side(client, acme_viewer, host_m
 def test_kpi_rows_have_a_trend(client, host_manager, scored):
     client.force_login(host_manager)
     response = client.get(url("ACME-CM-2025"), {"month": "2025-03"})
-    trend = next(row["trend"] for row in response.context["kpi_rows"]
+    trend = next(row["trend_line"] for row in response.context["kpi_rows"]
                  if row["kpi"].code == "revenue")
     assert len(trend["lines"]) == 1 and len(trend["lines"][0].split()) == 3
     assert 'class="trend"' in response.text
