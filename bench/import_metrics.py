@@ -185,9 +185,9 @@ def step_copy(workdir: Path, database: str) -> dict:
         connection.execute("DROP TABLE bench_copy")
         batch = connection.execute(
             "INSERT INTO partnerships_importbatch (source, status, side, file_name, file, sha256,"
-            " rows_total, inserted, updated, unchanged, error_count, errors, progress,"
+            " rows_total, inserted, updated, unchanged, error_count, errors, notes, progress,"
             " created_at) VALUES ('command', 'succeeded', 'host', 'bench', '', '', 0, 0, 0, 0,"
-            " 0, '[]', 100, now()) RETURNING id"
+            " 0, '[]', '[]', 100, now()) RETURNING id"
         ).fetchone()[0]
         connection.commit()
         suffix = f",{batch},2026-01-01 00:00:00+00\n".encode()
