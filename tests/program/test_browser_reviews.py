@@ -7,8 +7,10 @@ a missing browser is a failure. Screenshots go to /tmp/pp-shots/ for a human to 
 """
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from django.db import connections
 from django.utils import timezone
 
 from partnerships.models import ActionItem, ProgramChange, Review
@@ -28,20 +30,46 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(scope="module")
-def browser():
-    with playwright_sync_api().sync_playwright() as playwright:
-        browser = launch(playwright)
-        yield browser
-        browser.close()
+def in_browser():
+    """Runs a test's browser steps on one worker thread that owns Playwright for the module.
 
+    Playwright's sync API refuses to start in a thread where another Playwright (such as the
+    dashboards' session-wide browser) already runs its event loop; a thread of our own has
+    none. The steps get a fresh page (`page.problems` records console errors, CSP violations,
+    failed requests and error answers); the thread's database connection is closed after."""
+    playwright_sync_api()
+    from playwright.sync_api import sync_playwright
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport=DESKTOP)
-    page = context.new_page()
-    page.problems = watch(page)
-    yield page
-    context.close()
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="playwright")
+    started = {}
+
+    def start():
+        started["manager"] = sync_playwright()
+        started["browser"] = launch(started["manager"].start())
+
+    worker.submit(start).result()
+
+    def run(steps, *args):
+        def task():
+            context = started["browser"].new_context(viewport=DESKTOP)
+            page = context.new_page()
+            page.problems = watch(page)
+            try:
+                return steps(page, *args)
+            finally:
+                context.close()
+                connections.close_all()
+
+        return worker.submit(task).result()
+
+    yield run
+
+    def stop():
+        started["browser"].close()
+        started["manager"].__exit__(None, None, None)
+
+    worker.submit(stop).result()
+    worker.shutdown()
 
 
 def log_in(page, live_server, username: str) -> None:
@@ -52,7 +80,7 @@ def log_in(page, live_server, username: str) -> None:
     page.wait_for_url(live_server.url + "/")
 
 
-def test_a_partner_viewer_marks_done_the_action_a_manager_recorded(
+def _partner_marks_done(
         page, live_server, host_manager, acme_viewer, acme_agreement, globex_agreement):
     today = timezone.localdate()
     reviews = f"{live_server.url}/agreements/{acme_agreement.code}/reviews/"
@@ -119,7 +147,7 @@ def test_a_partner_viewer_marks_done_the_action_a_manager_recorded(
     assert problems == []
 
 
-def test_the_manager_pages_fit_a_phone(page, live_server, host_manager, acme_agreement):
+def _manager_pages_on_a_phone(page, live_server, host_manager, acme_agreement):
     review = Review.objects.create(agreement=acme_agreement, kind="monthly_results",
                                    held_on=timezone.localdate(), notes="Monthly numbers")
     ActionItem.objects.create(agreement=acme_agreement, review=review,
@@ -151,7 +179,7 @@ def test_the_manager_pages_fit_a_phone(page, live_server, host_manager, acme_agr
     assert page.problems == []
 
 
-def test_overdue_figures_on_the_portfolio_and_the_agreement_dashboard(
+def _overdue_figures(
         page, live_server, host_manager, acme_agreement, globex_agreement, kpis):
     rows = []
     for agreement in (acme_agreement, globex_agreement):
@@ -185,3 +213,20 @@ def test_overdue_figures_on_the_portfolio_and_the_agreement_dashboard(
             '#reviews-and-actions, #reviews-and-actions *')].map(
             element => element.getBoundingClientRect().right))""") <= viewport["width"]
     assert page.problems == []
+
+
+def test_a_partner_viewer_marks_done_the_action_a_manager_recorded(
+        in_browser, live_server, host_manager, acme_viewer, acme_agreement, globex_agreement):
+    in_browser(_partner_marks_done, live_server, host_manager, acme_viewer, acme_agreement,
+               globex_agreement)
+
+
+def test_the_manager_pages_fit_a_phone(
+        in_browser, live_server, host_manager, acme_agreement):
+    in_browser(_manager_pages_on_a_phone, live_server, host_manager, acme_agreement)
+
+
+def test_overdue_figures_on_the_portfolio_and_the_agreement_dashboard(
+        in_browser, live_server, host_manager, acme_agreement, globex_agreement, kpis):
+    in_browser(_overdue_figures, live_server, host_manager, acme_agreement, globex_agreement,
+               kpis)
