@@ -6,8 +6,11 @@ Screenshots go to /tmp/pp-shots/ for a human to look at.
 """
 
 import re
+import threading
+from collections.abc import Callable
 
 import pytest
+from django.db import connections
 
 from partnerships.models import Agreement, PartnerAssessment, StageTransition
 from tests.browser import (
@@ -23,21 +26,49 @@ from tests.browser import (
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_sync_api().sync_playwright() as playwright:
-        browser = launch(playwright)
-        yield browser
-        browser.close()
+def in_own_thread(body: Callable[[], None]) -> None:
+    """Run `body` in a thread of its own and re-raise what it raised.
+
+    Playwright's sync API refuses to start in a thread whose event loop is running, and a
+    session-wide browser of another test package may hold the main thread's loop until the
+    session ends; a new thread has no loop. Its database connection is closed at its end, so
+    the flush after the test is not kept waiting."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            body()
+        except BaseException as error:  # noqa: BLE001 - re-raised in the test's thread
+            raised.append(error)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run, name="playwright")
+    thread.start()
+    thread.join()
+    if raised:
+        raise raised[0]
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport=DESKTOP)
-    page = context.new_page()
-    page.problems = watch(page)
-    yield page
-    context.close()
+def in_browser(scenario: Callable, *, viewport: dict = DESKTOP, javascript: bool = True):
+    """Play `scenario(page)` in Debian's Chromium; `page.problems` lists console errors,
+    failed requests and error answers."""
+    def body() -> None:
+        with playwright_sync_api().sync_playwright() as playwright:
+            browser = launch(playwright)
+            try:
+                context = browser.new_context(viewport=viewport,
+                                              java_script_enabled=javascript)
+                page = context.new_page()
+                page.problems = watch(page)
+                scenario(page)
+            finally:
+                # The scenario's queries ran in Playwright's context: close their connection
+                # from there.
+                connections.close_all()
+                browser.close()
+
+    in_own_thread(body)
 
 
 def log_in(page, live_server, username: str, password: str) -> None:
@@ -58,8 +89,12 @@ def look(page, name: str) -> None:
     page.set_viewport_size(DESKTOP)
 
 
-def test_manager_runs_a_partnership_from_first_contact_to_active(page, live_server,
-                                                                 host_manager, acme):
+def test_manager_runs_a_partnership_from_first_contact_to_active(live_server, host_manager,
+                                                                 acme):
+    in_browser(lambda page: first_contact_to_active(page, live_server))
+
+
+def first_contact_to_active(page, live_server) -> None:
     SHOTS.mkdir(exist_ok=True)
     log_in(page, live_server, "manager", "pw-manager")
 
@@ -156,37 +191,36 @@ def test_manager_runs_a_partnership_from_first_contact_to_active(page, live_serv
     assert page.problems == []
 
 
-def test_without_javascript_forms_post_and_redirect(browser, live_server, host_manager,
+def test_without_javascript_forms_post_and_redirect(live_server, host_manager,
                                                     acme_agreement):
-    context = browser.new_context(viewport=PHONE, java_script_enabled=False)
-    page = context.new_page()
-    page.problems = watch(page)
-    try:
-        log_in(page, live_server, "manager", "pw-manager")
-        page.goto(live_server.url + "/program/partners/new/")
-        page.get_by_label("Name").fill("Acme again")
-        page.get_by_label("Slug").fill("acme")
-        page.get_by_role("button", name="Create partner").click()
-        page.get_by_text("Another partner already has this slug").wait_for()
-        assert page.get_by_label("Name").input_value() == "Acme again"
-        page.get_by_label("Slug").fill("acme-two")
-        page.get_by_role("button", name="Create partner").click()
-        page.wait_for_url(live_server.url + "/program/partners/acme-two/")
+    in_browser(lambda page: without_javascript(page, live_server), viewport=PHONE,
+               javascript=False)
+    acme_agreement.refresh_from_db()
+    assert acme_agreement.stage == "under_review"
 
-        page.goto(live_server.url + "/program/partners/?q=acme")
-        assert page.locator("#partner-results tbody tr").count() == 2
 
-        page.goto(live_server.url + "/program/agreements/ACME-CM-2025/edit/")
-        page.get_by_label("Move to under review").check()
-        page.get_by_role("button", name="Move the stage").click()
-        page.get_by_text("Say why the stage changes").wait_for()  # refused, choice kept
-        assert page.get_by_label("Move to under review").is_checked()
-        page.get_by_label("Why").fill("Two weak months.")
-        page.get_by_role("button", name="Move the stage").click()
-        page.get_by_text("moved from active to under review").wait_for()
-        assert horizontal_overflow(page) <= 0
-        acme_agreement.refresh_from_db()
-        assert acme_agreement.stage == "under_review"
-    finally:
-        context.close()
+def without_javascript(page, live_server) -> None:
+    log_in(page, live_server, "manager", "pw-manager")
+    page.goto(live_server.url + "/program/partners/new/")
+    page.get_by_label("Name").fill("Acme again")
+    page.get_by_label("Slug").fill("acme")
+    page.get_by_role("button", name="Create partner").click()
+    page.get_by_text("Another partner already has this slug").wait_for()
+    assert page.get_by_label("Name").input_value() == "Acme again"
+    page.get_by_label("Slug").fill("acme-two")
+    page.get_by_role("button", name="Create partner").click()
+    page.wait_for_url(live_server.url + "/program/partners/acme-two/")
+
+    page.goto(live_server.url + "/program/partners/?q=acme")
+    assert page.locator("#partner-results tbody tr").count() == 2
+
+    page.goto(live_server.url + "/program/agreements/ACME-CM-2025/edit/")
+    page.get_by_label("Move to under review").check()
+    page.get_by_role("button", name="Move the stage").click()
+    page.get_by_text("Say why the stage changes").wait_for()  # refused, choice kept
+    assert page.get_by_label("Move to under review").is_checked()
+    page.get_by_label("Why").fill("Two weak months.")
+    page.get_by_role("button", name="Move the stage").click()
+    page.get_by_text("moved from active to under review").wait_for()
+    assert horizontal_overflow(page) <= 0
     assert page.problems == []
