@@ -58,7 +58,7 @@ def agreement_visible(*, request: HtmxHttpRequest, code: str) -> Agreement:
     return agreement
 
 
-def _window(months: list[str], month: str) -> list[str]:
+def _window(month: str) -> list[str]:
     """The TREND_MONTHS calendar months up to `month`, oldest first."""
     return [month_shift(month, offset) for offset in range(1 - TREND_MONTHS, 1)] if month else []
 
@@ -97,7 +97,7 @@ def agreement_context(request: HtmxHttpRequest, agreement: Agreement, *,
     previous_month, next_month = _neighbours(months, month)
     card = next((item for item in scorecards if item.period == month), None)
     scored = card is not None and card.has_scorecard
-    window = _window(months, month)
+    window = _window(month)
     kpi_rows = agreement_kpi_rows(run=run, agreement=agreement, period=month,
                                   trend_periods=window) if month else []
     for row in kpi_rows:
