@@ -3,8 +3,11 @@ inline validation as they type, a row edited in place, a standard set copied, un
 at desktop and phone widths. Screenshots go to /tmp/pp-shots/ for a human to look at."""
 
 import datetime as dt
+import threading
+from collections.abc import Callable
 
 import pytest
+from django.db import connections
 
 from partnerships.models import AgreementKPI, IncentivePlan, KPIDefinition, KPITemplateItem
 from scoring.services import scoring_run_inline
@@ -15,21 +18,34 @@ from tests.conftest import write_observations
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_sync_api().sync_playwright() as playwright:
-        browser = launch(playwright)
-        yield browser
-        browser.close()
+def in_browser(scenario: Callable) -> None:
+    """Play `scenario(page)` in Debian's Chromium, in a thread of its own: Playwright's sync
+    API refuses to start in a thread whose event loop runs, and another package's session-wide
+    browser may hold the main thread's. `page.problems` lists console errors (CSP violations
+    among them), failed requests and error answers. What the thread raised is re-raised."""
+    raised: list[BaseException] = []
 
+    def run() -> None:
+        try:
+            with playwright_sync_api().sync_playwright() as playwright:
+                browser = launch(playwright)
+                try:
+                    page = browser.new_context(viewport=DESKTOP).new_page()
+                    page.problems = watch_problems(page)
+                    scenario(page)
+                finally:
+                    browser.close()
+        except BaseException as error:  # noqa: BLE001 - re-raised in the test's thread
+            raised.append(error)
+        finally:
+            # The scenario's own queries ran on this thread's connection.
+            connections.close_all()
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport=DESKTOP)
-    page = context.new_page()
-    page.problems = watch_problems(page)
-    yield page
-    context.close()
+    thread = threading.Thread(target=run, name="playwright")
+    thread.start()
+    thread.join()
+    if raised:
+        raise raised[0]
 
 
 def log_in(page, live_server, username: str, password: str) -> None:
@@ -64,7 +80,7 @@ def shoot(page, name: str) -> None:
 
 
 def test_manager_sets_up_kpis_objectives_and_an_incentive_plan(
-        page, live_server, host_manager, acme_agreement, kpis):
+        live_server, host_manager, acme_agreement, kpis):
     SHOTS.mkdir(exist_ok=True)
     leads = KPIDefinition.objects.create(
         code="qualified_leads", name="Qualified leads", unit="leads", category="strategic",
@@ -78,6 +94,10 @@ def test_manager_sets_up_kpis_objectives_and_an_incentive_plan(
     write_observations([(acme_agreement, kpis["revenue"], "host", "2025-01-10", 60),
                         (acme_agreement, kpis["revenue"], "host", "2025-02-10", 75)])
     scoring_run_inline()
+    in_browser(lambda page: manager_sets_up(page, live_server, acme_agreement, kpis, leads, csat))
+
+
+def manager_sets_up(page, live_server, acme_agreement, kpis, leads, csat) -> None:
     code = acme_agreement.code
     log_in(page, live_server, "manager", "pw-manager")
 
