@@ -34,6 +34,9 @@ def in_browser(scenario: Callable) -> None:
                     page.problems = watch_problems(page)
                     scenario(page)
                 finally:
+                    # The scenario's queries ran in Playwright's context (asgiref's locals
+                    # follow it): close their connection from there.
+                    connections.close_all()
                     browser.close()
         except BaseException as error:  # noqa: BLE001 - re-raised in the test's thread
             raised.append(error)
