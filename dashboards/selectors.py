@@ -2,9 +2,12 @@
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import NamedTuple
 
 from django.db.models import Count, Min, Q, QuerySet
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from partnerships.models import Agreement, ImportBatch, MetricObservation, Tier
 from scoring.exports import format_number, safe_text
@@ -110,6 +113,27 @@ def sparkline(*, points: list[TrendPoint], width: int = 100, height: int = 24,
     }
 
 
+def sparkline_svg(spark: dict | None) -> str:
+    """The sparkline as inline SVG markup (escaped here, so a page with 50 rows renders no
+    template include per row); "no scores" when there is none."""
+    if spark is None:
+        return mark_safe('<span class="muted">no scores</span>')
+    width, height = spark["width"], spark["height"]
+    return format_html(
+        '<svg class="sparkline" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" '
+        'aria-label="{label}" focusable="false"><title>{label}</title>'
+        '<line class="sparkline__baseline" x1="0" x2="{w}" y1="{base}" y2="{base}"/>'
+        "{lines}{dots}"
+        '<circle class="sparkline__last" cx="{lx}" cy="{ly}" r="2.5"/></svg>',
+        w=width, h=height, base=height - 2, label=spark["label"],
+        lines=format_html_join("", '<polyline class="sparkline__line" points="{}"/>',
+                               ((points,) for points in spark["lines"])),
+        dots=format_html_join("", '<circle class="sparkline__dot" cx="{}" cy="{}" r="1.5"/>',
+                              spark["dots"]),
+        lx=spark["last"][0], ly=spark["last"][1],
+    )
+
+
 @dataclass
 class PortfolioRow:
     agreement: Agreement
@@ -180,9 +204,13 @@ class PortfolioRow:
         scored = [point.overall for point in self.trend if point.overall is not None]
         return scored[-1] - scored[0] if len(scored) >= 2 else None
 
-    @property
+    @cached_property
     def sparkline(self) -> dict | None:
         return sparkline(points=self.trend)
+
+    @property
+    def sparkline_svg(self) -> str:
+        return sparkline_svg(self.sparkline)
 
 
 def portfolio_rows(*, agreements: QuerySet[Agreement], run, period: str,
