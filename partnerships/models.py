@@ -293,7 +293,7 @@ class AgreementKPI(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.agreement_id}:{self.kpi_id}"
+        return f"{self.agreement.code} · {self.kpi.code}"
 
     @property
     def higher_is_better(self) -> bool:
@@ -1024,7 +1024,7 @@ class PartnerAssessment(TimeStamped):
         ]
 
     def __str__(self) -> str:
-        return f"Assessment of {self.partner_id} on {self.assessed_on}"
+        return f"Assessment of {self.partner.name} on {self.assessed_on}"
 
     @property
     def aligned_count(self) -> int:
