@@ -418,18 +418,20 @@ def agreement_kpi_rows(*, run, agreement: Agreement, period: str,
                        trend_periods: list[str] | tuple = ()) -> list[dict]:
     """The KPI table of a month: scores, the source side and the other side's value (Δ %),
     and each KPI's score over `trend_periods` ("trend_scores", None for a missing month).
-    One query for the month and the trend together."""
+    Two queries: whole rows for the month, three columns for the trend (12 KPIs × 12 months
+    of model instances cost more than the query saved by reading them together)."""
     if run is None:
         return []
-    months = {period, *trend_periods}
-    scores = (KPIScore.objects.filter(run=run, agreement=agreement, period__in=months)
+    scores = (KPIScore.objects.filter(run=run, agreement=agreement, period=period)
               .select_related("kpi").order_by("kpi__category", "kpi__code"))
     trends: dict[int, dict[str, float | None]] = {}
+    if trend_periods:
+        for kpi_id, month, score in KPIScore.objects.filter(
+            run=run, agreement=agreement, period__in=trend_periods
+        ).values_list("kpi_id", "period", "score"):
+            trends.setdefault(kpi_id, {})[month] = score
     rows = []
     for item in scores:
-        trends.setdefault(item.kpi_id, {})[item.period] = item.score
-        if item.period != period:
-            continue
         delta = None
         if item.actual is not None and item.other_side_actual is not None and item.actual != 0:
             delta = (item.other_side_actual - item.actual) / abs(item.actual) * 100
@@ -555,7 +557,10 @@ def agreement_recent_imports(*, batches: QuerySet[ImportBatch], agreement: Agree
                              limit: int = 5) -> list[ImportBatch]:
     """The newest of the given (already scoped) import batches that wrote observations of this
     agreement. One query."""
-    touched = MetricObservation.objects.filter(agreement=agreement).values("batch_id")
+    # DISTINCT: the few batch ids, hashed, rather than a semi-join of every observation
+    # against every recent batch (4 ms against 0.6 ms for 1,100 observations).
+    touched = (MetricObservation.objects.filter(agreement=agreement).order_by()
+               .values("batch_id").distinct())
     return list(batches.filter(pk__in=touched).select_related("user")
                 .order_by("-created_at")[:limit])
 
