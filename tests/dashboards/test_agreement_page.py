@@ -10,9 +10,6 @@ from scoring.models import KPIScore, Scorecard, ScoringRun
 from scoring.services import scoring_run_inline
 from tests.browser import (
     SHOTS,
-    launch,
-    playwright_sync_api,
-    watch,
 )
 from tests.conftest import write_observations
 
@@ -167,42 +164,38 @@ def demo_program(transactional_db):
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_portfolio_and_agreement_render_in_a_browser(live_server, demo_program):
+def test_portfolio_and_agreement_render_in_a_browser(live_server, demo_program, page):
+    # The session-wide browser of tests/dashboards/conftest.py: a second Playwright started
+    # here would refuse to run beside it.
     from partnerships.models import Agreement
 
-    sync_api = playwright_sync_api()
     code = Agreement.objects.order_by("code").values_list("code", flat=True).first()
-    with sync_api.sync_playwright() as playwright:
-        browser = launch(playwright)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        problems = watch(page)
-        page.goto(live_server.url + "/login/")
-        page.get_by_label("Username").fill("manager")
-        page.get_by_label("Password").fill("pw-demo")
-        page.get_by_role("button", name="Log in").click()
-        page.wait_for_url(live_server.url + "/")
-        for width, name in ((1280, "desktop"), (375, "phone")):
-            page.set_viewport_size({"width": width, "height": 900})
-            page.goto(live_server.url + "/portfolio/")
-            page.wait_for_selector(".portfolio-table")
-            page.screenshot(path=f"{SHOTS}/portfolio-{name}.png", full_page=True)
-            page.goto(live_server.url + f"/agreements/{code}/")
-            page.wait_for_selector("#chart-history .main-svg", timeout=15_000)
-            page.wait_for_timeout(300)
-            page.screenshot(path=f"{SHOTS}/agreement-{name}.png", full_page=True)
-            assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
-        # The month selector swaps the panel in with htmx and the charts draw again.
-        page.set_viewport_size({"width": 1280, "height": 900})
-        page.locator(".month-nav a").first.click()
-        page.wait_for_url("**?month=**")
-        page.wait_for_selector("#chart-history .main-svg", timeout=15_000)
-        page.screenshot(path=f"{SHOTS}/agreement-previous-month.png", full_page=True)
+    page.goto(live_server.url + "/login/")
+    page.get_by_label("Username").fill("manager")
+    page.get_by_label("Password").fill("pw-demo")
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(live_server.url + "/")
+    for width, name in ((1280, "desktop"), (375, "phone")):
+        page.set_viewport_size({"width": width, "height": 900})
         page.goto(live_server.url + "/portfolio/")
-        page.locator("th a", has_text="Overall").click()
-        page.wait_for_url("**sort=overall**")
-        page.screenshot(path=f"{SHOTS}/portfolio-sorted.png", full_page=True)
-        browser.close()
-    assert problems == []
+        page.wait_for_selector(".portfolio-table")
+        page.screenshot(path=f"{SHOTS}/portfolio-{name}.png", full_page=True)
+        page.goto(live_server.url + f"/agreements/{code}/")
+        page.wait_for_selector("#chart-history .main-svg", timeout=15_000)
+        page.wait_for_timeout(300)
+        page.screenshot(path=f"{SHOTS}/agreement-{name}.png", full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    # The month selector swaps the panel in with htmx and the charts draw again.
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.locator(".month-nav a").first.click()
+    page.wait_for_url("**?month=**")
+    page.wait_for_selector("#chart-history .main-svg", timeout=15_000)
+    page.screenshot(path=f"{SHOTS}/agreement-previous-month.png", full_page=True)
+    page.goto(live_server.url + "/portfolio/")
+    page.locator("th a", has_text="Overall").click()
+    page.wait_for_url("**sort=overall**")
+    page.screenshot(path=f"{SHOTS}/portfolio-sorted.png", full_page=True)
+    assert page.problems == []
 
 
 def test_home_links_to_own_agreement_dashboards_only(client, acme_viewer, scored):
