@@ -145,9 +145,10 @@ def agreement_context(request: HtmxHttpRequest, agreement: Agreement, *,
         "payout_total": sum(item.payout or 0.0 for item in shown if item.payout),
         "kpi_rows": kpi_rows,
         # Reviews due, overdue and open actions of both sides (dashboards/program/overdue.py).
-        "review_panel": agreement_review_panel(agreement=agreement, user=request.user),
+        "review_panel": agreement_review_panel(agreement=agreement, user=request.user,
+                                               run=run),
         # Objectives with their progress from the linked KPIs (dashboards/program/progress.py).
-        "objectives_progress": objectives_for_dashboard(agreement=agreement),
+        "objectives_progress": objectives_for_dashboard(agreement=agreement, run=run),
         "recent_imports": agreement_recent_imports(
             batches=import_batches_for(user=request.user), agreement=agreement),
         # Print: static SVG instead of Plotly, which needs a script and a screen.

@@ -21,10 +21,11 @@ from .kpis import agreement_or_404, partial_or_page, validating, validation_resp
 from .progress import objectives_progress
 
 
-def objectives_for_dashboard(*, agreement: Agreement) -> list:
-    """The agreement's objectives with their progress, for the shared agreement dashboard."""
+def objectives_for_dashboard(*, agreement: Agreement, run=None) -> list:
+    """The agreement's objectives with their progress, for the shared agreement dashboard
+    (`run`: the published run when the page has it already)."""
     objectives = Objective.objects.filter(agreement=agreement).select_related("agreement", "kpi")
-    return objectives_progress(objectives=objectives.order_by("deadline", "id"))
+    return objectives_progress(objectives=objectives.order_by("deadline", "id"), run=run)
 
 
 def _page(request: HtmxHttpRequest, agreement: Agreement, form: ObjectiveForm | None = None,

@@ -182,11 +182,12 @@ def annotate_actions(actions: Iterable[ActionItem], *, user, today: dt.date) -> 
     return annotated
 
 
-def agreement_review_panel(*, agreement: Agreement, user, limit: int = 5) -> dict:
+def agreement_review_panel(*, agreement: Agreement, user, limit: int = 5,
+                           run: ScoringRun | None = None) -> dict:
     """The agreement dashboard's section: the review due, overdue and open actions (both
-    sides). Seven queries."""
+    sides). Six or seven queries (one fewer when the page passes the published `run`)."""
     today = timezone.localdate()
-    state = overdue_for(agreement_ids=[agreement.pk], today=today)[agreement.pk]
+    state = overdue_for(agreement_ids=[agreement.pk], today=today, run=run)[agreement.pk]
     open_actions = (action_items_for(user=user)
                     .filter(agreement=agreement, status__in=OPEN_STATUSES)
                     .order_by("due_date", "id")[:limit])
