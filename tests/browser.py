@@ -51,3 +51,38 @@ def watch(page) -> list[str]:
 
 def horizontal_overflow(page) -> int:
     return page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+
+
+def run_in_browser(scenario, *, viewport: dict = DESKTOP, javascript: bool = True):
+    """Play `scenario(page)` in a fresh Chromium on a thread of its own and return its result.
+
+    Playwright's sync API refuses to start in a thread whose event loop runs, and the session
+    browser of tests/dashboards may hold the main thread's; a new thread has none. `page.problems`
+    records what `watch` records. What the scenario raises is raised here. The thread's
+    database connections (the scenario's own queries) are closed before it ends, so the
+    test's flush is not kept waiting."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+
+    sync_api = playwright_sync_api()
+
+    def run():
+        try:
+            with sync_api.sync_playwright() as playwright:
+                browser = launch(playwright)
+                try:
+                    context = browser.new_context(viewport=viewport,
+                                                  java_script_enabled=javascript)
+                    page = context.new_page()
+                    page.problems = watch(page)
+                    return scenario(page)
+                finally:
+                    # Queries made in Playwright's callbacks ran in its context: close there.
+                    connections.close_all()
+                    browser.close()
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="playwright") as pool:
+        return pool.submit(run).result()

@@ -3,52 +3,21 @@ inline validation as they type, a row edited in place, a standard set copied, un
 at desktop and phone widths. Screenshots go to /tmp/pp-shots/ for a human to look at."""
 
 import datetime as dt
-import threading
 from collections.abc import Callable
 
 import pytest
-from django.db import connections
 
 from partnerships.models import AgreementKPI, IncentivePlan, KPIDefinition, KPITemplateItem
 from scoring.services import scoring_run_inline
-from tests.browser import DESKTOP, PHONE, SHOTS, horizontal_overflow, launch, playwright_sync_api
-from tests.browser import watch as watch_problems
+from tests.browser import DESKTOP, PHONE, SHOTS, horizontal_overflow, run_in_browser
 from tests.conftest import write_observations
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def in_browser(scenario: Callable) -> None:
-    """Play `scenario(page)` in Debian's Chromium, in a thread of its own: Playwright's sync
-    API refuses to start in a thread whose event loop runs, and another package's session-wide
-    browser may hold the main thread's. `page.problems` lists console errors (CSP violations
-    among them), failed requests and error answers. What the thread raised is re-raised."""
-    raised: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            with playwright_sync_api().sync_playwright() as playwright:
-                browser = launch(playwright)
-                try:
-                    page = browser.new_context(viewport=DESKTOP).new_page()
-                    page.problems = watch_problems(page)
-                    scenario(page)
-                finally:
-                    # The scenario's queries ran in Playwright's context (asgiref's locals
-                    # follow it): close their connection from there.
-                    connections.close_all()
-                    browser.close()
-        except BaseException as error:  # noqa: BLE001 - re-raised in the test's thread
-            raised.append(error)
-        finally:
-            # The scenario's own queries ran on this thread's connection.
-            connections.close_all()
-
-    thread = threading.Thread(target=run, name="playwright")
-    thread.start()
-    thread.join()
-    if raised:
-        raise raised[0]
+    """Play `scenario(page)` in Debian's Chromium (see tests.browser.run_in_browser)."""
+    run_in_browser(scenario)
 
 
 def log_in(page, live_server, username: str, password: str) -> None:

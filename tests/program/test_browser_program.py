@@ -6,69 +6,19 @@ Screenshots go to /tmp/pp-shots/ for a human to look at.
 """
 
 import re
-import threading
 from collections.abc import Callable
 
 import pytest
-from django.db import connections
 
 from partnerships.models import Agreement, PartnerAssessment, StageTransition
-from tests.browser import (
-    DESKTOP,
-    PHONE,
-    SHOTS,
-    horizontal_overflow,
-    launch,
-    playwright_sync_api,
-    watch,
-)
+from tests.browser import DESKTOP, PHONE, SHOTS, horizontal_overflow, run_in_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def in_own_thread(body: Callable[[], None]) -> None:
-    """Run `body` in a thread of its own and re-raise what it raised.
-
-    Playwright's sync API refuses to start in a thread whose event loop is running, and a
-    session-wide browser of another test package may hold the main thread's loop until the
-    session ends; a new thread has no loop. Its database connection is closed at its end, so
-    the flush after the test is not kept waiting."""
-    raised: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            body()
-        except BaseException as error:  # noqa: BLE001 - re-raised in the test's thread
-            raised.append(error)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run, name="playwright")
-    thread.start()
-    thread.join()
-    if raised:
-        raise raised[0]
-
-
 def in_browser(scenario: Callable, *, viewport: dict = DESKTOP, javascript: bool = True):
-    """Play `scenario(page)` in Debian's Chromium; `page.problems` lists console errors,
-    failed requests and error answers."""
-    def body() -> None:
-        with playwright_sync_api().sync_playwright() as playwright:
-            browser = launch(playwright)
-            try:
-                context = browser.new_context(viewport=viewport,
-                                              java_script_enabled=javascript)
-                page = context.new_page()
-                page.problems = watch(page)
-                scenario(page)
-            finally:
-                # The scenario's queries ran in Playwright's context: close their connection
-                # from there.
-                connections.close_all()
-                browser.close()
-
-    in_own_thread(body)
+    """Play `scenario(page)` in Debian's Chromium (see tests.browser.run_in_browser)."""
+    run_in_browser(scenario, viewport=viewport, javascript=javascript)
 
 
 def log_in(page, live_server, username: str, password: str) -> None:
