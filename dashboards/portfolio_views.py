@@ -1,16 +1,18 @@
 """The host's portfolio of agreements: headline figures, charts, the table and its CSV export."""
 
+import math
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, QuerySet, Window
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils.cache import patch_vary_headers
 
 from partnerships.access import agreements_for, host_required
 from partnerships.audit import audit_record
-from partnerships.models import AgreementType, AuditAction, Stage, Tier
+from partnerships.models import Agreement, AgreementType, AuditAction, Stage, Tier
 from scoring.exports import iter_csv_lines
 from scoring.models import ScoringRun
 
@@ -20,14 +22,14 @@ from .selectors import (
     FLAG_CHOICES,
     PORTFOLIO_EXPORT_HEADER,
     PORTFOLIO_SORTS,
-    PortfolioRow,
+    SCORE_BIN,
+    portfolio_export_queryset,
+    portfolio_export_row,
     portfolio_export_rows,
-    portfolio_filter,
-    portfolio_owners,
+    portfolio_figures,
+    portfolio_overview,
+    portfolio_queryset,
     portfolio_rows,
-    portfolio_sort,
-    portfolio_summary,
-    portfolio_tier_counts,
 )
 from .views import HtmxHttpRequest
 
@@ -65,16 +67,21 @@ def _neighbours(months: list[str], month: str) -> tuple[str, str]:
 
 @dataclass
 class PortfolioState:
-    """What the query string asked for, checked, and the rows it selects."""
+    """What the query string asked for, checked, and the query of the rows it selects."""
 
     run: ScoringRun | None
     months: list[str]
     month: str
     filters: dict[str, str]
     sort: str
-    rows: list[PortfolioRow]
-    shown: list[PortfolioRow]
+    # The visible agreements (the headline figures and charts are of all of them), how many
+    # and how many active, and their owners.
+    agreements: QuerySet[Agreement]
+    total: int
+    active: int
     owners: list[tuple[int, str]]
+    # The table's agreements: filtered and sorted by the database.
+    shown: QuerySet[Agreement]
 
     def query(self, **changes: str) -> str:
         """This page's query string with some parameters changed ('' drops one)."""
@@ -84,13 +91,49 @@ class PortfolioState:
         return "?" + urlencode({k: v for k, v in merged.items() if v})
 
 
+class CountedPaginator(Paginator):
+    """A paginator told its count (known already), so it does not ask the database."""
+
+    def __init__(self, object_list, per_page: int, *, count: int) -> None:
+        super().__init__(object_list, per_page)
+        self.count = count
+
+
+def _page(request: HtmxHttpRequest, state: PortfolioState) -> Page:
+    """The asked page of the table (the first for a bad number, the last past the end) with
+    its rows: one query for the page's agreements, which counts them all with a window, and
+    two for their scorecards and trends."""
+    try:
+        number = max(int(request.GET.get("page") or 1), 1)
+    except ValueError:
+        number = 1
+    counted = state.shown.annotate(_count=Window(Count("pk")))
+
+    def agreements_of(number: int) -> list[Agreement]:
+        return list(counted[(number - 1) * PAGE_SIZE:number * PAGE_SIZE])
+
+    agreements = agreements_of(number)
+    if agreements:
+        count = agreements[0]._count
+    elif number == 1:
+        count = 0
+    else:  # past the end: the last page
+        count = state.shown.count()
+        number = max(math.ceil(count / PAGE_SIZE), 1)
+        agreements = agreements_of(number) if count else []
+    paginator = CountedPaginator((), PAGE_SIZE, count=count)
+    return Page(portfolio_rows(agreements=agreements, run=state.run, period=state.month),
+                number, paginator)
+
+
 def _portfolio_state(request: HtmxHttpRequest) -> PortfolioState:
     run = ScoringRun.objects.current()
     months = run.periods if run is not None else []
     month = _month(request, months)
-    rows = portfolio_rows(agreements=agreements_for(user=request.user), run=run, period=month) \
-        if month else []
-    owners = portfolio_owners(rows=rows)
+    agreements = agreements_for(user=request.user) if month else Agreement.objects.none()
+    overview = portfolio_overview(agreements=agreements) if month \
+        else {"total": 0, "active": 0, "owners": []}
+    owners = overview["owners"]
     choices = {
         "type": AgreementType.values, "stage": Stage.values, "tier": Tier.values,
         "flag": FLAG_CHOICES,
@@ -110,27 +153,29 @@ def _portfolio_state(request: HtmxHttpRequest) -> PortfolioState:
     sort = request.GET.get("sort", "agreement")
     if sort.lstrip("-") not in PORTFOLIO_SORTS:
         sort = "agreement"
-    shown = portfolio_sort(
-        rows=portfolio_filter(rows=rows, type=filters["type"], stage=filters["stage"],
-                              tier=filters["tier"], flag=filters["flag"], search=filters["q"],
-                              owner_id=owner_id),
-        sort=sort,
-    )
+    shown = portfolio_queryset(
+        agreements=agreements, run=run, period=month, sort=sort, type=filters["type"],
+        stage=filters["stage"], tier=filters["tier"], flag=filters["flag"],
+        search=filters["q"], owner_id=owner_id)
     return PortfolioState(run=run, months=months, month=month, filters=filters, sort=sort,
-                          rows=rows, shown=shown, owners=owners)
+                          agreements=agreements, total=overview["total"],
+                          active=overview["active"], owners=owners, shown=shown)
 
 
-def _portfolio_charts(state: PortfolioState) -> dict:
-    """The tier and score charts of the whole portfolio (not only the filtered rows)."""
-    if not state.rows:
-        return {"tier_figure": None, "score_figure": None}
-    counts = portfolio_tier_counts(rows=state.rows)
+def _portfolio_figures(state: PortfolioState) -> dict:
+    """The headline cards and the tier and score charts of the whole portfolio (not only the
+    filtered rows)."""
+    figures = portfolio_figures(agreements=state.agreements, run=state.run, period=state.month,
+                                active=state.active)
+    counts = figures["tier_counts"]
     # Only months from the first one with a tier: leading empty months say nothing.
     tiered = [month for month in sorted(counts) if any(counts[month].values())]
     counts = {month: counts[month] for month in sorted(counts) if tiered and month >= tiered[0]}
-    scores = [row.scorecard.overall for row in state.rows
-              if row.has_scorecard and row.scorecard.overall is not None]
+    # The chart bins the scores itself: one value per scorecard, at the bottom of its bin.
+    scores = [float(index * SCORE_BIN) for index, count in enumerate(figures["score_bins"])
+              for _ in range(count)]
     return {
+        "summary": figures["summary"],
         "tier_figure": charts.tier_distribution_figure(counts=counts, period=state.month)
         if tiered else None,
         "score_figure": charts.score_distribution_figure(
@@ -144,7 +189,7 @@ def _portfolio_charts(state: PortfolioState) -> dict:
 def portfolio(request: HtmxHttpRequest) -> HttpResponse:
     state = _portfolio_state(request)
     previous_month, next_month = _neighbours(state.months, state.month)
-    page = Paginator(state.shown, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = _page(request, state)
     sort = state.sort
     columns = [
         (name, label, state.query(sort=("-" + name) if sort == name else name, page=""),
@@ -167,14 +212,14 @@ def portfolio(request: HtmxHttpRequest) -> HttpResponse:
         if previous_month else "",
         "next_month_url": state.query(month=next_month, page="") if next_month else "",
         "previous_month": previous_month, "next_month": next_month,
-        "summary": portfolio_summary(rows=state.rows), "page": page,
+        "page": page,
         # Overdue reviews and actions today (dashboards/program/overdue.py).
         "review_figures": portfolio_review_figures(agreements=agreements_for(user=request.user)),
         "filters": state.filters, "sort": sort,
         "owner_filter_label": "mine" if state.filters["owner"] == "mine"
         else owner_label.get(state.filters["owner"], ""),
         "columns": columns, "header_cells": header_cells, "column_count": len(header_cells),
-        "filtered_count": len(state.shown), "total_count": len(state.rows),
+        "filtered_count": page.paginator.count, "total_count": state.total,
         "previous_page_url": state.query(page=str(page.previous_page_number()))
         if page.has_previous() else "",
         "next_page_url": state.query(page=str(page.next_page_number()))
@@ -184,7 +229,8 @@ def portfolio(request: HtmxHttpRequest) -> HttpResponse:
         "tier_choices": Tier.choices,
         "flag_choices": [("at_risk", "At risk"), ("incomplete", "Incomplete")],
         "owner_choices": [("mine", "Mine"), *((str(pk), name) for pk, name in state.owners)],
-        **_portfolio_charts(state),
+        **(_portfolio_figures(state) if state.month else
+           {"summary": {}, "tier_figure": None, "score_figure": None}),
     }
     template = "dashboards/portfolio.html"
     if request.htmx and not request.htmx.history_restore_request:
@@ -199,7 +245,10 @@ def portfolio(request: HtmxHttpRequest) -> HttpResponse:
 def portfolio_export(request: HtmxHttpRequest) -> StreamingHttpResponse:
     """The filtered, sorted table as CSV: every row, not only the page."""
     state = _portfolio_state(request)
-    cells = portfolio_export_rows(rows=state.shown, period=state.month)
+    rows = (portfolio_export_row(agreement) for agreement in portfolio_export_queryset(
+        queryset=state.shown, run=state.run, period=state.month).iterator(chunk_size=500)) \
+        if state.month else ()
+    cells = portfolio_export_rows(rows=rows, period=state.month)
     audit_record(action=AuditAction.EXPORT, request=request,
                  target=f"portfolio {state.month or 'no month'}",
                  detail={"rows": len(cells), "sort": state.sort,

@@ -1,15 +1,43 @@
 """Read-only queries behind the pages."""
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import NamedTuple
 
-from django.db.models import Count, Min, Q, QuerySet
+from django.db import connections
+from django.db.models import (
+    Case,
+    CharField,
+    Count,
+    Exists,
+    ExpressionWrapper,
+    F,
+    FloatField,
+    IntegerField,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, Collate, Concat, Lower, NullIf, Trim
+from django.db.models.lookups import Exact
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from partnerships.models import Agreement, ImportBatch, MetricObservation, Tier
+from partnerships.models import (
+    Agreement,
+    AgreementType,
+    ImportBatch,
+    MetricObservation,
+    Stage,
+    Tier,
+)
 from scoring.exports import format_number, safe_text
 from scoring.models import KPIScore, Scorecard, ScoringRun
 
@@ -38,6 +66,9 @@ PORTFOLIO_SORTS = ("partner", "agreement", "type", "stage", "owner", "tier", "ov
 FLAG_CHOICES = ("at_risk", "incomplete")
 # How many months, up to the selected one, the trend (sparkline) of a row covers.
 TREND_MONTHS = 12
+# The score histogram's bins, as charts.score_bins draws them (charts imports this module).
+SCORE_BIN = 10
+SCORE_TOP = 120
 
 
 def one_decimal(value: float | None) -> str:
@@ -94,11 +125,11 @@ def sparkline(*, points: list[TrendPoint], width: int = 100, height: int = 24,
     if current:
         segments.append(current)
     last_index = max(index for index, point in enumerate(points) if point.overall is not None)
-    values = [one_decimal(point.overall) for point in scored]
     label = (
         f"Overall score {points[0].period} to {points[-1].period}: "
         f"{len(scored)} of {len(points)} months scored, "
-        f"from {values[0]} ({scored[0].period}) to {values[-1]} ({scored[-1].period}); "
+        f"from {one_decimal(scored[0].overall)} ({scored[0].period}) "
+        f"to {one_decimal(scored[-1].overall)} ({scored[-1].period}); "
         f"low {one_decimal(min(p.overall for p in scored))}, "
         f"high {one_decimal(max(p.overall for p in scored))}"
     )
@@ -140,6 +171,8 @@ class PortfolioRow:
     scorecard: Scorecard | None
     previous: Scorecard | None
     trend: list[TrendPoint] = field(default_factory=list)
+    # The trend change computed by the database, for rows loaded without their trend.
+    change: float | None = None
 
     @property
     def tier(self) -> str:
@@ -201,6 +234,8 @@ class PortfolioRow:
     @property
     def trend_change(self) -> float | None:
         """Last minus first scored overall score of the trend window (None below two months)."""
+        if not self.trend:
+            return self.change
         scored = [point.overall for point in self.trend if point.overall is not None]
         return scored[-1] - scored[0] if len(scored) >= 2 else None
 
@@ -213,32 +248,28 @@ class PortfolioRow:
         return sparkline_svg(self.sparkline)
 
 
-def portfolio_rows(*, agreements: QuerySet[Agreement], run, period: str,
-                   trend_months: int = TREND_MONTHS) -> list[PortfolioRow]:
-    """Every visible agreement with its scorecard of the month, of the month before, and its
-    overall score over the `trend_months` months up to `period`.
-
-    Four queries whatever the number of agreements."""
-    agreement_list = list(agreements.select_related("partner", "owner", "incentive_plan")
-                          .order_by("code"))
-    if run is None or not period:
+def _rows_of(*, agreement_list: list[Agreement], run, period: str,
+             trend_months: int = TREND_MONTHS) -> list[PortfolioRow]:
+    """The given agreements (partner, owner and plan joined), in their order, with their
+    scorecard of the month, of the month before, and their overall score over the
+    `trend_months` months up to `period`. Two queries, none without agreements."""
+    if run is None or not period or not agreement_list:
         return [PortfolioRow(agreement=agreement, scorecard=None, previous=None)
                 for agreement in agreement_list]
+    ids = [agreement.pk for agreement in agreement_list]
     previous_period = month_shift(period, -1)
     window = month_range(last=period, count=trend_months)
     # Whole scorecards for this month and the one before; for the trend's months only the
-    # three columns it draws (model instances for 12 months × 1,000 agreements cost ~5×).
-    scorecards = Scorecard.objects.filter(
-        run=run, period__in=(period, previous_period), agreement__in=agreements
-    )
+    # three columns it draws.
     by_key: dict[tuple[int, str], Scorecard] = {
-        (card.agreement_id, card.period): card for card in scorecards
+        (card.agreement_id, card.period): card for card in Scorecard.objects.filter(
+            run=run, period__in=(period, previous_period), agreement_id__in=ids).order_by()
     }
     points: dict[tuple[int, str], tuple[float | None, str]] = {
         (agreement_id, month): (overall if has_scorecard else None, tier)
         for agreement_id, month, overall, has_scorecard, tier in Scorecard.objects.filter(
-            run=run, period__gte=window[0], period__lte=period, agreement__in=agreements
-        ).values_list("agreement_id", "period", "overall", "has_scorecard", "tier")
+            run=run, period__gte=window[0], period__lte=period, agreement_id__in=ids
+        ).order_by().values_list("agreement_id", "period", "overall", "has_scorecard", "tier")
     }
     rows = []
     for agreement in agreement_list:
@@ -252,6 +283,184 @@ def portfolio_rows(*, agreements: QuerySet[Agreement], run, period: str,
     return rows
 
 
+def portfolio_rows(*, agreements: QuerySet[Agreement] | list[Agreement], run, period: str,
+                   trend_months: int = TREND_MONTHS) -> list[PortfolioRow]:
+    """Agreements with their scorecard of the month, of the month before, and their overall
+    score over the `trend_months` months up to `period`: a queryset all of it by code (a
+    partner's few agreements on their home page), a list (a page of the portfolio) as given.
+
+    Three queries for a queryset, two for a list, whatever the number of agreements."""
+    if not isinstance(agreements, list):
+        agreements = list(agreements.select_related("partner", "owner", "incentive_plan")
+                          .order_by("code"))
+    return _rows_of(agreement_list=agreements, run=run, period=period,
+                    trend_months=trend_months)
+
+
+def _bytewise(expression, *, using: str):
+    """`expression` compared by code point, like Python compares strings (the database's
+    default collation may ignore punctuation or order letters by locale)."""
+    vendor = connections[using].vendor
+    if vendor == "postgresql":
+        return Collate(expression, "C")
+    if vendor == "sqlite":
+        return Collate(expression, "BINARY")
+    return expression
+
+
+def _month_cards(*, run, period: str) -> QuerySet[Scorecard]:
+    """The scorecard of `period` of the outer query's agreement (at most one row)."""
+    return Scorecard.objects.filter(run=run, period=period, agreement=OuterRef("pk")).order_by()
+
+
+def _card_value(*, run, period: str, column: str, scored_only: bool = False) -> Subquery:
+    cards = _month_cards(run=run, period=period)
+    if scored_only:
+        cards = cards.filter(has_scorecard=True)
+    return Subquery(cards.values(column)[:1])
+
+
+def _trend_annotations(*, run, period: str, trend_months: int = TREND_MONTHS) -> dict:
+    """`_trend`: the last minus the first scored overall score of the trend window, NULL below
+    two scored months (PortfolioRow.trend_change in SQL). Three correlated index lookups."""
+    window = month_range(last=period, count=trend_months)
+    scored = Scorecard.objects.filter(
+        run=run, period__gte=window[0], period__lte=period, has_scorecard=True,
+        overall__isnull=False, agreement=OuterRef("pk")).order_by()
+    return {
+        "_trend_last_period": Subquery(scored.order_by("-period").values("period")[:1]),
+        "_trend_last": Subquery(scored.order_by("-period").values("overall")[:1]),
+        # The first scored month before the last one: none (NULL) with a single month.
+        "_trend_first": Subquery(scored.filter(period__lt=OuterRef("_trend_last_period"))
+                                 .order_by("period").values("overall")[:1]),
+        "_trend": ExpressionWrapper(F("_trend_last") - F("_trend_first"),
+                                    output_field=FloatField()),
+    }
+
+
+def _sort_annotations(*, column: str, run, period: str, using: str) -> dict:
+    """`_sort`: the value of `column` the table sorts by, NULL where it is missing."""
+    if column == "trend":
+        return {**_trend_annotations(run=run, period=period), "_sort": F("_trend")}
+    if column == "partner":
+        key = _bytewise(Lower("partner__name"), using=using)
+    elif column == "agreement":
+        key = _bytewise(F("code"), using=using)
+    elif column in ("type", "stage"):
+        choices = AgreementType.choices if column == "type" else Stage.choices
+        key = _bytewise(Case(*(When(**{column: value}, then=Value(label))
+                               for value, label in choices),
+                             default=F(column), output_field=CharField()), using=using)
+    elif column == "owner":
+        full_name = NullIf(Trim(Concat("owner__first_name", Value(" "), "owner__last_name",
+                                       output_field=CharField())), Value(""))
+        key = _bytewise(NullIf(Lower(Coalesce(full_name, "owner__username")), Value("")),
+                        using=using)
+    elif column == "tier":
+        tier = _card_value(run=run, period=period, column="tier")
+        key = Case(*(When(Exact(tier, value), then=Value(rank))
+                     for value, rank in TIER_RANK.items()),
+                   default=None, output_field=IntegerField())
+    elif column == "flags":
+        flags = _month_cards(run=run, period=period).annotate(
+            weight=Case(When(at_risk=True, then=Value(2)), default=Value(0))
+            + Case(When(incomplete=True, then=Value(1)), default=Value(0)))
+        # Rows without flags (or without a scorecard) sort as 0, not as missing.
+        key = Coalesce(Subquery(flags.values("weight")[:1]), Value(0))
+    else:  # overall and coverage only with a scorecard; rolling and payout from any row
+        key = _card_value(run=run, period=period, column=column,
+                          scored_only=column in ("overall", "coverage"))
+    return {"_sort": key}
+
+
+def portfolio_queryset(*, agreements: QuerySet[Agreement], run, period: str, sort: str,
+                       type: str = "", stage: str = "", tier: str = "", flag: str = "",
+                       search: str = "", owner_id: int | None = None) -> QuerySet[Agreement]:
+    """The agreements of the table, filtered and sorted by the database: count it and slice
+    it for a page; partner, owner and incentive plan are joined.
+
+    Sorted by a column of PORTFOLIO_SORTS ('-' first for descending), ties by code in the same
+    direction, missing values last by code; exactly as `portfolio_sort` sorts rows."""
+    queryset = agreements.select_related("partner", "owner", "incentive_plan")
+    if type:
+        queryset = queryset.filter(type=type)
+    if stage:
+        queryset = queryset.filter(stage=stage)
+    if owner_id is not None:
+        queryset = queryset.filter(owner_id=owner_id)
+    needle = search.strip()
+    if needle:
+        queryset = queryset.filter(Q(code__icontains=needle) | Q(partner__name__icontains=needle)
+                                   | Q(title__icontains=needle))
+    if tier:
+        queryset = queryset.filter(Exists(_month_cards(run=run, period=period).filter(tier=tier)))
+    if flag in FLAG_CHOICES:
+        queryset = queryset.filter(Exists(_month_cards(run=run, period=period)
+                                          .filter(**{flag: True})))
+    code = _bytewise(F("code"), using=queryset.db)
+    column = sort.lstrip("-")
+    if column not in PORTFOLIO_SORTS:
+        column, sort = "agreement", "agreement"
+    queryset = queryset.annotate(**_sort_annotations(column=column, run=run, period=period,
+                                                     using=queryset.db))
+    if sort.startswith("-"):
+        return queryset.order_by(
+            F("_sort").desc(nulls_last=True),
+            # Missing values keep the code order; present ones tie by code descending.
+            Case(When(_sort__isnull=True, then=code)).asc(), code.desc())
+    return queryset.order_by(F("_sort").asc(nulls_last=True), code.asc())
+
+
+def portfolio_export_queryset(*, queryset: QuerySet[Agreement], run,
+                              period: str) -> QuerySet[Agreement]:
+    """The table's query with what the CSV needs of each row's scorecards as columns: the
+    month's scorecard, the previous month's tier and the trend change."""
+    columns = ("has_scorecard", "overall", "rolling", "coverage", "tier", "at_risk",
+               "incomplete", "payout")
+    previous = month_shift(period, -1)
+    annotations = {f"_card_{column}": _card_value(run=run, period=period, column=column)
+                   for column in columns}
+    annotations["_previous_tier"] = _card_value(run=run, period=previous, column="tier")
+    if "_trend" not in queryset.query.annotations:
+        annotations.update(_trend_annotations(run=run, period=period))
+    return queryset.annotate(**annotations)
+
+
+def portfolio_export_row(agreement: Agreement) -> PortfolioRow:
+    """A row of `portfolio_export_queryset`, its scorecards rebuilt from the columns."""
+    card = None
+    # coverage is never NULL on a scorecard: NULL here means no scorecard that month.
+    if agreement._card_coverage is not None:
+        card = Scorecard(agreement_id=agreement.pk, **{
+            column: getattr(agreement, f"_card_{column}") for column in (
+                "has_scorecard", "overall", "rolling", "coverage", "tier", "at_risk",
+                "incomplete", "payout")})
+    previous = Scorecard(tier=agreement._previous_tier or "")
+    return PortfolioRow(agreement=agreement, scorecard=card, previous=previous,
+                        change=agreement._trend)
+
+
+def portfolio_overview(*, agreements: QuerySet[Agreement]) -> dict:
+    """How many agreements, how many active, and their host-side owners by name. One query:
+    the agreements grouped by owner."""
+    total = active = 0
+    owners: dict[int, str] = {}
+    for owner_id, first, last, username, count, active_count in (
+        agreements.order_by().values("owner_id")
+        .annotate(count=Count("pk"), active_count=Count("pk", filter=Q(stage=Stage.ACTIVE)))
+        .values_list("owner_id", "owner__first_name", "owner__last_name", "owner__username",
+                     "count", "active_count")
+    ):
+        total += count
+        active += active_count
+        if owner_id is not None:
+            owners[owner_id] = f"{first} {last}".strip() or username
+    return {
+        "total": total, "active": active,
+        "owners": sorted(owners.items(), key=lambda item: (item[1].casefold(), item[0])),
+    }
+
+
 def portfolio_owners(*, rows: list[PortfolioRow]) -> list[tuple[int, str]]:
     """The host-side owners of the rows' agreements, by name (no query: owners are joined)."""
     owners = {row.agreement.owner_id: row.owner_name for row in rows
@@ -262,7 +471,8 @@ def portfolio_owners(*, rows: list[PortfolioRow]) -> list[tuple[int, str]]:
 def portfolio_filter(*, rows: list[PortfolioRow], type: str = "", stage: str = "",
                      tier: str = "", flag: str = "", search: str = "",
                      owner_id: int | None = None) -> list[PortfolioRow]:
-    """Rows matching every given filter (empty filters match all)."""
+    """Rows matching every given filter (empty filters match all): `portfolio_queryset`'s
+    filters on rows already loaded."""
     needle = search.strip().casefold()
     return [
         row for row in rows
@@ -278,7 +488,8 @@ def portfolio_filter(*, rows: list[PortfolioRow], type: str = "", stage: str = "
 
 
 def portfolio_sort(*, rows: list[PortfolioRow], sort: str) -> list[PortfolioRow]:
-    """Sorted by a column of PORTFOLIO_SORTS; '-' first for descending; missing values last."""
+    """Sorted by a column of PORTFOLIO_SORTS; '-' first for descending; missing values last.
+    `portfolio_queryset`'s order on rows already loaded (the tests hold the two together)."""
     descending = sort.startswith("-")
     column = sort.lstrip("-")
     if column not in PORTFOLIO_SORTS:
@@ -307,14 +518,91 @@ def portfolio_sort(*, rows: list[PortfolioRow], sort: str) -> list[PortfolioRow]
         value = row.value(column)
         return None if value is None or math.isnan(value) else value
 
+    rows = sorted(rows, key=lambda row: row.agreement.code)
     present = [row for row in rows if key(row) is not None]
     missing = [row for row in rows if key(row) is None]
     present.sort(key=lambda row: (key(row), row.agreement.code), reverse=descending)
     return present + missing
 
 
+def _scorecards_of(*, agreements: QuerySet[Agreement], run) -> QuerySet[Scorecard]:
+    """The run's scorecards of the given (already scoped) agreements. Every scorecard has an
+    agreement: when the user sees them all (host staff), the semi-join would only cost."""
+    scorecards = Scorecard.objects.filter(run=run)
+    if agreements.query.where or agreements.query.is_sliced:
+        scorecards = scorecards.filter(agreement__in=agreements.order_by().values("pk"))
+    return scorecards
+
+
+def portfolio_figures(*, agreements: QuerySet[Agreement], run, period: str, active: int,
+                      trend_months: int = TREND_MONTHS) -> dict:
+    """The headline cards ("summary"), the tiers per month of the trend window
+    ("tier_counts") and the month's overall scores in 10-point bins ("score_bins") of the
+    given agreements. One query: their scorecards of the window grouped by month, tier and,
+    for the month's scored ones, score bin."""
+    window = month_range(last=period, count=trend_months)
+    previous = month_shift(period, -1)
+    scored = Q(has_scorecard=True, overall__isnull=False)
+    bins = SCORE_TOP // SCORE_BIN
+    # A bin per 10 points, as charts.score_bins counts them (comparisons, not a division, so
+    # a bin edge falls exactly where Python's // puts it): below 0 counts in the first bin,
+    # 120 (the cap) and above in the last.
+    score_bin = Case(When(Q(period=period) & scored, then=Case(
+        *(When(overall__lt=(index + 1) * SCORE_BIN, then=Value(index))
+          for index in range(bins - 1)),
+        default=Value(bins - 1))), default=None, output_field=IntegerField())
+    groups = (
+        _scorecards_of(agreements=agreements, run=run)
+        .filter(period__gte=window[0], period__lte=period)
+        .order_by().annotate(score_bin=score_bin).values("period", "tier", "score_bin")
+        .annotate(cards=Count("pk"), scored=Count("pk", filter=scored),
+                  overall_sum=Sum("overall", filter=scored), payout_sum=Sum("payout"),
+                  at_risk=Count("pk", filter=Q(at_risk=True)),
+                  incomplete=Count("pk", filter=Q(incomplete=True)))
+    ) if run is not None and period else []
+    # Tier.values walks the enum each time: read it once.
+    tiers = Tier.values
+    tier_counts = {month: dict.fromkeys(tiers, 0) for month in window}
+    score_bins = [0] * bins
+    totals = {"scored": 0, "overall": 0.0, "scored_before": 0, "overall_before": 0.0,
+              "payout": 0.0, "at_risk": 0, "incomplete": 0}
+    for group in groups:
+        if group["tier"]:
+            tier_counts[group["period"]][group["tier"]] += group["cards"]
+        if group["period"] == period:
+            totals["scored"] += group["scored"]
+            totals["overall"] += group["overall_sum"] or 0.0
+            totals["payout"] += group["payout_sum"] or 0.0
+            totals["at_risk"] += group["at_risk"]
+            totals["incomplete"] += group["incomplete"]
+            if group["score_bin"] is not None:
+                score_bins[group["score_bin"]] += group["scored"]
+        elif group["period"] == previous:
+            totals["scored_before"] += group["scored"]
+            totals["overall_before"] += group["overall_sum"] or 0.0
+    mean_now = totals["overall"] / totals["scored"] if totals["scored"] else None
+    mean_before = (totals["overall_before"] / totals["scored_before"]
+                   if totals["scored_before"] else None)
+    change = mean_now - mean_before if mean_now is not None and mean_before is not None else None
+    this_tiers = tier_counts.get(period, dict.fromkeys(tiers, 0))
+    summary = {
+        "active": active,
+        "scored": totals["scored"],
+        "mean_overall": one_decimal(mean_now),
+        "mean_change": one_decimal(change),
+        "mean_change_sign": "" if change is None else ("up" if change > 0 else
+                                                        "down" if change < 0 else "same"),
+        "tiers": [(tier, label, this_tiers[tier]) for tier, label in
+                  reversed(list(zip(Tier.values, Tier.labels, strict=True)))],
+        "at_risk": totals["at_risk"],
+        "incomplete": totals["incomplete"],
+        "payout": f"{totals['payout']:,.2f}",
+    }
+    return {"summary": summary, "tier_counts": tier_counts, "score_bins": score_bins}
+
+
 def portfolio_summary(*, rows: list[PortfolioRow]) -> dict:
-    """The headline cards: counts, mean overall and its change, tiers, flags, total payout."""
+    """The headline cards of rows already loaded (`portfolio_figures` computes them in SQL)."""
 
     def mean(values: list[float]) -> float | None:
         return sum(values) / len(values) if values else None
@@ -344,28 +632,13 @@ def portfolio_summary(*, rows: list[PortfolioRow]) -> dict:
     }
 
 
-def portfolio_tier_counts(*, rows: list[PortfolioRow]) -> dict[str, dict[str, int]]:
-    """Per month of the rows' trend window, how many agreements had each tier."""
-    counts: dict[str, dict[str, int]] = {}
-    # Tier.values walks the enum each time: read it once, not once per row and month.
-    tiers = Tier.values
-    for row in rows:
-        for point in row.trend:
-            months = counts.get(point.period)
-            if months is None:
-                months = counts[point.period] = dict.fromkeys(tiers, 0)
-            if point.tier:
-                months[point.tier] += 1
-    return counts
-
-
 PORTFOLIO_EXPORT_HEADER = [
     "period", "partner", "agreement", "title", "type", "stage", "owner", "tier", "tier_move",
     "overall", "rolling", "coverage", "flags", "payout", "currency", "trend_change",
 ]
 
 
-def portfolio_export_rows(*, rows: list[PortfolioRow], period: str) -> list[list[str]]:
+def portfolio_export_rows(*, rows: Iterable[PortfolioRow], period: str) -> list[list[str]]:
     """The table as CSV cells: the stored values with the scorecard export's 4 decimals, text
     cells a spreadsheet would run as formulas escaped."""
     cells = []
