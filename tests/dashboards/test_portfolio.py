@@ -427,3 +427,127 @@ def test_export_and_filtered_page_queries_do_not_grow_with_agreements(
         assert len(lines) == size + 1
         counts.append((len(page_queries), len(export_queries)))
     assert counts[0] == counts[1]
+
+
+# ---- The database's filtering, sorting and figures equal the rules on loaded rows ----------
+
+
+@pytest.fixture
+def varied(acme, globex, kpis, django_user_model):
+    """Eight agreements with ties, gaps and missing values in every sortable column."""
+    from partnerships.models import Stage
+    from tests.conftest import make_user
+
+    agreements = [make_agreement(acme if index % 3 else globex, f"V-{index}", kpis)
+                  for index in range(8)]
+    owners = [make_user(django_user_model, f"owner-{name}", "host_manager")
+              for name in ("bea", "al")]
+    owners[1].first_name, owners[1].last_name = "Zoë", "Able"
+    owners[1].save()
+    for index, agreement in enumerate(agreements):
+        agreement.owner = owners[index % 2] if index < 6 else None
+        agreement.stage = Stage.PILOT if index in (2, 5) else agreement.stage
+        agreement.save()
+    # V-7 has no metrics at all: no scorecard, no trend.
+    write_observations(observations_for(agreements[:7], kpis, months=4))
+    scoring_run_inline()
+    run = ScoringRun.objects.current()
+    for index, agreement in enumerate(agreements[:7]):
+        Scorecard.objects.filter(run=run, agreement=agreement, period="2025-04").update(
+            payout=None if index == 3 else 100.0 * (index % 3), at_risk=index in (1, 4),
+            incomplete=index in (1, 2), tier=("strategic", "growth", "")[index % 3])
+    # V-6 has a single scored month in the window (its trend is missing, not 0).
+    Scorecard.objects.filter(run=run, agreement=agreements[6]).exclude(
+        period="2025-04").update(has_scorecard=False)
+    # V-0's month has a row without a scorecard: overall and coverage are missing.
+    Scorecard.objects.filter(run=run, agreement=agreements[0], period="2025-04").update(
+        has_scorecard=False)
+    return run, agreements
+
+
+def all_rows(run, period="2025-04"):
+    from dashboards.selectors import portfolio_rows
+
+    return portfolio_rows(agreements=Agreement.objects.all(), run=run, period=period)
+
+
+@pytest.mark.parametrize("sort", [
+    direction + column for column in ("partner", "agreement", "type", "stage", "owner", "tier",
+                                      "overall", "rolling", "trend", "coverage", "flags",
+                                      "payout")
+    for direction in ("", "-")])
+def test_sql_order_equals_the_python_sort_with_ties_and_missing_values(varied, sort):
+    from dashboards.selectors import portfolio_queryset, portfolio_sort
+
+    run, _ = varied
+    expected = [row.agreement.code for row in portfolio_sort(rows=all_rows(run), sort=sort)]
+    ordered = portfolio_queryset(agreements=Agreement.objects.all(), run=run,
+                                 period="2025-04", sort=sort)
+    assert [agreement.code for agreement in ordered] == expected
+
+
+def test_sql_filters_equal_the_python_filters(varied, host_manager):
+    from dashboards.selectors import portfolio_filter, portfolio_queryset
+
+    run, agreements = varied
+    owner_id = agreements[1].owner_id
+    rows = all_rows(run)
+    for filters in ({"tier": "growth"}, {"tier": "strategic"}, {"flag": "at_risk"},
+                    {"flag": "incomplete"}, {"stage": "pilot"}, {"type": "co_marketing"},
+                    {"owner_id": owner_id}, {"search": "v-1"}, {"search": "ACME"},
+                    {"search": "100%"}, {"tier": "growth", "flag": "incomplete"}):
+        expected = [row.agreement.code for row in portfolio_filter(rows=rows, **filters)]
+        found = portfolio_queryset(agreements=Agreement.objects.all(), run=run,
+                                   period="2025-04", sort="agreement", **filters)
+        assert [agreement.code for agreement in found] == expected, filters
+        assert expected or filters == {"search": "100%"}
+
+
+def test_headline_figures_and_charts_equal_those_of_the_rows(client, host_manager, varied):
+    from dashboards.charts import score_bins
+    from dashboards.selectors import portfolio_figures, portfolio_summary
+
+    run, agreements = varied
+    rows = all_rows(run)
+    figures = portfolio_figures(agreements=Agreement.objects.all(), run=run, period="2025-04",
+                                active=sum(row.agreement.stage == "active" for row in rows))
+    assert figures["summary"] == portfolio_summary(rows=rows)
+    assert figures["summary"]["at_risk"] == 2 and figures["summary"]["incomplete"] == 2
+    scores = [row.scorecard.overall for row in rows if row.overall]
+    assert figures["score_bins"] == score_bins(scores)
+    for month in ("2025-01", "2025-04"):
+        assert figures["tier_counts"][month] == {
+            tier: sum(1 for row in rows for point in row.trend
+                      if point.period == month and point.tier == tier)
+            for tier in ("strategic", "growth", "transactional")}
+    # The page shows the same figures.
+    client.force_login(host_manager)
+    response = client.get(URL)
+    assert response.context["summary"] == figures["summary"]
+    assert response.context["score_figure"]["data"][0]["y"] == score_bins(scores)
+    assert response.context["total_count"] == response.context["filtered_count"] == 8
+
+
+def test_export_rows_equal_the_page_rows(client, host_manager, varied):
+    from dashboards.selectors import portfolio_export_rows
+
+    run, _ = varied
+    client.force_login(host_manager)
+    lines = export_lines(client.get(EXPORT_URL, {"sort": "-trend"}))
+    page = rows_of(client.get(URL, {"sort": "-trend"}))
+    import csv
+
+    assert list(csv.reader(lines[1:])) == portfolio_export_rows(rows=page, period="2025-04")
+    trends = {row.agreement.code: row.trend_change for row in page}
+    assert trends["V-7"] is None and trends["V-6"] is None and trends["V-1"] is not None
+
+
+def test_a_page_past_the_end_shows_the_last_page(client, host_manager, varied):
+    client.force_login(host_manager)
+    response = client.get(URL, {"page": "9", "stage": "pilot"})
+    assert response.context["page"].number == 1
+    assert [row.agreement.code for row in rows_of(response)] == ["V-2", "V-5"]
+    assert client.get(URL, {"page": "x"}).context["page"].number == 1
+    empty = client.get(URL, {"q": "no such agreement", "page": "3"})
+    assert rows_of(empty) == [] and empty.context["filtered_count"] == 0
+    assert "No agreements match these filters." in empty.text
