@@ -51,7 +51,7 @@ from partnerships.models import (
     Role,
 )
 
-from .views import HtmxHttpRequest
+from .views import HtmxHttpRequest, redirect_after_change
 
 AUDIT_PAGE_SIZE = 50
 INVITATIONS_SHOWN = 50
@@ -356,11 +356,7 @@ def invitation_withdraw_view(request: HtmxHttpRequest, invitation_id: int) -> Ht
     else:
         messages.info(request, f"The invitation to {invitation.email} had already been used, "
                                "withdrawn or had expired.")
-    if request.htmx:
-        response = HttpResponse(status=200)
-        response["HX-Redirect"] = reverse("access_users") + "#invitations"
-        return response
-    return redirect(reverse("access_users") + "#invitations")
+    return redirect_after_change(request, reverse("access_users") + "#invitations")
 
 
 UNUSABLE_MESSAGES = {

@@ -23,6 +23,16 @@ class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
 
 
+def redirect_after_change(request: HtmxHttpRequest, url: str) -> HttpResponse:
+    """After a saved form or an action: the next page, loaded whole. htmx follows the
+    HX-Redirect header of an empty answer; without JavaScript it is a plain redirect."""
+    if request.htmx:
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = url
+        return response
+    return redirect(url)
+
+
 @login_required
 def home(request: HtmxHttpRequest) -> HttpResponse:
     agreements = agreements_for(user=request.user)

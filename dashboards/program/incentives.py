@@ -22,7 +22,7 @@ from partnerships.models import Agreement, ChangeKind, IncentivePlan, Tier
 from scoring.models import Scorecard, ScoringRun
 
 from ..selectors import one_decimal
-from ..views import HtmxHttpRequest
+from ..views import HtmxHttpRequest, redirect_after_change
 from .kpi_forms import IncentivePlanForm
 from .kpis import agreement_or_404, partial_or_page, validating, validation_response
 
@@ -133,11 +133,7 @@ def _plan_save(request: HtmxHttpRequest, agreement: Agreement,
                        kind=ChangeKind.UPDATED if plan else ChangeKind.CREATED, before=before)
     messages.success(request, "Incentive plan saved." if plan else "Incentive plan created.")
     target = reverse("program_incentive_plan", args=[agreement.code])
-    if request.htmx:
-        response = HttpResponse(status=204)
-        response["HX-Redirect"] = target
-        return response
-    return redirect(target)
+    return redirect_after_change(request, target)
 
 
 @manager_required

@@ -35,7 +35,7 @@ from partnerships.models import (
     MetricObservation,
 )
 
-from ..views import HtmxHttpRequest
+from ..views import HtmxHttpRequest, redirect_after_change
 from .kpi_forms import (
     AgreementKPIAddForm,
     AgreementKPIValuesForm,
@@ -160,11 +160,7 @@ def _kpi_save(request: HtmxHttpRequest, kpi: KPIDefinition | None) -> HttpRespon
                                   "observations are kept, and its scores (and the scorecards "
                                   "of the agreements using it) change on the next scoring run.")
     target = reverse("program_kpis")
-    if request.htmx:
-        response = HttpResponse(status=204)
-        response["HX-Redirect"] = target
-        return response
-    return redirect(target)
+    return redirect_after_change(request, target)
 
 
 @manager_required
@@ -265,11 +261,7 @@ def _agreement_kpi_add(request: HtmxHttpRequest, agreement: Agreement) -> HttpRe
         history_record(user=request.user, obj=row, kind=ChangeKind.CREATED)
     messages.success(request, f"{row.kpi.name} added to {agreement.code}.")
     target = reverse("program_agreement_kpis", args=[agreement.code])
-    if request.htmx:
-        response = HttpResponse(status=204)
-        response["HX-Redirect"] = target
-        return response
-    return redirect(target)
+    return redirect_after_change(request, target)
 
 
 def _agreement_kpi(agreement: Agreement, item_id: int) -> AgreementKPI:
@@ -349,11 +341,7 @@ def agreement_kpi_remove(request: HtmxHttpRequest, code: str, item_id: int) -> H
         messages.success(request, f"{row.kpi.name} removed from {agreement.code}. Its "
                                   "observations are kept.")
     target = reverse("program_agreement_kpis", args=[agreement.code])
-    if request.htmx:
-        response = HttpResponse(status=204)
-        response["HX-Redirect"] = target
-        return response
-    return redirect(target)
+    return redirect_after_change(request, target)
 
 
 # ---- Copying a KPI set ------------------------------------------------------------------
@@ -469,11 +457,7 @@ def _kpi_template_add(request: HtmxHttpRequest) -> HttpResponse:
     messages.success(request, f"{item.kpi.name} added to the "
                               f"{item.get_agreement_type_display()} set.")
     target = reverse("program_kpi_templates") + f"#type-{item.agreement_type}"
-    if request.htmx:
-        response = HttpResponse(status=204)
-        response["HX-Redirect"] = target
-        return response
-    return redirect(target)
+    return redirect_after_change(request, target)
 
 
 @manager_required
@@ -493,11 +477,7 @@ def kpi_template_edit(request: HtmxHttpRequest, item_id: int) -> HttpResponse:
             messages.success(request, f"{item.kpi.name} in the "
                                       f"{item.get_agreement_type_display()} set saved.")
             target = reverse("program_kpi_templates") + f"#type-{item.agreement_type}"
-            if request.htmx:
-                response = HttpResponse(status=204)
-                response["HX-Redirect"] = target
-                return response
-            return redirect(target)
+            return redirect_after_change(request, target)
     else:
         form = TemplateItemForm(instance=item)
     return partial_or_page(request, "program/kpis/template_edit.html", "template-form",

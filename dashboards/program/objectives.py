@@ -7,7 +7,7 @@ on the agreement dashboard). Host managers and admins add, edit and delete.
 from django.contrib import messages
 from django.db import transaction
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
@@ -15,7 +15,7 @@ from partnerships.access import host_required, manager_required
 from partnerships.history import history_record, history_snapshot
 from partnerships.models import Agreement, ChangeKind, Objective
 
-from ..views import HtmxHttpRequest
+from ..views import HtmxHttpRequest, redirect_after_change
 from .kpi_forms import ObjectiveForm
 from .kpis import agreement_or_404, partial_or_page, validating, validation_response
 from .progress import objectives_progress
@@ -42,11 +42,7 @@ def _page(request: HtmxHttpRequest, agreement: Agreement, form: ObjectiveForm | 
 
 def _redirect(request: HtmxHttpRequest, agreement: Agreement) -> HttpResponse:
     target = reverse("program_objectives", args=[agreement.code])
-    if request.htmx:
-        response = HttpResponse(status=204)
-        response["HX-Redirect"] = target
-        return response
-    return redirect(target)
+    return redirect_after_change(request, target)
 
 
 @host_required

@@ -12,7 +12,7 @@ from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, Q
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
@@ -28,7 +28,7 @@ from partnerships.access import (
 from partnerships.history import history_for_partner, history_record, history_snapshot
 from partnerships.models import ChangeKind
 
-from ..views import HtmxHttpRequest
+from ..views import HtmxHttpRequest, redirect_after_change
 from .forms import AssessmentForm, PartnerForm, PartnerSearchForm
 
 HISTORY_SHOWN = 50
@@ -74,12 +74,7 @@ def _form_page(request: HtmxHttpRequest, form: PartnerForm, partner=None) -> Htt
 
 def _saved(request: HtmxHttpRequest, url: str, message: str) -> HttpResponse:
     messages.success(request, message)
-    if request.htmx:
-        # A saved form leads to another page: let htmx load it as a whole.
-        response = HttpResponse(status=204)
-        response["HX-Redirect"] = url
-        return response
-    return redirect(url)
+    return redirect_after_change(request, url)
 
 
 @manager_required

@@ -31,7 +31,7 @@ from partnerships.access import (
 from partnerships.history import history_record, history_snapshot
 from partnerships.models import ActionItem, ActionStatus, Agreement, ChangeKind
 
-from ..views import HtmxHttpRequest
+from ..views import HtmxHttpRequest, redirect_after_change
 from .overdue import OPEN_STATUSES, annotate_actions, overdue_for
 from .review_forms import ActionItemForm, ActionStatusForm, ReviewForm
 
@@ -56,11 +56,7 @@ def _reviews_url(agreement: Agreement, anchor: str = "") -> str:
 def _done(request: HtmxHttpRequest, url: str, notice: str) -> HttpResponse:
     """After a change: a message, then the page (htmx follows HX-Redirect)."""
     messages.success(request, notice)
-    if request.htmx:
-        response = HttpResponse(status=200)
-        response["HX-Redirect"] = url
-        return response
-    return redirect(url)
+    return redirect_after_change(request, url)
 
 
 def _can_manage(request: HtmxHttpRequest) -> bool:

@@ -177,7 +177,7 @@ def test_htmx_answers_a_saved_form_with_a_redirect_header(client, host_manager, 
     client.force_login(host_manager)
     response = client.post(reverse("program_review_new", args=[acme_agreement.code]),
                            review_form(), headers={"HX-Request": "true"})
-    assert response.status_code == 200
+    assert response.status_code == 204
     assert response["HX-Redirect"].startswith(
         reverse("program_action_new", args=[acme_agreement.code]))
 
