@@ -679,11 +679,14 @@ def demo_generate(
                              is_staff=True, first_name="Morgan", last_name="Reyes")
         _demo_user(username="admin", password=password, role=Role.HOST_ADMIN, is_staff=True,
                    is_superuser=True, first_name="Avery", last_name="Stone")
+        # A colleague owns every third agreement, so the portfolio's owner filter has a choice.
+        colleague = _demo_user(username="sam.okafor", password=password,
+                               role=Role.HOST_MANAGER, first_name="Sam", last_name="Okafor")
         kpi_ids = _create_kpis()
         plan, partner_rows = _create_program(
             rng, partners=partners, agreements=agreements, months=months,
             kpis_per_agreement=kpis_per_agreement, first=first, last=last, today=today,
-            manager=manager, kpi_ids=kpi_ids,
+            manager=manager, kpi_ids=kpi_ids, colleague=colleague,
         )
         _demo_user(username="viewer", password=password, role=Role.PARTNER_VIEWER,
                    partner=partner_rows[0], first_name="Jordan", last_name="Lee")
@@ -731,7 +734,7 @@ def _create_kpis() -> np.ndarray:
 
 def _create_program(rng: np.random.Generator, *, partners: int, agreements: int, months: int,
                     kpis_per_agreement: int, first: dt.date, last: dt.date, today: dt.date,
-                    manager, kpi_ids: np.ndarray) -> tuple[_Plan, list[Partner]]:
+                    manager, kpi_ids: np.ndarray, colleague) -> tuple[_Plan, list[Partner]]:
     partner_rows = [
         Partner(slug=slugify(name), name=name, industry=industry,
                 website=f"https://{slugify(name)}.example.com")
@@ -772,7 +775,7 @@ def _create_program(rng: np.random.Generator, *, partners: int, agreements: int,
         agreement_rows.append(Agreement(
             partner=partner, code=code, stage=stage, type=agreement_type,
             title=f"{partner.name} {TYPE_TITLES[agreement_type]} {start.year}",
-            start_date=start, end_date=end, owner=manager,
+            start_date=start, end_date=end, owner=colleague if number % 3 == 2 else manager,
             partner_contacts=_contacts(rng, partner.slug),
             weight_financial=weights[0], weight_strategic=weights[1],
             weight_operational=weights[2], weight_relationship=weights[3],
@@ -884,28 +887,40 @@ def _write_observations(rng: np.random.Generator, *, plan: _Plan, kpi_ids: np.nd
         for side, rows in frames.items():
             if rows.empty:
                 continue
-            # Partner-side batches name their partner when a chunk holds only one.
-            single_partner = side == Side.PARTNER and len(partner_ids) == 1
-            user = manager if side == Side.HOST else None
-            batch = ImportBatch.objects.create(
-                source=ImportSource.DEMO, side=side, status=ImportStatus.RUNNING, user=user,
-                partner_id=int(partner_ids[0]) if single_partner else None,
-                file_name=f"demo agreements {low + 1}-{high} ({side} side)",
-                rows_total=len(rows),
-            )
-            counts = observations_write(rows=rows, batch=batch, user=user)
-            batch.status, batch.progress, batch.finished_at = (
-                ImportStatus.SUCCEEDED, 100, timezone.now()
-            )
-            batch.inserted, batch.updated, batch.unchanged = (
-                counts.inserted, counts.updated, counts.unchanged
-            )
-            batch.save()
-            written += len(rows)
-            batches += 1
+            # One batch per month and side, dated a few days after the month ends, as the
+            # monthly reports of both sides would arrive (the ecosystem page counts them).
+            month_index = rows["date"].to_numpy().astype("datetime64[M]")
+            for month in np.unique(month_index):
+                monthly = rows[month_index == month]
+                batches += _write_demo_batch(
+                    monthly, side=side, month=month.astype(dt.date), manager=manager,
+                    partner_ids=partner_ids, label=f"agreements {low + 1}-{high}",
+                )
+                written += len(monthly)
         if progress is not None:
             progress(high, total_agreements)
     return written, batches
+
+
+def _write_demo_batch(rows: pd.DataFrame, *, side: str, month: dt.date, manager,
+                      partner_ids: np.ndarray, label: str) -> int:
+    # Partner-side batches name their partner when a chunk holds only one.
+    single_partner = side == Side.PARTNER and len(partner_ids) == 1
+    user = manager if side == Side.HOST else None
+    batch = ImportBatch.objects.create(
+        source=ImportSource.DEMO, side=side, status=ImportStatus.RUNNING, user=user,
+        partner_id=int(partner_ids[0]) if single_partner else None,
+        file_name=f"demo {month:%Y-%m} {label} ({side} side)", rows_total=len(rows),
+    )
+    counts = observations_write(rows=rows, batch=batch, user=user)
+    arrived = min(timezone.now(), timezone.make_aware(dt.datetime.combine(
+        _month_end(month) + dt.timedelta(days=3 if side == Side.HOST else 5), dt.time(9))))
+    ImportBatch.objects.filter(pk=batch.pk).update(
+        status=ImportStatus.SUCCEEDED, progress=100, created_at=arrived,
+        confirmed_at=arrived, finished_at=arrived, inserted=counts.inserted,
+        updated=counts.updated, unchanged=counts.unchanged,
+    )
+    return 1
 
 
 def _chunk_rows(rng: np.random.Generator, plan: _Plan, agreements: slice, *,

@@ -119,11 +119,16 @@ def test_each_reported_month_is_complete_and_some_months_are_gaps(small_demo):
 def test_summary_and_batches_account_for_every_observation(small_demo):
     assert MetricObservation.objects.count() == small_demo.observations
     batches = ImportBatch.objects.all()
-    assert len(batches) == small_demo.batches == 2
+    # One batch per month and side (6 months, both sides), dated after its month ends.
+    assert len(batches) == small_demo.batches == 12
     assert {b.side for b in batches} == {Side.HOST, Side.PARTNER}
     for batch in batches:
         assert (batch.source, batch.status) == ("demo", "succeeded")
         assert batch.rows_total == batch.inserted == batch.observations.count()
+        months = {day.strftime("%Y-%m") for day in
+                  batch.observations.values_list("date", flat=True)}
+        assert months == {batch.file_name.split()[1]}
+        assert batch.created_at.date() > max(batch.observations.values_list("date", flat=True))
         assert set(batch.observations.values_list("side", flat=True)) == {batch.side}
 
 
@@ -202,12 +207,12 @@ def test_same_seed_gives_identical_data_and_another_seed_different_data():
     assert observation_snapshot() != first
 
 
-def test_writes_in_chunks_with_one_batch_per_side_and_reports_progress(monkeypatch):
+def test_writes_in_chunks_with_one_batch_per_month_and_side_and_reports_progress(monkeypatch):
     monkeypatch.setattr(demo, "ROWS_PER_CHUNK", 5 * 6 * 2 * 3)  # three agreements a chunk
     calls = []
     summary = demo_generate(**SMALL, progress=lambda done, total: calls.append((done, total)))
     assert calls == [(3, 8), (6, 8), (8, 8)]
-    assert summary.batches == ImportBatch.objects.count() <= 6
+    assert summary.batches == ImportBatch.objects.count() <= 3 * 6 * 2
     assert MetricObservation.objects.count() == summary.observations
 
 
@@ -219,7 +224,8 @@ def test_demo_users_can_log_in_with_their_roles(client, small_demo):
     assert roles["viewer"].role == Role.PARTNER_VIEWER
     assert roles["viewer"].partner == first_partner
     assert first_partner.agreements.filter(stage=Stage.ACTIVE).exists()
-    assert set(Agreement.objects.values_list("owner__username", flat=True)) == {"manager"}
+    owners = list(Agreement.objects.order_by("pk").values_list("owner__username", flat=True))
+    assert owners[0] == "manager" and set(owners) == {"manager", "sam.okafor"}
     for username in ("manager", "admin", "viewer"):
         # django-axes throttles by request (user name + address): authenticate needs one.
         assert client.login(request=HttpRequest(), username=username,
