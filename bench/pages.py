@@ -1,7 +1,7 @@
 """Page benchmark: the portfolio and an agreement dashboard against a trivial logged-in view.
 
     python bench/pages.py [--agreements 1000] [--kpis 12] [--months 36] [--per-month 2]
-                          [--repeat 15] [--keep] [--database pp_bench_pages]
+                          [--repeat 15] [--keep] [--analyze] [--database pp_bench_pages]
 
 Creates its own PostgreSQL database (127.0.0.1, user postgres), fills it with generate_demo and
 scores it once, then renders pages in-process with Django's test client (force_login, the whole
@@ -183,6 +183,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--keep", action="store_true",
                         help="Reuse the database if it exists (skip generating data).")
+    parser.add_argument("--analyze", action="store_true",
+                        help="ANALYZE the database before measuring, as autovacuum would "
+                             "(without statistics the planner guesses row counts).")
     args = parser.parse_args()
 
     url = f"postgres://postgres@127.0.0.1:5432/{args.database}"
@@ -194,6 +197,9 @@ def main() -> None:
     env.pop("REDIS_URL", None)
     if not (args.keep and database_exists(args.database)):
         prepare(args, env)
+    if args.analyze:
+        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", args.database,
+                        "-qc", "ANALYZE"], check=True)
     measure(args, env)
 
 
