@@ -157,10 +157,10 @@ def demo_history_create(rng: np.random.Generator, *, agreements: list[Agreement]
             partner_side = rng.random() < 0.5
             due = review.held_on + dt.timedelta(days=int(rng.integers(10, 46)))
             late = (today - due).days
-            if late > 10 and rng.random() < 0.85:
-                status = ActionStatus.DONE
-            elif late > 0:
-                status = ActionStatus.OPEN
+            if late > 60:  # long past: settled one way or the other
+                status = ActionStatus.DONE if rng.random() < 0.9 else ActionStatus.CANCELLED
+            elif late > 0:  # recently due: some slip
+                status = ActionStatus.DONE if rng.random() < 0.6 else ActionStatus.OPEN
             else:
                 status = ActionStatus.IN_PROGRESS if rng.random() < 0.4 else ActionStatus.OPEN
             completed = (_when(min(due - dt.timedelta(days=int(rng.integers(0, 8))), today))
