@@ -104,7 +104,7 @@ def _page(request: HtmxHttpRequest, state: PortfolioState) -> Page:
     its rows: one query for the page's agreements, which counts them all with a window, and
     two for their scorecards and trends."""
     try:
-        number = max(int(request.GET.get("page") or 1), 1)
+        number = int(request.GET.get("page") or 1)
     except ValueError:
         number = 1
     counted = state.shown.annotate(_count=Window(Count("pk")))
@@ -112,12 +112,12 @@ def _page(request: HtmxHttpRequest, state: PortfolioState) -> Page:
     def agreements_of(number: int) -> list[Agreement]:
         return list(counted[(number - 1) * PAGE_SIZE:number * PAGE_SIZE])
 
-    agreements = agreements_of(number)
+    agreements = agreements_of(number) if number >= 1 else []
     if agreements:
         count = agreements[0]._count
     elif number == 1:
         count = 0
-    else:  # past the end: the last page
+    else:  # past the end (or before the start, like Paginator.get_page): the last page
         count = state.shown.count()
         number = max(math.ceil(count / PAGE_SIZE), 1)
         agreements = agreements_of(number) if count else []

@@ -471,13 +471,6 @@ def portfolio_overview(*, agreements: QuerySet[Agreement]) -> dict:
     }
 
 
-def portfolio_owners(*, rows: list[PortfolioRow]) -> list[tuple[int, str]]:
-    """The host-side owners of the rows' agreements, by name (no query: owners are joined)."""
-    owners = {row.agreement.owner_id: row.owner_name for row in rows
-              if row.agreement.owner_id is not None}
-    return sorted(owners.items(), key=lambda item: (item[1].casefold(), item[0]))
-
-
 def portfolio_filter(*, rows: list[PortfolioRow], type: str = "", stage: str = "",
                      tier: str = "", flag: str = "", search: str = "",
                      owner_id: int | None = None) -> list[PortfolioRow]:

@@ -133,6 +133,10 @@ def test_pagination_50_per_page(client, host_manager, acme, kpis):
     second = client.get(URL, {"page": 2})
     assert len(second.context["page"].object_list) == 5
     assert "Page 2 of 2" in second.text
+    # Past the end, or before the start as Django's Paginator.get_page has it: the last page.
+    for number in ("3", "0", "-1"):
+        assert client.get(URL, {"page": number}).context["page"].number == 2
+    assert client.get(URL, {"page": "two"}).context["page"].number == 1
 
 
 def test_tier_change_shows_an_arrow(client, host_manager, scored):
