@@ -86,3 +86,16 @@ def run_in_browser(scenario, *, viewport: dict = DESKTOP, javascript: bool = Tru
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="playwright") as pool:
         return pool.submit(run).result()
+
+
+def postgresql_only_mark():
+    """For browser tests that query the database while the page still talks to the server:
+    SQLite's in-memory test database is one connection shared by the live server's thread and
+    the test's, which SQLite refuses to serve from two threads at once. CI runs PostgreSQL."""
+    from django.db import connection
+
+    return pytest.mark.skipif(
+        connection.vendor != "postgresql",
+        reason="needs PostgreSQL (set DATABASE_URL=postgres://...): the scenario queries the "
+               "database while the live server answers",
+    )

@@ -9,10 +9,17 @@ import pytest
 
 from partnerships.models import AgreementKPI, IncentivePlan, KPIDefinition, KPITemplateItem
 from scoring.services import scoring_run_inline
-from tests.browser import DESKTOP, PHONE, SHOTS, horizontal_overflow, run_in_browser
+from tests.browser import (
+    DESKTOP,
+    PHONE,
+    SHOTS,
+    horizontal_overflow,
+    postgresql_only_mark,
+    run_in_browser,
+)
 from tests.conftest import write_observations
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), postgresql_only_mark()]
 
 
 def in_browser(scenario: Callable) -> None:

@@ -11,9 +11,16 @@ from collections.abc import Callable
 import pytest
 
 from partnerships.models import Agreement, PartnerAssessment, StageTransition
-from tests.browser import DESKTOP, PHONE, SHOTS, horizontal_overflow, run_in_browser
+from tests.browser import (
+    DESKTOP,
+    PHONE,
+    SHOTS,
+    horizontal_overflow,
+    postgresql_only_mark,
+    run_in_browser,
+)
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), postgresql_only_mark()]
 
 
 def in_browser(scenario: Callable, *, viewport: dict = DESKTOP, javascript: bool = True):

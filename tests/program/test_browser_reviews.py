@@ -22,11 +22,12 @@ from tests.browser import (
     horizontal_overflow,
     launch,
     playwright_sync_api,
+    postgresql_only_mark,
     watch,
 )
 from tests.conftest import write_observations
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), postgresql_only_mark()]
 
 
 @pytest.fixture(scope="module")
