@@ -502,6 +502,12 @@ def scoring_results_cleanup() -> int:
                 [current.pk if current else 0],
             )
             deleted += cursor.rowcount if model is not ScoringChunk else 0
+        if connection.vendor == "postgresql":
+            # A run writes its results by COPY: fresh planner statistics now, rather than
+            # whenever autovacuum gets to them, keep the pages' index lookups on plan.
+            cursor.execute(
+                f"ANALYZE {Scorecard._meta.db_table}, {KPIScore._meta.db_table}"
+            )
     return deleted
 
 
