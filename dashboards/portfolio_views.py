@@ -214,7 +214,8 @@ def portfolio(request: HtmxHttpRequest) -> HttpResponse:
         "previous_month": previous_month, "next_month": next_month,
         "page": page,
         # Overdue reviews and actions today (dashboards/program/overdue.py).
-        "review_figures": portfolio_review_figures(agreements=agreements_for(user=request.user)),
+        "review_figures": portfolio_review_figures(agreements=agreements_for(user=request.user),
+                                                   run=state.run),
         "filters": state.filters, "sort": sort,
         "owner_filter_label": "mine" if state.filters["owner"] == "mine"
         else owner_label.get(state.filters["owner"], ""),
