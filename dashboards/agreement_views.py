@@ -25,26 +25,10 @@ from .selectors import (
     tier_policy,
     tier_since,
 )
-from .views import HtmxHttpRequest
+from .views import HtmxHttpRequest, month_asked, month_neighbours
 
 # How many months, up to the selected one, the small trends of KPIs and categories cover.
 TREND_MONTHS = 12
-
-
-def _month(request: HtmxHttpRequest, months: list[str]) -> str:
-    """The requested month if the run scored it, else the run's last month."""
-    asked = request.GET.get("month", "")
-    if asked in months:
-        return asked
-    return months[-1] if months else ""
-
-
-def _neighbours(months: list[str], month: str) -> tuple[str, str]:
-    if month not in months:
-        return "", ""
-    index = months.index(month)
-    return (months[index - 1] if index > 0 else "",
-            months[index + 1] if index + 1 < len(months) else "")
 
 
 def agreement_visible(*, request: HtmxHttpRequest, code: str) -> Agreement:
@@ -93,8 +77,8 @@ def agreement_context(request: HtmxHttpRequest, agreement: Agreement, *,
     run = ScoringRun.objects.current()
     scorecards = agreement_scorecards(run=run, agreement=agreement)
     months = [card.period for card in scorecards]
-    month = _month(request, months)
-    previous_month, next_month = _neighbours(months, month)
+    month = month_asked(request, months)
+    previous_month, next_month = month_neighbours(months, month)
     card = next((item for item in scorecards if item.period == month), None)
     scored = card is not None and card.has_scorecard
     window = _window(month)

@@ -31,7 +31,7 @@ from .selectors import (
     portfolio_queryset,
     portfolio_rows,
 )
-from .views import HtmxHttpRequest
+from .views import HtmxHttpRequest, month_asked, month_neighbours
 
 PAGE_SIZE = 50
 FILTERS = ("type", "stage", "tier", "flag", "owner", "q")
@@ -47,22 +47,6 @@ WIDE_ONLY_COLUMNS = frozenset({"type", "owner", "payout"})
 # code, the stage under the type), so twelve sortable columns fit ten table columns.
 HEADER_CELLS = (("agreement", "partner"), ("type", "stage"), ("owner",), ("tier",),
                 ("overall",), ("rolling",), ("trend",), ("coverage",), ("flags",), ("payout",))
-
-
-def _month(request: HtmxHttpRequest, months: list[str]) -> str:
-    """The requested month if the run scored it, else the run's last month."""
-    asked = request.GET.get("month", "")
-    if asked in months:
-        return asked
-    return months[-1] if months else ""
-
-
-def _neighbours(months: list[str], month: str) -> tuple[str, str]:
-    if month not in months:
-        return "", ""
-    index = months.index(month)
-    return (months[index - 1] if index > 0 else "",
-            months[index + 1] if index + 1 < len(months) else "")
 
 
 @dataclass
@@ -129,7 +113,7 @@ def _page(request: HtmxHttpRequest, state: PortfolioState) -> Page:
 def _portfolio_state(request: HtmxHttpRequest) -> PortfolioState:
     run = ScoringRun.objects.current()
     months = run.periods if run is not None else []
-    month = _month(request, months)
+    month = month_asked(request, months)
     agreements = agreements_for(user=request.user) if month else Agreement.objects.none()
     overview = portfolio_overview(agreements=agreements) if month \
         else {"total": 0, "active": 0, "owners": []}
@@ -188,7 +172,7 @@ def _portfolio_figures(state: PortfolioState) -> dict:
 @host_required
 def portfolio(request: HtmxHttpRequest) -> HttpResponse:
     state = _portfolio_state(request)
-    previous_month, next_month = _neighbours(state.months, state.month)
+    previous_month, next_month = month_neighbours(state.months, state.month)
     page = _page(request, state)
     sort = state.sort
     columns = [

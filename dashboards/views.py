@@ -23,6 +23,23 @@ class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
 
 
+def month_asked(request: HtmxHttpRequest, months: list[str]) -> str:
+    """The month (YYYY-MM) the request asks for if the run scored it, else the run's last."""
+    asked = request.GET.get("month", "")
+    if asked in months:
+        return asked
+    return months[-1] if months else ""
+
+
+def month_neighbours(months: list[str], month: str) -> tuple[str, str]:
+    """The scored months before and after `month` ("" at either end)."""
+    if month not in months:
+        return "", ""
+    index = months.index(month)
+    return (months[index - 1] if index > 0 else "",
+            months[index + 1] if index + 1 < len(months) else "")
+
+
 def redirect_after_change(request: HtmxHttpRequest, url: str) -> HttpResponse:
     """After a saved form or an action: the next page, loaded whole. htmx follows the
     HX-Redirect header of an empty answer; without JavaScript it is a plain redirect."""
