@@ -37,6 +37,10 @@ class AgreementKPIInline(admin.TabularInline):
     extra = 0
     autocomplete_fields = ["kpi"]
 
+    def get_queryset(self, request):
+        # Each row's label names the agreement and KPI codes: load them with the rows.
+        return super().get_queryset(request).select_related("agreement", "kpi")
+
 
 class ObjectiveInline(admin.TabularInline):
     model = Objective
