@@ -7,6 +7,7 @@ has been scored, from its latest scored month).
 
 from decimal import Decimal
 
+import numpy as np
 from django.contrib import messages
 from django.db import transaction
 from django.http import HttpResponse
@@ -19,6 +20,7 @@ from django.views.decorators.http import require_POST
 from partnerships.access import host_required, manager_required
 from partnerships.history import history_record, history_snapshot
 from partnerships.models import Agreement, ChangeKind, IncentivePlan, Tier
+from scoring import rules
 from scoring.models import Scorecard, ScoringRun
 
 from ..selectors import one_decimal
@@ -31,16 +33,24 @@ EXAMPLE_OVERALL = 90.0
 
 def incentive_payout(*, plan: IncentivePlan, overall: float | None, rolling: float | None,
                      tier: str, complete: bool) -> float:
-    """`base × multiplier(tier) × min(overall, 120) / 100` when the scorecard is complete, the
-    agreement has a tier and the rolling score is at least the baseline B; else 0."""
-    if (not complete or overall is None or rolling is None or not tier
-            or rolling < plan.baseline_score):
+    """The payout of one month under `plan`, by the scoring rules' own `payout` (DOMAIN.md §
+    Incentives): `base × multiplier(tier) × min(overall, 120) / 100` when the scorecard is
+    complete, the agreement has a tier and the rolling score is at least the baseline B."""
+    if overall is None or rolling is None:
         return 0.0
-    multiplier = {
+    multipliers = {
         Tier.TRANSACTIONAL: plan.multiplier_transactional, Tier.GROWTH: plan.multiplier_growth,
         Tier.STRATEGIC: plan.multiplier_strategic,
-    }[tier]
-    return float(plan.base_amount) * float(multiplier) * min(overall, 120.0) / 100
+    }
+    amount = rules.payout(
+        overall=np.array([overall], dtype=float), rolling=np.array([rolling], dtype=float),
+        complete=np.array([bool(complete)]),
+        tier=np.array([rules.TIERS.index(tier) if tier in rules.TIERS else -1]),
+        base_amount=np.array([float(plan.base_amount)]),
+        baseline=np.array([float(plan.baseline_score)]),
+        multipliers=np.array([[float(multipliers[name]) for name in rules.TIERS]]),
+    )
+    return float(amount[0])
 
 
 def _money(amount: float | Decimal, currency: str) -> str:
