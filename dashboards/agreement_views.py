@@ -1,10 +1,10 @@
 """The dashboard of one agreement, shared by both sides."""
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 
-from partnerships.access import agreements_for, import_batches_for, membership_of
+from partnerships.access import import_batches_for, membership_of
 from partnerships.models import Agreement
 from scoring.models import Scorecard, ScoringRun
 
@@ -25,21 +25,10 @@ from .selectors import (
     tier_policy,
     tier_since,
 )
-from .views import HtmxHttpRequest, month_asked, month_neighbours
+from .views import HtmxHttpRequest, agreement_visible, month_asked, month_neighbours
 
 # How many months, up to the selected one, the small trends of KPIs and categories cover.
 TREND_MONTHS = 12
-
-
-def agreement_visible(*, request: HtmxHttpRequest, code: str) -> Agreement:
-    """The agreement by code if the user may see it; 404 otherwise, whether it exists or not."""
-    agreement = (agreements_for(user=request.user)
-                 .select_related("partner", "owner", "incentive_plan")
-                 .filter(code=code).first())
-    if agreement is None:
-        # Another partner's agreement answers exactly like one that does not exist.
-        raise Http404("No such agreement.")
-    return agreement
 
 
 def _window(month: str) -> list[str]:

@@ -15,14 +15,14 @@ from partnerships.models import AuditAction
 from scoring.exports import EXPORT_HEADER, iter_csv_lines, safe_text, scorecard_export_rows
 from scoring.models import ScoringRun
 
-from .agreement_views import agreement_context, agreement_visible
+from .agreement_views import agreement_context
 from .selectors import (
     AGREEMENT_KPI_EXPORT_HEADER,
     AGREEMENT_MONTHS_EXPORT_HEADER,
     agreement_kpi_export_rows,
     agreement_months_export_rows,
 )
-from .views import HtmxHttpRequest
+from .views import HtmxHttpRequest, agreement_visible
 
 MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 BOM = "\ufeff"

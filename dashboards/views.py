@@ -2,14 +2,14 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 from django_htmx.middleware import HtmxDetails
 
 from partnerships.access import agreements_for, host_required, manager_required, membership_of
 from partnerships.audit import audit_record
-from partnerships.models import AuditAction, Stage
+from partnerships.models import Agreement, AuditAction, Stage
 from scoring.models import ScoringRun
 from scoring.services import ScoringAlreadyRunning
 from scoring.tasks import scoring_enqueue
@@ -21,6 +21,17 @@ from .selectors import portfolio_rows, scoring_runs_recent, scoring_status
 
 class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
+
+
+def agreement_visible(*, request: HtmxHttpRequest, code: str) -> Agreement:
+    """The agreement by code if the user may see it; 404 otherwise, whether it exists or not."""
+    agreement = (agreements_for(user=request.user)
+                 .select_related("partner", "owner", "incentive_plan")
+                 .filter(code=code).first())
+    if agreement is None:
+        # Another partner's agreement answers exactly like one that does not exist.
+        raise Http404("No such agreement.")
+    return agreement
 
 
 def month_asked(request: HtmxHttpRequest, months: list[str]) -> str:

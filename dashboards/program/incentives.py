@@ -24,9 +24,9 @@ from scoring import rules
 from scoring.models import Scorecard, ScoringRun
 
 from ..selectors import one_decimal
-from ..views import HtmxHttpRequest, redirect_after_change
+from ..views import HtmxHttpRequest, agreement_visible, redirect_after_change
 from .kpi_forms import IncentivePlanForm
-from .kpis import agreement_or_404, partial_or_page, validating, validation_response
+from .kpis import partial_or_page, validating, validation_response
 
 EXAMPLE_OVERALL = 90.0
 
@@ -114,7 +114,7 @@ def _page(request: HtmxHttpRequest, agreement: Agreement, plan: IncentivePlan | 
 @host_required
 def incentive_plan(request: HtmxHttpRequest, code: str) -> HttpResponse:
     """GET: the plan (or a form to create one); POST (host managers): save it."""
-    agreement = agreement_or_404(request, code)
+    agreement = agreement_visible(request=request, code=code)
     plan = IncentivePlan.objects.filter(agreement=agreement).first()
     if request.method != "POST":
         form = IncentivePlanForm(instance=plan or IncentivePlan(agreement=agreement))
@@ -149,7 +149,7 @@ def _plan_save(request: HtmxHttpRequest, agreement: Agreement,
 @manager_required
 @require_POST
 def incentive_plan_delete(request: HtmxHttpRequest, code: str) -> HttpResponse:
-    agreement = agreement_or_404(request, code)
+    agreement = agreement_visible(request=request, code=code)
     plan = IncentivePlan.objects.filter(agreement=agreement).first()
     if plan is None:
         messages.info(request, f"{agreement.code} has no incentive plan.")

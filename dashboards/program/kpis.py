@@ -9,7 +9,7 @@ agreement is edited in place.
 from django.contrib import messages
 from django.db import transaction
 from django.db.models import Count, Q
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
@@ -35,7 +35,7 @@ from partnerships.models import (
     MetricObservation,
 )
 
-from ..views import HtmxHttpRequest, redirect_after_change
+from ..views import HtmxHttpRequest, agreement_visible, redirect_after_change
 from .kpi_forms import (
     AgreementKPIAddForm,
     AgreementKPIValuesForm,
@@ -63,15 +63,6 @@ def with_display(row):
     row.target_display, row.floor_display = number(row.target), number(row.floor)
     row.weight_display = number(row.weight)
     return row
-
-
-def agreement_or_404(request: HtmxHttpRequest, code: str) -> Agreement:
-    """The agreement if the user may see it; another partner's answers like a missing one."""
-    agreement = (agreements_for(user=request.user).select_related("partner", "owner")
-                 .filter(code=code).first())
-    if agreement is None:
-        raise Http404("No such agreement.")
-    return agreement
 
 
 def validating(request: HtmxHttpRequest) -> bool:
@@ -242,7 +233,7 @@ def _kpis_page(request: HtmxHttpRequest, agreement: Agreement,
 @host_required
 def agreement_kpis(request: HtmxHttpRequest, code: str) -> HttpResponse:
     """GET: the agreement's KPIs; POST (host managers): add one from the library."""
-    agreement = agreement_or_404(request, code)
+    agreement = agreement_visible(request=request, code=code)
     if request.method != "POST":
         return _kpis_page(request, agreement, whole=True)
     return _agreement_kpi_add(request, agreement)
@@ -280,7 +271,7 @@ def _row_context(agreement: Agreement, row: AgreementKPI, form=None, notice: str
 @host_required
 def agreement_kpi_row(request: HtmxHttpRequest, code: str, item_id: int) -> HttpResponse:
     """One KPI row as shown (htmx: after cancelling an edit); the page otherwise."""
-    agreement = agreement_or_404(request, code)
+    agreement = agreement_visible(request=request, code=code)
     row = _agreement_kpi(agreement, item_id)
     if not request.htmx:
         return redirect("program_agreement_kpis", code=agreement.code)
@@ -291,7 +282,7 @@ def agreement_kpi_row(request: HtmxHttpRequest, code: str, item_id: int) -> Http
 @manager_required
 def agreement_kpi_edit(request: HtmxHttpRequest, code: str, item_id: int) -> HttpResponse:
     """Edit target, floor and weight: in the row with htmx, on a page of its own without."""
-    agreement = agreement_or_404(request, code)
+    agreement = agreement_visible(request=request, code=code)
     row = _agreement_kpi(agreement, item_id)
     before = history_snapshot(row)
     # Its own ids: the add form on the same page has fields of the same names.
@@ -327,7 +318,7 @@ def agreement_kpi_edit(request: HtmxHttpRequest, code: str, item_id: int) -> Htt
 @manager_required
 @require_POST
 def agreement_kpi_remove(request: HtmxHttpRequest, code: str, item_id: int) -> HttpResponse:
-    agreement = agreement_or_404(request, code)
+    agreement = agreement_visible(request=request, code=code)
     row = _agreement_kpi(agreement, item_id)
     objectives = list(agreement.objectives.filter(kpi=row.kpi)
                       .values_list("success_metric", flat=True))
@@ -397,7 +388,7 @@ def _copy_request(request: HtmxHttpRequest, agreement: Agreement, data) -> dict:
 @manager_required
 def agreement_kpis_copy(request: HtmxHttpRequest, code: str) -> HttpResponse:
     """GET: the copy forms and, once one is filled, the preview; POST: do the copy."""
-    agreement = agreement_or_404(request, code)
+    agreement = agreement_visible(request=request, code=code)
     if request.method != "POST":
         context = _copy_request(request, agreement, request.GET)
         return partial_or_page(request, "program/kpis/copy.html", "preview", context)

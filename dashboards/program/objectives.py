@@ -15,9 +15,9 @@ from partnerships.access import host_required, manager_required
 from partnerships.history import history_record, history_snapshot
 from partnerships.models import Agreement, ChangeKind, Objective
 
-from ..views import HtmxHttpRequest, redirect_after_change
+from ..views import HtmxHttpRequest, agreement_visible, redirect_after_change
 from .kpi_forms import ObjectiveForm
-from .kpis import agreement_or_404, partial_or_page, validating, validation_response
+from .kpis import partial_or_page, validating, validation_response
 from .progress import objectives_progress
 
 
@@ -48,7 +48,7 @@ def _redirect(request: HtmxHttpRequest, agreement: Agreement) -> HttpResponse:
 @host_required
 def agreement_objectives(request: HtmxHttpRequest, code: str) -> HttpResponse:
     """GET: the objectives and their progress; POST (host managers): add one."""
-    agreement = agreement_or_404(request, code)
+    agreement = agreement_visible(request=request, code=code)
     if request.method != "POST":
         return _page(request, agreement, whole=True)
     return _objective_add(request, agreement)
@@ -71,7 +71,7 @@ def _objective_add(request: HtmxHttpRequest, agreement: Agreement) -> HttpRespon
 
 @manager_required
 def objective_edit(request: HtmxHttpRequest, code: str, objective_id: int) -> HttpResponse:
-    agreement = agreement_or_404(request, code)
+    agreement = agreement_visible(request=request, code=code)
     objective = get_object_or_404(Objective, agreement=agreement, pk=objective_id)
     before = history_snapshot(objective)
     if request.method == "POST":
@@ -98,7 +98,7 @@ def objective_edit(request: HtmxHttpRequest, code: str, objective_id: int) -> Ht
 @manager_required
 @require_POST
 def objective_delete(request: HtmxHttpRequest, code: str, objective_id: int) -> HttpResponse:
-    agreement = agreement_or_404(request, code)
+    agreement = agreement_visible(request=request, code=code)
     objective = get_object_or_404(Objective, agreement=agreement, pk=objective_id)
     with transaction.atomic():
         history_record(user=request.user, obj=objective, kind=ChangeKind.DELETED)
