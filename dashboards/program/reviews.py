@@ -22,7 +22,6 @@ from django.views.decorators.http import require_POST
 
 from partnerships.access import (
     action_items_for,
-    agreements_for,
     manager_required,
     may_update_action_status,
     membership_of,
@@ -31,22 +30,13 @@ from partnerships.access import (
 from partnerships.history import history_record, history_snapshot
 from partnerships.models import ActionItem, ActionStatus, Agreement, ChangeKind
 
-from ..views import HtmxHttpRequest, redirect_after_change
+from ..views import HtmxHttpRequest, agreement_visible, redirect_after_change
 from .overdue import OPEN_STATUSES, annotate_actions, overdue_for
 from .review_forms import ActionItemForm, ActionStatusForm, ReviewForm
 
 PAGE = "program/reviews/page.html"
 # Where a row stands (the same action may be listed twice on a page): part of its HTML id.
 ROW_PREFIXES = ("-open", "-review", "-closed", "-panel", "-home")
-
-
-def _agreement(request: HtmxHttpRequest, code: str) -> Agreement:
-    agreement = (agreements_for(user=request.user).select_related("partner")
-                 .filter(code=code).first())
-    if agreement is None:
-        # Another partner's agreement answers exactly like one that does not exist.
-        raise Http404("No such agreement.")
-    return agreement
 
 
 def _reviews_url(agreement: Agreement, anchor: str = "") -> str:
@@ -74,7 +64,7 @@ def _vary(response: HttpResponse) -> HttpResponse:
 
 @login_required
 def agreement_reviews(request: HtmxHttpRequest, code: str) -> HttpResponse:
-    agreement = _agreement(request, code)
+    agreement = agreement_visible(request=request, code=code)
     today = timezone.localdate()
     actions = (action_items_for(user=request.user).filter(agreement=agreement)
                .select_related("agreement"))
@@ -116,7 +106,7 @@ def _form_page(request: HtmxHttpRequest, template: str, context: dict) -> HttpRe
 
 @manager_required
 def review_create(request: HtmxHttpRequest, code: str) -> HttpResponse:
-    agreement = _agreement(request, code)
+    agreement = agreement_visible(request=request, code=code)
     form = ReviewForm(request.POST or None, agreement=agreement)
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
@@ -171,7 +161,7 @@ def review_delete(request: HtmxHttpRequest, review_id: int) -> HttpResponse:
 
 @manager_required
 def action_create(request: HtmxHttpRequest, code: str) -> HttpResponse:
-    agreement = _agreement(request, code)
+    agreement = agreement_visible(request=request, code=code)
     initial = {}
     review_id = request.GET.get("review", "")
     if review_id.isdigit():
@@ -259,7 +249,7 @@ def action_delete(request: HtmxHttpRequest, action_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def action_status(request: HtmxHttpRequest, code: str, action_id: int) -> HttpResponse:
-    agreement = _agreement(request, code)
+    agreement = agreement_visible(request=request, code=code)
     action = (action_items_for(user=request.user).filter(agreement=agreement, pk=action_id)
               .select_related("agreement").first())
     if action is None:
