@@ -6,12 +6,12 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
 
-from partnerships.access import agreements_for, host_required, manager_required, partners_for
+from partnerships.access import host_required, manager_required, partners_for
 from partnerships.history import history_for_agreement, history_record, history_snapshot
 from partnerships.lifecycle import (
     StageMoveRefused,
@@ -21,7 +21,7 @@ from partnerships.lifecycle import (
 )
 from partnerships.models import ChangeKind, Stage
 
-from ..views import HtmxHttpRequest
+from ..views import HtmxHttpRequest, agreement_visible
 from .forms import AgreementForm, StageMoveForm, weights_check
 
 HISTORY_SHOWN = 100
@@ -78,8 +78,7 @@ def agreement_create(request: HtmxHttpRequest) -> HttpResponse:
 
 @manager_required
 def agreement_edit(request: HtmxHttpRequest, code: str) -> HttpResponse:
-    agreement = get_object_or_404(
-        agreements_for(user=request.user).select_related("partner", "owner"), code=code)
+    agreement = agreement_visible(request=request, code=code)
     before = history_snapshot(agreement)
     form = AgreementForm(request.POST or None, instance=agreement, user=request.user)
     if request.method == "POST" and form.is_valid():
@@ -100,8 +99,7 @@ def agreement_edit(request: HtmxHttpRequest, code: str) -> HttpResponse:
 def _edit_page(request: HtmxHttpRequest, code: str, form: AgreementForm,
                stage_form: StageMoveForm | None = None) -> HttpResponse:
     # Fresh from the database: a refused form may have changed the instance in memory.
-    agreement = get_object_or_404(
-        agreements_for(user=request.user).select_related("partner", "owner"), code=code)
+    agreement = agreement_visible(request=request, code=code)
     return render(request, "program/agreements/form.html", {
         "form": form, **_weights_context(form), **_stage_context(agreement, stage_form),
     })
@@ -118,7 +116,7 @@ def agreement_weights(request: HtmxHttpRequest) -> HttpResponse:
 @manager_required
 @require_POST
 def agreement_stage(request: HtmxHttpRequest, code: str) -> HttpResponse:
-    agreement = get_object_or_404(agreements_for(user=request.user), code=code)
+    agreement = agreement_visible(request=request, code=code)
     form = StageMoveForm(request.POST)
     if form.is_valid():
         from_stage = agreement.get_stage_display().lower()
@@ -148,8 +146,7 @@ def agreement_stage(request: HtmxHttpRequest, code: str) -> HttpResponse:
 @login_required
 def agreement_history(request: HtmxHttpRequest, code: str) -> HttpResponse:
     """Both sides: the stage moves and every recorded change of one of their agreements."""
-    agreement = get_object_or_404(
-        agreements_for(user=request.user).select_related("partner", "owner"), code=code)
+    agreement = agreement_visible(request=request, code=code)
     changes = history_for_agreement(agreement)[:HISTORY_SHOWN]
     return render(request, "program/agreements/history.html", {
         "agreement": agreement,
