@@ -30,6 +30,7 @@ from .selectors import (
     portfolio_overview,
     portfolio_queryset,
     portfolio_rows,
+    run_cached,
 )
 from .views import HtmxHttpRequest, month_asked, month_neighbours
 
@@ -64,6 +65,7 @@ class PortfolioState:
     total: int
     active: int
     owners: list[tuple[int, str]]
+    last_id: int
     # The table's agreements: filtered and sorted by the database.
     shown: QuerySet[Agreement]
 
@@ -116,7 +118,7 @@ def _portfolio_state(request: HtmxHttpRequest) -> PortfolioState:
     month = month_asked(request, months)
     agreements = agreements_for(user=request.user) if month else Agreement.objects.none()
     overview = portfolio_overview(agreements=agreements) if month \
-        else {"total": 0, "active": 0, "owners": []}
+        else {"total": 0, "active": 0, "last_id": 0, "owners": []}
     owners = overview["owners"]
     choices = {
         "type": AgreementType.values, "stage": Stage.values, "tier": Tier.values,
@@ -143,30 +145,42 @@ def _portfolio_state(request: HtmxHttpRequest) -> PortfolioState:
         search=filters["q"], owner_id=owner_id)
     return PortfolioState(run=run, months=months, month=month, filters=filters, sort=sort,
                           agreements=agreements, total=overview["total"],
-                          active=overview["active"], owners=owners, shown=shown)
+                          active=overview["active"], owners=owners,
+                          last_id=overview["last_id"], shown=shown)
 
 
 def _portfolio_figures(state: PortfolioState) -> dict:
     """The headline cards and the tier and score charts of the whole portfolio (not only the
-    filtered rows)."""
-    figures = portfolio_figures(agreements=state.agreements, run=state.run, period=state.month,
-                                active=state.active)
-    counts = figures["tier_counts"]
-    # Only months from the first one with a tier: leading empty months say nothing.
-    tiered = [month for month in sorted(counts) if any(counts[month].values())]
-    counts = {month: counts[month] for month in sorted(counts) if tiered and month >= tiered[0]}
-    # The chart bins the scores itself: one value per scorecard, at the bottom of its bin.
-    scores = [float(index * SCORE_BIN) for index, count in enumerate(figures["score_bins"])
-              for _ in range(count)]
-    return {
-        "summary": figures["summary"],
-        "tier_figure": charts.tier_distribution_figure(counts=counts, period=state.month)
-        if tiered else None,
-        "score_figure": charts.score_distribution_figure(
-            values=scores, period=state.month,
-            cut_lines=charts.score_cut_lines(settings_snapshot=state.run.settings_snapshot or {}),
-        ) if scores else None,
-    }
+    filtered rows). They depend on the run's scorecards alone (and, for the number of active
+    agreements, on today's stages): for all agreements, once per run and month."""
+
+    def compute() -> dict:
+        figures = portfolio_figures(agreements=state.agreements, run=state.run,
+                                    period=state.month, active=state.active)
+        counts = figures["tier_counts"]
+        # Only months from the first one with a tier: leading empty months say nothing.
+        tiered = [month for month in sorted(counts) if any(counts[month].values())]
+        counts = {month: counts[month] for month in sorted(counts)
+                  if tiered and month >= tiered[0]}
+        # The chart bins the scores itself: one value per scorecard, at the bottom of its bin.
+        scores = [float(index * SCORE_BIN) for index, count in enumerate(figures["score_bins"])
+                  for _ in range(count)]
+        return {
+            "summary": figures["summary"],
+            "tier_figure": charts.tier_distribution_figure(counts=counts, period=state.month)
+            if tiered else None,
+            "score_figure": charts.score_distribution_figure(
+                values=scores, period=state.month,
+                cut_lines=charts.score_cut_lines(
+                    settings_snapshot=state.run.settings_snapshot or {}),
+            ) if scores else None,
+        }
+
+    if state.agreements.query.where:  # a narrower scope than the whole program
+        return compute()
+    figures = run_cached(run=state.run, name="portfolio-figures", compute=compute,
+                         parts=(state.month, state.total, state.last_id))
+    return {**figures, "summary": {**figures["summary"], "active": state.active}}
 
 
 @host_required

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import NamedTuple
 
+from django.core.cache import cache
 from django.db import connections
 from django.db.models import (
     Case,
@@ -16,6 +17,7 @@ from django.db.models import (
     F,
     FloatField,
     IntegerField,
+    Max,
     Min,
     OuterRef,
     Q,
@@ -450,23 +452,47 @@ def portfolio_export_row(agreement: Agreement) -> PortfolioRow:
                         change=agreement._trend)
 
 
+# Long enough for a nightly run's whole day; a new run publishes under new keys anyway.
+RUN_CACHE_SECONDS = 2 * 24 * 3600
+
+
+def run_cached(*, run: ScoringRun, name: str, parts: Iterable = (), compute):
+    """`compute()` for a published run, computed once and then read from the cache.
+
+    Only for values that depend on nothing but the run's own results and on what `parts`
+    name: a published run's scorecards never change, so a key naming the run (its id and when
+    it was published) cannot go stale, and the next run publishes under new keys. (Deleting
+    an agreement deletes its scorecards: values over many agreements name their number and
+    highest id in `parts`.)"""
+    published = run.published_at.isoformat() if run.published_at else "unpublished"
+    key = ":".join(["run", str(run.pk), published, name, *(str(part) for part in parts)])
+    value = cache.get(key)
+    if value is None:
+        value = compute()
+        cache.set(key, value, RUN_CACHE_SECONDS)
+    return value
+
+
 def portfolio_overview(*, agreements: QuerySet[Agreement]) -> dict:
-    """How many agreements, how many active, and their host-side owners by name. One query:
-    the agreements grouped by owner."""
-    total = active = 0
+    """How many agreements, how many active, the highest id (with the count, it changes
+    whenever an agreement is added or deleted), and their host-side owners by name. One
+    query: the agreements grouped by owner."""
+    total = active = last_id = 0
     owners: dict[int, str] = {}
-    for owner_id, first, last, username, count, active_count in (
+    for owner_id, first, last, username, count, active_count, group_last_id in (
         agreements.order_by().values("owner_id")
-        .annotate(count=Count("pk"), active_count=Count("pk", filter=Q(stage=Stage.ACTIVE)))
+        .annotate(count=Count("pk"), active_count=Count("pk", filter=Q(stage=Stage.ACTIVE)),
+                  last_id=Max("pk"))
         .values_list("owner_id", "owner__first_name", "owner__last_name", "owner__username",
-                     "count", "active_count")
+                     "count", "active_count", "last_id")
     ):
         total += count
         active += active_count
+        last_id = max(last_id, group_last_id)
         if owner_id is not None:
             owners[owner_id] = f"{first} {last}".strip() or username
     return {
-        "total": total, "active": active,
+        "total": total, "active": active, "last_id": last_id,
         "owners": sorted(owners.items(), key=lambda item: (item[1].casefold(), item[0])),
     }
 

@@ -939,8 +939,10 @@ class ActionItem(TimeStamped):
     class Meta:
         ordering = ["due_date", "id"]
         verbose_name = "action item"
-        indexes = [models.Index(fields=["agreement", "status", "due_date"],
-                                name="action_item_open")]
+        # Open actions are few beside the done ones piling up over the years: the overdue
+        # counts and each agreement's open list read this small index alone.
+        indexes = [models.Index(fields=["agreement", "due_date"], name="action_item_open",
+                                condition=Q(status__in=["open", "in_progress"]))]
         constraints = [
             models.CheckConstraint(condition=Q(owner_side__in=Side.values),
                                    name="action_item_side_valid"),

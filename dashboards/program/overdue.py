@@ -12,7 +12,8 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models import CharField, Count, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from partnerships.access import action_items_for, may_update_action_status, membership_of
@@ -27,6 +28,8 @@ from partnerships.models import (
     Stage,
 )
 from scoring.models import Scorecard, ScoringRun
+
+from ..selectors import run_cached
 
 OPEN_STATUSES = (ActionStatus.OPEN, ActionStatus.IN_PROGRESS)
 # Stages whose review falls due even before a first review was held.
@@ -68,22 +71,25 @@ def action_overdue_days(action: ActionItem, *, today: dt.date) -> int:
     return (today - action.due_date).days if action_is_overdue(action, today=today) else 0
 
 
-def current_tiers(*, agreement_ids, run: ScoringRun | None = None) -> dict[int, str]:
-    """Each agreement's tier in its latest month of the published run ('' without one).
+def _current_tier(run: ScoringRun | None) -> Subquery | Value:
+    """The agreement's tier in the published run's last month ('' without one). Scoring writes
+    a scorecard for every agreement and every month of its run, so the last month is each
+    agreement's latest: one probe of the (run, agreement, period) unique index per agreement."""
+    if run is None or not run.last_period:
+        return Value("", output_field=CharField())
+    return Coalesce(Subquery(
+        Scorecard.objects.filter(run=run, agreement_id=OuterRef("pk"), period=run.last_period)
+        .values("tier")[:1]), Value(""), output_field=CharField())
 
-    Two queries (one when `run` is given), whatever the number of agreements."""
+
+def current_tiers(*, agreement_ids, run: ScoringRun | None = None) -> dict[int, str]:
+    """Each agreement's tier in the last month of the published run (absent without one)."""
     if run is None:
         run = ScoringRun.objects.current()
     if run is None:
         return {}
-    # From each agreement, one backward step on the scorecards' (run, agreement, period)
-    # unique index: about 12 ms for 1,000 agreements, where a lookup per scorecard row of the
-    # run (36,000) took 250 ms.
-    last_tier = (Scorecard.objects.filter(run=run, agreement_id=OuterRef("pk"))
-                 .order_by("-period").values("tier")[:1])
     rows = (Agreement.objects.filter(pk__in=agreement_ids).order_by()
-            .annotate(current_tier=Subquery(last_tier))
-            .filter(current_tier__isnull=False)
+            .annotate(current_tier=_current_tier(run)).exclude(current_tier="")
             .values_list("pk", "current_tier"))
     return dict(rows)
 
@@ -104,9 +110,41 @@ def review_status(*, stage: str, start: dt.date, cadence: str, tier: str,
     return due, max((today - due).days, 0)
 
 
+def _review_inputs(*, agreements: QuerySet[Agreement], run: ScoringRun | None):
+    """(pk, stage, start, cadence, last review, tier) of each agreement: one query."""
+    return (agreements.order_by()
+            .annotate(last_review=_last_review(), current_tier=_current_tier(run))
+            .values_list("pk", "stage", "start_date", "review_cadence", "last_review",
+                         "current_tier"))
+
+
+def _last_review() -> Subquery:
+    return Subquery(Review.objects.filter(agreement_id=OuterRef("pk")).order_by("-held_on")
+                    .values("held_on")[:1])
+
+
+def _last_month_tiers(run: ScoringRun | None) -> dict[int, str]:
+    """Every agreement's tier in the run's last month (see `_current_tier`), by agreement id:
+    read once per run, then from the cache."""
+    if run is None or not run.last_period:
+        return {}
+    return run_cached(run=run, name="last-month-tiers", compute=lambda: dict(
+        Scorecard.objects.filter(run=run, period=run.last_period).order_by()
+        .values_list("agreement_id", "tier")))
+
+
+def _open_actions(*, agreements: QuerySet[Agreement]) -> QuerySet[ActionItem]:
+    actions = ActionItem.objects.filter(status__in=OPEN_STATUSES)
+    if agreements.query.where or agreements.query.is_sliced:
+        # Host staff see every agreement: then no semi-join is needed.
+        actions = actions.filter(agreement__in=agreements.order_by().values("pk"))
+    return actions
+
+
 def overdue_for(*, agreement_ids: Iterable[int] | QuerySet, today: dt.date | None = None,
                 run: ScoringRun | None = None) -> dict[int, Overdue]:
-    """Overdue reviews and actions of many agreements: five queries however many there are.
+    """Overdue reviews and actions of many agreements: two queries (three without `run`)
+    however many there are.
 
     `agreement_ids` may be a list of ids or a queryset of ids (`.values("pk")`), which is then
     used as a subquery."""
@@ -115,28 +153,19 @@ def overdue_for(*, agreement_ids: Iterable[int] | QuerySet, today: dt.date | Non
         agreement_ids = list(agreement_ids)
         if not agreement_ids:
             return {}
-    agreements = list(Agreement.objects.filter(pk__in=agreement_ids)
-                      .values_list("pk", "stage", "start_date", "review_cadence"))
-    if not agreements:
+    if run is None:
+        run = ScoringRun.objects.current()
+    agreements = Agreement.objects.filter(pk__in=agreement_ids)
+    rows = list(_review_inputs(agreements=agreements, run=run))
+    if not rows:
         return {}
-    # A queryset stays a subquery: no list of a thousand ids sent back three times.
-    ids = agreement_ids if isinstance(agreement_ids, QuerySet) else [row[0] for row in agreements]
-    last_reviews = dict(
-        Review.objects.filter(agreement_id__in=ids).order_by()
-        .values("agreement_id").annotate(last=Max("held_on"))
-        .values_list("agreement_id", "last")
-    )
     action_counts = {
         row["agreement_id"]: row for row in
-        ActionItem.objects.filter(agreement_id__in=ids, status__in=OPEN_STATUSES).order_by()
-        .values("agreement_id")
+        _open_actions(agreements=agreements).order_by().values("agreement_id")
         .annotate(open=Count("id"), overdue=Count("id", filter=Q(due_date__lt=today)))
     }
-    tiers = current_tiers(agreement_ids=ids, run=run)
     result = {}
-    for pk, stage, start, cadence in agreements:
-        tier = tiers.get(pk, "")
-        last = last_reviews.get(pk)
+    for pk, stage, start, cadence, last, tier in rows:
         due, days = review_status(stage=stage, start=start, cadence=cadence, tier=tier,
                                   last_review=last, today=today)
         counts = action_counts.get(pk, {})
@@ -151,15 +180,27 @@ def overdue_for(*, agreement_ids: Iterable[int] | QuerySet, today: dt.date | Non
     return result
 
 
-def overdue_totals(*, agreement_ids, today: dt.date | None = None,
+def overdue_totals(*, agreements: QuerySet[Agreement], today: dt.date | None = None,
                    run: ScoringRun | None = None) -> dict[str, int]:
-    """Headline figures of many agreements: overdue reviews, overdue and open actions."""
-    states = overdue_for(agreement_ids=agreement_ids, today=today, run=run).values()
-    return {
-        "overdue_reviews": sum(1 for state in states if state.review_overdue),
-        "overdue_actions": sum(state.overdue_actions for state in states),
-        "open_actions": sum(state.open_actions for state in states),
-    }
+    """Headline figures of many agreements (an already scoped queryset): overdue reviews,
+    overdue and open actions. Two queries (three without `run`) however many agreements; the
+    same rule as `overdue_for`, without building a state for each agreement."""
+    today = today or timezone.localdate()
+    if run is None:
+        run = ScoringRun.objects.current()
+    tiers = _last_month_tiers(run)
+    overdue_reviews = 0
+    for pk, stage, start, cadence, last in (
+            agreements.exclude(stage__in=UNREVIEWED_STAGES).order_by()
+            .annotate(last_review=_last_review())
+            .values_list("pk", "stage", "start_date", "review_cadence", "last_review")):
+        if review_status(stage=stage, start=start, cadence=cadence, tier=tiers.get(pk, ""),
+                         last_review=last, today=today)[1]:
+            overdue_reviews += 1
+    counts = _open_actions(agreements=agreements).aggregate(
+        open=Count("pk"), overdue=Count("pk", filter=Q(due_date__lt=today)))
+    return {"overdue_reviews": overdue_reviews, "overdue_actions": counts["overdue"],
+            "open_actions": counts["open"]}
 
 
 def overdue_actions_of(*, actions: QuerySet[ActionItem], today: dt.date | None = None,
@@ -191,7 +232,7 @@ def annotate_actions(actions: Iterable[ActionItem], *, user, today: dt.date) -> 
 def agreement_review_panel(*, agreement: Agreement, user, limit: int = 5,
                            run: ScoringRun | None = None) -> dict:
     """The agreement dashboard's section: the review due, overdue and open actions (both
-    sides). Six or seven queries (one fewer when the page passes the published `run`)."""
+    sides). Three or four queries (one fewer when the page passes the published `run`)."""
     today = timezone.localdate()
     state = overdue_for(agreement_ids=[agreement.pk], today=today, run=run)[agreement.pk]
     open_actions = (action_items_for(user=user)
@@ -205,8 +246,8 @@ def agreement_review_panel(*, agreement: Agreement, user, limit: int = 5,
 def portfolio_review_figures(*, agreements: QuerySet[Agreement],
                              run: ScoringRun | None = None) -> dict[str, int]:
     """The portfolio's headline figures: overdue reviews and overdue actions (both sides) of
-    the given (already scoped) agreements. Four or five queries however many agreements."""
-    return overdue_totals(agreement_ids=agreements.order_by().values("pk"), run=run)
+    the given (already scoped) agreements. Two or three queries however many agreements."""
+    return overdue_totals(agreements=agreements, run=run)
 
 
 def home_overdue_actions(*, user, limit: int = 10) -> dict:

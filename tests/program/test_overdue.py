@@ -201,12 +201,57 @@ def test_overdue_for_many_agreements_takes_a_fixed_number_of_queries(acme, kpis)
     assert counts[3] == counts[30] <= 5
 
 
-def test_overdue_totals_accept_a_queryset_of_ids(acme, kpis):
+def test_overdue_totals_count_a_queryset_of_agreements(acme, kpis):
     from partnerships.models import Agreement
 
     _portfolio(acme, kpis, 4)
-    totals = overdue_totals(agreement_ids=Agreement.objects.values("pk"), today=TODAY)
+    totals = overdue_totals(agreements=Agreement.objects.all(), today=TODAY)
     assert totals == {"overdue_reviews": 4, "overdue_actions": 4, "open_actions": 8}
+
+
+def test_overdue_totals_in_sql_agree_with_each_agreements_state(acme, globex, kpis):
+    """Every stage, cadence, tier and review history: the database's counts equal the sums of
+    the per-agreement states, for all agreements and for one partner's."""
+    from partnerships.models import REVIEW_CADENCE_DAYS, Agreement, Stage
+
+    stages = list(Stage.values)
+    cadences = list(REVIEW_CADENCE_DAYS)
+    tiers = ["strategic", "growth", "transactional", "", None]
+    agreements, tier_of = [], {}
+    for index in range(60):
+        partner = acme if index % 3 else globex
+        agreement = make_agreement(partner, f"MIX-{index:03d}", kpis,
+                                   stage=stages[index % len(stages)])
+        agreement.review_cadence = cadences[index % len(cadences)]
+        # Started between 10 and 400 days ago; some reviewed, some never.
+        agreement.start_date = TODAY - dt.timedelta(days=10 + (index * 37) % 390)
+        agreement.save()
+        if index % 4 == 1:  # on the last day allowed, or the first day late
+            interval = review_interval_days(cadence=agreement.review_cadence,
+                                            tier=tiers[index % len(tiers)] or "")
+            review(agreement, held_on=TODAY - dt.timedelta(days=interval + index % 2))
+        elif index % 4:
+            review(agreement, held_on=TODAY - dt.timedelta(days=(index * 13) % 200))
+        if index % 5 == 0:
+            action(agreement, due=TODAY - dt.timedelta(days=index % 7))
+        if index % 7 == 0:
+            action(agreement, due=TODAY - dt.timedelta(days=3), status="done")
+        tier = tiers[index % len(tiers)]
+        if tier is not None:
+            tier_of[agreement] = tier
+        agreements.append(agreement)
+    run = publish_tiers(tier_of)
+    for scope in (Agreement.objects.all(), Agreement.objects.filter(partner=acme)):
+        states = overdue_for(agreement_ids=list(scope.values_list("pk", flat=True)),
+                             today=TODAY, run=run).values()
+        expected = {
+            "overdue_reviews": sum(1 for state in states if state.review_overdue),
+            "overdue_actions": sum(state.overdue_actions for state in states),
+            "open_actions": sum(state.open_actions for state in states),
+        }
+        assert expected["overdue_reviews"] > 5  # the mix holds both outcomes
+        assert expected["overdue_reviews"] < len(states)
+        assert overdue_totals(agreements=scope, today=TODAY, run=run) == expected
 
 
 def test_the_agreement_panel_lists_open_actions_of_both_sides(acme_agreement, acme_viewer):
