@@ -17,6 +17,7 @@ from scoring.exports import iter_csv_lines
 from scoring.models import ScoringRun
 
 from . import charts
+from .portfolio_table import portfolio_rows_html
 from .program.overdue import portfolio_review_figures
 from .selectors import (
     FLAG_CHOICES,
@@ -24,11 +25,11 @@ from .selectors import (
     PORTFOLIO_SORTS,
     SCORE_BIN,
     portfolio_export_queryset,
-    portfolio_export_row,
     portfolio_export_rows,
     portfolio_figures,
     portfolio_overview,
     portfolio_queryset,
+    portfolio_row,
     portfolio_rows,
     run_cached,
 )
@@ -211,6 +212,7 @@ def portfolio(request: HtmxHttpRequest) -> HttpResponse:
         "next_month_url": state.query(month=next_month, page="") if next_month else "",
         "previous_month": previous_month, "next_month": next_month,
         "page": page,
+        "rows_html": portfolio_rows_html(page.object_list, month=state.month),
         # Overdue reviews and actions today (dashboards/program/overdue.py).
         "review_figures": portfolio_review_figures(agreements=agreements_for(user=request.user),
                                                    run=state.run),
@@ -244,7 +246,7 @@ def portfolio(request: HtmxHttpRequest) -> HttpResponse:
 def portfolio_export(request: HtmxHttpRequest) -> StreamingHttpResponse:
     """The filtered, sorted table as CSV: every row, not only the page."""
     state = _portfolio_state(request)
-    rows = (portfolio_export_row(agreement) for agreement in portfolio_export_queryset(
+    rows = (portfolio_row(agreement) for agreement in portfolio_export_queryset(
         queryset=state.shown, run=state.run, period=state.month).iterator(chunk_size=500)) \
         if state.month else ()
     cells = portfolio_export_rows(rows=rows, period=state.month)

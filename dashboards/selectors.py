@@ -12,9 +12,9 @@ from django.db.models import (
     Case,
     CharField,
     Count,
-    Exists,
     ExpressionWrapper,
     F,
+    FilteredRelation,
     FloatField,
     IntegerField,
     Max,
@@ -28,7 +28,6 @@ from django.db.models import (
     When,
 )
 from django.db.models.functions import Coalesce, Collate, Concat, Lower, NullIf, Trim
-from django.db.models.lookups import Exact
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
@@ -245,43 +244,79 @@ class PortfolioRow:
     def sparkline(self) -> dict | None:
         return sparkline(points=self.trend)
 
-    @property
+    @cached_property
     def sparkline_svg(self) -> str:
         return sparkline_svg(self.sparkline)
+
+
+class RowCards(NamedTuple):
+    """What a row of the table shows of one agreement's scorecards in a run, up to a month."""
+
+    card: tuple | None  # the month's CARD_COLUMNS
+    previous: tuple | None  # the month before's
+    trend: list[TrendPoint]
+    sparkline: dict | None
+    sparkline_svg: str
+
+
+def _row_cards(*, ids: list[int], run, period: str, trend_months: int) -> dict[int, RowCards]:
+    """The scorecards of the `trend_months` months up to `period` of each agreement: one
+    query, however many agreements."""
+    previous_period = month_shift(period, -1)
+    window = month_range(last=period, count=trend_months)
+    cards: dict[tuple[int, str], tuple] = {
+        (values[0], values[1]): values[2:] for values in Scorecard.objects.filter(
+            run=run, period__gte=window[0], period__lte=period, agreement_id__in=ids
+        ).order_by().values_list("agreement_id", "period", *CARD_COLUMNS)
+    }
+    scored_at, overall_at, tier_at = (CARD_COLUMNS.index(column)
+                                      for column in ("has_scorecard", "overall", "tier"))
+    result = {}
+    for pk in ids:
+        trend = []
+        for month in window:
+            values = cards.get((pk, month))
+            trend.append(TrendPoint(period=month, overall=None, tier="") if values is None
+                         else TrendPoint(period=month, tier=values[tier_at],
+                                         overall=values[overall_at] if values[scored_at]
+                                         else None))
+        spark = sparkline(points=trend)
+        result[pk] = RowCards(card=cards.get((pk, period)),
+                              previous=cards.get((pk, previous_period)), trend=trend,
+                              sparkline=spark, sparkline_svg=sparkline_svg(spark))
+    return result
 
 
 def _rows_of(*, agreement_list: list[Agreement], run, period: str,
              trend_months: int = TREND_MONTHS) -> list[PortfolioRow]:
     """The given agreements (partner, owner and plan joined), in their order, with their
-    scorecard of the month, of the month before, and their overall score over the
-    `trend_months` months up to `period`. Two queries, none without agreements."""
+    scorecards of the `trend_months` months up to `period`: the month's and the month
+    before's whole, the others as points of the trend and its sparkline. A run's scorecards
+    never change: each agreement's are read from the database once per run and month, then
+    from the cache. At most one query, none without agreements."""
     if run is None or not period or not agreement_list:
         return [PortfolioRow(agreement=agreement, scorecard=None, previous=None)
                 for agreement in agreement_list]
     ids = [agreement.pk for agreement in agreement_list]
-    previous_period = month_shift(period, -1)
-    window = month_range(last=period, count=trend_months)
-    # Whole scorecards for this month and the one before; for the trend's months only the
-    # three columns it draws.
-    by_key: dict[tuple[int, str], Scorecard] = {
-        (card.agreement_id, card.period): card for card in Scorecard.objects.filter(
-            run=run, period__in=(period, previous_period), agreement_id__in=ids).order_by()
-    }
-    points: dict[tuple[int, str], tuple[float | None, str]] = {
-        (agreement_id, month): (overall if has_scorecard else None, tier)
-        for agreement_id, month, overall, has_scorecard, tier in Scorecard.objects.filter(
-            run=run, period__gte=window[0], period__lte=period, agreement_id__in=ids
-        ).order_by().values_list("agreement_id", "period", "overall", "has_scorecard", "tier")
-    }
+    each = run_cached_each(
+        run=run, name="row-cards", parts=(period, trend_months), ids=ids,
+        compute=lambda missing: _row_cards(ids=missing, run=run, period=period,
+                                           trend_months=trend_months))
+
+    def scorecard(pk: int, values: tuple | None) -> Scorecard | None:
+        if values is None:
+            return None
+        return Scorecard(agreement_id=pk, **dict(zip(CARD_COLUMNS, values, strict=True)))
+
     rows = []
     for agreement in agreement_list:
-        trend = [TrendPoint(period=month, overall=overall, tier=tier)
-                 for month in window
-                 for overall, tier in (points.get((agreement.pk, month), (None, "")),)]
-        rows.append(PortfolioRow(
-            agreement=agreement, scorecard=by_key.get((agreement.pk, period)),
-            previous=by_key.get((agreement.pk, previous_period)), trend=trend,
-        ))
+        cards = each[agreement.pk]
+        row = PortfolioRow(agreement=agreement, scorecard=scorecard(agreement.pk, cards.card),
+                           previous=scorecard(agreement.pk, cards.previous), trend=cards.trend)
+        # Drawn once with the rest (cached properties).
+        row.__dict__.update(sparkline=cards.sparkline,
+                            sparkline_svg=mark_safe(cards.sparkline_svg))
+        rows.append(row)
     return rows
 
 
@@ -289,9 +324,10 @@ def portfolio_rows(*, agreements: QuerySet[Agreement] | list[Agreement], run, pe
                    trend_months: int = TREND_MONTHS) -> list[PortfolioRow]:
     """Agreements with their scorecard of the month, of the month before, and their overall
     score over the `trend_months` months up to `period`: a queryset all of it by code (a
-    partner's few agreements on their home page), a list (a page of the portfolio) as given.
+    partner's few agreements on their home page), a list (a page of `portfolio_queryset`) as
+    given.
 
-    Three queries for a queryset, two for a list, whatever the number of agreements."""
+    Two queries for a queryset, one for a list, whatever the number of agreements."""
     if not isinstance(agreements, list):
         agreements = list(agreements.select_related("partner", "owner", "incentive_plan")
                           .order_by("code"))
@@ -310,16 +346,35 @@ def _bytewise(expression, *, using: str):
     return expression
 
 
-def _month_cards(*, run, period: str) -> QuerySet[Scorecard]:
-    """The scorecard of `period` of the outer query's agreement (at most one row)."""
-    return Scorecard.objects.filter(run=run, period=period, agreement=OuterRef("pk")).order_by()
+# The columns of a month's scorecard a row of the table shows, and of the month before's.
+CARD_COLUMNS = ("has_scorecard", "overall", "rolling", "coverage", "tier", "at_risk",
+                "incomplete", "payout")
+PREVIOUS_CARD_COLUMNS = ("has_scorecard", "overall", "tier")
+# The table's sorts that read the month's scorecard.
+CARD_SORTS = ("tier", "flags", "overall", "coverage", "rolling", "payout")
 
 
-def _card_value(*, run, period: str, column: str, scored_only: bool = False) -> Subquery:
-    cards = _month_cards(run=run, period=period)
-    if scored_only:
-        cards = cards.filter(has_scorecard=True)
-    return Subquery(cards.values(column)[:1])
+def with_month_cards(queryset: QuerySet[Agreement], *, run, period: str,
+                     previous: bool = True) -> QuerySet[Agreement]:
+    """Agreements with their scorecard of `period` joined as `_card_<column>` (NULL without
+    one: coverage is never NULL on a scorecard) and, with `previous`, the month before's as
+    `_previous_<column>`: a join on the scorecards' (run, agreement, period) key each, where a
+    subquery per agreement and column cost a lookup each. Added once: a queryset that has
+    the month's join already gains only the month before's."""
+    months = {} if "_card_coverage" in queryset.query.annotations else {"card": period}
+    if previous:
+        months["previous"] = month_shift(period, -1) if period else ""
+    for name, month in months.items():
+        columns = CARD_COLUMNS if name == "card" else PREVIOUS_CARD_COLUMNS
+        if run is None or not month:
+            queryset = queryset.annotate(**{f"_{name}_{column}": Value(
+                None, output_field=CharField()) for column in columns})
+            continue
+        queryset = queryset.annotate(**{f"{name}_join": FilteredRelation(
+            "scorecards", condition=Q(scorecards__run=run, scorecards__period=month))})
+        queryset = queryset.annotate(**{f"_{name}_{column}": F(f"{name}_join__{column}")
+                                        for column in columns})
+    return queryset
 
 
 def _trend_annotations(*, run, period: str, trend_months: int = TREND_MONTHS) -> dict:
@@ -359,19 +414,18 @@ def _sort_annotations(*, column: str, run, period: str, using: str) -> dict:
         key = _bytewise(NullIf(Lower(Coalesce(full_name, "owner__username")), Value("")),
                         using=using)
     elif column == "tier":
-        tier = _card_value(run=run, period=period, column="tier")
-        key = Case(*(When(Exact(tier, value), then=Value(rank))
+        key = Case(*(When(_card_tier=value, then=Value(rank))
                      for value, rank in TIER_RANK.items()),
                    default=None, output_field=IntegerField())
     elif column == "flags":
-        flags = _month_cards(run=run, period=period).annotate(
-            weight=Case(When(at_risk=True, then=Value(2)), default=Value(0))
-            + Case(When(incomplete=True, then=Value(1)), default=Value(0)))
         # Rows without flags (or without a scorecard) sort as 0, not as missing.
-        key = Coalesce(Subquery(flags.values("weight")[:1]), Value(0))
-    else:  # overall and coverage only with a scorecard; rolling and payout from any row
-        key = _card_value(run=run, period=period, column=column,
-                          scored_only=column in ("overall", "coverage"))
+        key = (Case(When(_card_at_risk=True, then=Value(2)), default=Value(0))
+               + Case(When(_card_incomplete=True, then=Value(1)), default=Value(0)))
+    elif column in ("overall", "coverage"):  # only with a scorecard
+        key = Case(When(_card_has_scorecard=True, then=F(f"_card_{column}")), default=None,
+                   output_field=FloatField())
+    else:  # rolling and payout from any row
+        key = F(f"_card_{column}")
     return {"_sort": key}
 
 
@@ -394,6 +448,13 @@ def portfolio_queryset(*, agreements: QuerySet[Agreement], run, period: str, sor
     direction, missing values last by code; exactly as `portfolio_sort` sorts rows."""
     queryset = (agreements.select_related("partner", "owner", "incentive_plan")
                 .only(*PORTFOLIO_COLUMNS))
+    column = sort.lstrip("-")
+    if column not in PORTFOLIO_SORTS:
+        column, sort = "agreement", "agreement"
+    if tier or flag in FLAG_CHOICES or column in CARD_SORTS:
+        # Only then: joining every agreement's scorecard before the page is cut off costs
+        # more than reading the page's fifty afterwards.
+        queryset = with_month_cards(queryset, run=run, period=period, previous=False)
     if type:
         queryset = queryset.filter(type=type)
     if stage:
@@ -405,14 +466,10 @@ def portfolio_queryset(*, agreements: QuerySet[Agreement], run, period: str, sor
         queryset = queryset.filter(Q(code__icontains=needle) | Q(partner__name__icontains=needle)
                                    | Q(title__icontains=needle))
     if tier:
-        queryset = queryset.filter(Exists(_month_cards(run=run, period=period).filter(tier=tier)))
+        queryset = queryset.filter(_card_tier=tier)
     if flag in FLAG_CHOICES:
-        queryset = queryset.filter(Exists(_month_cards(run=run, period=period)
-                                          .filter(**{flag: True})))
+        queryset = queryset.filter(**{f"_card_{flag}": True})
     code = _bytewise(F("code"), using=queryset.db)
-    column = sort.lstrip("-")
-    if column not in PORTFOLIO_SORTS:
-        column, sort = "agreement", "agreement"
     queryset = queryset.annotate(**_sort_annotations(column=column, run=run, period=period,
                                                      using=queryset.db))
     if sort.startswith("-"):
@@ -425,35 +482,37 @@ def portfolio_queryset(*, agreements: QuerySet[Agreement], run, period: str, sor
 
 def portfolio_export_queryset(*, queryset: QuerySet[Agreement], run,
                               period: str) -> QuerySet[Agreement]:
-    """The table's query with what the CSV needs of each row's scorecards as columns: the
-    month's scorecard, the previous month's tier and the trend change."""
-    columns = ("has_scorecard", "overall", "rolling", "coverage", "tier", "at_risk",
-               "incomplete", "payout")
-    previous = month_shift(period, -1)
-    annotations = {f"_card_{column}": _card_value(run=run, period=period, column=column)
-                   for column in columns}
-    annotations["_previous_tier"] = _card_value(run=run, period=previous, column="tier")
-    if "_trend" not in queryset.query.annotations:
-        annotations.update(_trend_annotations(run=run, period=period))
-    return queryset.annotate(**annotations)
+    """The table's query with the month's and the month before's scorecards joined and the
+    trend change as a column."""
+    queryset = with_month_cards(queryset, run=run, period=period)
+    if "_trend" in queryset.query.annotations:
+        return queryset
+    return queryset.annotate(**_trend_annotations(run=run, period=period))
 
 
-def portfolio_export_row(agreement: Agreement) -> PortfolioRow:
-    """A row of `portfolio_export_queryset`, its scorecards rebuilt from the columns."""
+def portfolio_row(agreement: Agreement) -> PortfolioRow:
+    """A row of `with_month_cards`, its scorecards rebuilt from the columns."""
     card = None
     # coverage is never NULL on a scorecard: NULL here means no scorecard that month.
     if agreement._card_coverage is not None:
         card = Scorecard(agreement_id=agreement.pk, **{
-            column: getattr(agreement, f"_card_{column}") for column in (
-                "has_scorecard", "overall", "rolling", "coverage", "tier", "at_risk",
-                "incomplete", "payout")})
-    previous = Scorecard(tier=agreement._previous_tier or "")
+            column: getattr(agreement, f"_card_{column}") for column in CARD_COLUMNS})
+    previous = None
+    if agreement._previous_has_scorecard is not None:
+        previous = Scorecard(agreement_id=agreement.pk, **{
+            column: getattr(agreement, f"_previous_{column}")
+            for column in PREVIOUS_CARD_COLUMNS})
     return PortfolioRow(agreement=agreement, scorecard=card, previous=previous,
-                        change=agreement._trend)
+                        change=getattr(agreement, "_trend", None))
 
 
 # Long enough for a nightly run's whole day; a new run publishes under new keys anyway.
 RUN_CACHE_SECONDS = 2 * 24 * 3600
+
+
+def _run_key(run: ScoringRun, name: str, parts: Iterable) -> str:
+    published = run.published_at.isoformat() if run.published_at else "unpublished"
+    return ":".join(["run", str(run.pk), published, name, *(str(part) for part in parts)])
 
 
 def run_cached(*, run: ScoringRun, name: str, parts: Iterable = (), compute):
@@ -464,13 +523,28 @@ def run_cached(*, run: ScoringRun, name: str, parts: Iterable = (), compute):
     it was published) cannot go stale, and the next run publishes under new keys. (Deleting
     an agreement deletes its scorecards: values over many agreements name their number and
     highest id in `parts`.)"""
-    published = run.published_at.isoformat() if run.published_at else "unpublished"
-    key = ":".join(["run", str(run.pk), published, name, *(str(part) for part in parts)])
+    key = _run_key(run, name, parts)
     value = cache.get(key)
     if value is None:
         value = compute()
         cache.set(key, value, RUN_CACHE_SECONDS)
     return value
+
+
+def run_cached_each(*, run: ScoringRun, name: str, parts: Iterable = (), ids: list[int],
+                    compute) -> dict:
+    """`run_cached` for one value per agreement: those in the cache in one read, the others
+    by `compute(missing ids)`, which returns a value for each."""
+    prefix = _run_key(run, name, parts)
+    keys = {pk: f"{prefix}:{pk}" for pk in ids}
+    found = cache.get_many(list(keys.values()))
+    values = {pk: found[key] for pk, key in keys.items() if key in found}
+    missing = [pk for pk in ids if pk not in values]
+    if missing:
+        computed = compute(missing)
+        cache.set_many({keys[pk]: computed[pk] for pk in missing}, RUN_CACHE_SECONDS)
+        values.update(computed)
+    return values
 
 
 def portfolio_overview(*, agreements: QuerySet[Agreement]) -> dict:

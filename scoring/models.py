@@ -135,8 +135,9 @@ class Scorecard(models.Model):
     run = models.ForeignKey(
         ScoringRun, on_delete=models.CASCADE, related_name="+", db_index=False
     )
+    # `scorecards` lets a query of agreements join one month's scorecard (FilteredRelation).
     agreement = models.ForeignKey(
-        Agreement, on_delete=models.CASCADE, related_name="+", db_index=False
+        Agreement, on_delete=models.CASCADE, related_name="scorecards", db_index=False
     )
     period = models.CharField("month", max_length=7)
     has_scorecard = models.BooleanField("has a scorecard", default=True)

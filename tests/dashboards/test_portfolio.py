@@ -555,3 +555,46 @@ def test_a_page_past_the_end_shows_the_last_page(client, host_manager, varied):
     empty = client.get(URL, {"q": "no such agreement", "page": "3"})
     assert rows_of(empty) == [] and empty.context["filtered_count"] == 0
     assert "No agreements match these filters." in empty.text
+
+
+def test_rows_and_figures_read_from_the_cache_equal_those_read_from_the_database(
+        client, host_manager, varied):
+    """What the page keeps of a published run answers exactly as the database did; a new run
+    publishes under new keys, so nothing of the old one is shown."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from dashboards.selectors import run_cached_each
+
+    run, agreements = varied
+    client.force_login(host_manager)
+    url = reverse("portfolio")
+    params = {"month": "2025-04", "sort": "-overall"}
+    def page() -> str:
+        # The portfolio's body, without the per-response nonces and tokens of the page.
+        content = client.get(url, query_params=params).content.decode()
+        return content[content.index('<div id="portfolio-body"'):content.index("</main>")]
+
+    with CaptureQueriesContext(connection) as first_queries:
+        first = page()
+    with CaptureQueriesContext(connection) as cached_queries:
+        cached = page()
+    assert cached == first
+    assert len(cached_queries) < len(first_queries)
+    # Every row's scorecards are in the cache now, under this run.
+    ids = [agreement.pk for agreement in agreements]
+    found = run_cached_each(run=run, name="row-cards", parts=("2025-04", 12), ids=ids,
+                            compute=lambda missing: pytest.fail(f"not cached: {missing}"))
+    assert set(found) == set(ids)
+    # A newer run with other numbers: the page shows its numbers, not the cached ones.
+    newer = ScoringRun.objects.get(pk=run.pk)
+    newer.pk, newer.published_at = None, timezone.now()
+    newer.save()
+    cards = list(Scorecard.objects.filter(run=run))
+    for card in cards:
+        card.pk, card.run = None, newer
+        card.overall = 11.0 if card.overall is not None else None
+    Scorecard.objects.bulk_create(cards)
+    newer_page = page()
+    assert newer_page != first and "11.0" in newer_page

@@ -1,0 +1,81 @@
+"""The rows of the portfolio table as HTML.
+
+Built here rather than in the template: fifty rows of ten cells each cost a third of the page's
+time through the template engine (and half as much through `format_html`, whose lazy-string
+checks run for every value). Every value passes through `escape` below; the markup belongs
+with the table's header in templates/dashboards/portfolio.html.
+"""
+
+from html import escape
+
+from django.urls import reverse
+from django.utils.safestring import SafeString, mark_safe
+
+from partnerships.models import AgreementType, Stage, Tier
+
+from .selectors import PortfolioRow
+
+TYPE_LABELS = dict(AgreementType.choices)
+STAGE_LABELS = {value: label.lower() for value, label in Stage.choices}
+TIER_LABELS = dict(Tier.choices)
+TIER_MOVES = {
+    "up": ' <span class="change change--up" title="up from last month">▲'
+          '<span class="visually-hidden"> up</span></span>',
+    "down": ' <span class="change change--down" title="down from last month">▼'
+            '<span class="visually-hidden"> down</span></span>',
+    "": "",
+}
+FLAG_BADGES = {
+    "at_risk": '<span class="badge flag-at-risk">at risk</span> ',
+    "incomplete": '<span class="badge flag-incomplete">incomplete</span> ',
+}
+
+
+def _tier_cell(row: PortfolioRow) -> str:
+    tier = row.tier
+    if not tier:
+        return '<span class="muted">—</span>'
+    label = TIER_LABELS.get(tier, tier)
+    return (f'<span class="badge tier-{escape(tier)}">{escape(label)}</span>'
+            f"{TIER_MOVES[row.tier_move]}")
+
+
+def _flags_cell(row: PortfolioRow) -> str:
+    flags = row.flags
+    if not flags:
+        return "" if row.has_scorecard else '<span class="muted">no scorecard</span>'
+    return "".join(FLAG_BADGES[flag] for flag in flags)
+
+
+def _or_dash(text: str) -> str:
+    return escape(text) if text else "—"
+
+
+def portfolio_row_html(row: PortfolioRow, *, month: str) -> SafeString:
+    """One `<tr>` of the table, every value escaped."""
+    agreement = row.agreement
+    url = reverse("agreement_dashboard", args=[agreement.code])
+    coverage = row.coverage
+    return mark_safe(
+        "<tr>"
+        f'<td class="portfolio-table__agreement"><a href="{escape(url)}?month={escape(month)}">'
+        f"{escape(agreement.code)}</a><br>"
+        f'<small class="muted">{escape(agreement.partner.name)}</small></td>'
+        f'<td class="col-wide-only">{escape(TYPE_LABELS.get(agreement.type, agreement.type))}'
+        f'<br><small class="muted">'
+        f"{escape(STAGE_LABELS.get(agreement.stage, agreement.stage))}</small></td>"
+        f'<td class="col-wide-only">{_or_dash(row.owner_name)}</td>'
+        f"<td>{_tier_cell(row)}</td>"
+        f'<td class="num">{_or_dash(row.overall)}</td>'
+        f'<td class="num">{_or_dash(row.rolling)}</td>'
+        # Built with format_html in selectors.sparkline_svg: escaped there.
+        f"<td>{row.sparkline_svg}</td>"
+        f'<td class="num">{escape(coverage) + " %" if coverage else "—"}</td>'
+        f"<td>{_flags_cell(row)}</td>"
+        f'<td class="num col-wide-only">{_or_dash(row.payout)}</td>'
+        "</tr>"
+    )
+
+
+def portfolio_rows_html(rows: list[PortfolioRow], *, month: str) -> list[SafeString]:
+    return [portfolio_row_html(row, month=month) for row in rows]

@@ -1,0 +1,71 @@
+"""The portfolio table's rows, built in Python: every cell as the table shows it, escaped."""
+
+import datetime as dt
+
+from django.contrib.auth import get_user_model
+
+from dashboards.portfolio_table import portfolio_row_html
+from dashboards.selectors import PortfolioRow, TrendPoint
+from partnerships.models import Agreement, Partner
+from scoring.models import Scorecard
+
+
+def row(*, card: dict | None = None, previous_tier: str = "", owner=None,
+        partner_name: str = "Acme <Labs>", code: str = "ACME-1") -> PortfolioRow:
+    agreement = Agreement(code=code, type="referral", stage="under_review",
+                          partner=Partner(name=partner_name, slug="acme"), owner=owner,
+                          start_date=dt.date(2025, 1, 1))
+    scorecard = None if card is None else Scorecard(**{
+        "has_scorecard": True, "overall": 72.34, "rolling": 70.0, "coverage": 0.875,
+        "tier": "growth", "at_risk": False, "incomplete": False, "payout": 1234.5, **card})
+    trend = [TrendPoint(period=f"2025-{month:02d}", overall=60.0 + month, tier="growth")
+             for month in range(1, 13)]
+    return PortfolioRow(agreement=agreement, scorecard=scorecard,
+                        previous=Scorecard(tier=previous_tier),
+                        trend=trend if card is not None else [])
+
+
+def test_a_scored_row_shows_every_cell_escaped():
+    owner = get_user_model()(username="sam", first_name="Sam", last_name="O'Kafor & Co")
+    html = portfolio_row_html(row(card={}, previous_tier="transactional", owner=owner),
+                              month="2025-12")
+    assert html.startswith("<tr>") and html.endswith("</tr>")
+    assert html.count("<td") == 10
+    assert '<a href="/agreements/ACME-1/?month=2025-12">ACME-1</a>' in html
+    assert "Acme &lt;Labs&gt;" in html and "<Labs>" not in html
+    assert "Referral<br><small class=\"muted\">under review</small>" in html
+    assert "Sam O&#x27;Kafor &amp; Co" in html
+    assert '<span class="badge tier-growth">Growth</span>' in html
+    assert 'class="change change--up"' in html  # transactional → growth
+    assert '<td class="num">72.3</td>' in html
+    assert '<td class="num">70.0</td>' in html
+    assert '<td class="num">87.5 %</td>' in html
+    assert '<td class="num col-wide-only">1,234.50</td>' in html
+    assert '<svg class="sparkline"' in html
+
+
+def test_flags_moves_down_and_missing_values():
+    html = portfolio_row_html(row(card={"at_risk": True, "incomplete": True, "tier": "growth",
+                                        "payout": None}, previous_tier="strategic"),
+                              month="2025-12")
+    assert ('<span class="badge flag-incomplete">incomplete</span> '
+            '<span class="badge flag-at-risk">at risk</span> ') in html
+    assert 'class="change change--down"' in html
+    assert '<td class="num col-wide-only">—</td>' in html
+    assert '<td class="col-wide-only">—</td>' in html  # no owner
+
+
+def test_a_row_without_a_scorecard():
+    html = portfolio_row_html(row(card=None), month="2025-12")
+    assert '<span class="muted">—</span>' in html  # no tier
+    assert '<span class="muted">no scores</span>' in html
+    assert html.count('<td class="num">—</td>') == 3  # overall, rolling, coverage
+    assert '<span class="muted">no scorecard</span>' in html
+
+
+def test_a_month_without_a_scorecard_keeps_rolling_and_tier():
+    html = portfolio_row_html(row(card={"has_scorecard": False, "overall": None}),
+                              month="2025-12")
+    assert '<span class="badge tier-growth">Growth</span>' in html
+    assert '<td class="num">70.0</td>' in html  # rolling
+    assert '<span class="muted">no scorecard</span>' in html
