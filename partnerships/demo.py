@@ -21,6 +21,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from .changes import program_changed
 from .demo_history import demo_history_create
 from .models import (
     DEFAULT_CATEGORY_WEIGHTS,
@@ -699,6 +700,8 @@ def demo_generate(
             np.random.default_rng(seed + 1), agreements=list(Agreement.objects.all()),
             partners=partner_rows, manager=manager, today=today,
         )
+        # Agreements, reviews and actions written in bulk, without the signals of each save.
+        program_changed()
     return DemoSummary(
         partners=partners, agreements=agreements, kpi_definitions=len(KPI_LIBRARY),
         agreement_kpis=agreements * kpis_per_agreement, observations=observations,

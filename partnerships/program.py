@@ -20,6 +20,7 @@ from django.core.validators import URLValidator
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from .changes import program_changed
 from .models import (
     CATEGORY_WEIGHT_FIELDS,
     DEFAULT_CATEGORY_WEIGHTS,
@@ -944,7 +945,10 @@ def program_load(*, document: dict | str, user=None) -> ProgramLoadResult:
         _check_references(plan, reader)
         if reader.problems:
             raise ProgramError(reader.problems)
-        return _write(plan)
+        result = _write(plan)
+        # Agreements written in bulk, without the signals of each save.
+        program_changed()
+        return result
 
 
 def _write(plan: _Plan) -> ProgramLoadResult:

@@ -116,6 +116,17 @@ def celery_in_process(request):
 
 
 @pytest.fixture(autouse=True)
+def program_changes_start_over():
+    """Each test's database starts over: so does the counter of its changes, so that no
+    figure kept for an earlier test's rows is read (partnerships/changes.py)."""
+    from django.core.cache import cache
+
+    from partnerships.changes import VERSION_KEY
+
+    cache.delete(VERSION_KEY)
+
+
+@pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     # The production hasher is slow on purpose; tests create and log in many users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

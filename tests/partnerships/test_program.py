@@ -824,3 +824,17 @@ def test_example_of_the_docs_loads_and_prints_the_documented_summary(host_manage
     stdout, _ = run_import(path)
 
     assert stdout.replace(str(path), "program.yaml") == summary
+
+
+def test_a_load_moves_the_change_counter_on_though_it_writes_in_bulk(host_manager):
+    """Agreements are upserted without per-row signals: the load itself tells the pages that
+    keep figures of the program (partnerships/changes.py)."""
+    from partnerships.changes import program_version
+
+    before = program_version()
+    program_load(document=FULL)
+    after = program_version()
+    assert after > before
+    with pytest.raises(ProgramError):
+        program_load(document="partners: 3")
+    assert program_version() == after  # nothing written, nothing moved

@@ -476,3 +476,32 @@ def test_the_portfolio_counts_overdue_reviews_and_actions(
     figures = response.context["review_figures"]
     assert figures == {"overdue_reviews": 1, "overdue_actions": 1, "open_actions": 1}
     assert "overdue review today" in response.text
+
+
+def test_the_portfolios_overdue_counts_follow_every_change_at_once(
+        client, host_manager, acme_agreement, globex_agreement, kpis):
+    """The counts are kept between requests, and not one request after a change: a status
+    changed through the page, a review recorded, an agreement ended, an action deleted."""
+    from scoring.services import scoring_run_inline
+    from tests.conftest import write_observations
+
+    write_observations([(acme_agreement, kpis["revenue"], "host", "2025-01-10", 50)])
+    scoring_run_inline()
+    late = make_action(globex_agreement, due_in=-1)
+    other = make_action(acme_agreement, due_in=-3)
+    client.force_login(host_manager)
+
+    def figures() -> dict:
+        return client.get(reverse("portfolio")).context["review_figures"]
+
+    assert figures() == {"overdue_reviews": 2, "overdue_actions": 2, "open_actions": 2}
+    assert figures() == {"overdue_reviews": 2, "overdue_actions": 2, "open_actions": 2}
+    client.post(status_url(late), {"status": "done"})
+    assert figures() == {"overdue_reviews": 2, "overdue_actions": 1, "open_actions": 1}
+    make_review(acme_agreement, days_ago=3)
+    assert figures()["overdue_reviews"] == 1
+    globex_agreement.stage = "ended"
+    globex_agreement.save()
+    assert figures()["overdue_reviews"] == 0
+    other.delete()
+    assert figures() == {"overdue_reviews": 0, "overdue_actions": 0, "open_actions": 0}

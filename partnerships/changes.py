@@ -1,0 +1,37 @@
+"""A counter of changes to the program's agreements, reviews and action items.
+
+Pages may keep figures computed from these (the portfolio's overdue reviews and actions) in the
+cache under a key that names the counter: every change moves it on, so a kept figure is not
+read after the rows under it changed. Saves and deletes through the ORM move it by themselves
+(signals connected in apps.py); writers that bypass them (bulk loads) call `program_changed`.
+It moves at once and again when the transaction commits, so that a figure computed from the
+rows before the commit, meanwhile, is not kept either.
+"""
+
+import time
+
+from django.core.cache import cache
+from django.db import transaction
+
+VERSION_KEY = "program:version"
+
+
+def program_version() -> int:
+    version = cache.get(VERSION_KEY)
+    if version is None:
+        # A cache emptied or restarted: start from a value no earlier counter reached.
+        cache.add(VERSION_KEY, time.time_ns(), timeout=None)
+        version = cache.get(VERSION_KEY, 0)
+    return version
+
+
+def _move_on() -> None:
+    try:
+        cache.incr(VERSION_KEY)
+    except ValueError:  # not in the cache
+        cache.set(VERSION_KEY, time.time_ns(), timeout=None)
+
+
+def program_changed(**_signal) -> None:
+    _move_on()
+    transaction.on_commit(_move_on)
