@@ -20,6 +20,7 @@ from .selectors import (
     agreement_scorecards,
     month_shift,
     one_decimal,
+    run_cached,
     tier_cutoffs,
     tier_hint,
     tier_policy,
@@ -84,7 +85,11 @@ def agreement_context(request: HtmxHttpRequest, agreement: Agreement, *,
     by_period = {item.period: item for item in scorecards}
     policy = tier_policy(run=run)
     bands = charts.tier_bands(policy=policy)
-    cutoffs = tier_cutoffs(run=run, period=month, policy=policy) if month else {}
+    # A run's scores never change: the month's cut-offs are computed once per run.
+    cutoffs = run_cached(
+        run=run, name="tier-cutoffs", parts=(month,),
+        compute=lambda: tier_cutoffs(run=run, period=month, policy=policy),
+    ) if month else {}
     month_rows = agreement_months(scorecards=shown)
     try:
         plan = agreement.incentive_plan
@@ -118,8 +123,11 @@ def agreement_context(request: HtmxHttpRequest, agreement: Agreement, *,
         "payout_total": sum(item.payout or 0.0 for item in shown if item.payout),
         "kpi_rows": kpi_rows,
         # Reviews due, overdue and open actions of both sides (dashboards/program/overdue.py).
-        "review_panel": agreement_review_panel(agreement=agreement, user=request.user,
-                                               run=run),
+        "review_panel": agreement_review_panel(
+            agreement=agreement, user=request.user, run=run,
+            # Its tier now: the run's last month (whatever month the page shows).
+            tier=next((item.tier for item in reversed(scorecards)
+                       if run is not None and item.period == run.last_period), "")),
         # Objectives with their progress from the linked KPIs (dashboards/program/progress.py).
         "objectives_progress": objectives_for_dashboard(agreement=agreement, run=run),
         "recent_imports": agreement_recent_imports(

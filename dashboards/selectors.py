@@ -35,6 +35,7 @@ from partnerships.models import (
     Agreement,
     AgreementType,
     ImportBatch,
+    KPIDefinition,
     MetricObservation,
     Stage,
     Tier,
@@ -770,10 +771,12 @@ def portfolio_export_rows(*, rows: Iterable[PortfolioRow], period: str) -> list[
 
 
 def agreement_scorecards(*, run, agreement: Agreement) -> list[Scorecard]:
-    """The agreement's scorecard rows of the run, oldest month first."""
+    """The agreement's scorecard rows of the run, oldest month first: read once per run."""
     if run is None:
         return []
-    return list(Scorecard.objects.filter(run=run, agreement=agreement).order_by("period"))
+    return run_cached(run=run, name="agreement-scorecards", parts=(agreement.pk,),
+                      compute=lambda: list(Scorecard.objects.filter(run=run, agreement=agreement)
+                                           .order_by("period")))
 
 
 def tier_since(*, scorecards: list[Scorecard], period: str) -> str:
@@ -790,45 +793,64 @@ def tier_since(*, scorecards: list[Scorecard], period: str) -> str:
         since = earlier.period
 
 
+# What the KPI table shows of a KPI score (the run's values, which never change).
+KPI_SCORE_COLUMNS = ("kpi_id", "actual", "target", "floor", "score", "other_side_actual")
+
+
+def _kpi_scores(*, run, agreement: Agreement, period: str,
+                trend_periods: list[str] | tuple) -> tuple[list[tuple], dict]:
+    """The month's KPI_SCORE_COLUMNS of each KPI and each KPI's score by month of
+    `trend_periods`: one query."""
+    month: list[tuple] = []
+    trends: dict[int, dict[str, float | None]] = {}
+    for values in KPIScore.objects.filter(
+        run=run, agreement=agreement, period__in={period, *trend_periods}
+    ).order_by().values_list("period", "score", *KPI_SCORE_COLUMNS):
+        if values[0] == period:
+            month.append(values[2:])
+        trends.setdefault(values[2], {})[values[0]] = values[1]
+    return month, trends
+
+
 def agreement_kpi_rows(*, run, agreement: Agreement, period: str,
                        trend_periods: list[str] | tuple = ()) -> list[dict]:
     """The KPI table of a month: scores, the source side and the other side's value (Δ %),
     and each KPI's score over `trend_periods` ("trend_scores", None for a missing month).
-    Two queries: whole rows for the month, three columns for the trend (12 KPIs × 12 months
-    of model instances cost more than the query saved by reading them together)."""
+    The scores are the run's (read once per run and month); the KPIs as they are now (their
+    names and units may be edited): one query."""
     if run is None:
         return []
-    scores = (KPIScore.objects.filter(run=run, agreement=agreement, period=period)
-              .select_related("kpi").order_by("kpi__category", "kpi__code"))
-    trends: dict[int, dict[str, float | None]] = {}
-    if trend_periods:
-        for kpi_id, month, score in KPIScore.objects.filter(
-            run=run, agreement=agreement, period__in=trend_periods
-        ).values_list("kpi_id", "period", "score"):
-            trends.setdefault(kpi_id, {})[month] = score
+    month, trends = run_cached(
+        run=run, name="agreement-kpi-scores", parts=(agreement.pk, period, *trend_periods),
+        compute=lambda: _kpi_scores(run=run, agreement=agreement, period=period,
+                                    trend_periods=trend_periods))
+    kpis = KPIDefinition.objects.in_bulk([values[0] for values in month])
     rows = []
-    for item in scores:
+    for kpi_id, actual, target, floor, score, other in month:
+        kpi = kpis.get(kpi_id)
+        if kpi is None:  # deleted since the run
+            continue
         delta = None
-        if item.actual is not None and item.other_side_actual is not None and item.actual != 0:
-            delta = (item.other_side_actual - item.actual) / abs(item.actual) * 100
+        if actual is not None and other is not None and actual != 0:
+            delta = (other - actual) / abs(actual) * 100
+        by_month = trends.get(kpi_id, {})
         rows.append({
-            "kpi": item.kpi,
-            "actual": one_decimal(item.actual),
-            "target": one_decimal(item.target),
-            "floor": one_decimal(item.floor),
-            "score": one_decimal(item.score),
-            "source": item.kpi.source,
-            "other": one_decimal(item.other_side_actual),
+            "kpi": kpi,
+            "actual": one_decimal(actual),
+            "target": one_decimal(target),
+            "floor": one_decimal(floor),
+            "score": one_decimal(score),
+            "source": kpi.source,
+            "other": one_decimal(other),
             "delta": one_decimal(delta),
             "delta_large": delta is not None and abs(delta) > 5,
             # Unrounded, for the CSV of the table.
-            "actual_value": item.actual, "target_value": item.target,
-            "floor_value": item.floor, "score_value": item.score,
-            "other_value": item.other_side_actual, "delta_value": delta,
+            "actual_value": actual, "target_value": target,
+            "floor_value": floor, "score_value": score,
+            "other_value": other, "delta_value": delta,
+            "trend_scores": [by_month.get(month) for month in trend_periods],
         })
-    for row in rows:
-        by_month = trends.get(row["kpi"].pk, {})
-        row["trend_scores"] = [by_month.get(month) for month in trend_periods]
+    rows.sort(key=lambda row: (row["kpi"].category, row["kpi"].code))
     return rows
 
 

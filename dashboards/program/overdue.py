@@ -168,18 +168,24 @@ def overdue_for(*, agreement_ids: Iterable[int] | QuerySet, today: dt.date | Non
     }
     result = {}
     for pk, stage, start, cadence, last, tier in rows:
-        due, days = review_status(stage=stage, start=start, cadence=cadence, tier=tier,
-                                  last_review=last, today=today)
         counts = action_counts.get(pk, {})
-        result[pk] = Overdue(
-            review_due=due, review_overdue_days=days,
-            overdue_actions=counts.get("overdue", 0), open_actions=counts.get("open", 0),
-            last_review=last,
-            interval_days=None if due is None else review_interval_days(cadence=cadence,
-                                                                        tier=tier),
-            tier=tier,
-        )
+        result[pk] = _state(stage=stage, start=start, cadence=cadence, tier=tier,
+                            last_review=last, today=today, open_actions=counts.get("open", 0),
+                            overdue_actions=counts.get("overdue", 0))
     return result
+
+
+def _state(*, stage: str, start: dt.date, cadence: str, tier: str,
+           last_review: dt.date | None, today: dt.date, open_actions: int,
+           overdue_actions: int) -> Overdue:
+    due, days = review_status(stage=stage, start=start, cadence=cadence, tier=tier,
+                              last_review=last_review, today=today)
+    return Overdue(
+        review_due=due, review_overdue_days=days, overdue_actions=overdue_actions,
+        open_actions=open_actions, last_review=last_review,
+        interval_days=None if due is None else review_interval_days(cadence=cadence, tier=tier),
+        tier=tier,
+    )
 
 
 def overdue_totals(*, agreements: QuerySet[Agreement], today: dt.date | None = None,
@@ -232,16 +238,25 @@ def annotate_actions(actions: Iterable[ActionItem], *, user, today: dt.date) -> 
 
 
 def agreement_review_panel(*, agreement: Agreement, user, limit: int = 5,
-                           run: ScoringRun | None = None) -> dict:
+                           tier: str | None = None, run: ScoringRun | None = None) -> dict:
     """The agreement dashboard's section: the review due, overdue and open actions (both
-    sides). Three or four queries (one fewer when the page passes the published `run`)."""
+    sides). Two queries (the last review, the open actions) when the page passes the
+    agreement's current `tier`; one or two more to find it otherwise."""
     today = timezone.localdate()
-    state = overdue_for(agreement_ids=[agreement.pk], today=today, run=run)[agreement.pk]
-    open_actions = (action_items_for(user=user)
-                    .filter(agreement=agreement, status__in=OPEN_STATUSES)
-                    .order_by("due_date", "id")[:limit])
+    if tier is None:
+        tier = current_tiers(agreement_ids=[agreement.pk], run=run).get(agreement.pk, "")
+    last_review = (Review.objects.filter(agreement=agreement).order_by("-held_on")
+                   .values_list("held_on", flat=True).first())
+    # An agreement has few open actions (action_items_for: both sides of what the user sees).
+    open_actions = list(action_items_for(user=user)
+                        .filter(agreement=agreement, status__in=OPEN_STATUSES)
+                        .order_by("due_date", "id"))
+    state = _state(stage=agreement.stage, start=agreement.start_date,
+                   cadence=agreement.review_cadence, tier=tier, last_review=last_review,
+                   today=today, open_actions=len(open_actions),
+                   overdue_actions=sum(1 for action in open_actions if action.due_date < today))
     return {"agreement": agreement, "state": state, "today": today,
-            "actions": annotate_actions(open_actions, user=user, today=today),
+            "actions": annotate_actions(open_actions[:limit], user=user, today=today),
             "status_choices": ActionStatus.choices}
 
 
