@@ -167,11 +167,35 @@ def sparkline_svg(spark: dict | None) -> str:
     )
 
 
+class MonthCard(NamedTuple):
+    """What the table shows of a month's scorecard (CARD_COLUMNS): lighter than the model."""
+
+    has_scorecard: bool
+    overall: float | None
+    rolling: float | None
+    coverage: float
+    tier: str
+    at_risk: bool
+    incomplete: bool
+    payout: float | None
+
+    @property
+    def flags(self) -> list[str]:
+        flags = (("incomplete", self.incomplete), ("at_risk", self.at_risk))
+        return [name for name, on in flags if on]
+
+    def get_tier_display(self) -> str:
+        return TIER_LABELS.get(self.tier, self.tier)
+
+
+TIER_LABELS = dict(Tier.choices)
+
+
 @dataclass
 class PortfolioRow:
     agreement: Agreement
-    scorecard: Scorecard | None
-    previous: Scorecard | None
+    scorecard: MonthCard | None
+    previous: MonthCard | None
     trend: list[TrendPoint] = field(default_factory=list)
     # The trend change computed by the database, for rows loaded without their trend.
     change: float | None = None
@@ -304,16 +328,13 @@ def _rows_of(*, agreement_list: list[Agreement], run, period: str,
         compute=lambda missing: _row_cards(ids=missing, run=run, period=period,
                                            trend_months=trend_months))
 
-    def scorecard(pk: int, values: tuple | None) -> Scorecard | None:
-        if values is None:
-            return None
-        return Scorecard(agreement_id=pk, **dict(zip(CARD_COLUMNS, values, strict=True)))
-
     rows = []
     for agreement in agreement_list:
         cards = each[agreement.pk]
-        row = PortfolioRow(agreement=agreement, scorecard=scorecard(agreement.pk, cards.card),
-                           previous=scorecard(agreement.pk, cards.previous), trend=cards.trend)
+        row = PortfolioRow(
+            agreement=agreement, trend=cards.trend,
+            scorecard=None if cards.card is None else MonthCard(*cards.card),
+            previous=None if cards.previous is None else MonthCard(*cards.previous))
         # Drawn once with the rest (cached properties).
         row.__dict__.update(sparkline=cards.sparkline,
                             sparkline_svg=mark_safe(cards.sparkline_svg))
@@ -348,8 +369,7 @@ def _bytewise(expression, *, using: str):
 
 
 # The columns of a month's scorecard a row of the table shows, and of the month before's.
-CARD_COLUMNS = ("has_scorecard", "overall", "rolling", "coverage", "tier", "at_risk",
-                "incomplete", "payout")
+CARD_COLUMNS = MonthCard._fields
 PREVIOUS_CARD_COLUMNS = ("has_scorecard", "overall", "tier")
 # The table's sorts that read the month's scorecard.
 CARD_SORTS = ("tier", "flags", "overall", "coverage", "rolling", "payout")
@@ -493,18 +513,21 @@ def portfolio_export_queryset(*, queryset: QuerySet[Agreement], run,
 
 def portfolio_row(agreement: Agreement) -> PortfolioRow:
     """A row of `with_month_cards`, its scorecards rebuilt from the columns."""
-    card = None
+    card = previous = None
     # coverage is never NULL on a scorecard: NULL here means no scorecard that month.
     if agreement._card_coverage is not None:
-        card = Scorecard(agreement_id=agreement.pk, **{
-            column: getattr(agreement, f"_card_{column}") for column in CARD_COLUMNS})
-    previous = None
+        card = MonthCard(*(getattr(agreement, f"_card_{column}") for column in CARD_COLUMNS))
     if agreement._previous_has_scorecard is not None:
-        previous = Scorecard(agreement_id=agreement.pk, **{
-            column: getattr(agreement, f"_previous_{column}")
-            for column in PREVIOUS_CARD_COLUMNS})
+        previous = MonthCard(**{
+            column: getattr(agreement, f"_previous_{column}", None) if column in
+            PREVIOUS_CARD_COLUMNS else MONTH_CARD_DEFAULTS[column] for column in CARD_COLUMNS})
     return PortfolioRow(agreement=agreement, scorecard=card, previous=previous,
                         change=getattr(agreement, "_trend", None))
+
+
+# What a card of the month before holds beyond PREVIOUS_CARD_COLUMNS (nothing shows them).
+MONTH_CARD_DEFAULTS = {"rolling": None, "coverage": 0.0, "at_risk": False,
+                       "incomplete": False, "payout": None}
 
 
 # Long enough for a nightly run's whole day; a new run publishes under new keys anyway.

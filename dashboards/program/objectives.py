@@ -24,8 +24,11 @@ from .progress import objectives_progress
 def objectives_for_dashboard(*, agreement: Agreement, run=None) -> list:
     """The agreement's objectives with their progress, for the shared agreement dashboard
     (`run`: the published run when the page has it already)."""
-    objectives = Objective.objects.filter(agreement=agreement).select_related("agreement", "kpi")
-    return objectives_progress(objectives=objectives.order_by("deadline", "id"), run=run)
+    objectives = list(Objective.objects.filter(agreement=agreement).select_related("kpi")
+                      .order_by("deadline", "id"))
+    for objective in objectives:
+        objective.agreement = agreement  # loaded already
+    return objectives_progress(objectives=objectives, run=run)
 
 
 def _page(request: HtmxHttpRequest, agreement: Agreement, form: ObjectiveForm | None = None,

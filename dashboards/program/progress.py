@@ -20,7 +20,8 @@ The rule (shown on the objectives page and the agreement dashboard too):
   linked KPI (or whose KPI is no longer on the agreement) are *not measured*: whether they
   were met cannot be known, so they show their deadline only.
 
-Three queries whatever the number of objectives: the run, the agreement KPIs, the scores.
+Three queries whatever the number of objectives: the run, the agreement KPIs, the scores (the
+run's scores are read once per run, then from the cache).
 """
 
 import datetime as dt
@@ -31,6 +32,8 @@ from django.utils import timezone
 
 from partnerships.models import AgreementKPI, Objective
 from scoring.models import KPIScore, ScoringRun
+
+from ..selectors import run_cached
 
 DONE, ON_TRACK, AT_RISK, OVERDUE = "done", "on_track", "at_risk", "overdue"
 NO_DATA, NOT_MEASURED = "no_data", "not_measured"
@@ -74,6 +77,19 @@ def _elapsed_percent(*, start: dt.date, deadline: dt.date, today: dt.date) -> fl
     return 100.0 * min(max(share, 0.0), 1.0)
 
 
+def _latest_actuals(*, run: ScoringRun, agreement_ids: set[int],
+                    kpi_ids: set[int]) -> dict[tuple[int, int], tuple[str, float]]:
+    """The latest month with an actual value, and the value, of each agreement's KPI."""
+    scores = (KPIScore.objects
+              .filter(run=run, agreement_id__in=agreement_ids, kpi_id__in=kpi_ids,
+                      actual__isnull=False)
+              .order_by("period")
+              .values_list("agreement_id", "kpi_id", "period", "actual"))
+    # Oldest month first: the last one written for a key is its latest month.
+    return {(agreement_id, kpi_id): (period, actual)
+            for agreement_id, kpi_id, period, actual in scores}
+
+
 def objectives_progress(*, objectives: Iterable[Objective], run: ScoringRun | None = None,
                         today: dt.date | None = None) -> list[ObjectiveProgress]:
     """Progress of each objective towards its target value from its linked KPI's latest
@@ -97,14 +113,12 @@ def objectives_progress(*, objectives: Iterable[Objective], run: ScoringRun | No
                                                    kpi_id__in=kpi_ids)
         }
     if linked and run is not None:
-        scores = (KPIScore.objects
-                  .filter(run=run, agreement_id__in=agreement_ids, kpi_id__in=kpi_ids,
-                          actual__isnull=False)
-                  .order_by("period")
-                  .values_list("agreement_id", "kpi_id", "period", "actual"))
-        # Oldest month first: the last one written for a key is its latest month.
-        latest = {(agreement_id, kpi_id): (period, actual)
-                  for agreement_id, kpi_id, period, actual in scores}
+        # The run's scores never change: read once per run and set of KPIs.
+        latest = run_cached(
+            run=run, name="objective-actuals",
+            parts=(*sorted(agreement_ids), "kpis", *sorted(kpi_ids)),
+            compute=lambda: _latest_actuals(run=run, agreement_ids=agreement_ids,
+                                            kpi_ids=kpi_ids))
 
     results = []
     for objective in objectives:

@@ -113,6 +113,34 @@ def test_kpi_table_shows_other_side_and_large_delta(client, host_manager, scored
     assert rows["revenue"]["source"] == "host"
 
 
+def test_what_is_kept_of_the_run_answers_as_the_database_and_kpis_show_as_now(
+        client, host_manager, scored, kpis):
+    """The dashboard keeps the run's scorecards, KPI scores and cut-offs: its second answer
+    reads fewer queries and says the same; a KPI renamed since the run shows its new name."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    acme = scored[0]
+    client.force_login(host_manager)
+
+    def main(response) -> str:
+        text = response.content.decode()
+        return text[text.index("<main"):text.index("</main>")]
+
+    with CaptureQueriesContext(connection) as first_queries:
+        first = client.get(url(acme.code), {"month": "2025-02"})
+    with CaptureQueriesContext(connection) as cached_queries:
+        cached = client.get(url(acme.code), {"month": "2025-02"})
+    assert len(cached_queries) < len(first_queries)
+    assert main(cached) == main(first)
+    assert [row["kpi"].code for row in cached.context["kpi_rows"]] == [
+        row["kpi"].code for row in first.context["kpi_rows"]] == ["revenue", "defect_rate"]
+    kpis["revenue"].name = "Partner-sourced revenue"
+    kpis["revenue"].save()
+    renamed = client.get(url(acme.code), {"month": "2025-02"})
+    assert "Partner-sourced revenue" in main(renamed)
+
+
 def test_month_selector_and_htmx_partial(client, host_manager, scored):
     client.force_login(host_manager)
     response = client.get(url("ACME-CM-2025"), {"month": "2025-02"},
