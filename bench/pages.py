@@ -82,19 +82,33 @@ def _urlpatterns():
     return [path("bench/trivial/", login_required(trivial)), path("", include("config.urls"))]
 
 
+FIRST_VIEWS = ("cold", "warmed")
+
+
+def prepare_cache(kwargs: dict) -> None:
+    from django.core.cache import cache
+
+    from dashboards.warm import run_pages_warm
+    from scoring.models import ScoringRun
+
+    if kwargs.get("cold") or kwargs.get("warmed"):
+        cache.clear()
+    if kwargs.get("warmed"):
+        run_pages_warm(run=ScoringRun.objects.current())
+
+
 def timed(client, pages: list, *, repeat: int) -> list[tuple[float, float, int, int]]:
     """Per page: median wall seconds and median CPU seconds of this process over `repeat`
     rounds, its query count and response size. The pages take turns within each round, so a
     busy machine slows all of them alike rather than whichever happened to run then."""
-    from django.core.cache import cache
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     def request(url: str, kwargs: dict):
-        """The page; a "first view" (cold) after emptying the cache, which is not timed."""
-        if kwargs.get("cold"):
-            cache.clear()
-        options = {key: value for key, value in kwargs.items() if key != "cold"}
+        """The page; a "first view" (cold) after emptying the cache, or after emptying it and
+        the warm-up task that follows each run ("warmed"), neither of which is timed."""
+        prepare_cache(kwargs)
+        options = {key: value for key, value in kwargs.items() if key not in FIRST_VIEWS}
         wall, cpu = time.perf_counter(), time.process_time()
         response = client.get(url, **options)
         return response, time.perf_counter() - wall, time.process_time() - cpu
@@ -112,13 +126,22 @@ def timed(client, pages: list, *, repeat: int) -> list[tuple[float, float, int, 
             walls[index].append(wall)
     results = []
     for index, (_label, url, kwargs) in enumerate(pages):
-        if kwargs.get("cold"):
-            cache.clear()
+        prepare_cache(kwargs)
         with CaptureQueriesContext(connection) as queries:
-            response = client.get(url, **{k: v for k, v in kwargs.items() if k != "cold"})
+            response = client.get(url, **{k: v for k, v in kwargs.items()
+                                          if k not in FIRST_VIEWS})
         results.append((statistics.median(walls[index]), statistics.median(cpus[index]),
                         len(queries), len(response.content)))
     return results
+
+
+def cache_memory(url: str) -> str:
+    """How much the cache's Redis database holds (keys and the server's memory)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    return (f"{client.dbsize():,} keys, Redis using "
+            f"{client.info('memory')['used_memory'] / 2**20:.0f} MiB")
 
 
 def measure(args, env: dict) -> None:
@@ -167,12 +190,16 @@ def measure(args, env: dict) -> None:
          {"query_params": {"month": earlier}, "headers": {"HX-Request": "true"}}),
         ("agreement print view", f"/agreements/{code}/print/", {}),
         ("portfolio, first view (cache emptied)", "/portfolio/", {"cold": True}),
+        ("portfolio, first view after the run's warm-up task", "/portfolio/",
+         {"warmed": True}),
         ("agreement dashboard, first view (cache emptied)", f"/agreements/{code}/",
          {"cold": True}),
+        ("agreement dashboard, first view after the warm-up task", f"/agreements/{code}/",
+         {"warmed": True}),
     ]
     # The first views empty the cache: measured after the others, not in turn with them.
-    warm = [page for page in pages if not page[2].get("cold")]
-    cold = [page for page in pages if page[2].get("cold")]
+    warm = [page for page in pages if not set(page[2]) & set(FIRST_VIEWS)]
+    cold = [page for page in pages if set(page[2]) & set(FIRST_VIEWS)]
     pages = warm + cold
     results = timed(client, warm, repeat=args.repeat) + timed(client, cold, repeat=args.repeat)
     base_wall, base_cpu = results[0][0], results[0][1]
@@ -190,10 +217,20 @@ def measure(args, env: dict) -> None:
                                                                   strict=True):
         print(f"{label:<56} {wall * 1000:8.1f} {wall / base_wall:6.2f} {cpu * 1000:7.1f} "
               f"{cpu / base_cpu:6.2f} {queries:7d} {size / 1024:4.0f}")
-    worst = max(wall for wall, *_ in results[1:-2]) / base_wall
-    print(f"worst wall-time ratio to the trivial view: {worst:.2f} (target ≤ 4; first views "
-          f"{results[-2][0] / base_wall:.2f} and {results[-1][0] / base_wall:.2f})")
-    print(f"cache: {settings.CACHES['default']['BACKEND'].rsplit('.', 1)[-1]}")
+    worst = max(wall for wall, *_ in results[1:len(warm)]) / base_wall
+    firsts = ", ".join(f"{wall / base_wall:.2f}" for wall, *_ in results[len(warm):])
+    print(f"worst wall-time ratio to the trivial view: {worst:.2f} (target ≤ 4; "
+          f"first views {firsts})")
+    from django.core.cache import cache
+
+    from dashboards.warm import run_pages_warm
+
+    cache.clear()
+    started = time.perf_counter()
+    kept = run_pages_warm(run=run)
+    print(f"cache: {settings.CACHES['default']['BACKEND'].rsplit('.', 1)[-1]}; the warm-up task "
+          f"after a run kept {kept:,} agreements' pages in {time.perf_counter() - started:.2f} s"
+          + (f", {cache_memory(args.redis_url)}" if args.redis_url else ""))
 
 
 urlpatterns: list = []

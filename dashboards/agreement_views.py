@@ -20,8 +20,7 @@ from .selectors import (
     agreement_scorecards,
     month_shift,
     one_decimal,
-    run_cached,
-    tier_cutoffs,
+    tier_cutoffs_kept,
     tier_hint,
     tier_policy,
     tier_since,
@@ -32,7 +31,7 @@ from .views import HtmxHttpRequest, agreement_visible, month_asked, month_neighb
 TREND_MONTHS = 12
 
 
-def _window(month: str) -> list[str]:
+def trend_window(month: str) -> list[str]:
     """The TREND_MONTHS calendar months up to `month`, oldest first."""
     return [month_shift(month, offset) for offset in range(1 - TREND_MONTHS, 1)] if month else []
 
@@ -71,7 +70,7 @@ def agreement_context(request: HtmxHttpRequest, agreement: Agreement, *,
     previous_month, next_month = month_neighbours(months, month)
     card = next((item for item in scorecards if item.period == month), None)
     scored = card is not None and card.has_scorecard
-    window = _window(month)
+    window = trend_window(month)
     kpi_rows = agreement_kpi_rows(run=run, agreement=agreement, period=month,
                                   trend_periods=window) if month else []
     for row in kpi_rows:
@@ -85,11 +84,7 @@ def agreement_context(request: HtmxHttpRequest, agreement: Agreement, *,
     by_period = {item.period: item for item in scorecards}
     policy = tier_policy(run=run)
     bands = charts.tier_bands(policy=policy)
-    # A run's scores never change: the month's cut-offs are computed once per run.
-    cutoffs = run_cached(
-        run=run, name="tier-cutoffs", parts=(month,),
-        compute=lambda: tier_cutoffs(run=run, period=month, policy=policy),
-    ) if month else {}
+    cutoffs = tier_cutoffs_kept(run=run, period=month) if month else {}
     month_rows = agreement_months(scorecards=shown)
     try:
         plan = agreement.incentive_plan

@@ -150,38 +150,44 @@ def _portfolio_state(request: HtmxHttpRequest) -> PortfolioState:
                           last_id=overview["last_id"], shown=shown)
 
 
-def _portfolio_figures(state: PortfolioState) -> dict:
-    """The headline cards and the tier and score charts of the whole portfolio (not only the
-    filtered rows). They depend on the run's scorecards alone (and, for the number of active
-    agreements, on today's stages): for all agreements, once per run and month."""
+def portfolio_figures_kept(*, agreements: QuerySet[Agreement], run: ScoringRun, month: str,
+                           total: int, last_id: int, active: int) -> dict:
+    """The headline cards and the tier and score charts of the given agreements (the whole
+    portfolio, not only the filtered rows). They depend on the run's scorecards alone (and,
+    for the number of active agreements, on today's stages): for all agreements they are
+    computed once per run, month and set of agreements (`total`, `last_id`)."""
 
     def compute() -> dict:
-        figures = portfolio_figures(agreements=state.agreements, run=state.run,
-                                    period=state.month, active=state.active)
+        figures = portfolio_figures(agreements=agreements, run=run, period=month,
+                                    active=active)
         counts = figures["tier_counts"]
         # Only months from the first one with a tier: leading empty months say nothing.
-        tiered = [month for month in sorted(counts) if any(counts[month].values())]
-        counts = {month: counts[month] for month in sorted(counts)
-                  if tiered and month >= tiered[0]}
+        tiered = [item for item in sorted(counts) if any(counts[item].values())]
+        counts = {item: counts[item] for item in sorted(counts)
+                  if tiered and item >= tiered[0]}
         # The chart bins the scores itself: one value per scorecard, at the bottom of its bin.
         scores = [float(index * SCORE_BIN) for index, count in enumerate(figures["score_bins"])
                   for _ in range(count)]
         return {
             "summary": figures["summary"],
-            "tier_figure": charts.tier_distribution_figure(counts=counts, period=state.month)
+            "tier_figure": charts.tier_distribution_figure(counts=counts, period=month)
             if tiered else None,
             "score_figure": charts.score_distribution_figure(
-                values=scores, period=state.month,
-                cut_lines=charts.score_cut_lines(
-                    settings_snapshot=state.run.settings_snapshot or {}),
+                values=scores, period=month,
+                cut_lines=charts.score_cut_lines(settings_snapshot=run.settings_snapshot or {}),
             ) if scores else None,
         }
 
-    if state.agreements.query.where:  # a narrower scope than the whole program
+    if agreements.query.where:  # a narrower scope than the whole program
         return compute()
-    figures = run_cached(run=state.run, name="portfolio-figures", compute=compute,
-                         parts=(state.month, state.total, state.last_id))
-    return {**figures, "summary": {**figures["summary"], "active": state.active}}
+    figures = run_cached(run=run, name="portfolio-figures", compute=compute,
+                         parts=(month, total, last_id))
+    return {**figures, "summary": {**figures["summary"], "active": active}}
+
+
+def _portfolio_figures(state: PortfolioState) -> dict:
+    return portfolio_figures_kept(agreements=state.agreements, run=state.run, month=state.month,
+                                  total=state.total, last_id=state.last_id, active=state.active)
 
 
 @host_required

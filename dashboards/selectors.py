@@ -312,6 +312,15 @@ def _row_cards(*, ids: list[int], run, period: str, trend_months: int) -> dict[i
     return result
 
 
+def row_cards_kept(*, run, period: str, ids: list[int],
+                   trend_months: int = TREND_MONTHS) -> dict[int, RowCards]:
+    """`_row_cards` of each agreement, read once per run and month, then from the cache."""
+    return run_cached_each(
+        run=run, name="row-cards", parts=(period, trend_months), ids=ids,
+        compute=lambda missing: _row_cards(ids=missing, run=run, period=period,
+                                           trend_months=trend_months))
+
+
 def _rows_of(*, agreement_list: list[Agreement], run, period: str,
              trend_months: int = TREND_MONTHS) -> list[PortfolioRow]:
     """The given agreements (partner, owner and plan joined), in their order, with their
@@ -322,11 +331,8 @@ def _rows_of(*, agreement_list: list[Agreement], run, period: str,
     if run is None or not period or not agreement_list:
         return [PortfolioRow(agreement=agreement, scorecard=None, previous=None)
                 for agreement in agreement_list]
-    ids = [agreement.pk for agreement in agreement_list]
-    each = run_cached_each(
-        run=run, name="row-cards", parts=(period, trend_months), ids=ids,
-        compute=lambda missing: _row_cards(ids=missing, run=run, period=period,
-                                           trend_months=trend_months))
+    each = row_cards_kept(run=run, period=period, trend_months=trend_months,
+                          ids=[agreement.pk for agreement in agreement_list])
 
     rows = []
     for agreement in agreement_list:
@@ -530,13 +536,17 @@ MONTH_CARD_DEFAULTS = {"rolling": None, "coverage": 0.0, "at_risk": False,
                        "incomplete": False, "payout": None}
 
 
-# Long enough for a nightly run's whole day; a new run publishes under new keys anyway.
-RUN_CACHE_SECONDS = 2 * 24 * 3600
+# A nightly run's whole day and some: the next run publishes under new keys anyway.
+RUN_CACHE_SECONDS = 26 * 3600
+# Part of every key: raised when what is kept changes shape, so that a new release reads
+# nothing an older one wrote.
+RUN_CACHE_FORMAT = 1
 
 
 def _run_key(run: ScoringRun, name: str, parts: Iterable) -> str:
     published = run.published_at.isoformat() if run.published_at else "unpublished"
-    return ":".join(["run", str(run.pk), published, name, *(str(part) for part in parts)])
+    return ":".join([f"run{RUN_CACHE_FORMAT}", str(run.pk), published, name,
+                     *(str(part) for part in parts)])
 
 
 def run_cached(*, run: ScoringRun, name: str, parts: Iterable = (), compute):
@@ -797,9 +807,22 @@ def agreement_scorecards(*, run, agreement: Agreement) -> list[Scorecard]:
     """The agreement's scorecard rows of the run, oldest month first: read once per run."""
     if run is None:
         return []
-    return run_cached(run=run, name="agreement-scorecards", parts=(agreement.pk,),
-                      compute=lambda: list(Scorecard.objects.filter(run=run, agreement=agreement)
-                                           .order_by("period")))
+    return agreement_scorecards_kept(run=run, ids=[agreement.pk])[agreement.pk]
+
+
+def _scorecards_of_each(*, run, ids: list[int]) -> dict[int, list[Scorecard]]:
+    result: dict[int, list[Scorecard]] = {pk: [] for pk in ids}
+    for card in Scorecard.objects.filter(run=run, agreement_id__in=ids).order_by(
+            "agreement_id", "period"):
+        result[card.agreement_id].append(card)
+    return result
+
+
+def agreement_scorecards_kept(*, run, ids: list[int]) -> dict[int, list[Scorecard]]:
+    """Each agreement's scorecard rows of the run, oldest month first: one query for those
+    not kept yet."""
+    return run_cached_each(run=run, name="agreement-scorecards", ids=ids,
+                           compute=lambda missing: _scorecards_of_each(run=run, ids=missing))
 
 
 def tier_since(*, scorecards: list[Scorecard], period: str) -> str:
@@ -820,19 +843,28 @@ def tier_since(*, scorecards: list[Scorecard], period: str) -> str:
 KPI_SCORE_COLUMNS = ("kpi_id", "actual", "target", "floor", "score", "other_side_actual")
 
 
-def _kpi_scores(*, run, agreement: Agreement, period: str,
-                trend_periods: list[str] | tuple) -> tuple[list[tuple], dict]:
-    """The month's KPI_SCORE_COLUMNS of each KPI and each KPI's score by month of
-    `trend_periods`: one query."""
-    month: list[tuple] = []
-    trends: dict[int, dict[str, float | None]] = {}
+def _kpi_scores_of_each(*, run, ids: list[int], period: str,
+                        trend_periods: list[str] | tuple) -> dict[int, tuple[list, dict]]:
+    """For each agreement: the month's KPI_SCORE_COLUMNS of each KPI, and each KPI's score by
+    month of `trend_periods`. One query."""
+    result: dict[int, tuple[list, dict]] = {pk: ([], {}) for pk in ids}
     for values in KPIScore.objects.filter(
-        run=run, agreement=agreement, period__in={period, *trend_periods}
-    ).order_by().values_list("period", "score", *KPI_SCORE_COLUMNS):
-        if values[0] == period:
-            month.append(values[2:])
-        trends.setdefault(values[2], {})[values[0]] = values[1]
-    return month, trends
+        run=run, agreement_id__in=ids, period__in={period, *trend_periods}
+    ).order_by().values_list("agreement_id", "period", "score", *KPI_SCORE_COLUMNS):
+        month, trends = result[values[0]]
+        if values[1] == period:
+            month.append(values[3:])
+        trends.setdefault(values[3], {})[values[1]] = values[2]
+    return result
+
+
+def agreement_kpi_scores_kept(*, run, ids: list[int], period: str,
+                              trend_periods: list[str] | tuple) -> dict[int, tuple[list, dict]]:
+    """`_kpi_scores_of_each`, read once per run and month, then from the cache."""
+    return run_cached_each(
+        run=run, name="agreement-kpi-scores", parts=(period, *trend_periods), ids=ids,
+        compute=lambda missing: _kpi_scores_of_each(run=run, ids=missing, period=period,
+                                                    trend_periods=trend_periods))
 
 
 def agreement_kpi_rows(*, run, agreement: Agreement, period: str,
@@ -843,10 +875,8 @@ def agreement_kpi_rows(*, run, agreement: Agreement, period: str,
     names and units may be edited): one query."""
     if run is None:
         return []
-    month, trends = run_cached(
-        run=run, name="agreement-kpi-scores", parts=(agreement.pk, period, *trend_periods),
-        compute=lambda: _kpi_scores(run=run, agreement=agreement, period=period,
-                                    trend_periods=trend_periods))
+    month, trends = agreement_kpi_scores_kept(
+        run=run, ids=[agreement.pk], period=period, trend_periods=trend_periods)[agreement.pk]
     kpis = KPIDefinition.objects.in_bulk([values[0] for values in month])
     rows = []
     for kpi_id, actual, target, floor, score, other in month:
@@ -951,6 +981,13 @@ def tier_cutoffs(*, run, period: str, policy: dict) -> dict:
         growth=Min("rolling", filter=Q(candidate_tier__in=(Tier.STRATEGIC, Tier.GROWTH))),
         ranked=Count("pk", filter=~Q(candidate_tier="")),
     )
+
+
+def tier_cutoffs_kept(*, run, period: str) -> dict:
+    """`tier_cutoffs` of the run's policy: a run's scores never change, so once per run."""
+    return run_cached(run=run, name="tier-cutoffs", parts=(period,),
+                      compute=lambda: tier_cutoffs(run=run, period=period,
+                                                   policy=tier_policy(run=run)))
 
 
 def tier_hint(*, card: Scorecard | None, stage: str, cutoffs: dict) -> str:

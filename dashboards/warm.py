@@ -1,0 +1,51 @@
+"""What the pages keep of a published run, computed as soon as the run is published.
+
+The pages compute these on first need and keep them in the cache (`run_cached` in
+selectors.py); a task computes those of the run's latest month right after each run instead
+(the portfolio's figures and rows, every agreement's scorecards, KPI scores and tier
+cut-offs), so that the first user to open a page in the morning does not wait for them.
+"""
+
+import logging
+
+from partnerships.models import Agreement
+from scoring.models import ScoringRun
+
+from .agreement_views import trend_window
+from .portfolio_views import portfolio_figures_kept
+from .program.overdue import portfolio_review_figures
+from .selectors import (
+    agreement_kpi_scores_kept,
+    agreement_scorecards_kept,
+    portfolio_overview,
+    row_cards_kept,
+    tier_cutoffs_kept,
+)
+
+logger = logging.getLogger(__name__)
+
+# Agreements per query of their scores.
+CHUNK = 200
+
+
+def run_pages_warm(*, run: ScoringRun) -> int:
+    """Keep what the portfolio and the agreement dashboards show for the run's last month;
+    return the number of agreements kept."""
+    month = run.last_period
+    if not month:
+        return 0
+    agreements = Agreement.objects.all()
+    overview = portfolio_overview(agreements=agreements)
+    portfolio_figures_kept(agreements=agreements, run=run, month=month,
+                           total=overview["total"], last_id=overview["last_id"],
+                           active=overview["active"])
+    portfolio_review_figures(agreements=agreements, run=run)
+    tier_cutoffs_kept(run=run, period=month)
+    ids = list(agreements.order_by("pk").values_list("pk", flat=True))
+    window = trend_window(month)
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start:start + CHUNK]
+        row_cards_kept(run=run, period=month, ids=chunk)
+        agreement_scorecards_kept(run=run, ids=chunk)
+        agreement_kpi_scores_kept(run=run, ids=chunk, period=month, trend_periods=window)
+    return len(ids)

@@ -1,0 +1,63 @@
+"""A published run's portfolio is computed right away, so that no one waits for it."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from dashboards.selectors import run_cached, run_cached_each
+from partnerships.models import Agreement
+from scoring.models import ScoringRun
+from scoring.services import scoring_run_inline
+from tests.conftest import write_observations
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_published_run_keeps_the_portfolios_figures_rows_and_cutoffs(
+        django_capture_on_commit_callbacks, client, host_manager, acme_agreement,
+        globex_agreement, kpis):
+    rows = []
+    for month, value in ((1, 50), (2, 80), (3, 120)):
+        for agreement in (acme_agreement, globex_agreement):
+            rows.append((agreement, kpis["revenue"], "host", f"2025-{month:02d}-10", value))
+    write_observations(rows)
+    with django_capture_on_commit_callbacks(execute=True):
+        scoring_run_inline()
+    run = ScoringRun.objects.current()
+
+    def not_kept(*_args):
+        pytest.fail("computed on demand: the run's warm-up did not keep it")
+
+    ids = list(Agreement.objects.values_list("pk", flat=True))
+    kept = run_cached_each(run=run, name="row-cards", parts=(run.last_period, 12), ids=ids,
+                           compute=not_kept)
+    assert set(kept) == set(ids)
+    assert kept[acme_agreement.pk].card is not None
+    run_cached(run=run, name="tier-cutoffs", parts=(run.last_period,), compute=not_kept)
+    run_cached(run=run, name="portfolio-figures", parts=(run.last_period, 2, max(ids)),
+               compute=not_kept)
+    # The morning's first view of the portfolio reads no scorecard.
+    client.force_login(host_manager)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(reverse("portfolio"))
+    assert response.status_code == 200
+    assert acme_agreement.code in response.text
+    assert not [query for query in queries.captured_queries
+                if "scoring_scorecard" in query["sql"]]
+    # Nor does the first view of an agreement's dashboard read its scores.
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(reverse("agreement_dashboard", args=[acme_agreement.code]))
+    assert response.status_code == 200
+    assert not [query for query in queries.captured_queries
+                if "scoring_scorecard" in query["sql"] or "scoring_kpiscore" in query["sql"]]
+
+
+def test_a_run_published_before_the_task_ran_is_left_alone(acme_agreement, kpis):
+    from dashboards.tasks import pages_warm
+
+    write_observations([(acme_agreement, kpis["revenue"], "host", "2025-01-10", 50)])
+    first = scoring_run_inline().run_id
+    scoring_run_inline()
+    assert pages_warm(first).startswith("skipped")
+    assert pages_warm(ScoringRun.objects.current().pk).startswith("kept 1")
