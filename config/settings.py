@@ -312,12 +312,22 @@ CELERY_BEAT_SCHEDULE = {
         "task": "partnerships.tasks.import_batches_maintain",
         "schedule": crontab(minute="*/5"),
     },
+    # What the pages show of a newly published run, computed before anyone asks for it.
+    "keep-pages-of-the-published-run": {
+        "task": "dashboards.tasks.pages_warm",
+        "schedule": crontab(minute="*/2"),
+    },
 }
 
+# The cache: what pages keep of a published run, sign-in throttling. Its own Redis database
+# (REDIS_CACHE_URL), so that emptying it never drops Celery's queued tasks; REDIS_URL's when
+# not set.
+REDIS_CACHE_URL = env_str("REDIS_CACHE_URL") or REDIS_URL
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
-        if REDIS_URL
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_CACHE_URL,
+         "KEY_PREFIX": "pp"}
+        if REDIS_CACHE_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
 }

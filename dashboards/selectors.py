@@ -291,7 +291,8 @@ def _row_cards(*, ids: list[int], run, period: str, trend_months: int) -> dict[i
     window = month_range(last=period, count=trend_months)
     cards: dict[tuple[int, str], tuple] = {
         (values[0], values[1]): values[2:] for values in Scorecard.objects.filter(
-            run=run, period__gte=window[0], period__lte=period, agreement_id__in=ids
+            run=run, period__gte=min(window[0], previous_period), period__lte=period,
+            agreement_id__in=ids,
         ).order_by().values_list("agreement_id", "period", *CARD_COLUMNS)
     }
     scored_at, overall_at, tier_at = (CARD_COLUMNS.index(column)
@@ -543,9 +544,9 @@ RUN_CACHE_SECONDS = 26 * 3600
 RUN_CACHE_FORMAT = 1
 
 
-def _run_key(run: ScoringRun, name: str, parts: Iterable) -> str:
-    published = run.published_at.isoformat() if run.published_at else "unpublished"
-    return ":".join([f"run{RUN_CACHE_FORMAT}", str(run.pk), published, name,
+def run_key(run: ScoringRun, name: str, parts: Iterable = ()) -> str:
+    """The cache key of a value of a published run: its id and when it was published."""
+    return ":".join([f"run{RUN_CACHE_FORMAT}", str(run.pk), run.published_at.isoformat(), name,
                      *(str(part) for part in parts)])
 
 
@@ -556,8 +557,10 @@ def run_cached(*, run: ScoringRun, name: str, parts: Iterable = (), compute):
     name: a published run's scorecards never change, so a key naming the run (its id and when
     it was published) cannot go stale, and the next run publishes under new keys. (Deleting
     an agreement deletes its scorecards: values over many agreements name their number and
-    highest id in `parts`.)"""
-    key = _run_key(run, name, parts)
+    highest id in `parts`.) A run not published (yet) is computed each time."""
+    if run.published_at is None:
+        return compute()
+    key = run_key(run, name, parts)
     value = cache.get(key)
     if value is None:
         value = compute()
@@ -569,7 +572,9 @@ def run_cached_each(*, run: ScoringRun, name: str, parts: Iterable = (), ids: li
                     compute) -> dict:
     """`run_cached` for one value per agreement: those in the cache in one read, the others
     by `compute(missing ids)`, which returns a value for each."""
-    prefix = _run_key(run, name, parts)
+    if run.published_at is None:
+        return compute(list(ids))
+    prefix = run_key(run, name, parts)
     keys = {pk: f"{prefix}:{pk}" for pk in ids}
     found = cache.get_many(list(keys.values()))
     values = {pk: found[key] for pk, key in keys.items() if key in found}
@@ -984,7 +989,8 @@ def tier_cutoffs(*, run, period: str, policy: dict) -> dict:
 
 
 def tier_cutoffs_kept(*, run, period: str) -> dict:
-    """`tier_cutoffs` of the run's policy: a run's scores never change, so once per run."""
+    """`tier_cutoffs` of the run's policy, once per run: the cut-offs the run ranked with
+    (an agreement deleted since then still counted)."""
     return run_cached(run=run, name="tier-cutoffs", parts=(period,),
                       compute=lambda: tier_cutoffs(run=run, period=period,
                                                    policy=tier_policy(run=run)))

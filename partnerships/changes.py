@@ -34,4 +34,8 @@ def _move_on() -> None:
 
 def program_changed(**_signal) -> None:
     _move_on()
+    connection = transaction.get_connection()
+    if connection.in_atomic_block and any(
+            entry[1] is _move_on for entry in connection.run_on_commit):
+        return  # this transaction moves it on at commit already (a cascade of deletes)
     transaction.on_commit(_move_on)

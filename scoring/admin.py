@@ -15,6 +15,11 @@ class ScoringRunAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # The runs are the record of what was published when; pages keep what they show of
+        # the published one. Results of older runs are removed by the cleanup task.
+        return False
+
 
 @admin.register(Scorecard)
 class ScorecardAdmin(admin.ModelAdmin):

@@ -32,7 +32,6 @@ from partnerships.models import (
 from . import rules
 from .bulk import frame_insert, frame_update, query_frame
 from .models import KPIScore, Scorecard, ScoringChunk, ScoringRun
-from .signals import run_published
 
 logger = logging.getLogger(__name__)
 
@@ -482,7 +481,6 @@ def scoring_run_publish(*, run_id: int) -> ScoringRun | None:
         run.published_at = now
         run.heartbeat_at = now
         run.save()
-        transaction.on_commit(lambda: run_published.send(sender=ScoringRun, run=run))
     return run
 
 

@@ -2,6 +2,7 @@
 with known KPIs, and a helper that writes observations through the real write service."""
 
 import datetime as dt
+import uuid
 
 import pandas as pd
 import pytest
@@ -115,15 +116,18 @@ def celery_in_process(request):
     app.conf.task_always_eager = previous
 
 
+def cache_start_over(settings) -> None:
+    """A cache as if empty: the same backend (Redis when configured) under a new key prefix,
+    so nothing is flushed (the cache may share Redis with Celery's broker)."""
+    settings.CACHES = {"default": {**settings.CACHES["default"],
+                                   "KEY_PREFIX": f"test-{uuid.uuid4().hex[:12]}"}}
+
+
 @pytest.fixture(autouse=True)
-def program_changes_start_over():
-    """Each test's database starts over: so does the counter of its changes, so that no
-    figure kept for an earlier test's rows is read (partnerships/changes.py)."""
-    from django.core.cache import cache
-
-    from partnerships.changes import VERSION_KEY
-
-    cache.delete(VERSION_KEY)
+def cache_of_its_own(settings):
+    """Each test's database starts over: so does its cache, so that nothing a page kept of an
+    earlier test's rows (runs and agreements reuse ids on SQLite) is read."""
+    cache_start_over(settings)
 
 
 @pytest.fixture(autouse=True)

@@ -14,13 +14,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def load_settings(**env: str) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items()
-                   if k not in {"DEBUG", "SECRET_KEY", "DATABASE_URL", "REDIS_URL"}}
+                   if k not in {"DEBUG", "SECRET_KEY", "DATABASE_URL", "REDIS_URL",
+                                "REDIS_CACHE_URL"}}
     environment.update(env)
     code = (
         "import django, json; from django.conf import settings; django.setup(); "
         "print(json.dumps({'debug': settings.DEBUG, 'engine': settings.DATABASES['default']"
         "['ENGINE'], 'eager': settings.CELERY_TASK_ALWAYS_EAGER, 'tz': settings.TIME_ZONE, "
-        "'hosts': settings.ALLOWED_HOSTS, 'name': str(settings.DATABASES['default']['NAME'])}))"
+        "'hosts': settings.ALLOWED_HOSTS, 'name': str(settings.DATABASES['default']['NAME']), "
+        "'broker': settings.CELERY_BROKER_URL, "
+        "'cache': settings.CACHES['default'].get('LOCATION', 'in-process')}))"
     )
     return subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
@@ -54,6 +57,17 @@ def test_environment_sets_database_redis_hosts_and_time_zone():
     assert '"eager": false' in result.stdout
     assert '"hosts": ["pp.example.com", "www.example.com"]' in result.stdout
     assert '"tz": "Europe/Berlin"' in result.stdout
+    assert '"broker": "redis://cache:6379/0"' in result.stdout
+    assert '"cache": "redis://cache:6379/0"' in result.stdout  # no REDIS_CACHE_URL
+
+
+def test_the_cache_may_have_a_redis_database_of_its_own():
+    result = load_settings(REDIS_URL="redis://cache:6379/0",
+                           REDIS_CACHE_URL="redis://cache:6379/1")
+    assert result.returncode == 0, result.stderr
+    assert '"broker": "redis://cache:6379/0"' in result.stdout
+    assert '"cache": "redis://cache:6379/1"' in result.stdout
+    assert '"cache": "in-process"' in load_settings().stdout
 
 
 def test_database_url_parts():

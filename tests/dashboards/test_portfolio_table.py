@@ -5,9 +5,8 @@ import datetime as dt
 from django.contrib.auth import get_user_model
 
 from dashboards.portfolio_table import portfolio_row_html
-from dashboards.selectors import PortfolioRow, TrendPoint
+from dashboards.selectors import MonthCard, PortfolioRow, TrendPoint
 from partnerships.models import Agreement, Partner
-from scoring.models import Scorecard
 
 
 def row(*, card: dict | None = None, previous_tier: str = "", owner=None,
@@ -15,13 +14,14 @@ def row(*, card: dict | None = None, previous_tier: str = "", owner=None,
     agreement = Agreement(code=code, type="referral", stage="under_review",
                           partner=Partner(name=partner_name, slug="acme"), owner=owner,
                           start_date=dt.date(2025, 1, 1))
-    scorecard = None if card is None else Scorecard(**{
+    scorecard = None if card is None else MonthCard(**{
         "has_scorecard": True, "overall": 72.34, "rolling": 70.0, "coverage": 0.875,
         "tier": "growth", "at_risk": False, "incomplete": False, "payout": 1234.5, **card})
+    previous = MonthCard(has_scorecard=True, overall=50.0, rolling=None, coverage=1.0,
+                         tier=previous_tier, at_risk=False, incomplete=False, payout=None)
     trend = [TrendPoint(period=f"2025-{month:02d}", overall=60.0 + month, tier="growth")
              for month in range(1, 13)]
-    return PortfolioRow(agreement=agreement, scorecard=scorecard,
-                        previous=Scorecard(tier=previous_tier),
+    return PortfolioRow(agreement=agreement, scorecard=scorecard, previous=previous,
                         trend=trend if card is not None else [])
 
 

@@ -15,16 +15,17 @@ pytestmark = pytest.mark.django_db
 
 
 def test_a_published_run_keeps_the_portfolios_figures_rows_and_cutoffs(
-        django_capture_on_commit_callbacks, client, host_manager, acme_agreement,
-        globex_agreement, kpis):
+        client, host_manager, acme_agreement, globex_agreement, kpis):
+    from dashboards.tasks import pages_warm
+
     rows = []
     for month, value in ((1, 50), (2, 80), (3, 120)):
         for agreement in (acme_agreement, globex_agreement):
             rows.append((agreement, kpis["revenue"], "host", f"2025-{month:02d}-10", value))
     write_observations(rows)
-    with django_capture_on_commit_callbacks(execute=True):
-        scoring_run_inline()
+    scoring_run_inline()
     run = ScoringRun.objects.current()
+    assert pages_warm() == "kept 2 agreements"  # the beat's next turn
 
     def not_kept(*_args):
         pytest.fail("computed on demand: the run's warm-up did not keep it")
@@ -53,11 +54,14 @@ def test_a_published_run_keeps_the_portfolios_figures_rows_and_cutoffs(
                 if "scoring_scorecard" in query["sql"] or "scoring_kpiscore" in query["sql"]]
 
 
-def test_a_run_published_before_the_task_ran_is_left_alone(acme_agreement, kpis):
+def test_each_run_is_kept_once_whichever_worker_gets_there_first(acme_agreement, kpis):
     from dashboards.tasks import pages_warm
 
+    assert pages_warm() == "no published run"
     write_observations([(acme_agreement, kpis["revenue"], "host", "2025-01-10", 50)])
-    first = scoring_run_inline().run_id
     scoring_run_inline()
-    assert pages_warm(first).startswith("skipped")
-    assert pages_warm(ScoringRun.objects.current().pk).startswith("kept 1")
+    assert pages_warm() == "kept 1 agreements"
+    assert pages_warm() == "kept already"
+    write_observations([(acme_agreement, kpis["revenue"], "host", "2025-02-10", 60)])
+    scoring_run_inline()  # a new run: kept again
+    assert pages_warm() == "kept 1 agreements"
