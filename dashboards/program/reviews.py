@@ -11,7 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Prefetch
+from django.db.models import Count, Prefetch, Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -86,6 +86,7 @@ def agreement_reviews(request: HtmxHttpRequest, code: str) -> HttpResponse:
         "state": overdue_for(agreement_ids=[agreement.pk], today=today)[agreement.pk],
         "reviews": reviews,
         "open_actions": open_actions,
+        "open_count": len(open_actions),
         "overdue_count": sum(1 for action in open_actions if action.overdue_days),
         "loose_actions": loose_actions,
         "can_manage": _can_manage(request),
@@ -282,6 +283,13 @@ def action_status(request: HtmxHttpRequest, code: str, action_id: int) -> HttpRe
             "row_prefix": row_prefix if row_prefix in ROW_PREFIXES else "",
             # Rows on the dashboards have no edit links: only the reviews page's rows do.
             "can_manage": _can_manage(request) and row_prefix not in ("-panel", "-home"),
+            # The open and overdue counts drawn beside the row change with it.
+            "counts_on": {"-open": "page", "-review": "page", "-closed": "page",
+                          "-panel": "panel"}.get(row_prefix, ""),
+            "counts": action_items_for(user=request.user).filter(
+                agreement=agreement, status__in=OPEN_STATUSES).aggregate(
+                open_actions=Count("pk"), overdue_actions=Count("pk", filter=Q(
+                    due_date__lt=today))),
         }))
     if error:
         messages.error(request, error)

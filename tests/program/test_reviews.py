@@ -388,12 +388,42 @@ def test_htmx_status_change_answers_with_the_row(client, acme_viewer, acme_agree
     response = client.post(status_url(item), {"status": "done", "row_prefix": "-open"},
                            headers={"HX-Request": "true"})
     assert response.status_code == 200
-    text = response.text.strip()
+    text, counts = response.text.strip().split("<template>", 1)
+    text = text.strip()
     assert text.startswith(f'<tr id="action-{item.pk}-open"') and text.endswith("</tr>")
     assert "<html" not in text and text.count("<tr") == 1
+    # The heading's counts, out of band: nothing open any more.
+    assert counts.startswith('<span id="open-actions-counts" class="muted" '
+                             'hx-swap-oob="true"></span>')
     assert "Status: done." in text
     assert "overdue" not in text.split("</th>")[1]  # done is never overdue
     assert '<option value="done" selected>' in text
+
+
+def test_htmx_status_change_redraws_the_counts_beside_the_row(
+        client, host_manager, acme_agreement):
+    late = make_action(acme_agreement, due_in=-2)
+    make_action(acme_agreement, due_in=-1)
+    make_action(acme_agreement, due_in=5)
+    client.force_login(host_manager)
+    page = client.get(reviews_url(acme_agreement.code)).text
+    assert '<span id="open-actions-counts" class="muted">· 3 open, 2 overdue</span>' in page
+    response = client.post(status_url(late), {"status": "done", "row_prefix": "-open"},
+                           headers={"HX-Request": "true"})
+    assert ('<span id="open-actions-counts" class="muted" hx-swap-oob="true">'
+            "· 2 open, 1 overdue</span>") in response.text
+    # On the agreement dashboard: its two cards.
+    dashboard = client.get(reverse("agreement_dashboard", args=[acme_agreement.code])).text
+    assert 'id="panel-overdue-actions"' in dashboard and 'id="panel-open-actions"' in dashboard
+    other = ActionItem.objects.filter(status="open", due_date__lt=today()).get()
+    response = client.post(status_url(other), {"status": "in_progress", "row_prefix": "-panel"},
+                           headers={"HX-Request": "true"})
+    cards = response.text.split("<template>", 1)[1]
+    assert 'id="panel-overdue-actions" class="kpi-card kpi-card--overdue" hx-swap-oob="true"' \
+        in cards
+    assert 'id="panel-open-actions" class="kpi-card" hx-swap-oob="true"' in cards
+    assert [value.split("<")[0] for value in cards.split('kpi-card__value">')[1:]] == ["1", "2"]
+    assert "open-actions-counts" not in response.text  # not on the dashboard
 
 
 def test_htmx_status_change_also_redraws_the_rows_other_copy_out_of_band(
