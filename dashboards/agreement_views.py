@@ -13,6 +13,7 @@ from .program.objectives import objectives_for_dashboard
 from .program.overdue import agreement_review_panel
 from .selectors import (
     FLAG_MEANINGS,
+    RANKED_STAGES,
     TIER_SERVICE,
     agreement_kpi_rows,
     agreement_months,
@@ -108,6 +109,10 @@ def agreement_context(request: HtmxHttpRequest, agreement: Agreement, *,
         "tier_since": tier_since(scorecards=scorecards, period=month) if month else "",
         "tier_service": TIER_SERVICE.get(card.tier, "") if card else "",
         "tier_hint": tier_hint(card=card, stage=agreement.stage, cutoffs=cutoffs),
+        # Ranked at all: its stage is, and the month has a rolling score to rank.
+        "ranked_stage": agreement.stage in RANKED_STAGES,
+        "tier_ranked": agreement.stage in RANKED_STAGES and card is not None
+        and card.rolling is not None,
         "policy": policy, "bands": bands, "cutoffs": cutoffs,
         # On screen the last TREND_MONTHS months; print and the CSV have every month.
         "month_rows": month_rows if printing else month_rows[:TREND_MONTHS],

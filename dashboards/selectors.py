@@ -1001,13 +1001,14 @@ def tier_hint(*, card: Scorecard | None, stage: str, cutoffs: dict) -> str:
     if card is None:
         return ""
     if stage not in RANKED_STAGES:
-        return "Not ranked for a tier in this stage (only pilot, active and under review are)."
+        return (f"Not ranked while {Stage(stage).label.lower()}: only pilot, active and "
+                "under-review agreements get a tier.")
     if card.rolling is None:
         return ("Not ranked this month: the rolling score needs two complete months of the "
                 "last three.")
     candidate = card.candidate_tier
     if candidate == Tier.STRATEGIC:
-        return "Ranks strategic this month."
+        return "Ranks strategic this month"
     wanted = Tier.GROWTH if candidate == Tier.TRANSACTIONAL else Tier.STRATEGIC
     needed = cutoffs.get(wanted)
     if needed is None:

@@ -141,6 +141,19 @@ def test_what_is_kept_of_the_run_answers_as_the_database_and_kpis_show_as_now(
     assert "Partner-sourced revenue" in main(renamed)
 
 
+def test_an_agreement_in_an_unranked_stage_says_why_it_has_no_tier(
+        client, host_manager, scored):
+    acme = scored[0]
+    acme.stage = "exiting"
+    acme.save()
+    scoring_run_inline()
+    client.force_login(host_manager)
+    text = client.get(url(acme.code)).text
+    assert "No tier in 2025-04" in text and "No tier yet" not in text
+    assert "Not ranked while exiting: only pilot, active and under-review agreements" in text
+    assert "tiers rank the rolling score" not in text
+
+
 def test_month_selector_and_htmx_partial(client, host_manager, scored):
     client.force_login(host_manager)
     response = client.get(url("ACME-CM-2025"), {"month": "2025-02"},
