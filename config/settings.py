@@ -328,7 +328,9 @@ CACHES = {
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_CACHE_URL,
          "KEY_PREFIX": "pp"}
         if REDIS_CACHE_URL
-        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+        # Per process; room for what the pages keep of a run (a few keys per agreement).
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+              "OPTIONS": {"MAX_ENTRIES": 20_000}}
     )
 }
 
