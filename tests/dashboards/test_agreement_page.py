@@ -154,6 +154,20 @@ def test_an_agreement_in_an_unranked_stage_says_why_it_has_no_tier(
     assert "tiers rank the rolling score" not in text
 
 
+def test_on_a_phone_the_kpi_and_month_tables_stack_with_a_label_per_cell(
+        client, host_manager, scored):
+    import re
+
+    client.force_login(host_manager)
+    text = client.get(url(scored[0].code)).text
+    for table in ("kpi-table", "months-table"):
+        body = text.split(f'class="table table--stack {table}"', 1)[1].split("</table>", 1)[0]
+        rows = body.split("<tbody>", 1)[1]
+        cells = re.findall(r"<td[^>]*>", rows)
+        assert cells and all("data-label=" in cell for cell in cells), table
+        assert rows.count('<th scope="row">') == rows.count("<tr")
+
+
 def test_month_selector_and_htmx_partial(client, host_manager, scored):
     client.force_login(host_manager)
     response = client.get(url("ACME-CM-2025"), {"month": "2025-02"},
