@@ -159,7 +159,7 @@ def test_on_a_phone_the_kpi_and_month_tables_stack_with_a_label_per_cell(
     import re
 
     client.force_login(host_manager)
-    text = client.get(url(scored[0].code)).text
+    text = client.get(url(scored[0].code), {"month": "2025-02"}).text
     for table in ("kpi-table", "months-table"):
         body = text.split(f'class="table table--stack {table}"', 1)[1].split("</table>", 1)[0]
         rows = body.split("<tbody>", 1)[1]
