@@ -261,10 +261,11 @@ def main() -> None:
            "ALLOWED_HOSTS": "localhost,testserver", "SECURE_SSL_REDIRECT": "false",
            "TWO_FACTOR_REQUIRED_FOR_HOST": "false"}
     env.pop("REDIS_URL", None)
+    env.pop("REDIS_CACHE_URL", None)
     if not (args.keep and database_exists(args.database)):
         prepare(args, env)  # scoring runs in-process, without Redis
     if args.redis_url:
-        env["REDIS_URL"] = args.redis_url
+        env["REDIS_URL"] = env["REDIS_CACHE_URL"] = args.redis_url
     if args.analyze:
         subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", args.database,
                         "-qc", "ANALYZE"], check=True)

@@ -319,7 +319,7 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
-# The cache: what pages keep of a published run, sign-in throttling. Its own Redis database
+# The cache: what the pages keep of a published run. Its own Redis database
 # (REDIS_CACHE_URL), so that emptying it never drops Celery's queued tasks; REDIS_URL's when
 # not set.
 REDIS_CACHE_URL = env_str("REDIS_CACHE_URL") or REDIS_URL

@@ -1001,8 +1001,8 @@ def tier_hint(*, card: Scorecard | None, stage: str, cutoffs: dict) -> str:
     if card is None:
         return ""
     if stage not in RANKED_STAGES:
-        return (f"Not ranked while {Stage(stage).label.lower()}: only pilot, active and "
-                "under-review agreements get a tier.")
+        return (f"Not ranked in the {Stage(stage).label.lower()} stage: only pilot, active "
+                "and under-review agreements get a tier.")
     if card.rolling is None:
         return ("Not ranked this month: the rolling score needs two complete months of the "
                 "last three.")

@@ -12,6 +12,9 @@ from .warm import run_pages_warm
 
 logger = logging.getLogger(__name__)
 
+# Longer than keeping a program's pages takes; a worker lost meanwhile frees it by then.
+KEEPING_SECONDS = 15 * 60
+
 
 @shared_task(ignore_result=True)
 def pages_warm() -> str:
@@ -20,13 +23,15 @@ def pages_warm() -> str:
     run = ScoringRun.objects.current()
     if run is None:
         return "no published run"
-    marker = run_key(run, "pages-kept")
-    if not cache.add(marker, "keeping", RUN_CACHE_SECONDS):
+    done, keeping = run_key(run, "pages-kept"), run_key(run, "pages-keeping")
+    if cache.get(done):
         return "kept already"
+    if not cache.add(keeping, True, KEEPING_SECONDS):
+        return "being kept by another worker"
     try:
         agreements = run_pages_warm(run=run)
-    except Exception:
-        cache.delete(marker)  # the next beat tries again
-        raise
+        cache.set(done, True, RUN_CACHE_SECONDS)
+    finally:
+        cache.delete(keeping)
     logger.info("Kept the pages of run %s: %s agreements", run.pk, agreements)
     return f"kept {agreements} agreements"

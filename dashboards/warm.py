@@ -2,18 +2,20 @@
 
 The pages compute these on first need and keep them in the cache (`run_cached` in
 selectors.py); a task computes those of the run's latest month right after each run instead
-(the portfolio's figures and rows, every agreement's scorecards, KPI scores and tier
-cut-offs), so that the first user to open a page in the morning does not wait for them.
+(the portfolio's figures and rows, every agreement's scorecards, KPI scores and objective
+actuals, the tier cut-offs), so that the first user to open a page in the morning does not
+wait for them.
 """
 
 import logging
 
-from partnerships.models import Agreement
+from partnerships.models import Agreement, Objective
 from scoring.models import ScoringRun
 
 from .agreement_views import trend_window
 from .portfolio_views import portfolio_figures_kept
-from .program.overdue import portfolio_review_figures
+from .program.overdue import last_month_tiers
+from .program.progress import objective_actuals_kept
 from .selectors import (
     agreement_kpi_scores_kept,
     agreement_scorecards_kept,
@@ -39,7 +41,8 @@ def run_pages_warm(*, run: ScoringRun) -> int:
     portfolio_figures_kept(agreements=agreements, run=run, month=month,
                            total=overview["total"], last_id=overview["last_id"],
                            active=overview["active"])
-    portfolio_review_figures(agreements=agreements, run=run)
+    # The overdue counts are kept for minutes only (they follow every change): not here.
+    last_month_tiers(run)
     tier_cutoffs_kept(run=run, period=month)
     ids = list(agreements.order_by("pk").values_list("pk", flat=True))
     window = trend_window(month)
@@ -48,4 +51,10 @@ def run_pages_warm(*, run: ScoringRun) -> int:
         row_cards_kept(run=run, period=month, ids=chunk)
         agreement_scorecards_kept(run=run, ids=chunk)
         agreement_kpi_scores_kept(run=run, ids=chunk, period=month, trend_periods=window)
+        linked: dict[int, set[int]] = {}
+        for agreement_id, kpi_id in (Objective.objects.filter(agreement_id__in=chunk,
+                                                              kpi__isnull=False)
+                                     .values_list("agreement_id", "kpi_id")):
+            linked.setdefault(agreement_id, set()).add(kpi_id)
+        objective_actuals_kept(run=run, linked=linked)
     return len(ids)

@@ -14,13 +14,16 @@ from django.core.cache import cache
 from django.db import transaction
 
 VERSION_KEY = "program:version"
+# Far longer than any figure kept under it; after it expires the counter starts from the clock,
+# above any value it held.
+VERSION_SECONDS = 30 * 24 * 3600
 
 
 def program_version() -> int:
     version = cache.get(VERSION_KEY)
     if version is None:
         # A cache emptied or restarted: start from a value no earlier counter reached.
-        cache.add(VERSION_KEY, time.time_ns(), timeout=None)
+        cache.add(VERSION_KEY, time.time_ns(), VERSION_SECONDS)
         version = cache.get(VERSION_KEY, 0)
     return version
 
@@ -28,8 +31,9 @@ def program_version() -> int:
 def _move_on() -> None:
     try:
         cache.incr(VERSION_KEY)
+        cache.touch(VERSION_KEY, VERSION_SECONDS)
     except ValueError:  # not in the cache
-        cache.set(VERSION_KEY, time.time_ns(), timeout=None)
+        cache.set(VERSION_KEY, time.time_ns(), VERSION_SECONDS)
 
 
 def program_changed(**_signal) -> None:

@@ -116,18 +116,35 @@ def celery_in_process(request):
     app.conf.task_always_eager = previous
 
 
+# The key prefixes given out during the current test: removed from Redis after it.
+_CACHE_PREFIXES: list[str] = []
+
+
 def cache_start_over(settings) -> None:
     """A cache as if empty: the same backend (Redis when configured) under a new key prefix,
     so nothing is flushed (the cache may share Redis with Celery's broker)."""
-    settings.CACHES = {"default": {**settings.CACHES["default"],
-                                   "KEY_PREFIX": f"test-{uuid.uuid4().hex[:12]}"}}
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    _CACHE_PREFIXES.append(prefix)
+    settings.CACHES = {"default": {**settings.CACHES["default"], "KEY_PREFIX": prefix}}
 
 
 @pytest.fixture(autouse=True)
 def cache_of_its_own(settings):
     """Each test's database starts over: so does its cache, so that nothing a page kept of an
-    earlier test's rows (runs and agreements reuse ids on SQLite) is read."""
+    earlier test's rows (runs and agreements reuse ids on SQLite) is read. Afterwards its keys
+    are removed from Redis (the in-process cache forgets them as it fills)."""
+    from django.core.cache import cache
+
     cache_start_over(settings)
+    yield
+    backend = getattr(cache, "_cache", None)
+    if backend is not None and hasattr(backend, "get_client"):  # Redis
+        client = backend.get_client(write=True)
+        for prefix in _CACHE_PREFIXES:
+            keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+            if keys:
+                client.delete(*keys)
+    _CACHE_PREFIXES.clear()
 
 
 @pytest.fixture(autouse=True)

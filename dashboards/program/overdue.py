@@ -125,7 +125,7 @@ def _last_review() -> Subquery:
                     .values("held_on")[:1])
 
 
-def _last_month_tiers(run: ScoringRun | None) -> dict[int, str]:
+def last_month_tiers(run: ScoringRun | None) -> dict[int, str]:
     """Every agreement's tier in the run's last month (see `_current_tier`), by agreement id:
     read once per run, then from the cache."""
     if run is None or not run.last_period:
@@ -196,7 +196,7 @@ def overdue_totals(*, agreements: QuerySet[Agreement], today: dt.date | None = N
     today = today or timezone.localdate()
     if run is None:
         run = ScoringRun.objects.current()
-    tiers = _last_month_tiers(run)
+    tiers = last_month_tiers(run)
     overdue_reviews = 0
     for pk, stage, start, cadence, last in (
             agreements.exclude(stage__in=UNREVIEWED_STAGES).order_by()

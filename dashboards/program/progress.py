@@ -28,12 +28,13 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.core.cache import cache
 from django.utils import timezone
 
 from partnerships.models import AgreementKPI, Objective
 from scoring.models import KPIScore, ScoringRun
 
-from ..selectors import run_cached
+from ..selectors import RUN_CACHE_SECONDS, run_cached, run_key
 
 DONE, ON_TRACK, AT_RISK, OVERDUE = "done", "on_track", "at_risk", "overdue"
 NO_DATA, NOT_MEASURED = "no_data", "not_measured"
@@ -88,6 +89,23 @@ def _latest_actuals(*, run: ScoringRun, agreement_ids: set[int],
     # Oldest month first: the last one written for a key is its latest month.
     return {(agreement_id, kpi_id): (period, actual)
             for agreement_id, kpi_id, period, actual in scores}
+
+
+def objective_actuals_kept(*, run: ScoringRun, linked: dict[int, set[int]]) -> None:
+    """Keep, for each agreement, the latest actuals of the KPIs its objectives link to (the
+    set `linked` names), as `objectives_progress` reads them for one agreement: one query for
+    all those not kept yet."""
+    keys = {pk: run_key(run, "objective-actuals", (pk, "kpis", *sorted(kpi_ids)))
+            for pk, kpi_ids in linked.items()}
+    found = cache.get_many(list(keys.values()))
+    missing = [pk for pk, key in keys.items() if key not in found]
+    if not missing or run.published_at is None:
+        return
+    latest = _latest_actuals(run=run, agreement_ids=set(missing),
+                             kpi_ids=set().union(*(linked[pk] for pk in missing)))
+    cache.set_many({keys[pk]: {(pk, kpi_id): latest[(pk, kpi_id)] for kpi_id in linked[pk]
+                               if (pk, kpi_id) in latest}
+                    for pk in missing}, RUN_CACHE_SECONDS)
 
 
 def objectives_progress(*, objectives: Iterable[Objective], run: ScoringRun | None = None,

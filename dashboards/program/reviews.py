@@ -274,6 +274,9 @@ def action_status(request: HtmxHttpRequest, code: str, action_id: int) -> HttpRe
         error = " ".join(message for errors in form.errors.values() for message in errors)
     if request.htmx:
         today, row_prefix = timezone.localdate(), request.POST.get("row_prefix", "")
+        # The open and overdue counts drawn beside the row change with it.
+        counts_on = {"-open": "page", "-review": "page", "-closed": "page",
+                     "-panel": "panel"}.get(row_prefix, "")
         annotate_actions([action], user=request.user, today=today)
         return _vary(render(request, f"{PAGE}#status-response", {
             "oob_prefixes": _other_copies(action, previous_status, row_prefix),
@@ -283,13 +286,11 @@ def action_status(request: HtmxHttpRequest, code: str, action_id: int) -> HttpRe
             "row_prefix": row_prefix if row_prefix in ROW_PREFIXES else "",
             # Rows on the dashboards have no edit links: only the reviews page's rows do.
             "can_manage": _can_manage(request) and row_prefix not in ("-panel", "-home"),
-            # The open and overdue counts drawn beside the row change with it.
-            "counts_on": {"-open": "page", "-review": "page", "-closed": "page",
-                          "-panel": "panel"}.get(row_prefix, ""),
+            "counts_on": counts_on,
             "counts": action_items_for(user=request.user).filter(
                 agreement=agreement, status__in=OPEN_STATUSES).aggregate(
                 open_actions=Count("pk"), overdue_actions=Count("pk", filter=Q(
-                    due_date__lt=today))),
+                    due_date__lt=today))) if counts_on else {},
         }))
     if error:
         messages.error(request, error)

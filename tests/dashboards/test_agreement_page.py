@@ -150,7 +150,7 @@ def test_an_agreement_in_an_unranked_stage_says_why_it_has_no_tier(
     client.force_login(host_manager)
     text = client.get(url(acme.code)).text
     assert "No tier in 2025-04" in text and "No tier yet" not in text
-    assert "Not ranked while exiting: only pilot, active and under-review agreements" in text
+    assert "Not ranked in the exiting stage: only pilot, active and under-review agreements" in text
     assert "tiers rank the rolling score" not in text
 
 

@@ -1,12 +1,14 @@
 """A published run's portfolio is computed right away, so that no one waits for it."""
 
+import datetime as dt
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from dashboards.selectors import run_cached, run_cached_each
-from partnerships.models import Agreement
+from partnerships.models import Agreement, Objective
 from scoring.models import ScoringRun
 from scoring.services import scoring_run_inline
 from tests.conftest import write_observations
@@ -23,6 +25,9 @@ def test_a_published_run_keeps_the_portfolios_figures_rows_and_cutoffs(
         for agreement in (acme_agreement, globex_agreement):
             rows.append((agreement, kpis["revenue"], "host", f"2025-{month:02d}-10", value))
     write_observations(rows)
+    Objective.objects.create(agreement=acme_agreement, goal_type="revenue_growth",
+                             success_metric="Grow revenue", kpi=kpis["revenue"],
+                             target_value=200, deadline=dt.date(2026, 12, 31))
     scoring_run_inline()
     run = ScoringRun.objects.current()
     assert pages_warm() == "kept 2 agreements"  # the beat's next turn
@@ -46,10 +51,12 @@ def test_a_published_run_keeps_the_portfolios_figures_rows_and_cutoffs(
     assert acme_agreement.code in response.text
     assert not [query for query in queries.captured_queries
                 if "scoring_scorecard" in query["sql"]]
-    # Nor does the first view of an agreement's dashboard read its scores.
+    # Nor does the first view of an agreement's dashboard read its scores (its objective's
+    # progress included).
     with CaptureQueriesContext(connection) as queries:
         response = client.get(reverse("agreement_dashboard", args=[acme_agreement.code]))
     assert response.status_code == 200
+    assert "Grow revenue" in response.text
     assert not [query for query in queries.captured_queries
                 if "scoring_scorecard" in query["sql"] or "scoring_kpiscore" in query["sql"]]
 
@@ -62,6 +69,17 @@ def test_each_run_is_kept_once_whichever_worker_gets_there_first(acme_agreement,
     scoring_run_inline()
     assert pages_warm() == "kept 1 agreements"
     assert pages_warm() == "kept already"
+    # A worker lost while keeping them: another one keeps them after KEEPING_SECONDS.
+    from django.core.cache import cache
+
+    from dashboards.selectors import run_key
+
+    run = ScoringRun.objects.current()
+    cache.delete(run_key(run, "pages-kept"))
+    cache.set(run_key(run, "pages-keeping"), True)
+    assert pages_warm() == "being kept by another worker"
+    cache.delete(run_key(run, "pages-keeping"))  # its time ran out
+    assert pages_warm() == "kept 1 agreements"
     write_observations([(acme_agreement, kpis["revenue"], "host", "2025-02-10", 60)])
     scoring_run_inline()  # a new run: kept again
     assert pages_warm() == "kept 1 agreements"
