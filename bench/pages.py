@@ -88,13 +88,12 @@ FIRST_VIEWS = ("cold", "warmed")
 def prepare_cache(kwargs: dict) -> None:
     from django.core.cache import cache
 
-    from dashboards.warm import run_pages_warm
-    from scoring.models import ScoringRun
+    from dashboards.tasks import pages_warm
 
     if kwargs.get("cold") or kwargs.get("warmed"):
         cache.clear()
     if kwargs.get("warmed"):
-        run_pages_warm(run=ScoringRun.objects.current())
+        pages_warm()  # as beat runs it after each run
 
 
 def timed(client, pages: list, *, repeat: int) -> list[tuple[float, float, int, int]]:

@@ -5,8 +5,10 @@ import logging
 from celery import shared_task
 from django.core.cache import cache
 
+from partnerships.models import Agreement
 from scoring.models import ScoringRun
 
+from .program.overdue import portfolio_review_figures
 from .selectors import RUN_CACHE_SECONDS, run_key
 from .warm import run_pages_warm
 
@@ -19,10 +21,14 @@ KEEPING_SECONDS = 15 * 60
 @shared_task(ignore_result=True)
 def pages_warm() -> str:
     """Beat, every two minutes: keep what the pages show of the published run once it is
-    published (dashboards/warm.py), once per run whichever worker gets there first."""
+    published (dashboards/warm.py), once per run whichever worker gets there first, and the
+    portfolio's overdue counts whenever they are not kept."""
     run = ScoringRun.objects.current()
     if run is None:
         return "no published run"
+    # The portfolio's overdue counts change with the day and every edit: recounted on each
+    # turn when they were not kept any more (one read otherwise).
+    portfolio_review_figures(agreements=Agreement.objects.all(), run=run)
     done, keeping = run_key(run, "pages-kept"), run_key(run, "pages-keeping")
     if cache.get(done):
         return "kept already"

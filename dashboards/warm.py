@@ -41,7 +41,7 @@ def run_pages_warm(*, run: ScoringRun) -> int:
     portfolio_figures_kept(agreements=agreements, run=run, month=month,
                            total=overview["total"], last_id=overview["last_id"],
                            active=overview["active"])
-    # The overdue counts are kept for minutes only (they follow every change): not here.
+    # The overdue counts follow every change: the beat task keeps them on each turn.
     last_month_tiers(run)
     tier_cutoffs_kept(run=run, period=month)
     ids = list(agreements.order_by("pk").values_list("pk", flat=True))

@@ -51,6 +51,10 @@ def test_a_published_run_keeps_the_portfolios_figures_rows_and_cutoffs(
     assert acme_agreement.code in response.text
     assert not [query for query in queries.captured_queries
                 if "scoring_scorecard" in query["sql"]]
+    # Nor counts the overdue reviews and actions: the task kept them too.
+    assert not [query for query in queries.captured_queries
+                if "partnerships_actionitem" in query["sql"]
+                or "partnerships_review" in query["sql"]]
     # Nor does the first view of an agreement's dashboard read its scores (its objective's
     # progress included).
     with CaptureQueriesContext(connection) as queries:
