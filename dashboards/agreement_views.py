@@ -123,11 +123,8 @@ def agreement_context(request: HtmxHttpRequest, agreement: Agreement, *,
         "payout_total": sum(item.payout or 0.0 for item in shown if item.payout),
         "kpi_rows": kpi_rows,
         # Reviews due, overdue and open actions of both sides (dashboards/program/overdue.py).
-        "review_panel": agreement_review_panel(
-            agreement=agreement, user=request.user, run=run,
-            # Its tier now: the run's last month (whatever month the page shows).
-            tier=next((item.tier for item in reversed(scorecards)
-                       if run is not None and item.period == run.last_period), "")),
+        "review_panel": agreement_review_panel(agreement=agreement, user=request.user,
+                                               run=run),
         # Objectives with their progress from the linked KPIs (dashboards/program/progress.py).
         "objectives_progress": objectives_for_dashboard(agreement=agreement, run=run),
         "recent_imports": agreement_recent_imports(

@@ -14,7 +14,7 @@ from scoring.models import ScoringRun
 
 from .agreement_views import trend_window
 from .portfolio_views import portfolio_figures_kept
-from .program.overdue import last_month_tiers
+from .program.overdue import current_tiers
 from .program.progress import objective_actuals_kept
 from .selectors import (
     agreement_kpi_scores_kept,
@@ -42,7 +42,7 @@ def run_pages_warm(*, run: ScoringRun) -> int:
                            total=overview["total"], last_id=overview["last_id"],
                            active=overview["active"])
     # The overdue counts follow every change: the beat task keeps them on each turn.
-    last_month_tiers(run)
+    current_tiers(run=run)
     tier_cutoffs_kept(run=run, period=month)
     ids = list(agreements.order_by("pk").values_list("pk", flat=True))
     window = trend_window(month)

@@ -13,8 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.core.cache import cache
-from django.db.models import CharField, Count, OuterRef, Q, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from partnerships.access import action_items_for, may_update_action_status, membership_of
@@ -73,27 +72,15 @@ def action_overdue_days(action: ActionItem, *, today: dt.date) -> int:
     return (today - action.due_date).days if action_is_overdue(action, today=today) else 0
 
 
-def _current_tier(run: ScoringRun | None) -> Subquery | Value:
-    """The agreement's tier in the published run's last month ('' without one). Scoring writes
-    a scorecard for every agreement and every month of its run, so the last month is each
-    agreement's latest: one probe of the (run, agreement, period) unique index per agreement."""
+def current_tiers(*, run: ScoringRun | None) -> dict[int, str]:
+    """Every agreement's tier now, by agreement id ('' without one): its tier in the published
+    run's last month, which is each agreement's latest, since scoring writes a scorecard for
+    every agreement and every month of its run. Read once per run, then from the cache."""
     if run is None or not run.last_period:
-        return Value("", output_field=CharField())
-    return Coalesce(Subquery(
-        Scorecard.objects.filter(run=run, agreement_id=OuterRef("pk"), period=run.last_period)
-        .values("tier")[:1]), Value(""), output_field=CharField())
-
-
-def current_tiers(*, agreement_ids, run: ScoringRun | None = None) -> dict[int, str]:
-    """Each agreement's tier in the last month of the published run (absent without one)."""
-    if run is None:
-        run = ScoringRun.objects.current()
-    if run is None:
         return {}
-    rows = (Agreement.objects.filter(pk__in=agreement_ids).order_by()
-            .annotate(current_tier=_current_tier(run)).exclude(current_tier="")
-            .values_list("pk", "current_tier"))
-    return dict(rows)
+    return run_cached(run=run, name="current-tiers", compute=lambda: dict(
+        Scorecard.objects.filter(run=run, period=run.last_period).order_by()
+        .values_list("agreement_id", "tier")))
 
 
 def review_status(*, stage: str, start: dt.date, cadence: str, tier: str,
@@ -112,27 +99,12 @@ def review_status(*, stage: str, start: dt.date, cadence: str, tier: str,
     return due, max((today - due).days, 0)
 
 
-def _review_inputs(*, agreements: QuerySet[Agreement], run: ScoringRun | None):
-    """(pk, stage, start, cadence, last review, tier) of each agreement: one query."""
-    return (agreements.order_by()
-            .annotate(last_review=_last_review(), current_tier=_current_tier(run))
-            .values_list("pk", "stage", "start_date", "review_cadence", "last_review",
-                         "current_tier"))
-
-
-def _last_review() -> Subquery:
-    return Subquery(Review.objects.filter(agreement_id=OuterRef("pk")).order_by("-held_on")
-                    .values("held_on")[:1])
-
-
-def last_month_tiers(run: ScoringRun | None) -> dict[int, str]:
-    """Every agreement's tier in the run's last month (see `_current_tier`), by agreement id:
-    read once per run, then from the cache."""
-    if run is None or not run.last_period:
-        return {}
-    return run_cached(run=run, name="last-month-tiers", compute=lambda: dict(
-        Scorecard.objects.filter(run=run, period=run.last_period).order_by()
-        .values_list("agreement_id", "tier")))
+def _review_inputs(*, agreements: QuerySet[Agreement]):
+    """(pk, stage, start, cadence, last review) of each agreement: one query."""
+    last_review = (Review.objects.filter(agreement_id=OuterRef("pk")).order_by("-held_on")
+                   .values("held_on")[:1])
+    return (agreements.order_by().annotate(last_review=Subquery(last_review))
+            .values_list("pk", "stage", "start_date", "review_cadence", "last_review"))
 
 
 def _open_actions(*, agreements: QuerySet[Agreement]) -> QuerySet[ActionItem]:
@@ -145,8 +117,8 @@ def _open_actions(*, agreements: QuerySet[Agreement]) -> QuerySet[ActionItem]:
 
 def overdue_for(*, agreement_ids: Iterable[int] | QuerySet, today: dt.date | None = None,
                 run: ScoringRun | None = None) -> dict[int, Overdue]:
-    """Overdue reviews and actions of many agreements: two queries (three without `run`)
-    however many there are.
+    """Overdue reviews and actions of many agreements: two queries however many there are,
+    besides the published run and its tiers (`current_tiers`, kept per run).
 
     `agreement_ids` may be a list of ids or a queryset of ids (`.values("pk")`), which is then
     used as a subquery."""
@@ -158,7 +130,8 @@ def overdue_for(*, agreement_ids: Iterable[int] | QuerySet, today: dt.date | Non
     if run is None:
         run = ScoringRun.objects.current()
     agreements = Agreement.objects.filter(pk__in=agreement_ids)
-    rows = list(_review_inputs(agreements=agreements, run=run))
+    rows = list(_review_inputs(agreements=agreements))
+    tiers = current_tiers(run=run)
     if not rows:
         return {}
     action_counts = {
@@ -167,9 +140,9 @@ def overdue_for(*, agreement_ids: Iterable[int] | QuerySet, today: dt.date | Non
         .annotate(open=Count("id"), overdue=Count("id", filter=Q(due_date__lt=today)))
     }
     result = {}
-    for pk, stage, start, cadence, last, tier in rows:
+    for pk, stage, start, cadence, last in rows:
         counts = action_counts.get(pk, {})
-        result[pk] = _state(stage=stage, start=start, cadence=cadence, tier=tier,
+        result[pk] = _state(stage=stage, start=start, cadence=cadence, tier=tiers.get(pk, ""),
                             last_review=last, today=today, open_actions=counts.get("open", 0),
                             overdue_actions=counts.get("overdue", 0))
     return result
@@ -191,17 +164,15 @@ def _state(*, stage: str, start: dt.date, cadence: str, tier: str,
 def overdue_totals(*, agreements: QuerySet[Agreement], today: dt.date | None = None,
                    run: ScoringRun | None = None) -> dict[str, int]:
     """Headline figures of many agreements (an already scoped queryset): overdue reviews,
-    overdue and open actions. Two queries (three without `run`) however many agreements; the
-    same rule as `overdue_for`, without building a state for each agreement."""
+    overdue and open actions. Two queries however many agreements (besides the run and its
+    tiers, as for `overdue_for`); the same rule, without building a state for each agreement."""
     today = today or timezone.localdate()
     if run is None:
         run = ScoringRun.objects.current()
-    tiers = last_month_tiers(run)
+    tiers = current_tiers(run=run)
     overdue_reviews = 0
-    for pk, stage, start, cadence, last in (
-            agreements.exclude(stage__in=UNREVIEWED_STAGES).order_by()
-            .annotate(last_review=_last_review())
-            .values_list("pk", "stage", "start_date", "review_cadence", "last_review")):
+    for pk, stage, start, cadence, last in _review_inputs(
+            agreements=agreements.exclude(stage__in=UNREVIEWED_STAGES)):
         if review_status(stage=stage, start=start, cadence=cadence, tier=tiers.get(pk, ""),
                          last_review=last, today=today)[1]:
             overdue_reviews += 1
@@ -238,13 +209,14 @@ def annotate_actions(actions: Iterable[ActionItem], *, user, today: dt.date) -> 
 
 
 def agreement_review_panel(*, agreement: Agreement, user, limit: int = 5,
-                           tier: str | None = None, run: ScoringRun | None = None) -> dict:
+                           run: ScoringRun | None = None) -> dict:
     """The agreement dashboard's section: the review due, overdue and open actions (both
     sides). Two queries (the last review, the open actions) when the page passes the
-    agreement's current `tier`; one or two more to find it otherwise."""
+    published `run`, once the run's tiers are kept."""
     today = timezone.localdate()
-    if tier is None:
-        tier = current_tiers(agreement_ids=[agreement.pk], run=run).get(agreement.pk, "")
+    if run is None:
+        run = ScoringRun.objects.current()
+    tier = current_tiers(run=run).get(agreement.pk, "")
     last_review = (Review.objects.filter(agreement=agreement).order_by("-held_on")
                    .values_list("held_on", flat=True).first())
     # An agreement has few open actions (action_items_for: both sides of what the user sees).
