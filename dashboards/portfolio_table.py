@@ -11,13 +11,12 @@ from html import escape
 from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
 
-from partnerships.models import AgreementType, Stage, Tier
+from partnerships.models import AgreementType, Stage
 
-from .selectors import PortfolioRow
+from .selectors import TIER_LABELS, PortfolioRow
 
 TYPE_LABELS = dict(AgreementType.choices)
 STAGE_LABELS = {value: label.lower() for value, label in Stage.choices}
-TIER_LABELS = dict(Tier.choices)
 TIER_MOVES = {
     "up": ' <span class="change change--up" title="up from last month">▲'
           '<span class="visually-hidden"> up</span></span>',

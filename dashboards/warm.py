@@ -9,7 +9,7 @@ wait for them.
 
 import logging
 
-from partnerships.models import Agreement, Objective
+from partnerships.models import Agreement
 from scoring.models import ScoringRun
 
 from .agreement_views import trend_window
@@ -51,10 +51,5 @@ def run_pages_warm(*, run: ScoringRun) -> int:
         row_cards_kept(run=run, period=month, ids=chunk)
         agreement_scorecards_kept(run=run, ids=chunk)
         agreement_kpi_scores_kept(run=run, ids=chunk, period=month, trend_periods=window)
-        linked: dict[int, set[int]] = {}
-        for agreement_id, kpi_id in (Objective.objects.filter(agreement_id__in=chunk,
-                                                              kpi__isnull=False)
-                                     .values_list("agreement_id", "kpi_id")):
-            linked.setdefault(agreement_id, set()).add(kpi_id)
-        objective_actuals_kept(run=run, linked=linked)
+        objective_actuals_kept(run=run, ids=chunk)
     return len(ids)

@@ -28,13 +28,12 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.core.cache import cache
 from django.utils import timezone
 
 from partnerships.models import AgreementKPI, Objective
 from scoring.models import KPIScore, ScoringRun
 
-from ..selectors import RUN_CACHE_SECONDS, run_cached, run_key
+from ..selectors import run_cached_each
 
 DONE, ON_TRACK, AT_RISK, OVERDUE = "done", "on_track", "at_risk", "overdue"
 NO_DATA, NOT_MEASURED = "no_data", "not_measured"
@@ -78,34 +77,23 @@ def _elapsed_percent(*, start: dt.date, deadline: dt.date, today: dt.date) -> fl
     return 100.0 * min(max(share, 0.0), 1.0)
 
 
-def _latest_actuals(*, run: ScoringRun, agreement_ids: set[int],
-                    kpi_ids: set[int]) -> dict[tuple[int, int], tuple[str, float]]:
-    """The latest month with an actual value, and the value, of each agreement's KPI."""
-    scores = (KPIScore.objects
-              .filter(run=run, agreement_id__in=agreement_ids, kpi_id__in=kpi_ids,
-                      actual__isnull=False)
-              .order_by("period")
-              .values_list("agreement_id", "kpi_id", "period", "actual"))
-    # Oldest month first: the last one written for a key is its latest month.
-    return {(agreement_id, kpi_id): (period, actual)
-            for agreement_id, kpi_id, period, actual in scores}
+def _latest_actuals_of_each(*, run: ScoringRun, ids: list[int]) -> dict[int, dict]:
+    """For each agreement: the latest month with an actual value, and the value, of each of
+    its KPIs ({kpi id: (month, actual)}). One query."""
+    result: dict[int, dict] = {pk: {} for pk in ids}
+    # Oldest month first: the last one written for a KPI is its latest month.
+    for agreement_id, kpi_id, period, actual in (
+            KPIScore.objects.filter(run=run, agreement_id__in=ids, actual__isnull=False)
+            .order_by("period").values_list("agreement_id", "kpi_id", "period", "actual")):
+        result[agreement_id][kpi_id] = (period, actual)
+    return result
 
 
-def objective_actuals_kept(*, run: ScoringRun, linked: dict[int, set[int]]) -> None:
-    """Keep, for each agreement, the latest actuals of the KPIs its objectives link to (the
-    set `linked` names), as `objectives_progress` reads them for one agreement: one query for
-    all those not kept yet."""
-    keys = {pk: run_key(run, "objective-actuals", (pk, "kpis", *sorted(kpi_ids)))
-            for pk, kpi_ids in linked.items()}
-    found = cache.get_many(list(keys.values()))
-    missing = [pk for pk, key in keys.items() if key not in found]
-    if not missing or run.published_at is None:
-        return
-    latest = _latest_actuals(run=run, agreement_ids=set(missing),
-                             kpi_ids=set().union(*(linked[pk] for pk in missing)))
-    cache.set_many({keys[pk]: {(pk, kpi_id): latest[(pk, kpi_id)] for kpi_id in linked[pk]
-                               if (pk, kpi_id) in latest}
-                    for pk in missing}, RUN_CACHE_SECONDS)
+def objective_actuals_kept(*, run: ScoringRun, ids: list[int]) -> dict[int, dict]:
+    """`_latest_actuals_of_each`, read once per run, then from the cache."""
+    return run_cached_each(run=run, name="objective-actuals", ids=ids,
+                           compute=lambda missing: _latest_actuals_of_each(run=run,
+                                                                           ids=missing))
 
 
 def objectives_progress(*, objectives: Iterable[Objective], run: ScoringRun | None = None,
@@ -131,12 +119,10 @@ def objectives_progress(*, objectives: Iterable[Objective], run: ScoringRun | No
                                                    kpi_id__in=kpi_ids)
         }
     if linked and run is not None:
-        # The run's scores never change: read once per run and set of KPIs.
-        latest = run_cached(
-            run=run, name="objective-actuals",
-            parts=(*sorted(agreement_ids), "kpis", *sorted(kpi_ids)),
-            compute=lambda: _latest_actuals(run=run, agreement_ids=agreement_ids,
-                                            kpi_ids=kpi_ids))
+        # The run's scores never change: read once per run.
+        for agreement_id, actuals in objective_actuals_kept(
+                run=run, ids=sorted(agreement_ids)).items():
+            latest.update({(agreement_id, kpi_id): found for kpi_id, found in actuals.items()})
 
     results = []
     for objective in objectives:
