@@ -139,22 +139,30 @@ def review_edit(request: HtmxHttpRequest, review_id: int) -> HttpResponse:
                       {"form": form, "agreement": agreement, "review": review})
 
 
+def _delete(request: HtmxHttpRequest, obj, *, notice: str, what: str, post_url: str,
+            extra: dict | None = None) -> HttpResponse:
+    """GET: ask; POST: delete the review or action, with its history entry."""
+    agreement = obj.agreement
+    if request.method == "POST":
+        with transaction.atomic():
+            history_record(user=request.user, obj=obj, kind=ChangeKind.DELETED)
+            obj.delete()
+        return _done(request, _reviews_url(agreement), notice)
+    return _vary(render(request, "program/reviews/confirm_delete.html", {
+        "agreement": agreement, "object": obj, "what": what, "post_url": post_url,
+        **(extra or {}),
+    }))
+
+
 @manager_required
 def review_delete(request: HtmxHttpRequest, review_id: int) -> HttpResponse:
     review = get_object_or_404(
         reviews_for(user=request.user).select_related("agreement__partner"), pk=review_id)
-    agreement = review.agreement
-    if request.method == "POST":
-        with transaction.atomic():
-            history_record(user=request.user, obj=review, kind=ChangeKind.DELETED)
-            review.delete()
-        return _done(request, _reviews_url(agreement), "Review deleted. Its action items stay "
-                                                       "on the agreement.")
-    return _vary(render(request, "program/reviews/confirm_delete.html", {
-        "agreement": agreement, "object": review, "what": "review",
-        "action_count": review.action_items.count(),
-        "post_url": reverse("program_review_delete", args=[review.pk]),
-    }))
+    return _delete(request, review, what="review",
+                   notice="Review deleted. Its action items stay on the agreement.",
+                   post_url=reverse("program_review_delete", args=[review.pk]),
+                   extra={"action_count": review.action_items.count()}
+                   if request.method != "POST" else None)
 
 
 # ---- Action items (host managers) -------------------------------------------------------------
@@ -232,16 +240,8 @@ def action_edit(request: HtmxHttpRequest, action_id: int) -> HttpResponse:
 def action_delete(request: HtmxHttpRequest, action_id: int) -> HttpResponse:
     action = get_object_or_404(
         action_items_for(user=request.user).select_related("agreement__partner"), pk=action_id)
-    agreement = action.agreement
-    if request.method == "POST":
-        with transaction.atomic():
-            history_record(user=request.user, obj=action, kind=ChangeKind.DELETED)
-            action.delete()
-        return _done(request, _reviews_url(agreement), "Action deleted.")
-    return _vary(render(request, "program/reviews/confirm_delete.html", {
-        "agreement": agreement, "object": action, "what": "action item",
-        "post_url": reverse("program_action_delete", args=[action.pk]),
-    }))
+    return _delete(request, action, what="action item", notice="Action deleted.",
+                   post_url=reverse("program_action_delete", args=[action.pk]))
 
 
 # ---- An action's status (host managers: any; partner users: their side's) --------------------
