@@ -87,6 +87,22 @@ SCORING_WARNING = ("Changed: scores change on the next scoring run (the observat
                    "the way they are scored changes).")
 
 
+def form_create(request: HtmxHttpRequest, form, *, invalid_page, notice, target: str
+                ) -> HttpResponse:
+    """The POST of an add form: inline validation; or `invalid_page(form)` with its errors;
+    or the row saved with its history entry, `notice(row)` as a message and `target` next."""
+    valid = form.is_valid()
+    if validating(request):
+        return validation_response(request, form)
+    if not valid:
+        return invalid_page(form)
+    with transaction.atomic():
+        row = form.save()
+        history_record(user=request.user, obj=row, kind=ChangeKind.CREATED)
+    messages.success(request, notice(row))
+    return redirect_after_change(request, target)
+
+
 def partial_or_page(request: HtmxHttpRequest, template: str, partial: str, context: dict,
                     *, whole: bool = False) -> HttpResponse:
     """The named partial for htmx requests (unless `whole`), the whole page otherwise."""
@@ -241,18 +257,11 @@ def agreement_kpis(request: HtmxHttpRequest, code: str) -> HttpResponse:
 
 @manager_required
 def _agreement_kpi_add(request: HtmxHttpRequest, agreement: Agreement) -> HttpResponse:
-    form = AgreementKPIAddForm(request.POST, agreement=agreement)
-    valid = form.is_valid()
-    if validating(request):
-        return validation_response(request, form)
-    if not valid:
-        return _kpis_page(request, agreement, form)
-    with transaction.atomic():
-        row = form.save()
-        history_record(user=request.user, obj=row, kind=ChangeKind.CREATED)
-    messages.success(request, f"{row.kpi.name} added to {agreement.code}.")
-    target = reverse("program_agreement_kpis", args=[agreement.code])
-    return redirect_after_change(request, target)
+    return form_create(
+        request, AgreementKPIAddForm(request.POST, agreement=agreement),
+        invalid_page=lambda form: _kpis_page(request, agreement, form),
+        notice=lambda row: f"{row.kpi.name} added to {agreement.code}.",
+        target=reverse("program_agreement_kpis", args=[agreement.code]))
 
 
 def _agreement_kpi(agreement: Agreement, item_id: int) -> AgreementKPI:

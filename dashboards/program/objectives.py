@@ -17,7 +17,7 @@ from partnerships.models import Agreement, ChangeKind, Objective
 
 from ..views import HtmxHttpRequest, agreement_visible, redirect_after_change
 from .kpi_forms import ObjectiveForm
-from .kpis import partial_or_page, validating, validation_response
+from .kpis import form_create, partial_or_page, validating, validation_response
 from .progress import objectives_progress
 
 
@@ -59,17 +59,11 @@ def agreement_objectives(request: HtmxHttpRequest, code: str) -> HttpResponse:
 
 @manager_required
 def _objective_add(request: HtmxHttpRequest, agreement: Agreement) -> HttpResponse:
-    form = ObjectiveForm(request.POST, agreement=agreement)
-    valid = form.is_valid()
-    if validating(request):
-        return validation_response(request, form)
-    if not valid:
-        return _page(request, agreement, form)
-    with transaction.atomic():
-        objective = form.save()
-        history_record(user=request.user, obj=objective, kind=ChangeKind.CREATED)
-    messages.success(request, f"Objective “{objective.success_metric}” added.")
-    return _redirect(request, agreement)
+    return form_create(
+        request, ObjectiveForm(request.POST, agreement=agreement),
+        invalid_page=lambda form: _page(request, agreement, form),
+        notice=lambda objective: f"Objective “{objective.success_metric}” added.",
+        target=reverse("program_objectives", args=[agreement.code]))
 
 
 @manager_required
