@@ -271,6 +271,17 @@ METRICS_API_MAX_OBSERVATIONS = env_int("METRICS_API_MAX_OBSERVATIONS", 50_000)
 # A running import silent this long lost its worker; an upload never confirmed is removed.
 IMPORT_STALE_AFTER_SECONDS = env_int("IMPORT_STALE_AFTER_SECONDS", 600)
 IMPORT_UNCONFIRMED_MAX_AGE_HOURS = env_int("IMPORT_UNCONFIRMED_MAX_AGE_HOURS", 24)
+# No observation may exceed this magnitude (a row error on every import path). 10**12 is above
+# any monthly figure of one partnership (a trillion USD, leads or days) yet far below where
+# float64 fails: up to it a value with cents has at most 15 significant digits (what a
+# spreadsheet keeps, and 1e-4 float resolution), and a billion of them sum to 1e21, nowhere
+# near the 1.8e308 at which a PostgreSQL sum over double precision overflows.
+METRIC_VALUE_MAX_ABS = env_int("METRIC_VALUE_MAX_ABS", 10**12)
+if not 1 <= METRIC_VALUE_MAX_ABS <= 10**15:
+    raise ImproperlyConfigured(
+        "METRIC_VALUE_MAX_ABS must be between 1 and 10**15 (beyond it float64 loses whole "
+        f"units), not {METRIC_VALUE_MAX_ABS}"
+    )
 
 # Celery. Without REDIS_URL every task runs in-process at once, so a newcomer needs nothing.
 REDIS_URL = env_str("REDIS_URL")

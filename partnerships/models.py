@@ -1,8 +1,10 @@
 """Partners, agreements, KPI definitions, observations and imports: the inputs of scoring."""
 
+import math
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
@@ -118,7 +120,53 @@ class Partner(TimeStamped):
         return self.name
 
 
+class ValueType(models.TextChoices):
+    NUMBER = "number", "Number"
+    COUNT = "count", "Count (a whole number ≥ 0)"
+    PERCENTAGE = "percentage", "Percentage (within a stated range)"
+    MONEY = "money", "Money (an amount in the unit's currency)"
+
+
+# The largest magnitude a float column can hold: bounds beyond it are infinities or NaN.
+FLOAT_MAX = 1.7976931348623157e308
+
+
+def kpi_value_rules_problems(*, value_type: str, minimum: float | None,
+                             maximum: float | None) -> dict[str, str]:
+    """What is wrong with a KPI's allowed values (type, minimum, maximum), by field name."""
+    limit = settings.METRIC_VALUE_MAX_ABS
+    problems: dict[str, str] = {}
+    if value_type not in ValueType.values:
+        problems["value_type"] = (f"unknown type of value {value_type!r} (expected one of: "
+                                  f"{', '.join(ValueType.values)})")
+    for name, bound in (("minimum", minimum), ("maximum", maximum)):
+        if bound is None:
+            continue
+        if not math.isfinite(bound) or abs(bound) > limit:
+            problems[name] = (f"must be a number between -{limit:,} and {limit:,}, the "
+                              "magnitude any observation may have")
+        elif value_type == ValueType.COUNT and bound < 0:
+            problems[name] = "a count is never negative: the bound must be 0 or more"
+    if "minimum" not in problems and "maximum" not in problems and minimum is not None \
+            and maximum is not None and minimum > maximum:
+        problems["maximum"] = (f"the maximum ({number_text(maximum)}) is below the minimum "
+                               f"({number_text(minimum)})")
+    if value_type == ValueType.PERCENTAGE:
+        for name, bound in (("minimum", minimum), ("maximum", maximum)):
+            if bound is None:
+                problems.setdefault(name, "a percentage states its range: give both the "
+                                          "minimum and the maximum (e.g. 0 and 100)")
+    return problems
+
+
+def number_text(value: float) -> str:
+    """A bound or value in a message: 100, 2.5, -1.9e+255 (never 100.0)."""
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+
+
 class KPIDefinition(TimeStamped):
+    ValueType = ValueType
+
     code = models.SlugField("code", max_length=64, unique=True)
     name = models.CharField("name", max_length=200)
     unit = models.CharField("unit", max_length=32, blank=True)
@@ -129,11 +177,51 @@ class KPIDefinition(TimeStamped):
         help_text="The side whose observations are scored.",
     )
     description = models.TextField("how it is measured and attributed", blank=True)
+    # What an observation of this KPI may be, checked on every path that writes one (on top
+    # of the program-wide magnitude limit, settings.METRIC_VALUE_MAX_ABS).
+    value_type = models.CharField(
+        "type of value", max_length=16, choices=ValueType.choices, default=ValueType.NUMBER,
+        help_text="A count must be a whole number ≥ 0; a percentage states its range.",
+    )
+    minimum = models.FloatField(
+        "minimum", null=True, blank=True,
+        help_text="The lowest value an observation may have; empty: no lower bound.",
+    )
+    maximum = models.FloatField(
+        "maximum", null=True, blank=True,
+        help_text="The highest value an observation may have; empty: no upper bound.",
+    )
 
     class Meta:
         ordering = ["code"]
         verbose_name = "KPI definition"
         constraints = [
+            models.CheckConstraint(
+                condition=Q(value_type__in=ValueType.values), name="kpi_value_type_valid"
+            ),
+            # PostgreSQL sorts NaN above every number: these bounds keep out ±inf and NaN.
+            models.CheckConstraint(
+                condition=(Q(minimum__isnull=True)
+                           | Q(minimum__gte=-FLOAT_MAX, minimum__lte=FLOAT_MAX))
+                & (Q(maximum__isnull=True) | Q(maximum__gte=-FLOAT_MAX, maximum__lte=FLOAT_MAX)),
+                name="kpi_bounds_finite",
+            ),
+            models.CheckConstraint(
+                condition=Q(minimum__isnull=True) | Q(maximum__isnull=True)
+                | Q(minimum__lte=F("maximum")),
+                name="kpi_minimum_not_above_maximum",
+            ),
+            models.CheckConstraint(
+                condition=~Q(value_type=ValueType.COUNT)
+                | ((Q(minimum__isnull=True) | Q(minimum__gte=0))
+                   & (Q(maximum__isnull=True) | Q(maximum__gte=0))),
+                name="kpi_count_bounds_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=~Q(value_type=ValueType.PERCENTAGE)
+                | Q(minimum__isnull=False, maximum__isnull=False),
+                name="kpi_percentage_range_stated",
+            ),
             models.CheckConstraint(
                 condition=Q(category__in=Category.values), name="kpi_category_valid"
             ),
@@ -146,6 +234,31 @@ class KPIDefinition(TimeStamped):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.code})"
+
+    def clean(self) -> None:
+        problems = kpi_value_rules_problems(
+            value_type=self.value_type, minimum=self.minimum, maximum=self.maximum
+        )
+        if problems:
+            raise ValidationError({name: message[:1].upper() + message[1:] + "."
+                                   for name, message in problems.items()})
+
+    @property
+    def label(self) -> str:
+        """The KPI as value errors name it: Conversion rate (%)."""
+        return f"{self.name} ({self.unit})" if self.unit else self.name
+
+    @property
+    def allowed_values(self) -> str:
+        """The values an observation may have, in words: "whole number ≥ 0, at most 500"."""
+        parts = ["whole number ≥ 0"] if self.value_type == ValueType.COUNT else []
+        if self.minimum is not None and self.maximum is not None:
+            parts.append(f"{number_text(self.minimum)} to {number_text(self.maximum)}")
+        elif self.minimum is not None:
+            parts.append(f"at least {number_text(self.minimum)}")
+        elif self.maximum is not None:
+            parts.append(f"at most {number_text(self.maximum)}")
+        return ", ".join(parts) or "any number"
 
 
 class AgreementQuerySet(models.QuerySet):
