@@ -590,6 +590,12 @@ class ImportBatch(models.Model):
         "notes", default=list, blank=True,
         help_text="What the reader noticed, e.g. which sheet of a workbook was read.",
     )
+    # Read once by a task when the file is uploaded, so a page view never reads the file.
+    preview = models.JSONField(
+        "preview", null=True, blank=True,
+        help_text="What reading the file found: format, columns, the first rows and the row "
+                  "count. Empty until the file has been read.",
+    )
     created_at = models.DateTimeField("created", auto_now_add=True)
     confirmed_at = models.DateTimeField(
         "confirmed", null=True, blank=True,
