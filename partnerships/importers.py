@@ -32,7 +32,15 @@ from defusedxml import ElementTree as SafeET
 from django.conf import settings
 from django.utils import timezone
 
-from .models import Agreement, AgreementKPI, KPIDefinition, MetricObservation, Side
+from .models import (
+    Agreement,
+    AgreementKPI,
+    KPIDefinition,
+    MetricObservation,
+    Side,
+    ValueType,
+    number_text,
+)
 
 COLUMNS = ("agreement", "kpi", "side", "date", "value", "note")
 REQUIRED_COLUMNS = ("agreement", "kpi", "date", "value")
@@ -903,8 +911,10 @@ def metric_rows_validate(*, table: MetricTable, uploader: Uploader, default_side
 
     Per row: known agreement (one of the partner's own, for a partner editor), known KPI that
     is part of the agreement, side host/partner (a partner editor only `partner`), an ISO date
-    not in the future and within the agreement's start and end, a finite number, a note of at
-    most 500 characters, and no key (agreement, kpi, side, date) twice in the table.
+    not in the future and within the agreement's start and end, a finite number within the
+    program's magnitude limit and the KPI's allowed values (a count whole and ≥ 0, its minimum
+    and maximum), a note of at most 500 characters, and no key (agreement, kpi, side, date)
+    twice in the table.
     """
     today = today or timezone.localdate()
     data = table.data
@@ -947,7 +957,7 @@ def metric_rows_validate(*, table: MetricTable, uploader: Uploader, default_side
     ], data["date"])
     date_ok &= ~(future | before | after)
 
-    values, _ = _value_rows(table, bad["value"], log)
+    values, _ = _value_rows(table, bad["value"], log, kpi_ids=kpi_ids, kpi_ok=kpi_ok)
 
     notes = data["note"].astype(str).str.strip() if "note" in data else None
     if notes is not None:
@@ -1088,20 +1098,77 @@ def _date_rows(column: pd.Series, bad: np.ndarray,
     return days, ~np.isnat(days) & ~bad
 
 
-def _value_rows(table: MetricTable, bad: np.ndarray,
-                log: _ErrorLog) -> tuple[np.ndarray, np.ndarray]:
+def _value_rows(table: MetricTable, bad: np.ndarray, log: _ErrorLog, *,
+                kpi_ids: np.ndarray, kpi_ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if table.numbers is not None:
         numbers = table.numbers
         not_finite = ~np.isfinite(numbers) & ~bad
         log.add(not_finite, "value", "not a finite number", table.data["value"])
-        return numbers, ~not_finite & ~bad
-    text = table.data["value"]
-    numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    wrong = ~np.isfinite(numbers) & ~bad
-    log.add(wrong, "value", lambda kept: [
-        _number_problem(value) for value in text.to_numpy(dtype=object)[kept]
-    ], text)
-    return numbers, ~wrong & ~bad
+        wrong = not_finite
+    else:
+        text = table.data["value"]
+        numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64,
+                                                                na_value=np.nan)
+        wrong = ~np.isfinite(numbers) & ~bad
+        log.add(wrong, "value", lambda kept: [
+            _number_problem(value) for value in text.to_numpy(dtype=object)[kept]
+        ], text)
+    ok = ~wrong & ~bad
+    ok &= ~_implausible_rows(numbers, ok, kpi_ids, kpi_ok, table.data["value"], log)
+    return numbers, ok
+
+
+def _implausible_rows(numbers: np.ndarray, ok: np.ndarray, kpi_ids: np.ndarray,
+                      kpi_ok: np.ndarray, shown_values: pd.Series, log: _ErrorLog) -> np.ndarray:
+    """Finite values an observation may not have: beyond the program's magnitude limit, or
+    outside its KPI's allowed values (a count whole and ≥ 0, the minimum and maximum). One
+    error per row, the first rule it breaks; returns the rows refused."""
+    limit = settings.METRIC_VALUE_MAX_ABS
+    with np.errstate(invalid="ignore"):
+        huge = ok & (np.abs(numbers) > limit)
+    log.add(huge, "value", lambda kept: [
+        f"{number_text(float(value))} is beyond the allowed magnitude of {limit:,}"
+        for value in numbers[kept]
+    ], shown_values)
+    refused = huge.copy()
+    checked = ok & ~huge & kpi_ok
+    if not checked.any():
+        return refused
+    rules = _kpi_value_rules(np.unique(kpi_ids[checked]))
+    if not len(rules["id"]):
+        return refused
+    rule = np.searchsorted(rules["id"], kpi_ids).clip(0, len(rules["id"]) - 1)
+    checked &= rules["id"][rule] == kpi_ids
+    is_count = rules["count"][rule]
+    minimum, maximum = rules["minimum"][rule], rules["maximum"][rule]
+    not_count = checked & is_count & ((numbers < 0) | (numbers != np.floor(numbers)))
+    log.add(not_count, "value", lambda kept: [
+        f"a count must be a whole number ≥ 0: {number_text(float(value))}"
+        for value in numbers[kept]
+    ], shown_values)
+    below = checked & ~not_count & (numbers < minimum)
+    log.add(below, "value", lambda kept: [
+        f"below the minimum {number_text(float(bound))} of {label}"
+        for bound, label in zip(minimum[kept], rules["label"][rule[kept]], strict=True)
+    ], shown_values)
+    above = checked & ~not_count & ~below & (numbers > maximum)
+    log.add(above, "value", lambda kept: [
+        f"above the maximum {number_text(float(bound))} of {label}"
+        for bound, label in zip(maximum[kept], rules["label"][rule[kept]], strict=True)
+    ], shown_values)
+    return refused | not_count | below | above
+
+
+def _kpi_value_rules(ids: np.ndarray) -> dict[str, np.ndarray]:
+    """The allowed values of these KPIs, as arrays sorted by id (no bound: ±inf)."""
+    rows = list(KPIDefinition.objects.filter(pk__in=ids.tolist()).order_by("pk"))
+    return {
+        "id": np.array([kpi.pk for kpi in rows], dtype=np.int64),
+        "count": np.array([kpi.value_type == ValueType.COUNT for kpi in rows], dtype=bool),
+        "minimum": np.array([-np.inf if kpi.minimum is None else kpi.minimum for kpi in rows]),
+        "maximum": np.array([np.inf if kpi.maximum is None else kpi.maximum for kpi in rows]),
+        "label": np.array([kpi.label for kpi in rows], dtype=object),
+    }
 
 
 def _number_problem(value: str) -> str:

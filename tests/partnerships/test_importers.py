@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from partnerships.importers import import_errors_csv, spreadsheet_escape
+from partnerships.importers import RowError, import_errors_csv, spreadsheet_escape
 from partnerships.models import (
+    AgreementKPI,
     ImportBatch,
     KPIDefinition,
     MetricObservation,
@@ -573,7 +574,7 @@ def test_records_import_writes_rows_and_keeps_values_exact(acme_agreement, host_
     records = [
         {"agreement": "ACME-CM-2025", "kpi": "revenue", "date": "2025-01-15", "value": 0.1},
         {"agreement": "ACME-CM-2025", "kpi": "revenue", "date": "2025-01-16",
-         "value": 1.7976931348623157e308, "note": "Ünïcødé \"quoted\"\ttab\nnew line \\ 🚀"},
+         "value": 999999999999.9999, "note": "Ünïcødé \"quoted\"\ttab\nnew line \\ 🚀"},
         {"agreement": "ACME-CM-2025", "kpi": "defect_rate", "date": "2025-01-15", "value": 3,
          "side": "partner", "note": "=1+1"},
     ]
@@ -583,7 +584,7 @@ def test_records_import_writes_rows_and_keeps_values_exact(acme_agreement, host_
     )
     stored = {(row[3].day, row[4], row[5]) for row in stored_rows()}
     assert stored == {
-        (15, 0.1, ""), (16, 1.7976931348623157e308, records[1]["note"]), (15, 3.0, "=1+1"),
+        (15, 0.1, ""), (16, 999999999999.9999, records[1]["note"]), (15, 3.0, "=1+1"),
     }
 
 
@@ -682,3 +683,144 @@ def test_import_task_delivered_twice_imports_once(acme_agreement):
     assert import_batch_run(batch.pk) == "succeeded"
     assert import_batch_run(batch.pk) == "skipped"
     assert MetricObservation.objects.count() == 4
+
+
+# --- plausible values: the magnitude limit and each KPI's allowed values ---------------------
+
+
+@pytest.fixture
+def ranged_agreement(acme_agreement):
+    """ACME-CM-2025 also measured on a count (deals) and a percentage stated as 0..100."""
+    deals = KPIDefinition.objects.create(
+        code="deals", name="Deals closed", unit="count", category="financial",
+        aggregation="sum", source="host", value_type="count",
+    )
+    conversion = KPIDefinition.objects.create(
+        code="conversion", name="Conversion rate", unit="%", category="operational",
+        aggregation="mean", source="host", value_type="percentage", minimum=0, maximum=100,
+    )
+    for kpi in (deals, conversion):
+        AgreementKPI.objects.create(agreement=acme_agreement, kpi=kpi, target=10, floor=1)
+    return acme_agreement
+
+
+def value_errors(result_or_batch) -> dict[int, str]:
+    errors = getattr(result_or_batch, "errors", [])
+    rows = {}
+    for error in errors:
+        error = RowError.from_dict(error) if isinstance(error, dict) else error
+        assert error.column == "value", error
+        rows[error.row] = error.message
+    return rows
+
+
+def test_csv_values_beyond_the_magnitude_limit_are_row_errors(acme_agreement, tmp_path):
+    path = make_file(tmp_path, "huge.csv", "agreement,kpi,date,value\n"
+                     "ACME-CM-2025,revenue,2025-01-01,-1.9e255\n"
+                     "ACME-CM-2025,revenue,2025-01-02,1.7e308\n"
+                     "ACME-CM-2025,revenue,2025-01-03,1000000000000\n"
+                     "ACME-CM-2025,revenue,2025-01-04,1000000000000.5\n"
+                     "ACME-CM-2025,revenue,2025-01-05,-1000000000000\n")
+    result = import_file(path)
+    assert_rejected(result)
+    assert value_errors(result) == {
+        2: "-1.9e+255 is beyond the allowed magnitude of 1,000,000,000,000",
+        3: "1.7e+308 is beyond the allowed magnitude of 1,000,000,000,000",
+        5: "1000000000000.5 is beyond the allowed magnitude of 1,000,000,000,000",
+    }
+    assert result.errors[0].value == "-1.9e255"
+
+
+def test_csv_counts_must_be_whole_and_percentages_within_their_range(ranged_agreement,
+                                                                      tmp_path):
+    path = make_file(tmp_path, "ranged.csv", "agreement,kpi,date,value\n"
+                     "ACME-CM-2025,deals,2025-01-01,2.5\n"
+                     "ACME-CM-2025,deals,2025-01-02,-1\n"
+                     "ACME-CM-2025,deals,2025-01-03,3\n"
+                     "ACME-CM-2025,deals,2025-01-04,0\n"
+                     "ACME-CM-2025,conversion,2025-01-01,100.5\n"
+                     "ACME-CM-2025,conversion,2025-01-02,-0.1\n"
+                     "ACME-CM-2025,conversion,2025-01-03,-3.2e149\n"
+                     "ACME-CM-2025,conversion,2025-01-04,100\n"
+                     "ACME-CM-2025,conversion,2025-01-05,0\n"
+                     "ACME-CM-2025,revenue,2025-01-01,-2.5\n")
+    result = import_file(path)
+    assert_rejected(result)
+    assert value_errors(result) == {
+        2: "a count must be a whole number ≥ 0: 2.5",
+        3: "a count must be a whole number ≥ 0: -1",
+        6: "above the maximum 100 of Conversion rate (%)",
+        7: "below the minimum 0 of Conversion rate (%)",
+        8: "-3.2e+149 is beyond the allowed magnitude of 1,000,000,000,000",
+    }
+
+
+def test_values_within_the_rules_are_imported(ranged_agreement, tmp_path):
+    path = make_file(tmp_path, "fine.csv", "agreement,kpi,date,value\n"
+                     "ACME-CM-2025,deals,2025-01-01,0\n"
+                     "ACME-CM-2025,deals,2025-01-02,1e3\n"
+                     "ACME-CM-2025,conversion,2025-01-01,0\n"
+                     "ACME-CM-2025,conversion,2025-01-02,100\n"
+                     "ACME-CM-2025,revenue,2025-01-01,-999999999999.99\n")
+    result = import_file(path)
+    assert result.ok, result.errors
+    assert result.inserted == 5
+
+
+def test_xlsx_number_cells_obey_the_same_rules(ranged_agreement, tmp_path):
+    path = write_xlsx(tmp_path / "ranged.xlsx", {"Data": [
+        ["agreement", "kpi", "date", "value"],
+        ["ACME-CM-2025", "revenue", dt.date(2025, 1, 1), 1.7e308],
+        ["ACME-CM-2025", "revenue", dt.date(2025, 1, 2), 1.7e308],
+        ["ACME-CM-2025", "deals", dt.date(2025, 1, 1), 2.5],
+        ["ACME-CM-2025", "conversion", dt.date(2025, 1, 1), 101],
+        ["ACME-CM-2025", "conversion", dt.date(2025, 1, 2), 99.5],
+    ]})
+    result = import_file(path)
+    assert_rejected(result)
+    assert value_errors(result) == {
+        2: "1.7e+308 is beyond the allowed magnitude of 1,000,000,000,000",
+        3: "1.7e+308 is beyond the allowed magnitude of 1,000,000,000,000",
+        4: "a count must be a whole number ≥ 0: 2.5",
+        5: "above the maximum 100 of Conversion rate (%)",
+    }
+
+
+def test_api_records_obey_the_same_rules(ranged_agreement, host_manager):
+    batch = observations_import_records(records=[
+        {"agreement": "ACME-CM-2025", "kpi": "revenue", "date": "2025-01-15",
+         "value": 1.7976931348623157e308},
+        {"agreement": "ACME-CM-2025", "kpi": "deals", "date": "2025-01-15", "value": 2.5},
+        {"agreement": "ACME-CM-2025", "kpi": "conversion", "date": "2025-01-15", "value": -5},
+        {"agreement": "ACME-CM-2025", "kpi": "conversion", "date": "2025-01-16", "value": 55},
+    ], user=host_manager)
+    assert batch.status == "failed"
+    assert [(error["row"], error["column"], error["message"]) for error in batch.errors] == [
+        (0, "value", "1.7976931348623157e+308 is beyond the allowed magnitude of "
+         "1,000,000,000,000"),
+        (1, "value", "a count must be a whole number ≥ 0: 2.5"),
+        (2, "value", "below the minimum 0 of Conversion rate (%)"),
+    ]
+    assert written() == (0, 0)
+
+
+def test_magnitude_limit_follows_the_setting(acme_agreement, host_manager, settings):
+    settings.METRIC_VALUE_MAX_ABS = 1000
+    batch = observations_import_records(records=[
+        {"agreement": "ACME-CM-2025", "kpi": "revenue", "date": "2025-01-15", "value": 1000},
+        {"agreement": "ACME-CM-2025", "kpi": "revenue", "date": "2025-01-16", "value": 1001},
+    ], user=host_manager)
+    assert [(error["row"], error["message"]) for error in batch.errors] == [
+        (1, "1001 is beyond the allowed magnitude of 1,000"),
+    ]
+
+
+def test_a_row_with_an_unknown_kpi_still_gets_the_magnitude_error(acme_agreement, tmp_path):
+    path = make_file(tmp_path, "unknown.csv", "agreement,kpi,date,value\n"
+                     "ACME-CM-2025,nope,2025-01-01,5e20\n")
+    result = import_file(path)
+    assert_rejected(result)
+    assert [(error.column, error.message) for error in result.errors] == [
+        ("kpi", "unknown KPI code"),
+        ("value", "5e+20 is beyond the allowed magnitude of 1,000,000,000,000"),
+    ]
