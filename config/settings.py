@@ -103,6 +103,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Before anything can read a body: a too-large one is refused from its declared length.
+    "config.edge.RequestBodyLimitMiddleware",
+    # Before the host check and the HTTPS redirect, for the container's health check.
+    "config.edge.HealthCheckMiddleware",
     # First: everything after it (axes, the audit log) reads the client address from REMOTE_ADDR.
     "partnerships.security.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -111,6 +115,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Cache-Control for signed-in users' pages, Permissions-Policy for all (not static files).
+    "config.edge.ResponseHeadersMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     # After messages (they say why a session ended) and OTP (request.user.is_verified()).
@@ -266,11 +272,33 @@ if not DEBUG:
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 METRIC_FILE_MAX_BYTES = env_int("METRIC_FILE_MAX_BYTES", 50 * 1024 * 1024)
+# Any request body above this is refused before it is read (config.edge): the largest metric
+# file plus room for the form around it. A reverse proxy in front should refuse the same
+# (nginx: client_max_body_size 52m).
+REQUEST_BODY_MAX_BYTES = env_int("REQUEST_BODY_MAX_BYTES", METRIC_FILE_MAX_BYTES + 1024 * 1024)
+FILE_UPLOAD_HANDLERS = [
+    "config.edge.BoundedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+# Seconds /healthz waits for the task queue's broker before calling it unreachable.
+HEALTH_BROKER_TIMEOUT = env_int("HEALTH_BROKER_TIMEOUT", 2)
 # The metrics API: observations per request (its body is also capped by the setting above).
 METRICS_API_MAX_OBSERVATIONS = env_int("METRICS_API_MAX_OBSERVATIONS", 50_000)
 # A running import silent this long lost its worker; an upload never confirmed is removed.
 IMPORT_STALE_AFTER_SECONDS = env_int("IMPORT_STALE_AFTER_SECONDS", 600)
 IMPORT_UNCONFIRMED_MAX_AGE_HOURS = env_int("IMPORT_UNCONFIRMED_MAX_AGE_HOURS", 24)
+# What one metric file may hold, checked before its rows are read into memory: data rows,
+# cells of the sheet's (or CSV's) rectangle, and what an XLSX may unpack to. Together they keep
+# an import's peak memory below 1 GiB (bench/import_metrics.py --largest-xlsx).
+METRIC_FILE_MAX_ROWS = env_int("METRIC_FILE_MAX_ROWS", 1_000_000)
+METRIC_FILE_MAX_CELLS = env_int("METRIC_FILE_MAX_CELLS", 8_000_000)
+METRIC_FILE_MAX_UNPACKED_BYTES = env_int("METRIC_FILE_MAX_UNPACKED_BYTES", 300 * 1024 * 1024)
+# The stored file of a failed import (a refused upload or API request) is deleted after this
+# many days; the batch and its errors stay.
+IMPORT_REFUSED_FILE_RETENTION_DAYS = env_int("IMPORT_REFUSED_FILE_RETENTION_DAYS", 30)
+# Seconds a request may spend handing a task to the broker before it says the queue is down.
+TASK_PUBLISH_TIMEOUT_SECONDS = env_int("TASK_PUBLISH_TIMEOUT_SECONDS", 2)
 # No observation may exceed this magnitude (a row error on every import path). 10**12 is above
 # any monthly figure of one partnership (a trillion USD, leads or days) yet far below where
 # float64 fails: up to it a value with cents has at most 15 significant digits (what a
@@ -332,12 +360,15 @@ CELERY_BEAT_SCHEDULE = {
 
 # The cache: what the pages keep of a published run. Its own Redis database
 # (REDIS_CACHE_URL), so that emptying it never drops Celery's queued tasks; REDIS_URL's when
-# not set.
+# not set. Everything in it can be computed again, so a cache that cannot be reached costs time,
+# not an error page (config.cache.FailSoftRedisCache): it is skipped for CACHE_RETRY_SECONDS.
 REDIS_CACHE_URL = env_str("REDIS_CACHE_URL") or REDIS_URL
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_CACHE_URL,
-         "KEY_PREFIX": "pp"}
+        {"BACKEND": "config.cache.FailSoftRedisCache", "LOCATION": REDIS_CACHE_URL,
+         "KEY_PREFIX": "pp",
+         "OPTIONS": {"RETRY_AFTER": env_int("CACHE_RETRY_SECONDS", 10),
+                     "socket_connect_timeout": 0.5, "socket_timeout": 2.0}}
         if REDIS_CACHE_URL
         # Per process; room for what the pages keep of a run (a few keys per agreement).
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",

@@ -37,6 +37,15 @@
   // Runs once for document.body after load, then for every piece of content htmx swaps in.
   window.htmx.onLoad(drawWithin);
 
+  // A body too large is refused before any view reads it; the answer names its own target
+  // (HX-Retarget) and says why, so show it rather than drop it as htmx does with errors.
+  document.body.addEventListener("htmx:beforeSwap", function (event) {
+    if (event.detail.xhr && event.detail.xhr.status === 413) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
+
   // Plotly keeps listeners and state per chart: free them before htmx removes the element,
   // or every swap leaks a chart.
   document.body.addEventListener("htmx:beforeCleanupElement", function (event) {
