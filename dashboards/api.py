@@ -19,7 +19,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import RequestDataTooBig
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -47,6 +47,8 @@ MAX_KEY_LENGTH = 200
 MAX_ACTIVE_TOKENS = 20
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
 REALM = 'Bearer realm="metrics"'
+# Seconds a client waits before retrying a request whose Idempotency-Key is still in use.
+IN_PROGRESS_RETRY_SECONDS = 2
 NEW_KEY_SESSION_KEY = "api_token_new_key"
 
 
@@ -236,6 +238,18 @@ def _result(request: HttpRequest, batch: ImportBatch, *, replayed: bool) -> Json
     )
 
 
+def _in_progress(batch: ImportBatch | None) -> JsonResponse:
+    extra = {"batch": batch.pk} if batch is not None else {}
+    response = _problem(
+        409, "in_progress",
+        "A request with this Idempotency-Key is still being imported. Send the same request "
+        f"again after {IN_PROGRESS_RETRY_SECONDS} seconds to get its result; nothing was "
+        "imported by this one.", **extra,
+    )
+    response["Retry-After"] = str(IN_PROGRESS_RETRY_SECONDS)
+    return response
+
+
 @csrf_exempt
 def observations_api(request: HttpRequest) -> HttpResponse:
     """POST /api/v1/observations: import observations, all or none (see docs/api.md)."""
@@ -274,6 +288,14 @@ def observations_api(request: HttpRequest) -> HttpResponse:
         return _problem(409, "idempotency_conflict", str(conflict))
     except ImportNotAllowed as refused:
         return _problem(403, "forbidden", str(refused))
+    except IntegrityError:
+        # A concurrent request with this key held it and has just let it go (it failed):
+        # the next retry goes through.
+        return _in_progress(None)
+    if batch.status in (ImportStatus.PENDING, ImportStatus.RUNNING):
+        # Our own import always returns finished: this is the first request with the key,
+        # still running. Neither accepted nor rejected yet: ask the client to come back.
+        return _in_progress(batch)
     # The service answers a repeated key with the first batch, made before this request.
     replayed = batch.created_at < started
     if not replayed:

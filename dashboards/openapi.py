@@ -11,7 +11,10 @@ ERROR_CODES = {
            "array, a bad Idempotency-Key). Nothing was imported.",
     "401": "No token, or an unknown or revoked token, or its user is deactivated.",
     "403": "The token's user may not import (a partner viewer, or a user without a role).",
-    "409": "The Idempotency-Key was used before by this user for different observations.",
+    "409": "`idempotency_conflict`: the Idempotency-Key was used before by this user for "
+           "different observations. `in_progress`: the first request with this key is still "
+           "being imported; nothing was imported by this one: send it again after the "
+           "`Retry-After` header's seconds.",
     "413": "Too many observations or too large a body: split the set into several requests.",
     "415": "The body is not sent as `application/json`.",
 }
@@ -83,8 +86,9 @@ def openapi_document(*, server_url: str) -> dict:
                             "Any unique string (a UUID) of 1 to 128 printable ASCII characters. "
                             "A retry with the same key and the same body imports nothing again "
                             "and answers 200 with the first result; the same key with another "
-                            "body is refused with 409. A request that failed validation frees "
-                            "its key."
+                            "body is refused with 409 `idempotency_conflict`; a retry while the "
+                            "first request still runs answers 409 `in_progress` with "
+                            "`Retry-After`. A request that failed validation frees its key."
                         ),
                         "schema": {"type": "string", "minLength": 1, "maxLength": 128,
                                    "pattern": r"^[\x21-\x7e]+$"},
@@ -119,7 +123,11 @@ def openapi_document(*, server_url: str) -> dict:
                                     "$ref": "#/components/schemas/ValidationFailed"}}}},
                         **{
                             code: {"description": text, "content": {"application/json": {
-                                "schema": {"$ref": "#/components/schemas/Error"}}}}
+                                "schema": {"$ref": "#/components/schemas/Error"}}},
+                                **({"headers": {"Retry-After": {
+                                    "description": "With `in_progress`: seconds to wait "
+                                                   "before sending the request again.",
+                                    "schema": {"type": "integer"}}}} if code == "409" else {})}
                             for code, text in ERROR_CODES.items()
                         },
                     },
