@@ -41,6 +41,8 @@ from .models import (
     Side,
     Stage,
     TierPolicy,
+    ValueType,
+    kpi_value_rules_problems,
 )
 
 # Two loads at once would both find a slug missing and both try to create it; on PostgreSQL
@@ -62,7 +64,7 @@ TOP_LEVEL_OPTIONAL = ("scoring",)
 PARTNER_REQUIRED = ("slug", "name")
 PARTNER_OPTIONAL = ("website", "industry", "status")
 KPI_REQUIRED = ("code", "name", "unit", "category", "aggregation", "source")
-KPI_OPTIONAL = ("description",)
+KPI_OPTIONAL = ("description", "value_type", "minimum", "maximum")
 AGREEMENT_REQUIRED = ("code", "partner", "type", "stage", "start", "kpis")
 AGREEMENT_OPTIONAL = (
     "title", "end", "weights", "owner", "partner_contacts", "review_cadence", "terms",
@@ -78,6 +80,18 @@ MULTIPLIER_DEFAULTS = {
 }
 SCORING_OPTIONAL = ("tier_policy", "thresholds", "hysteresis")
 THRESHOLD_DEFAULTS = {"strategic": 85.0, "growth": 70.0}
+
+# A KPI that does not say its type of value gets the one its unit implies (the migration that
+# introduced types gave existing KPIs the same).
+CURRENCY_UNITS = frozenset({
+    "USD", "EUR", "GBP", "JPY", "CHF", "CAD", "AUD", "NZD", "CNY", "HKD", "SGD", "INR", "KRW",
+    "SEK", "NOK", "DKK", "PLN", "CZK", "BRL", "MXN", "ZAR", "$", "€", "£", "¥",
+})
+COUNT_UNITS = frozenset({
+    "count", "#", "number", "leads", "deals", "logos", "customers", "accounts", "users",
+    "people", "staff", "campaigns", "events", "tickets", "reviews", "meetings",
+})
+PERCENT_RANGE = (0.0, 100.0)
 
 SLUG_PATTERN = re.compile(r"[-a-zA-Z0-9_]+")
 ISO_DATE_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -467,6 +481,7 @@ def _check_document(document: dict, reader: _Reader) -> _Plan:
             ),
             "source": reader.choice(where, entry, "source", Side, what="source"),
             "description": reader.text(where, entry, "description", default=""),
+            **_check_kpi_values(where, entry, reader),
         }
         if _is_new(code, f"kpis[{index}]", "code", first_seen, where, reader):
             plan.kpis[code] = fields
@@ -481,6 +496,40 @@ def _check_document(document: dict, reader: _Reader) -> _Plan:
         _is_new(spec.code, f"agreements[{index}]", "code", first_seen, where, reader)
         plan.agreements.append(spec)  # even a duplicate: its references are checked too
     return plan
+
+
+def value_type_from_unit(unit: str) -> str:
+    """The type of value a unit implies: % a percentage, count-like units a count, currency
+    codes money, anything else a number."""
+    text = unit.strip()
+    if text == "%" or text.lower() in {"percent", "pct"}:
+        return ValueType.PERCENTAGE
+    if text.lower() in COUNT_UNITS:
+        return ValueType.COUNT
+    if text.upper() in CURRENCY_UNITS:
+        return ValueType.MONEY
+    return ValueType.NUMBER
+
+
+def _check_kpi_values(where: str, entry: dict, reader: _Reader) -> dict:
+    """value_type (default: from the unit), minimum and maximum (a percentage: 0 and 100)."""
+    unit = entry.get("unit")
+    implied = value_type_from_unit(unit) if isinstance(unit, str) else ValueType.NUMBER
+    value_type = reader.choice(where, entry, "value_type", ValueType, what="type of value",
+                               default=implied.value)
+    is_percentage = value_type == ValueType.PERCENTAGE
+    fields = {
+        "value_type": value_type,
+        "minimum": reader.number(where, entry, "minimum",
+                                 default=PERCENT_RANGE[0] if is_percentage else None),
+        "maximum": reader.number(where, entry, "maximum",
+                                 default=PERCENT_RANGE[1] if is_percentage else None),
+    }
+    if INVALID not in fields.values():
+        for name, message in kpi_value_rules_problems(**fields).items():
+            reader.add(_at(where, name), message)
+            fields[name] = INVALID
+    return fields
 
 
 def _is_new(key: Any, position: str, name: str, first_seen: dict[str, str], where: str,

@@ -838,3 +838,89 @@ def test_a_load_moves_the_change_counter_on_though_it_writes_in_bulk(host_manage
     with pytest.raises(ProgramError):
         program_load(document="partners: 3")
     assert program_version() == after  # nothing written, nothing moved
+
+
+# ----------------------------------------------------------------- allowed values of KPIs
+
+
+def kpi_values(code: str) -> tuple:
+    kpi = KPIDefinition.objects.get(code=code)
+    return kpi.value_type, kpi.minimum, kpi.maximum
+
+
+def test_kpis_without_a_type_of_value_get_the_one_their_unit_implies(host_manager):
+    program_load(document=FULL)
+
+    assert kpi_values("revenue") == ("money", None, None)
+    assert kpi_values("defect_rate") == ("percentage", 0.0, 100.0)
+    assert kpi_values("qualified_leads") == ("count", None, None)
+    assert kpi_values("csat") == ("number", None, None)
+
+
+def test_kpi_type_and_range_given_in_the_file_are_written_once(host_manager):
+    document = full_document()
+    document["kpis"][1].update(value_type="percentage", minimum=0, maximum=25)
+    document["kpis"][2].update(value_type="count", maximum=500)
+    document["kpis"][3].update(value_type="number", minimum=-100, maximum=100)
+    document["kpis"][0].update(value_type="number")
+    program_load(document=document)
+
+    assert kpi_values("defect_rate") == ("percentage", 0.0, 25.0)
+    assert kpi_values("qualified_leads") == ("count", None, 500.0)
+    assert kpi_values("csat") == ("number", -100.0, 100.0)
+    assert kpi_values("revenue") == ("number", None, None)
+    assert counts(program_load(document=document))["kpis"] == (0, 0, 4, 0)
+
+
+def test_kpi_range_left_out_of_the_file_is_reset_like_any_optional_key(host_manager):
+    document = full_document()
+    document["kpis"][3].update(minimum=0, maximum=10)
+    program_load(document=document)
+    result = program_load(document=FULL)
+
+    assert counts(result)["kpis"] == (0, 1, 3, 0)
+    assert kpi_values("csat") == ("number", None, None)
+
+
+K1 = "kpis[1] (defect_rate)"
+K2 = "kpis[2] (qualified_leads)"
+
+
+@pytest.mark.parametrize(("values", "problem"), [
+    ({"minimum": 10, "maximum": 5}, f"{K1}.maximum: the maximum (5) is below the minimum (10)"),
+    ({"value_type": "ratio"}, f"{K1}.value_type: unknown type of value 'ratio' (expected one "
+                              "of: number, count, percentage, money)"),
+    ({"minimum": "0"}, f"{K1}.minimum: must be a number, got text '0'"),
+    ({"maximum": 1e13}, f"{K1}.maximum: must be a number between -1,000,000,000,000 and "
+                        "1,000,000,000,000, the magnitude any observation may have"),
+    ({"maximum": math.inf}, f"{K1}.maximum: must be a finite number, got inf"),
+], ids=["max below min", "unknown type", "text bound", "beyond magnitude", "infinite"])
+def test_bad_kpi_ranges_are_problems_and_nothing_is_written(values, problem, host_manager):
+    document = full_document()
+    document["kpis"][1].update(values)
+
+    with pytest.raises(ProgramError) as error:
+        program_load(document=document)
+
+    assert error.value.problems == [problem]
+    assert not KPIDefinition.objects.exists()
+
+
+def test_a_count_may_not_have_a_negative_bound(host_manager):
+    document = full_document()
+    document["kpis"][2].update(minimum=-1)
+
+    with pytest.raises(ProgramError) as error:
+        program_load(document=document)
+
+    assert error.value.problems == [
+        f"{K2}.minimum: a count is never negative: the bound must be 0 or more"
+    ]
+
+
+def test_a_percentage_declared_on_another_unit_gets_0_to_100(host_manager):
+    document = full_document()
+    document["kpis"][3].update(value_type="percentage")
+    program_load(document=document)
+
+    assert kpi_values("csat") == ("percentage", 0.0, 100.0)
