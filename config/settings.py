@@ -195,6 +195,8 @@ AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_RESET_ON_SUCCESS = True
 # Sign-ins are recorded in our own audit log (partnerships.AuditEvent).
 AXES_DISABLE_ACCESS_LOG = True
+# No "AXES: BEGIN" banner from every manage.py command, nor user agents in axes' own log lines.
+AXES_VERBOSE = False
 
 # Sessions: a new key at log-in (Django), an idle time-out renewed by every request, and an
 # absolute time-out after log-in (partnerships.security.SessionLifetimeMiddleware), in seconds.
