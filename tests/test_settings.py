@@ -99,3 +99,12 @@ def test_env_bool_rejects_nonsense(monkeypatch):
     monkeypatch.setenv("SOME_FLAG", "maybe")
     with pytest.raises(ImproperlyConfigured, match="SOME_FLAG"):
         env_bool("SOME_FLAG", True)
+
+
+def test_a_management_command_prints_no_log_in_throttling_banner():
+    # `make demo` runs five commands; each printed "AXES: BEGIN ..." before.
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT,
+                            capture_output=True, text=True, env=environment)
+    assert result.returncode == 0, result.stderr
+    assert "AXES" not in result.stdout + result.stderr

@@ -256,8 +256,15 @@ def test_command_refuses_existing_data_without_reset_and_replaces_it_with_reset(
     assert MetricObservation.objects.count() == observations
     printed = out.getvalue()
     assert "http://127.0.0.1:8000/" in printed
-    assert "viewer  / s3cret" in printed and "manager / s3cret" in printed
+    assert "demo_logins" in printed and "'s3cret'" in printed
+    # The logins are listed once, by demo_logins, not in a second format here.
+    assert "manager / " not in printed
     assert f"{observations:,} observations" in printed
+
+    quiet = StringIO()
+    call_command("generate_demo", *arguments, "--reset", "--no-next-steps", stdout=quiet)
+    assert "Generated" in quiet.getvalue()
+    assert "manage.py score" not in quiet.getvalue()  # `make demo` scores and serves itself
 
 
 def test_command_rejects_impossible_sizes():

@@ -51,6 +51,11 @@ class Command(BaseCommand):
             "--if-empty", action="store_true",
             help="Do nothing (and succeed) when the database already holds partnership data.",
         )
+        parser.add_argument(
+            "--no-next-steps", action="store_true",
+            help="Leave out the closing hint on scoring, serving and logging in (for `make "
+                 "demo`, which does all three itself).",
+        )
         parser.add_argument("--password", default=DEMO_PASSWORD,
                             help=f"Password of the demo users (default {DEMO_PASSWORD!r}).")
 
@@ -95,10 +100,9 @@ class Command(BaseCommand):
             f"{summary.months} months ({summary.first_month:%Y-%m} to "
             f"{summary.last_month:%Y-%m}), in {summary.seconds:.1f} s."
         )
-        self.stdout.write(self.style.SUCCESS(
-            f"\nDemo ready: python manage.py score, then python manage.py runserver and open "
-            f"{DEMO_URL}\n"
-            f"  manager / {password}   host manager: every partner; the admin at /admin/\n"
-            f"  admin   / {password}   host admin (superuser)\n"
-            f"  viewer  / {password}   partner viewer of {summary.viewer_partner} only"
-        ))
+        if not options["no_next_steps"]:
+            self.stdout.write(self.style.SUCCESS(
+                "\nNext: `python manage.py score` scores it, `python manage.py runserver` serves "
+                f"it at {DEMO_URL}, and `python manage.py demo_logins` lists the users to log "
+                f"in as (password {password!r})."
+            ))
