@@ -52,10 +52,21 @@ def partial_errors(form: forms.BaseForm) -> None:
 
 class KPIDefinitionForm(forms.ModelForm):
     SCORING_FIELDS = ("category", "aggregation", "source")
+    VALUE_FIELDS = ("value_type", "minimum", "maximum")
+
+    minimum = FiniteFloatField(
+        label="Minimum", required=False, widget=number_input(),
+        help_text="The lowest value an observation may have; empty: no lower bound "
+                  "(a percentage: 0).")
+    maximum = FiniteFloatField(
+        label="Maximum", required=False, widget=number_input(),
+        help_text="The highest value an observation may have; empty: no upper bound "
+                  "(a percentage: 100).")
 
     class Meta:
         model = KPIDefinition
-        fields = ["code", "name", "unit", "category", "aggregation", "source", "description"]
+        fields = ["code", "name", "unit", "value_type", "minimum", "maximum", "category",
+                  "aggregation", "source", "description"]
         widgets = {
             "description": forms.Textarea(attrs={"rows": 4}),
             "code": forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
@@ -64,6 +75,9 @@ class KPIDefinitionForm(forms.ModelForm):
             "code": "Lower-case letters, digits, hyphens and underscores, e.g. qualified_leads. "
                     "Metric files and the API refer to the KPI by this code.",
             "unit": "e.g. USD, %, days, leads.",
+            "value_type": "Imports refuse what the KPI cannot be: a count takes whole numbers "
+                          "≥ 0, a percentage a value within its range; every value is "
+                          "checked against the minimum and maximum below.",
             "aggregation": "How a month's observations become one value: their sum, their "
                            "mean, or the last one.",
             "source": "The side whose observations are scored; the other side's are shown "
@@ -87,6 +101,15 @@ class KPIDefinitionForm(forms.ModelForm):
         if clash.exists():
             raise forms.ValidationError("Another KPI already has this code.")
         return code
+
+    def clean(self):
+        cleaned = super().clean()
+        # As in the program file: a percentage left without a bound gets 0 or 100.
+        if cleaned.get("value_type") == KPIDefinition.ValueType.PERCENTAGE:
+            for name, default in (("minimum", 0.0), ("maximum", 100.0)):
+                if cleaned.get(name) is None and name not in self.errors:
+                    cleaned[name] = default
+        return cleaned
 
     def scoring_changes(self) -> list[str]:
         """Names of the fields that decide scores and that this form changes."""

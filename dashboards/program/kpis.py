@@ -6,11 +6,15 @@ Forms post and redirect without JavaScript; with htmx they validate as the user 
 agreement is edited in place.
 """
 
+import math
+
 from django.contrib import messages
 from django.db import transaction
 from django.db.models import Count, Q
+from django.db.models.functions import Floor
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
@@ -51,8 +55,10 @@ from .kpi_forms import (
 
 def number(value: float | None) -> str:
     """A target, floor or weight as typed: 50,000 · 2.5 · 0.125 (up to 4 decimals)."""
-    if value is None:
+    if value is None or not math.isfinite(value):
         return ""
+    if abs(value) >= 1e15:  # beyond any plausible figure: short, not 300 digits
+        return f"{value:.3g}"
     if float(value).is_integer():
         return f"{value:,.0f}"
     return f"{value:,.4f}".rstrip("0").rstrip(".")
@@ -166,8 +172,29 @@ def _kpi_save(request: HtmxHttpRequest, kpi: KPIDefinition | None) -> HttpRespon
         messages.warning(request, f"{labels} of {saved.name} changed: its "
                                   "observations are kept, and its scores (and the scorecards "
                                   "of the agreements using it) change on the next scoring run.")
+    if kpi and any(name in form.changed_data for name in form.VALUE_FIELDS):
+        if outside := _observations_outside(saved):
+            messages.warning(request, f"{outside} recorded observation{pluralize(outside)} of "
+                                      f"{saved.name} {'are' if outside != 1 else 'is'} outside "
+                                      f"its allowed values now ({saved.allowed_values}): "
+                                      "kept and scored as before; imports refuse such "
+                                      "values from now on.")
     target = reverse("program_kpis")
     return redirect_after_change(request, target)
+
+
+def _observations_outside(kpi: KPIDefinition) -> int:
+    """Recorded observations that the KPI's allowed values would refuse today."""
+    outside = Q()
+    if kpi.minimum is not None:
+        outside |= Q(value__lt=kpi.minimum)
+    if kpi.maximum is not None:
+        outside |= Q(value__gt=kpi.maximum)
+    if kpi.value_type == KPIDefinition.ValueType.COUNT:
+        outside |= Q(value__lt=0) | ~Q(value=Floor("value"))
+    if not outside:
+        return 0
+    return MetricObservation.objects.filter(kpi=kpi).filter(outside).count()
 
 
 @manager_required

@@ -2,14 +2,21 @@
 another agreement or from the standard set of the agreement's type, and the standard sets."""
 
 import pytest
+from django.db import IntegrityError, transaction
 from django.urls import reverse
 
-from dashboards.program.kpi_forms import AgreementKPIAddForm, KPIDefinitionForm, TemplateItemForm
+from dashboards.program.kpi_forms import (
+    NUMBER_ERROR,
+    AgreementKPIAddForm,
+    KPIDefinitionForm,
+    TemplateItemForm,
+)
 from partnerships.kpi_sets import KpiSetRefused, kpi_set_copy, kpi_set_source_items
 from partnerships.models import (
     AgreementKPI,
     KPIDefinition,
     KPITemplateItem,
+    MetricObservation,
     Objective,
     ProgramChange,
 )
@@ -77,8 +84,8 @@ def test_kpi_code_must_be_a_new_slug(kpis, code, message):
 def test_creating_a_kpi_records_history_and_redirects(manager_client, host_manager):
     response = manager_client.post(reverse("program_kpi_new"), {
         "code": "csat", "name": "Partner satisfaction", "unit": "points",
-        "category": "relationship", "aggregation": "mean", "source": "partner",
-        "description": "Quarterly survey of the partner's team."})
+        "value_type": "number", "category": "relationship", "aggregation": "mean",
+        "source": "partner", "description": "Quarterly survey of the partner's team."})
     assert response.status_code == 302
     kpi = KPIDefinition.objects.get(code="csat")
     change = ProgramChange.objects.get(object_type="KPI definition", object_id=kpi.pk)
@@ -113,13 +120,81 @@ def test_changing_how_a_kpi_with_observations_is_scored_warns(
     write_observations([(acme_agreement, kpis["revenue"], "host", "2025-01-10", 50)])
     url = reverse("program_kpi_edit", args=["revenue"])
     data = {"code": "revenue", "name": "Partner-sourced revenue", "unit": "USD",
-            "category": "financial", "aggregation": "mean", "source": "host"}
+            "value_type": "money", "category": "financial", "aggregation": "mean",
+            "source": "host"}
     inline = manager_client.post(url + "?validate=1", data, headers=HTMX).text
     assert "scores change on the next scoring run" in inline
     response = manager_client.post(url, data, follow=True)
     assert "change on the next scoring run" in response.text
     kpis["revenue"].refresh_from_db()
     assert kpis["revenue"].aggregation == "mean"  # still allowed
+
+
+KPI_DATA = {"code": "conversion", "name": "Conversion rate", "unit": "%",
+            "category": "operational", "aggregation": "mean", "source": "host"}
+
+
+def test_creating_a_kpi_saves_its_type_and_range(manager_client):
+    response = manager_client.post(reverse("program_kpi_new"), {
+        **KPI_DATA, "code": "deals", "unit": "count", "value_type": "count", "minimum": "",
+        "maximum": "500"})
+    assert response.status_code == 302
+    kpi = KPIDefinition.objects.get(code="deals")
+    assert (kpi.value_type, kpi.minimum, kpi.maximum) == ("count", None, 500.0)
+    assert kpi.allowed_values == "whole number ≥ 0, at most 500"
+
+
+def test_a_percentage_left_without_bounds_gets_0_to_100():
+    form = KPIDefinitionForm({**KPI_DATA, "value_type": "percentage", "maximum": "250"})
+    assert form.is_valid(), form.errors
+    kpi = form.save()
+    assert (kpi.value_type, kpi.minimum, kpi.maximum) == ("percentage", 0.0, 250.0)
+
+
+@pytest.mark.parametrize(("data", "field", "message"), [
+    ({"minimum": "10", "maximum": "5"}, "maximum",
+     "The maximum (5) is below the minimum (10)."),
+    ({"maximum": "1e13"}, "maximum", "Must be a number between -1,000,000,000,000 and "
+     "1,000,000,000,000, the magnitude any observation may have."),
+    ({"value_type": "count", "minimum": "-1"}, "minimum",
+     "A count is never negative: the bound must be 0 or more."),
+    ({"minimum": "1e400"}, "minimum", NUMBER_ERROR),
+    ({"value_type": "ratio"}, "value_type",
+     "Select a valid choice. ratio is not one of the available choices."),
+], ids=["max below min", "beyond magnitude", "negative count bound", "infinite", "unknown"])
+def test_kpi_form_refuses_impossible_allowed_values(data, field, message):
+    form = KPIDefinitionForm({**KPI_DATA, "value_type": "number", **data})
+    assert not form.is_valid()
+    assert form.errors[field] == [message]
+
+
+def test_the_database_refuses_a_minimum_above_the_maximum(kpis):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        KPIDefinition.objects.filter(code="revenue").update(minimum=5, maximum=1)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        KPIDefinition.objects.filter(code="revenue").update(value_type="percentage")
+
+
+def test_narrowing_allowed_values_warns_about_recorded_observations_outside(
+        manager_client, kpis, acme_agreement):
+    write_observations([(acme_agreement, kpis["defect_rate"], "partner", day, value)
+                        for day, value in (("2025-01-10", 3.5), ("2025-01-11", 12.0),
+                                           ("2025-01-12", 40.0))], side="partner")
+    url = reverse("program_kpi_edit", args=["defect_rate"])
+    response = manager_client.post(url, {
+        "code": "defect_rate", "name": "Defect rate", "unit": "%", "value_type": "percentage",
+        "minimum": "0", "maximum": "10", "category": "operational", "aggregation": "mean",
+        "source": "partner"}, follow=True)
+    assert ("2 recorded observations of Defect rate are outside its allowed values now "
+            "(0 to 10): kept and scored as before") in response.text
+    assert MetricObservation.objects.filter(kpi=kpis["defect_rate"]).count() == 3
+
+
+def test_library_shows_each_kpis_allowed_values(manager_client, kpis):
+    KPIDefinition.objects.filter(code="defect_rate").update(
+        value_type="percentage", minimum=0, maximum=100)
+    text = manager_client.get(reverse("program_kpis")).text
+    assert "Percentage: 0 to 100" in text and "Number: any number" in text
 
 
 def test_deleting_a_kpi_in_use_is_refused_with_the_reason(manager_client, kpis, acme_agreement):
