@@ -19,6 +19,7 @@ import codecs
 import csv
 import datetime as dt
 import io
+import itertools
 import re
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -54,7 +55,6 @@ CSV_EXTENSIONS = frozenset({".csv", ".txt", ".tsv"})
 XLSX_EXTENSIONS = frozenset({".xlsx"})
 # An XLSX is a zip of XML: refuse archives that unpack to far more than any metric file needs
 # (checked in the zip directory, before anything is unpacked).
-XLSX_MAX_UNPACKED_FACTOR = 20
 XLSX_MAX_RATIO = 250
 XLSX_MAX_ENTRIES = 10_000
 DATE_ORIGIN = np.datetime64("2000-01-01", "D")
@@ -134,6 +134,23 @@ class MetricFilePreview:
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    def as_dict(self) -> dict:
+        """What a batch stores of its preview (its errors are the batch's own)."""
+        return {"file_name": self.file_name, "format": self.format, "encoding": self.encoding,
+                "delimiter": self.delimiter, "sheet": self.sheet, "columns": self.columns,
+                "rows": self.rows, "total_rows": self.total_rows, "notes": self.notes}
+
+    @classmethod
+    def from_dict(cls, data: dict, *, errors: Iterable[RowError | dict] = (),
+                  error_count: int = 0) -> "MetricFilePreview":
+        known = {name: data[name] for name in (
+            "file_name", "format", "encoding", "delimiter", "sheet", "columns", "rows",
+            "total_rows", "notes") if name in data}
+        errors = [error if isinstance(error, RowError) else RowError.from_dict(error)
+                  for error in errors]
+        return cls(**{"file_name": "", "format": None, **known}, errors=errors,
+                   error_count=error_count or len(errors))
 
 
 @dataclass
@@ -260,18 +277,31 @@ def _megabytes(size: int) -> str:
 # --- reading files -------------------------------------------------------------------------
 
 
-def metric_file_read(*, path: Path, file_name: str) -> MetricTable:
-    """Read a metric file (CSV or the first sheet of an XLSX) into a table, or raise why not."""
+Progress = Callable[[float], None]
+
+
+def metric_file_read(*, path: Path, file_name: str,
+                     progress: Progress | None = None) -> MetricTable:
+    """Read a metric file (CSV or the first sheet of an XLSX) into a table, or raise why not.
+
+    The file's size, rows (METRIC_FILE_MAX_ROWS) and cells (METRIC_FILE_MAX_CELLS) are checked
+    before its rows are held in memory; `progress` gets the share read, 0..1.
+    """
+    report = progress or (lambda share: None)
     file_format = _file_format(path, file_name)
     if file_format == "xlsx":
-        return _read_xlsx(path)
-    return _read_csv(path.read_bytes())
+        table = _read_xlsx(path, report)
+    else:
+        table = _read_csv(path.read_bytes())
+    report(1.0)
+    return table
 
 
-def metric_file_preview(*, path: Path, file_name: str, max_rows: int = 10) -> MetricFilePreview:
+def metric_file_preview(*, path: Path, file_name: str, max_rows: int = 10,
+                        progress: Progress | None = None) -> MetricFilePreview:
     """Detect the format, columns and row count and show the first rows, or the file's problems."""
     try:
-        table = metric_file_read(path=path, file_name=file_name)
+        table = metric_file_read(path=path, file_name=file_name, progress=progress)
     except MetricFileRejected as rejected:
         return MetricFilePreview(
             file_name=file_name, format=rejected.format, notes=rejected.notes,
@@ -374,17 +404,25 @@ def _read_csv(data: bytes) -> MetricTable:
     if not data.strip():
         raise _rejected_as("csv", "the file is empty")
     first_line = data[: data.find(b"\n")] if b"\n" in data else data
-    delimiter = _detect_delimiter(first_line.decode("utf-8", "replace").rstrip("\r"))
+    first_text = first_line.decode("utf-8", "replace").rstrip("\r")
+    delimiter = _detect_delimiter(first_text)
+    # Every line is at most one row: with the header's width that bounds the cells before
+    # pandas holds any of them.
+    lines = data.count(b"\n") + (not data.endswith(b"\n"))
+    width = len(next(csv.reader([first_text], delimiter=delimiter), [])) or 1
+    _check_cells(width, min(lines - 1, _max_rows() + 1), file_format="csv")
     try:
         frame = pd.read_csv(
             io.BytesIO(data), sep=delimiter, header=None, dtype=str, keep_default_na=False,
             na_filter=False, skip_blank_lines=False, engine="c", encoding="utf-8",
-            quotechar='"', doublequote=True,
+            quotechar='"', doublequote=True, nrows=_max_rows() + 2,
         )
     except pd.errors.EmptyDataError:
         raise _rejected_as("csv", "the file is empty") from None
     except pd.errors.ParserError as error:
         raise MetricFileRejected([_parser_error(str(error), delimiter)], format="csv") from None
+    if len(frame) - 1 > _max_rows():
+        raise _too_many_rows("csv")
     header_cells = frame.iloc[0].tolist()
     data_frame = frame.iloc[1:].reset_index(drop=True)
     rows = np.arange(2, len(data_frame) + 2)
@@ -393,6 +431,31 @@ def _read_csv(data: bytes) -> MetricTable:
     )
     _check_field_sizes(table, longest_line=_longest_line(data))
     return table
+
+
+def _max_rows() -> int:
+    return settings.METRIC_FILE_MAX_ROWS
+
+
+def _too_many_rows(file_format: str, *, notes: Iterable[str] = ()) -> MetricFileRejected:
+    limit = _max_rows()
+    return MetricFileRejected([_file_error(
+        f"the file has more than {limit:,} data rows, the limit (METRIC_FILE_MAX_ROWS): split "
+        "it into several files", row=limit + 2,
+    )], format=file_format, notes=notes)
+
+
+def _check_cells(width: int, height: int, *, file_format: str, notes: Iterable[str] = (),
+                 where: str = "the file") -> None:
+    """Refuse a table whose rectangle of cells (header and data rows) is over the limit."""
+    limit = settings.METRIC_FILE_MAX_CELLS
+    cells = width * (height + 1)
+    if cells > limit:
+        raise MetricFileRejected([_file_error(
+            f"{where} spans {width:,} columns and {height + 1:,} rows: {cells:,} cells, more "
+            f"than the limit of {limit:,} (METRIC_FILE_MAX_CELLS); keep only the columns "
+            f"{', '.join(COLUMNS)} and split the rows into several files",
+        )], format=file_format, notes=notes)
 
 
 def _check_utf8(data: bytes) -> None:
@@ -476,10 +539,10 @@ def _check_field_sizes(table: MetricTable, *, longest_line: int) -> None:
 # XLSX
 
 
-def _read_xlsx(path: Path) -> MetricTable:
+def _read_xlsx(path: Path, report: Progress) -> MetricTable:
     from python_calamine import CalamineError, CalamineWorkbook
 
-    sheet_names, sheet_part = _xlsx_inspect(path)
+    sheet_names, sheet_part, strings_part = _xlsx_inspect(path)
     notes = []
     if len(sheet_names) > 1:
         others = ", ".join(repr(name) for name in sheet_names[1:4])
@@ -488,39 +551,85 @@ def _read_xlsx(path: Path) -> MetricTable:
             f"The workbook has {len(sheet_names)} sheets; reading the first, "
             f"{sheet_names[0]!r} (not read: {others}{more})."
         )
+    # calamine holds the whole sheet as a dense rectangle: its size is checked from the XML
+    # first (a few far-apart cells would otherwise ask for terabytes and abort the process).
+    scan = _xlsx_scan(path, sheet_part, sheet_names[0], notes,
+                      lambda share: report(0.3 * share))
+    if strings_part:
+        _xlsx_check_strings(path, strings_part, scan, notes)
     try:
-        with path.open("rb") as handle:
-            workbook = CalamineWorkbook.from_filelike(handle)
-            try:
-                cells = workbook.get_sheet_by_index(0).to_python(skip_empty_area=False)
-            finally:
-                workbook.close()
+        with CalamineWorkbook.from_path(str(path)) as workbook:
+            sheet = workbook.get_sheet_by_index(0)
+            header_cells, data = _xlsx_columns(
+                sheet, scan, notes, lambda share: report(0.35 + 0.55 * share)
+            )
+            del sheet
     except (CalamineError, ValueError, OSError) as error:
         raise MetricFileRejected(
             [_file_error(f"the XLSX workbook cannot be read: {error}")], format="xlsx",
             notes=notes,
         ) from None
-    if not cells:
+    if header_cells is None:
         raise MetricFileRejected([_file_error(f"the sheet {sheet_names[0]!r} is empty")],
                                  format="xlsx", notes=notes)
-    header_cells = cells[0]
-    data = pd.DataFrame(cells[1:], dtype=object, columns=range(len(header_cells)))
-    del cells
     table = _table_from_cells(
         "xlsx", header_cells, data, np.arange(2, len(data) + 2), sheet=sheet_names[0],
         notes=notes,
     )
-    formula_errors, formula_count = _xlsx_formula_cells(path, sheet_part, header_cells)
-    if formula_count:
-        raise MetricFileRejected(formula_errors, error_count=formula_count, format="xlsx",
-                                 notes=notes)
+    del data
+    if scan.formula_count:
+        names = [_cell_text(cell).strip().lower() for cell in header_cells]
+        raise MetricFileRejected([found.error(names) for found in scan.formulas],
+                                 error_count=scan.formula_count, format="xlsx", notes=notes)
     _xlsx_types(table)
     return table
 
 
-def _xlsx_inspect(path: Path) -> tuple[list[str], str]:
-    """Check the zip directory and every XML prolog; the sheet names and the first sheet's part."""
-    limit = settings.METRIC_FILE_MAX_BYTES * XLSX_MAX_UNPACKED_FACTOR
+# Rows taken from calamine at a time: transposed into columns at C speed, then let go.
+XLSX_CHUNK_ROWS = 65_536
+# Columns whose text repeats (codes, sides, dates as text): one string object per distinct value.
+_REPEATED_TEXT = frozenset({"agreement", "kpi", "side", "date"})
+
+
+def _xlsx_columns(sheet, scan: "_SheetScan", notes: list[str],
+                  report: Progress) -> tuple[list | None, pd.DataFrame]:
+    """The header row and the data rows as columns (spreadsheet row 1 is the header)."""
+    start_column = (sheet.start or (0, 0))[1]
+    rows = sheet.iter_rows()  # from spreadsheet row 1; columns from the first one used
+    first = next(rows, None)
+    if first is None:
+        return None, pd.DataFrame()
+    header = [""] * start_column + list(first)
+    names = [_cell_text(cell).strip().lower() for cell in header]
+    columns: list[list] = [[] for _ in header]
+    interned = [{} if name in _REPEATED_TEXT else None for name in names]
+    count = 0
+    expected = max(scan.height - 1, 1)
+    while chunk := list(itertools.islice(rows, XLSX_CHUNK_ROWS)):
+        count += len(chunk)
+        if count > _max_rows():
+            raise _too_many_rows("xlsx", notes=notes)
+        for position in range(start_column):
+            columns[position].extend([""] * len(chunk))
+        for offset, cells in enumerate(zip(*chunk, strict=True)):
+            known = interned[start_column + offset]
+            if known is not None:
+                cells = [known.setdefault(cell, cell) if type(cell) is str else cell
+                         for cell in cells]
+            columns[start_column + offset].extend(cells)
+        del chunk
+        report(min(count / expected, 1.0))
+    data = pd.DataFrame({position: pd.Series(column, dtype=object)
+                         for position, column in enumerate(columns)})
+    if not len(data.columns):
+        data = pd.DataFrame(index=range(count))
+    return header, data
+
+
+def _xlsx_inspect(path: Path) -> tuple[list[str], str, str | None]:
+    """Check the zip directory and every XML prolog; the sheet names, the first sheet's part and
+    the shared strings' part."""
+    limit = settings.METRIC_FILE_MAX_UNPACKED_BYTES
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError):
@@ -531,8 +640,9 @@ def _xlsx_inspect(path: Path) -> tuple[list[str], str]:
         unpacked = sum(entry.file_size for entry in entries)
         if len(entries) > XLSX_MAX_ENTRIES or unpacked > limit:
             raise _rejected_as("xlsx", f"the workbook would unpack to {_megabytes(unpacked)} "
-                               f"in {len(entries):,} parts (the limit is {_megabytes(limit)}): "
-                               "refused as a possible zip bomb")
+                               f"in {len(entries):,} parts (the limit is {_megabytes(limit)}, "
+                               "METRIC_FILE_MAX_UNPACKED_BYTES): refused as a possible zip "
+                               "bomb; export the sheet as CSV UTF-8 or split it")
         for entry in entries:
             ratio = entry.file_size / max(entry.compress_size, 1)
             if entry.file_size > 1_000_000 and ratio > XLSX_MAX_RATIO:
@@ -547,11 +657,11 @@ def _xlsx_inspect(path: Path) -> tuple[list[str], str]:
         for entry in entries:
             if entry.filename.endswith((".xml", ".rels")):
                 _xml_prolog_check(archive, entry.filename)
-        sheets, part = _xlsx_sheets(archive)
+        sheets, part, strings = _xlsx_sheets(archive)
         if part not in names:
             raise _rejected_as("xlsx", f"the workbook's first sheet ({sheets[0]!r}) is not a "
                                "worksheet or is missing")
-    return sheets, part
+    return sheets, part, strings if strings in names else None
 
 
 def _xml_prolog_check(archive: zipfile.ZipFile, name: str) -> None:
@@ -568,7 +678,7 @@ def _xml_prolog_check(archive: zipfile.ZipFile, name: str) -> None:
                            "valid XML") from None
 
 
-def _xlsx_sheets(archive: zipfile.ZipFile) -> tuple[list[str], str]:
+def _xlsx_sheets(archive: zipfile.ZipFile) -> tuple[list[str], str, str]:
     main = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
     relation = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
     try:
@@ -581,51 +691,200 @@ def _xlsx_sheets(archive: zipfile.ZipFile) -> tuple[list[str], str]:
     if not sheets:
         raise _rejected_as("xlsx", "the workbook has no sheets")
     targets = {rel.get("Id"): rel.get("Target", "") for rel in rels}
-    target = targets.get(sheets[0].get(relation), "")
+    strings = next((rel.get("Target", "") for rel in rels
+                    if rel.get("Type", "").endswith("/sharedStrings")), "sharedStrings.xml")
+    return ([sheet.get("name", "") for sheet in sheets],
+            _part_name(targets.get(sheets[0].get(relation), "")), _part_name(strings))
+
+
+def _part_name(target: str) -> str:
     part = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
-    part = str(PurePosixPath(part)).replace("xl/./", "xl/")
-    return [sheet.get("name", "") for sheet in sheets], part
+    return str(PurePosixPath(part)).replace("xl/./", "xl/")
 
 
-def _xlsx_formula_cells(path: Path, part: str,
-                        header: list) -> tuple[list[RowError], int]:
-    """Formula and error cells of the sheet, found in its XML (calamine shows cached values).
+@dataclass(frozen=True)
+class _FoundFormula:
+    row: int | None
+    column: int | None  # 1-based
+    cell: str
+    formula: str
+    is_error_value: bool
+
+    def error(self, names: list[str]) -> RowError:
+        column = None
+        if self.column is not None and self.column <= len(names):
+            column = names[self.column - 1] or None
+        if self.is_error_value:
+            return RowError(self.row, column, "", f"cell {self.cell} holds an error value "
+                            "(such as #N/A or #DIV/0!): enter a number")
+        return RowError(self.row, column, shown("=" + self.formula if self.formula else ""),
+                        f"cell {self.cell} holds a formula: paste the values only (Paste "
+                        "Special, Values) and upload again")
+
+
+@dataclass
+class _SheetScan:
+    """What one pass over a sheet's XML found, without holding more than a chunk of it."""
+
+    rows: int = 0  # <row> elements
+    cells: int = 0  # <c> elements
+    max_row: int = 0  # the highest row number a row or cell names
+    max_column: int = 0  # the highest column number a cell names
+    rows_unnamed: int = 0  # rows without r="": placed after the one before
+    widest_unnamed: int = 0  # the most cells without r="" in one row
+    formulas: list[_FoundFormula] = field(default_factory=list)
+    formula_count: int = 0
+
+    @property
+    def height(self) -> int:
+        return max(self.max_row, self.rows) + self.rows_unnamed
+
+    @property
+    def width(self) -> int:
+        return self.max_column + self.widest_unnamed
+
+
+# Whitespace between attributes and single quotes around values become one form, so that
+# bytes.count and simple patterns see every tag and reference.
+_ATTRIBUTE_FORMS = bytes.maketrans(b"\t\n\r'", b'   "')
+_CELL_REFERENCE = re.compile(rb' r="([A-Z]{1,3})([0-9]{1,9})"')
+_DIMENSION = re.compile(rb'dimension ref="[A-Z]{0,3}[0-9]{0,9}:?([A-Z]{1,3})([0-9]{1,9})"')
+
+
+def _column_number(letters: bytes) -> int:
+    number = 0
+    for letter in letters:
+        number = number * 26 + letter - 64
+    return number
+
+
+def _xlsx_scan(path: Path, part: str, sheet: str, notes: list[str],
+               report: Progress) -> _SheetScan:
+    """Count the sheet's rows and cells, find its extent and its formula and error cells.
 
     The XML is streamed in chunks cut before a tag, so every tag scanned is whole; the tail of
-    the previous chunk is kept to find the start tag (and reference) of a formula's cell.
+    the previous chunk is kept to find the start tag (and reference) of a formula's cell. The
+    declared dimension and the running counts refuse an oversized sheet as early as possible.
     """
-    names = [_cell_text(cell).strip().lower() for cell in header]
-    errors: list[RowError] = []
-    count = 0
+    scan = _SheetScan()
+    limit_rows = _max_rows() + 1
+
+    def check(*, declared: bool = False) -> None:
+        where = (f"the sheet {sheet!r} declares that it" if declared
+                 else f"the sheet {sheet!r}")
+        if scan.height > limit_rows:
+            raise MetricFileRejected([_file_error(
+                f"{where} has {scan.height - 1:,} data rows or more, more than the limit of "
+                f"{limit_rows - 1:,} (METRIC_FILE_MAX_ROWS): split it into several files",
+                row=limit_rows + 1,
+            )], format="xlsx", notes=notes)
+        _check_cells(max(scan.width, 1), max(scan.height, 1) - 1, file_format="xlsx",
+                     notes=notes, where=where.replace(" declares that it", "'s declared size"))
+
     with zipfile.ZipFile(path) as archive, archive.open(part) as stream:
+        size = max(archive.getinfo(part).file_size, 1)
         first = stream.read(1 << 16)
         root = re.search(rb"<([A-Za-z_][\w.-]*:)?worksheet[\s>]", first)
         prefix = root.group(1) or b"" if root else b""
         formula_tag, error_type = b"<" + prefix + b"f", b' t="e"'
-        pending, context, chunk = first, b"", first
+        cell_tags = (b"<" + prefix + b"c ", b"<" + prefix + b"c>", b"<" + prefix + b"c/>")
+        row_tags = (b"<" + prefix + b"row ", b"<" + prefix + b"row>", b"<" + prefix + b"row/>")
+        row_reference = re.compile(b"<" + re.escape(prefix) + rb'row [^>]*? r="([0-9]{1,9})"')
+        if declared := _DIMENSION.search(first.translate(_ATTRIBUTE_FORMS)):
+            scan.max_column = _column_number(declared.group(1))
+            scan.max_row = int(declared.group(2))
+            check(declared=True)
+            scan.max_column = scan.max_row = 0
+        pending, context, chunk, done, carried = first, b"", first, len(first), 0
         while True:
             more = stream.read(1 << 22) if chunk else b""
+            done += len(more)
             buffer = pending + more
             cut = buffer.rfind(b"<") if more else len(buffer)
             if cut <= 0 and more:
                 pending, chunk = buffer, more
                 continue
+            region = buffer[:cut].translate(_ATTRIBUTE_FORMS)
+            carried = _count_extent(scan, region, cell_tags, row_tags, row_reference, carried)
+            check()
             scanned = context + buffer[:cut]
             # bytes.find is many times faster than a regex over hundreds of megabytes.
             for position in _occurrences(scanned, formula_tag, len(context)):
                 end = position + len(formula_tag)
                 if scanned[end:end + 1] in (b">", b" ", b"/", b"\t", b"\r", b"\n"):
-                    count += 1
-                    if len(errors) < MAX_ERRORS:
-                        errors.append(_formula_error(scanned, position, False, prefix, names))
+                    scan.formula_count += 1
+                    if len(scan.formulas) < MAX_ERRORS:
+                        scan.formulas.append(_found_formula(scanned, position, False, prefix))
             for position in _occurrences(scanned, error_type, len(context)):
-                count += 1
-                if len(errors) < MAX_ERRORS:
-                    errors.append(_formula_error(scanned, position, True, prefix, names))
+                scan.formula_count += 1
+                if len(scan.formulas) < MAX_ERRORS:
+                    scan.formulas.append(_found_formula(scanned, position, True, prefix))
             context, pending, chunk = scanned[-8192:], buffer[cut:], more
+            report(min(done / size, 1.0))
             if not more:
                 break
-    return errors, count
+    return scan
+
+
+def _count_extent(scan: _SheetScan, region: bytes, cell_tags: tuple[bytes, ...],
+                  row_tags: tuple[bytes, ...], row_reference: re.Pattern,
+                  carried: int) -> int:
+    """Add a region's rows, cells and farthest references to the scan; returns the unnamed
+    cells of its last, possibly unfinished, row (carried into the next region)."""
+    cells = sum(region.count(tag) for tag in cell_tags)
+    rows = sum(region.count(tag) for tag in row_tags)
+    scan.cells += cells
+    scan.rows += rows
+    references = _CELL_REFERENCE.findall(region)
+    if references:
+        scan.max_column = max(scan.max_column,
+                              *(_column_number(letters) for letters in
+                                {letters for letters, _digits in references}))
+        scan.max_row = max(scan.max_row, *(int(digits) for digits in
+                                           {digits for _letters, digits in references}))
+    row_numbers = row_reference.findall(region)
+    if row_numbers:
+        scan.max_row = max(scan.max_row, *(int(digits) for digits in set(row_numbers)))
+    scan.rows_unnamed += rows - len(row_numbers)
+    if len(references) == cells:
+        return 0
+    # Cells without a reference follow the one before: the sheet is as wide as the most of
+    # them in one row, beyond the farthest named column.
+    parts = region.split(b"</" + row_tags[1][1:])
+    counts = [sum(part.count(tag) for tag in cell_tags) - len(_CELL_REFERENCE.findall(part))
+              for part in parts]
+    counts[0] += carried
+    scan.widest_unnamed = max(scan.widest_unnamed, *counts)
+    return counts[-1]
+
+
+def _xlsx_check_strings(path: Path, part: str, scan: _SheetScan, notes: list[str]) -> None:
+    """Refuse a shared-strings table far larger than the sheet read (calamine loads it whole)."""
+    limit = max(scan.cells, 100_000)
+    count = 0
+    with zipfile.ZipFile(path) as archive, archive.open(part) as stream:
+        first = stream.read(1 << 16)
+        root = re.search(rb"<([A-Za-z_][\w.-]*:)?sst[\s>]", first)
+        prefix = root.group(1) or b"" if root else b""
+        tags = (b"<" + prefix + b"si>", b"<" + prefix + b"si ", b"<" + prefix + b"si/>")
+        pending = first
+        while True:
+            more = stream.read(1 << 22)
+            buffer = pending + more
+            cut = buffer.rfind(b"<") if more else len(buffer)
+            if cut <= 0 and more:
+                pending = buffer
+                continue
+            region = buffer[:cut].translate(_ATTRIBUTE_FORMS)
+            count += sum(region.count(tag) for tag in tags)
+            if count > limit:
+                raise MetricFileRejected([_file_error(
+                    f"the workbook holds more than {limit:,} distinct texts, far more than its "
+                    "first sheet uses: save that sheet alone as a new workbook or as CSV UTF-8",
+                )], format="xlsx", notes=notes)
+            pending = buffer[cut:]
+            if not more:
+                break
 
 
 def _occurrences(text: bytes, needle: bytes, start: int) -> Iterator[int]:
@@ -635,8 +894,8 @@ def _occurrences(text: bytes, needle: bytes, start: int) -> Iterator[int]:
         position = text.find(needle, position + 1)
 
 
-def _formula_error(text: bytes, position: int, is_error_value: bool, prefix: bytes,
-                   names: list[str]) -> RowError:
+def _found_formula(text: bytes, position: int, is_error_value: bool,
+                   prefix: bytes) -> _FoundFormula:
     start = text.rfind(b"<" + prefix + b"c ", 0, position)
     tag_end = text.find(b">", start) if start >= 0 else -1
     reference = re.search(rb'\br="([A-Z]+)([0-9]+)"', text[start:tag_end]) if start >= 0 \
@@ -645,23 +904,15 @@ def _formula_error(text: bytes, position: int, is_error_value: bool, prefix: byt
     cell = "?"
     if reference:
         letters, row = reference.group(1).decode(), int(reference.group(2))
-        index = 0
-        for letter in letters:
-            index = index * 26 + ord(letter) - 64
+        column = _column_number(reference.group(1))
         cell = f"{letters}{row}"
-        if index <= len(names):
-            column = names[index - 1] or None
-    if is_error_value:
-        return RowError(row, column, "", f"cell {cell} holds an error value (such as #N/A or "
-                        "#DIV/0!): enter a number")
-    body_start = text.find(b">", position)
-    body_end = text.find(b"<", body_start)
     formula = ""
-    if text[body_start - 1:body_start] != b"/" and body_end > body_start:
-        formula = text[body_start + 1:body_end].decode("utf-8", "replace")
-    return RowError(row, column, shown("=" + formula if formula else ""),
-                    f"cell {cell} holds a formula: paste the values only (Paste Special, "
-                    "Values) and upload again")
+    if not is_error_value:
+        body_start = text.find(b">", position)
+        body_end = text.find(b"<", body_start)
+        if text[body_start - 1:body_start] != b"/" and body_end > body_start:
+            formula = text[body_start + 1:body_end].decode("utf-8", "replace")
+    return _FoundFormula(row, column, cell, formula, is_error_value)
 
 
 def _xlsx_types(table: MetricTable) -> None:
