@@ -497,7 +497,7 @@ class IncentivePlan(TimeStamped):
         ]
 
     def __str__(self) -> str:
-        return f"Incentive plan of {self.agreement_id}"
+        return f"Incentive plan of {self.agreement.code}"
 
 
 class ProgramSettings(models.Model):
@@ -953,7 +953,7 @@ class StageTransition(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.agreement_id}: {self.from_stage} → {self.to_stage}"
+        return f"{self.agreement.code}: {self.from_stage} → {self.to_stage}"
 
 
 class KPITemplateItem(models.Model):
@@ -1019,7 +1019,7 @@ class Review(TimeStamped):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} of {self.agreement_id} on {self.held_on}"
+        return f"{self.get_kind_display()} of {self.agreement.code} on {self.held_on}"
 
 
 class Raci(models.TextChoices):
