@@ -61,6 +61,10 @@ def redirect_after_change(request: HtmxHttpRequest, url: str) -> HttpResponse:
     return redirect(url)
 
 
+# Agreements linked on a host's home page; the portfolio lists them all.
+HOME_LINKS = 20
+
+
 @login_required
 def home(request: HtmxHttpRequest) -> HttpResponse:
     agreements = agreements_for(user=request.user)
@@ -84,7 +88,7 @@ def home(request: HtmxHttpRequest) -> HttpResponse:
     else:
         # Links to the agreement dashboards; the host has the portfolio page for more.
         context["agreement_links"] = list(
-            agreements.select_related("partner").order_by("code")[:20]) if total else []
+            agreements.select_related("partner").order_by("code")[:HOME_LINKS]) if total else []
     return render(request, "dashboards/home.html", context)
 
 

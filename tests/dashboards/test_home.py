@@ -162,3 +162,24 @@ def test_partner_card_shows_the_payout_in_its_plan_currency(client, acme_viewer,
     response = client.get(URL)
     assert "payout (EUR)" in response.text
     assert "1,234.50" in response.text
+
+
+def test_host_home_says_when_it_lists_only_some_agreements_and_links_to_all(
+        client, host_manager, acme, kpis, settings):
+    import dashboards.views
+
+    for n in range(dashboards.views.HOME_LINKS + 3):
+        make_agreement(acme, f"MANY-{n:02d}", kpis)
+    client.force_login(host_manager)
+    response = client.get(URL)
+
+    total = dashboards.views.HOME_LINKS + 3
+    assert f"The first {dashboards.views.HOME_LINKS} of {total} agreements by code" in response.text
+    assert f'All {total} on the portfolio' in response.text
+    assert "MANY-19" in response.text and "MANY-20" not in response.text
+
+
+def test_host_home_with_every_agreement_listed_says_nothing_of_a_selection(
+        client, host_manager, world):
+    client.force_login(host_manager)
+    assert "agreement-links-note" not in client.get(URL).text
