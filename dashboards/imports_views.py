@@ -1,10 +1,14 @@
 """Metric imports on the web: upload → preview → confirm → progress → result; the history of
 imports, one import's changes, and downloads of its file and error report.
 
-The import itself is `partnerships.services` (read, validate, write: all rows or none) run by
-the Celery task `import_batch_run` after the confirming request commits. The page polls the
-batch's panel every second while it is queued or running; the finished panel no longer polls.
-Every form works without JavaScript (post, then redirect to the batch's page).
+The upload request only stores the file: a Celery task (`import_batch_read_run`) reads it once,
+within the file limits, and stores its preview on the batch; page views show what is stored and
+never read the file. The import itself is `partnerships.services` (read, validate, write: all
+rows or none) run by the Celery task `import_batch_run`, queued once the confirmation is
+committed. The page polls the batch's panel every second while it is being read, queued or
+running; the finished panel no longer polls. Every form works without JavaScript (post, then
+redirect to the batch's page). With the broker down, confirming says so and leaves the batch
+awaiting confirmation; nothing is started and nothing is lost.
 
 An uploaded file is stored on a pending batch at once, so the preview and the import read the
 same bytes. A pending batch is "awaiting confirmation" until its uploader confirms it:
@@ -53,15 +57,17 @@ from partnerships.services import (
     import_batch_preview,
     import_errors_csv,
     import_uploader,
-    observations_import,
 )
-from partnerships.tasks import import_batch_enqueue
+from partnerships.tasks import TaskQueueUnavailable, import_batch_read_start, import_batch_start
 
 from .views import HtmxHttpRequest
 
 HISTORY_PAGE_SIZE = 25
 DETAIL_PAGE_SIZE = 50
-PREVIEW_ROWS = 10
+QUEUE_DOWN_CONFIRM = ("The task queue is unavailable; nothing was started — try again shortly. "
+                      "Your file is kept and still awaits your confirmation.")
+QUEUE_DOWN_UPLOAD = ("The task queue is unavailable, so reading your file waits: it is stored "
+                     "and will be read as soon as the queue is back. You may leave this page.")
 # The page lists this many errors; the CSV report has every error kept (up to 1,000).
 ERRORS_SHOWN = 100
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
@@ -159,11 +165,13 @@ class HistoryFilterForm(forms.Form):
 
 
 def batch_stage(batch: ImportBatch | None) -> str:
-    """Where a batch is: choose, preview, queued, running, succeeded or failed."""
+    """Where a batch is: choose, reading, preview, queued, running, succeeded or failed."""
     if batch is None:
         return "choose"
     if batch.status == ImportStatus.PENDING:
-        return "queued" if batch.confirmed_at is not None else "preview"
+        if batch.confirmed_at is not None:
+            return "queued"
+        return "reading" if batch.preview is None else "preview"
     return batch.status
 
 
@@ -187,14 +195,15 @@ def panel_context(request: HtmxHttpRequest, batch: ImportBatch | None, *,
                   form: UploadForm | None = None, notice: str = "") -> dict:
     stage = batch_stage(batch)
     context = {"batch": batch, "stage": stage, "notice": notice, "form": form,
-               "polling": stage in ("queued", "running")}
+               "polling": stage in ("reading", "queued", "running")}
     if batch is None:
         return context
     own = batch.user_id == request.user.pk
     context["may_confirm"] = stage == "preview" and own
-    context["may_cancel"] = stage == "preview" and (own or membership_of(request.user).is_host)
+    context["may_cancel"] = stage in ("reading", "preview") and (
+        own or membership_of(request.user).is_host)
     if stage == "preview":
-        preview = preview or import_batch_preview(batch=batch, max_rows=PREVIEW_ROWS)
+        preview = preview or import_batch_preview(batch=batch)
         context.update(preview=preview, **_preview_facts(preview))
     if stage == "failed":
         context["errors"] = _error_rows(batch.errors or [])
@@ -227,21 +236,21 @@ def import_upload(request: HtmxHttpRequest) -> HttpResponse:
             user=request.user, file_name=upload.name, source=ImportSource.UPLOAD,
             side=form.cleaned_data.get("side") or None, uploaded_file=upload,
         )
-        preview = None
+        notice = ""
         if batch.status == ImportStatus.PENDING:
-            preview = import_batch_preview(batch=batch, max_rows=PREVIEW_ROWS)
-            _audit(request, batch, "uploaded", sha256=batch.sha256,
-                   rows=preview.total_rows, side=batch.side)
-            if not preview.ok:
-                # The file cannot be read at all: the import would fail at once. Let it fail
-                # now, so the batch keeps its errors and its report like any failed import.
-                observations_import(batch_id=batch.pk)
-                batch.refresh_from_db()
-                preview = None
+            _audit(request, batch, "uploaded", sha256=batch.sha256, side=batch.side)
+            # Read by a task: however large the file, this request only stored it.
+            try:
+                import_batch_read_start(batch=batch)
+            except TaskQueueUnavailable:
+                notice = QUEUE_DOWN_UPLOAD
+            batch.refresh_from_db()
         url = reverse("import_batch", args=[batch.pk])
         if not request.htmx:
+            if notice:
+                messages.warning(request, notice)
             return redirect(url)
-        response = _panel(request, batch, preview=preview)
+        response = _panel(request, batch, notice=notice)
         response["HX-Push-Url"] = url
         return _vary_on_htmx(response)
     if request.htmx and request.method == "POST":
@@ -259,18 +268,36 @@ def import_confirm(request: HtmxHttpRequest, batch_id: int) -> HttpResponse:
     notice = ""
     if batch.user_id != request.user.pk:
         notice = "Only the person who uploaded a file can confirm its import."
+    elif batch_stage(batch) == "reading":
+        notice = "The file is still being read; confirm once its preview is shown."
     else:
+        confirmed_at = timezone.now()
+        queue_down = []
+
+        def start() -> None:
+            # After the commit (the worker must find the batch confirmed) and within this
+            # request, so that a broker that is down is told to the user, not a 500.
+            try:
+                import_batch_start(batch=batch)
+            except TaskQueueUnavailable:
+                # Nothing was queued: the batch awaits confirmation again, as before.
+                batches.filter(pk=batch.pk, status=ImportStatus.PENDING,
+                               confirmed_at=confirmed_at).update(confirmed_at=None)
+                _audit(request, batch, "not queued", reason="task queue unavailable")
+                queue_down.append(True)
+
         with transaction.atomic():
             confirmed = batches.filter(
                 pk=batch.pk, user=request.user, status=ImportStatus.PENDING,
-                confirmed_at__isnull=True,
-            ).update(confirmed_at=timezone.now())
+                confirmed_at__isnull=True, preview__isnull=False,
+            ).update(confirmed_at=confirmed_at)
             if confirmed:
                 _audit(request, batch, "confirmed", sha256=batch.sha256)
-                # Queued after commit: the worker must find the batch confirmed.
-                import_batch_enqueue(batch=batch)
+                transaction.on_commit(start)
         if not confirmed:
             notice = "This import was confirmed or cancelled already."
+        elif queue_down:
+            notice = QUEUE_DOWN_CONFIRM
     batch.refresh_from_db()
     if not request.htmx:
         if notice:

@@ -6,7 +6,10 @@ Metric imports (issue 4), for the upload page, the `import_metrics` command and 
   encoding, sheet, columns, first rows, row count, notes, or the file's problems. Reads only.
 - `import_batch_create(user=, file_name=, source=, side=None, uploaded_file= | path=)
   -> ImportBatch`: checks the user may import, stores the file (sha256), status pending.
-- `import_batch_preview(batch=, max_rows=10) -> MetricFilePreview`: the stored file's preview.
+- `import_batch_read(batch_id=) -> MetricFilePreview | None`: reads a pending upload's file once
+  (bounded: see `partnerships.importers`) and stores its preview on the batch, or fails the batch
+  with the file's problems. Queue it with `partnerships.tasks.import_batch_read_start(batch=)`.
+- `import_batch_preview(batch=) -> MetricFilePreview | None`: the stored preview; never reads.
 - `observations_import(batch_id=, progress=None) -> ImportResult`: reads, validates and writes
   a pending batch, all rows or none; safe to run twice. Queue it with
   `partnerships.tasks.import_batch_enqueue(batch=)` (Celery, after commit).
@@ -453,14 +456,64 @@ def _opened(uploaded_file: File | None, path: Path | None) -> Iterator[File]:
         yield File(handle, name=Path(path).name)
 
 
-def import_batch_preview(*, batch: ImportBatch, max_rows: int = 10) -> MetricFilePreview:
-    """The preview of a batch's stored file (see metric_file_preview); reads only."""
-    if not batch.file:
-        return MetricFilePreview(file_name=batch.file_name, format=None, errors=[
-            RowError.from_dict(error) for error in batch.errors or []
-        ], error_count=batch.error_count)
-    with _batch_file_path(batch) as path:
-        return metric_file_preview(path=path, file_name=batch.file_name, max_rows=max_rows)
+PREVIEW_ROWS = 10
+
+
+def import_batch_preview(*, batch: ImportBatch) -> MetricFilePreview | None:
+    """The preview stored when the batch's file was read (None before); never reads the file."""
+    if batch.preview is None:
+        return None
+    return MetricFilePreview.from_dict(batch.preview, errors=batch.errors or [],
+                                       error_count=batch.error_count)
+
+
+def import_batch_read(*, batch_id: int) -> MetricFilePreview | None:
+    """Read a pending upload's file once and store its preview, or fail it with the file's problems.
+
+    Claimed with a conditional UPDATE of `heartbeat_at` (a live reader is never joined by a
+    second one); a batch read already, gone or no longer pending is skipped (None). `progress`
+    goes 0 -> 99 while reading, and back to 0 for the import.
+    """
+    now = timezone.now()
+    stale = now - dt.timedelta(seconds=settings.IMPORT_STALE_AFTER_SECONDS)
+    unread = ImportBatch.objects.filter(pk=batch_id, status=ImportStatus.PENDING,
+                                        preview__isnull=True)
+    if not unread.filter(Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale)).update(
+        heartbeat_at=now, progress=0
+    ):
+        return None
+    batch = ImportBatch.objects.get(pk=batch_id)
+    last = [0]
+
+    def progress(share: float) -> None:
+        percent = min(99, int(share * 100))
+        if percent > last[0]:
+            last[0] = percent
+            unread.update(progress=percent, heartbeat_at=timezone.now())
+
+    try:
+        with _batch_file_path(batch) as path:
+            preview = metric_file_preview(path=path, file_name=batch.file_name,
+                                          max_rows=PREVIEW_ROWS, progress=progress)
+    except FileNotFoundError:
+        # Cancelled while being read: the batch and its file are gone.
+        return None
+    except MetricFileRejected as rejected:
+        preview = MetricFilePreview(file_name=batch.file_name, format=rejected.format,
+                                    notes=rejected.notes, errors=rejected.errors,
+                                    error_count=rejected.error_count)
+    except Exception as error:
+        _batch_fail(batch, [RowError(None, None, "", f"the file could not be read "
+                                     f"({type(error).__name__}); nothing was imported")], 1)
+        raise
+    if not preview.ok:
+        # The import would fail at once: the batch fails now and keeps its errors and report.
+        if unread.exists():
+            _batch_fail(batch, preview.errors, preview.error_count, notes=preview.notes)
+        return preview
+    unread.update(preview=preview.as_dict(), rows_total=preview.total_rows,
+                  notes=preview.notes, progress=0, heartbeat_at=None)
+    return preview
 
 
 def observations_import(*, batch_id: int,
@@ -675,7 +728,9 @@ class _ProgressReporter:
 class TidyResult:
     lost_workers: list[int] = field(default_factory=list)
     lost_tasks: list[int] = field(default_factory=list)
+    lost_reads: list[int] = field(default_factory=list)
     unconfirmed_removed: int = 0
+    files_removed: int = 0
 
 
 def import_batches_tidy(*, now=None) -> TidyResult:
@@ -685,7 +740,11 @@ def import_batches_tidy(*, now=None) -> TidyResult:
       rolled back, nothing was written): it is marked failed with a message saying so.
     - A confirmed import still pending after as long lost its task (e.g. the broker restarted):
       its id is returned to be queued again (the claim makes a double run impossible).
+    - An upload whose file was not read (its read task was lost, or never queued because the
+      broker was down) after as long is returned to be read again.
     - An upload left unconfirmed for IMPORT_UNCONFIRMED_MAX_AGE_HOURS is deleted with its file.
+    - A failed import (a refused upload, command or API request) keeps its stored file for
+      IMPORT_REFUSED_FILE_RETENTION_DAYS; then the file is deleted and the batch says so.
     """
     now = now or timezone.now()
     stale = now - dt.timedelta(seconds=settings.IMPORT_STALE_AFTER_SECONDS)
@@ -704,6 +763,10 @@ def import_batches_tidy(*, now=None) -> TidyResult:
     result.lost_tasks = list(ImportBatch.objects.filter(
         status=ImportStatus.PENDING, confirmed_at__lt=stale
     ).values_list("pk", flat=True))
+    result.lost_reads = list(ImportBatch.objects.filter(
+        silent, status=ImportStatus.PENDING, confirmed_at__isnull=True, preview__isnull=True
+    ).values_list("pk", flat=True))
+    result.files_removed = _refused_files_remove(now=now)
     abandoned = now - dt.timedelta(hours=settings.IMPORT_UNCONFIRMED_MAX_AGE_HOURS)
     with transaction.atomic():
         for batch in ImportBatch.objects.select_for_update(skip_locked=True).filter(
@@ -716,3 +779,30 @@ def import_batches_tidy(*, now=None) -> TidyResult:
                                       storage.delete(stored))
             result.unconfirmed_removed += 1
     return result
+
+
+def _refused_files_remove(*, now) -> int:
+    """Delete the stored files of imports that failed long enough ago; the batches stay."""
+    days = settings.IMPORT_REFUSED_FILE_RETENTION_DAYS
+    cutoff = now - dt.timedelta(days=days)
+    ended = Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, created_at__lt=cutoff)
+    note = (f"The stored file was deleted {now:%Y-%m-%d}, {days} days after the import failed "
+            "(IMPORT_REFUSED_FILE_RETENTION_DAYS); its errors are kept.")
+    removed = 0
+    # A bounded slice per run (every few minutes): a backlog is worked off without one long run.
+    for batch_id in ImportBatch.objects.filter(ended, status=ImportStatus.FAILED).exclude(
+        file=""
+    ).values_list("pk", flat=True)[:1000]:
+        with transaction.atomic():
+            batch = ImportBatch.objects.select_for_update(skip_locked=True).filter(
+                ended, pk=batch_id, status=ImportStatus.FAILED).exclude(file="").first()
+            if batch is None:
+                continue
+            stored, storage = batch.file.name, batch.file.storage
+            ImportBatch.objects.filter(pk=batch.pk).update(
+                file="", notes=[*(batch.notes or []), note])
+            # After commit: a rollback must not leave a batch pointing at a deleted file.
+            transaction.on_commit(lambda stored=stored, storage=storage:
+                                  storage.delete(stored))
+        removed += 1
+    return removed
