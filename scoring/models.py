@@ -43,6 +43,14 @@ class ScoringRun(models.Model):
         "nightly run of", null=True, blank=True,
         help_text="Set for scheduled runs: a second beat sending the same night is refused.",
     )
+    # A failed nightly run is tried again that night: each try is a run of its own, and the
+    # database refuses a second run with the same night and attempt.
+    attempt = models.PositiveSmallIntegerField("attempt", default=1)
+    # Bookkeeping of the supervisor (scoring_run_supervise): how often the run's own task was
+    # queued, how often publishing started, and when a task of the run was last queued again.
+    dispatches = models.PositiveSmallIntegerField("run task queued", default=0)
+    publish_attempts = models.PositiveSmallIntegerField("publishing started", default=0)
+    requeued_at = models.DateTimeField("last queued again", null=True, blank=True)
     rules_version = models.PositiveSmallIntegerField("rules version")
     fingerprint = models.CharField("input fingerprint", max_length=64, blank=True)
     settings_snapshot = models.JSONField("scoring settings", default=dict, blank=True)
@@ -70,7 +78,9 @@ class ScoringRun(models.Model):
         verbose_name = "scoring run"
         constraints = [
             models.UniqueConstraint(fields=["active"], name="scoring_run_one_active"),
-            models.UniqueConstraint(fields=["scheduled_for"], name="scoring_run_one_per_night"),
+            models.UniqueConstraint(
+                fields=["scheduled_for", "attempt"], name="scoring_run_one_attempt_per_night"
+            ),
             models.CheckConstraint(
                 condition=Q(status__in=["pending", "running"], active=True)
                 | Q(status__in=["succeeded", "failed"], active__isnull=True),
@@ -81,6 +91,7 @@ class ScoringRun(models.Model):
                 name="scoring_run_trigger_valid",
             ),
             models.CheckConstraint(condition=Q(progress__lte=100), name="scoring_run_percent"),
+            models.CheckConstraint(condition=Q(attempt__gte=1), name="scoring_run_attempt_from_1"),
         ]
         indexes = [models.Index(fields=["status", "-published_at"], name="scoring_run_published")]
 
@@ -116,6 +127,14 @@ class ScoringChunk(models.Model):
     # A digest of each agreement's inputs, combined by the program-wide stage into the run's
     # fingerprint in agreement order, so the fingerprint does not depend on the chunk size.
     digests = models.JSONField("input digests", default=dict)
+    # A chunk's task may be lost (a killed worker, a restarted broker): the supervisor sends it
+    # again, a bounded number of times. A started chunk holds its row lock until it commits, so
+    # "started, not done, not locked" means its worker is gone.
+    sends = models.PositiveSmallIntegerField("times queued", default=0)
+    attempts = models.PositiveSmallIntegerField("times started", default=0)
+    sent_at = models.DateTimeField("last queued", null=True, blank=True)
+    started_at = models.DateTimeField("last started", null=True, blank=True)
+    error = models.TextField("last error", blank=True)
 
     class Meta:
         ordering = ["run", "index"]
