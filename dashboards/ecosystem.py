@@ -5,8 +5,10 @@ runs the same dozen queries for ten agreements or ten thousand.
 """
 
 import datetime as dt
+import math
 from collections import defaultdict
 
+from django.conf import settings
 from django.db.models import Avg, Count, F, Q, QuerySet, Sum
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
@@ -112,24 +114,49 @@ def engagement_reviews(*, agreements: QuerySet[Agreement], months: list[str]) ->
     return _series(months, {_month_key(month): n for month, n in rows})
 
 
-def value_revenue(*, observations: QuerySet[MetricObservation], agreements: QuerySet[Agreement],
-                  months: list[str]) -> dict[tuple[str, str], list[float | None]]:
-    """Per month, the sum of the source-of-truth side's observations of every financial KPI
-    aggregated by sum (revenue-like): one series per KPI, keyed by (name, unit)."""
+def _summed_observations(*, observations: QuerySet[MetricObservation],
+                         agreements: QuerySet[Agreement], months: list[str]) -> QuerySet:
     start, after = _bounds(months)
-    rows = (observations.filter(
+    return observations.filter(
         agreement__in=agreements, kpi__category=Category.FINANCIAL,
         kpi__aggregation=Aggregation.SUM, side=F("kpi__source"),
         date__gte=start, date__lt=after,
-    ).order_by().annotate(month=TruncMonth("date"))
-        .values("month", "kpi__name", "kpi__unit")
-        .annotate(total=Sum("value"))
-        .values_list("month", "kpi__name", "kpi__unit", "total"))
+    ).order_by()
+
+
+def _plausible() -> Q:
+    """Values within the magnitude limit. Older imports let absurd values in (1.7e308 twice
+    overflows PostgreSQL's sum over double precision); within the limit no sum can overflow,
+    and ±inf and NaN are outside it (PostgreSQL sorts NaN above every number)."""
+    limit = float(settings.METRIC_VALUE_MAX_ABS)
+    return Q(value__gte=-limit, value__lte=limit)
+
+
+def value_revenue(*, observations: QuerySet[MetricObservation], agreements: QuerySet[Agreement],
+                  months: list[str]) -> dict[tuple[str, str], list[float | None]]:
+    """Per month, the sum of the source-of-truth side's observations of every financial KPI
+    aggregated by sum (revenue-like): one series per KPI, keyed by (name, unit). Values beyond
+    the magnitude limit are left out (`value_left_out` counts them)."""
+    rows = (_summed_observations(observations=observations, agreements=agreements,
+                                 months=months)
+            .filter(_plausible()).annotate(month=TruncMonth("date"))
+            .values("month", "kpi__name", "kpi__unit")
+            .annotate(total=Sum("value"))
+            .values_list("month", "kpi__name", "kpi__unit", "total"))
     by_kpi: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
     for month, name, unit, total in rows:
-        by_kpi[(name, unit)][_month_key(month)] = total
+        if total is not None and math.isfinite(total):
+            by_kpi[(name, unit)][_month_key(month)] = total
     return {name: [by_month.get(month) for month in months]
             for name, by_month in sorted(by_kpi.items())}
+
+
+def value_left_out(*, observations: QuerySet[MetricObservation], agreements: QuerySet[Agreement],
+                   months: list[str]) -> int:
+    """Observations `value_revenue` leaves out: beyond the magnitude limit, or not finite."""
+    return (_summed_observations(observations=observations, agreements=agreements,
+                                 months=months)
+            .exclude(_plausible()).count())
 
 
 def health_tier_moves(*, run, agreements: QuerySet[Agreement], month: str) -> dict:

@@ -2,6 +2,7 @@
 
 import re
 
+from django.conf import settings
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -62,6 +63,8 @@ def ecosystem(request: HtmxHttpRequest) -> HttpResponse:
     reviews = queries.engagement_reviews(agreements=agreements, months=months)
     revenue = queries.value_revenue(observations=observations_for(user=request.user),
                                       agreements=agreements, months=months)
+    revenue_left_out = queries.value_left_out(
+        observations=observations_for(user=request.user), agreements=agreements, months=months)
     scored = [month for month in (run.periods if run is not None else []) if month <= end]
     tier_moves = queries.health_tier_moves(run=run, agreements=agreements,
                                            month=scored[-1] if scored else end)
@@ -104,6 +107,8 @@ def ecosystem(request: HtmxHttpRequest) -> HttpResponse:
             for index, ((name, unit), values) in enumerate(revenue.items()) if any(values)
         ],
         "revenue_kpis": [f"{name} ({unit})" if unit else name for name, unit in revenue],
+        "revenue_left_out": revenue_left_out,
+        "value_max_abs": f"{settings.METRIC_VALUE_MAX_ABS:,}",
         "tier_moves": tier_moves,
         "at_risk_figure": figure(
             any(at_risk), title="Agreements at risk per month", subtitle=period_label,

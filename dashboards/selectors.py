@@ -71,13 +71,18 @@ TREND_MONTHS = 12
 # The score histogram's bins, as charts.score_bins draws them (charts imports this module).
 SCORE_BIN = 10
 SCORE_TOP = 120
+# Beyond any figure an import accepts (METRIC_VALUE_MAX_ABS is at most 10**15).
+IMPLAUSIBLE = 1e15
 
 
 def one_decimal(value: float | None) -> str:
-    """The export's 4-decimal value rounded to one decimal, so screen and CSV agree."""
+    """The export's 4-decimal value rounded to one decimal, so screen and CSV agree; empty
+    (shown as "—") when missing or not finite, three digits for an absurd magnitude."""
     exported = format_number(value)
     if not exported:
         return ""
+    if abs(value) >= IMPLAUSIBLE:  # stored before imports bounded values: no 300 digits
+        return f"{value:.3g}"
     text = f"{float(exported):.1f}"
     return "0.0" if text == "-0.0" else text
 

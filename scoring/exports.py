@@ -15,8 +15,8 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def format_number(value: float | None) -> str:
-    """Four decimals; empty for a missing value; never '-0.0000'."""
-    if value is None or math.isnan(value):
+    """Four decimals; empty for a missing or non-finite value; never '-0.0000'."""
+    if value is None or not math.isfinite(value):
         return ""
     text = f"{value:.4f}"
     return "0.0000" if text == "-0.0000" else text

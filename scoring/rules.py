@@ -499,7 +499,8 @@ def _side_period_values(
         & (side >= 0)
         & (position >= 0)
         & (position < len(periods))
-        & ~np.isnan(value)
+        # NaN and ±inf are no measurement (imports refuse them; older rows may hold them).
+        & np.isfinite(value)
     )
     kpi_row, side, position, value = kpi_row[keep], side[keep], position[keep], value[keep]
     date, recorded_order = date[keep].view("int64"), recorded_order[keep]
@@ -513,6 +514,9 @@ def _side_period_values(
     period_values = period_value(
         group=group, value=value, aggregation=kpis["aggregation"][kpi_row[starts]]
     )
+    # A sum of finite values can overflow (1.7e308 twice): such a period value is no
+    # measurement either, so the KPI counts as missing rather than storing ±inf.
+    period_values = np.where(np.isfinite(period_values), period_values, np.nan)
     return kpi_row[starts], side[starts], position[starts], period_values
 
 

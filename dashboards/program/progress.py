@@ -25,6 +25,7 @@ run's scores are read once per run, then from the cache).
 """
 
 import datetime as dt
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -85,7 +86,9 @@ def _latest_actuals_of_each(*, run: ScoringRun, ids: list[int]) -> dict[int, dic
     for agreement_id, kpi_id, period, actual in (
             KPIScore.objects.filter(run=run, agreement_id__in=ids, actual__isnull=False)
             .order_by("period").values_list("agreement_id", "kpi_id", "period", "actual")):
-        result[agreement_id][kpi_id] = (period, actual)
+        # Runs before non-finite actuals were refused may hold ±inf: that month has no value.
+        if math.isfinite(actual):
+            result[agreement_id][kpi_id] = (period, actual)
     return result
 
 

@@ -2,6 +2,8 @@
 whose figures are counted by hand."""
 
 import datetime as dt
+import math
+import re
 
 import pytest
 from django.urls import reverse
@@ -13,16 +15,19 @@ from partnerships.models import (
     AgreementKPI,
     ImportBatch,
     KPIDefinition,
+    MetricObservation,
     Review,
     StageTransition,
 )
-from scoring.models import Scorecard, ScoringRun
+from scoring.models import KPIScore, Scorecard, ScoringRun
 from scoring.services import scoring_run_inline
 from tests.conftest import make_agreement, write_observations
 
 pytestmark = pytest.mark.django_db
 
 URL = "/ecosystem/"
+# inf, nan, Infinity or NaN as a number on a page or in a chart's JSON.
+NON_FINITE_SHOWN = re.compile(r"[>\s:,\[\"-](inf|nan|Infinity|NaN)[<\s,\]\"]")
 MONTHS = ["2024-10", "2024-11", "2024-12", "2025-01", "2025-02", "2025-03"]
 
 
@@ -232,3 +237,88 @@ def test_queries_do_not_grow_with_agreements(client, host_manager, acme, kpis,
         assert response.context["new_agreements_figure"]["data"][0]["y"][-1] == size
         counts.append(len(captured))
     assert counts[0] == counts[1]
+
+
+# ---- Values stored before imports bounded them ------------------------------------------------
+
+
+def legacy_observations(agreement, kpi, values: list[tuple[str, float]], *, side: str = "host"):
+    """Rows as an older import wrote them, straight into the table: no validation at all."""
+    batch = ImportBatch.objects.create(source="command", side=side, status="succeeded")
+    MetricObservation.objects.bulk_create(
+        MetricObservation(agreement=agreement, kpi=kpi, side=side,
+                          date=dt.date.fromisoformat(day), value=value, batch=batch,
+                          recorded_at=timezone.now())
+        for day, value in values
+    )
+
+
+@pytest.fixture
+def legacy(acme_agreement, kpis):
+    """January: two revenue values of 1.7e308 (their sum overflows double precision) beside
+    a plausible 10; February: a plausible 40 and an absurd but summable -1.9e255."""
+    legacy_observations(acme_agreement, kpis["revenue"], [
+        ("2025-01-10", 1.7e308), ("2025-01-11", 1.7e308), ("2025-01-12", 10.0),
+        ("2025-02-10", 40.0), ("2025-02-11", -1.9e255),
+    ])
+    legacy_observations(acme_agreement, kpis["defect_rate"], [("2025-01-15", 3.0)],
+                        side="partner")
+    return acme_agreement
+
+
+def test_ecosystem_page_answers_with_values_beyond_the_limit_in_the_database(
+        client, host_manager, legacy):
+    client.force_login(host_manager)
+    response = client.get(URL, {"end": "2025-02", "span": "6"})
+    assert response.status_code == 200
+    figure = response.context["revenue_figures"][0][1]
+    assert figure["data"][0]["y"][-2:] == [10.0, 40.0]
+    assert response.context["revenue_left_out"] == 3
+    assert ("3 recorded values of these KPIs are beyond the allowed magnitude of "
+            "1,000,000,000,000 or not a number, and left out of the sums") in response.text
+
+
+def test_sums_leave_out_non_finite_values_stored_by_hand(acme_agreement, kpis):
+    legacy_observations(acme_agreement, kpis["revenue"], [
+        ("2025-03-01", math.inf), ("2025-03-02", -math.inf), ("2025-03-03", math.nan),
+        ("2025-03-04", 7.0)])
+    observations = MetricObservation.objects.all()
+    assert queries.value_revenue(observations=observations, agreements=everything(),
+                                 months=MONTHS) == {
+        ("Partner-sourced revenue", "USD"): [None, None, None, None, None, 7.0]}
+    assert queries.value_left_out(observations=observations, agreements=everything(),
+                                  months=MONTHS) == 3
+
+
+def test_scoring_overflowing_legacy_values_stores_no_infinity_and_pages_show_none(
+        client, host_manager, legacy, kpis):
+    run = ScoringRun.objects.get(pk=scoring_run_inline().run_id)
+    scores = KPIScore.objects.filter(run=run)
+    for row in scores.values("actual", "other_side_actual", "target", "floor", "score"):
+        assert all(value is None or math.isfinite(value) for value in row.values()), row
+    for row in Scorecard.objects.filter(run=run).values(
+            "financial", "operational", "overall", "coverage", "rolling", "payout"):
+        assert all(value is None or math.isfinite(value) for value in row.values()), row
+    revenue = {score.period: score for score in scores.filter(kpi=kpis["revenue"])}
+    # January's sum overflows: no measurement, the KPI is missing that month.
+    assert revenue["2025-01"].actual is None and revenue["2025-01"].score is None
+    assert revenue["2025-02"].actual == 40.0 - 1.9e255 and revenue["2025-02"].score == 0.0
+
+    client.force_login(host_manager)
+    for month in ("2025-01", "2025-02"):
+        page = client.get(f"/agreements/{legacy.code}/", {"month": month})
+        assert page.status_code == 200
+        assert not NON_FINITE_SHOWN.search(page.text), NON_FINITE_SHOWN.search(page.text)
+    february = client.get(f"/agreements/{legacy.code}/", {"month": "2025-02"}).text
+    assert "-1.9e+255" in february
+
+
+def test_a_page_shows_a_dash_for_an_infinite_actual_an_older_run_stored(
+        client, host_manager, acme_agreement, kpis):
+    write_observations([(acme_agreement, kpis["revenue"], "host", "2025-01-10", 50)])
+    run = ScoringRun.objects.get(pk=scoring_run_inline().run_id)
+    KPIScore.objects.filter(run=run, kpi=kpis["revenue"]).update(actual=math.inf)
+    client.force_login(host_manager)
+    page = client.get(f"/agreements/{acme_agreement.code}/", {"month": "2025-01"})
+    assert page.status_code == 200
+    assert ">inf<" not in page.text and 'data-label="Actual">—<' in page.text
