@@ -48,8 +48,12 @@ def openapi_document(*, server_url: str) -> dict:
                      "pattern": r"^\d{4}-\d{2}-\d{2}$",
                      "description": "ISO date YYYY-MM-DD: not in the future, within the "
                                     "agreement's start and end."},
-            "value": {"type": "number", "description": "A finite JSON number in the KPI's "
-                                                       "unit (not a string)."},
+            "value": {"type": "number", "minimum": -settings.METRIC_VALUE_MAX_ABS,
+                      "maximum": settings.METRIC_VALUE_MAX_ABS,
+                      "description": "A finite JSON number in the KPI's unit (not a string), "
+                                     "within the KPI's allowed values: a count a whole "
+                                     "number ≥ 0, and its minimum and maximum if it states "
+                                     "them (the KPI library lists them)."},
             "side": {"type": "string", "enum": ["host", "partner"],
                      "description": "Who reports the value. Default: the token user's side. "
                                     "Partner tokens may only send `partner`."},

@@ -13,6 +13,7 @@ from partnerships.models import (
     ApiToken,
     AuditEvent,
     ImportBatch,
+    KPIDefinition,
     MetricObservation,
     Role,
 )
@@ -112,6 +113,29 @@ def test_bad_items_422_each_named_and_nothing_written(host_manager, acme_agreeme
     assert [(e["index"], e["field"]) for e in body["errors"]] == [
         (1, "date"), (2, "value"), (3, "agreement"), (4, "colour")]
     assert body["errors"][1]["message"] == "must be a JSON number, not a string"
+    assert not MetricObservation.objects.exists()
+
+
+def test_implausible_values_422_with_the_rule_each_breaks(host_manager, acme_agreement, kpis):
+    KPIDefinition.objects.filter(pk=kpis["defect_rate"].pk).update(
+        value_type="percentage", minimum=0, maximum=100)
+    key = token_for(host_manager)
+    observations = [
+        GOOD[0],
+        {"agreement": "ACME-CM-2025", "kpi": "revenue", "date": "2025-01-30", "value": 1.7e308},
+        {"agreement": "ACME-CM-2025", "kpi": "revenue", "date": "2025-01-29",
+         "value": -1.9e255},
+        {"agreement": "ACME-CM-2025", "kpi": "defect_rate", "date": "2025-01-30",
+         "side": "partner", "value": 100.5},
+    ]
+    response = post({"observations": observations}, key)
+
+    assert response.status_code == 422
+    assert [(e["index"], e["field"], e["message"]) for e in response.json()["errors"]] == [
+        (1, "value", "1.7e+308 is beyond the allowed magnitude of 1,000,000,000,000"),
+        (2, "value", "-1.9e+255 is beyond the allowed magnitude of 1,000,000,000,000"),
+        (3, "value", "above the maximum 100 of Defect rate (%)"),
+    ]
     assert not MetricObservation.objects.exists()
 
 
