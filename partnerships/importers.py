@@ -789,7 +789,7 @@ def _xlsx_scan(path: Path, part: str, sheet: str, notes: list[str],
         formula_tag, error_type = b"<" + prefix + b"f", b' t="e"'
         cell_tags = (b"<" + prefix + b"c ", b"<" + prefix + b"c>", b"<" + prefix + b"c/>")
         row_tags = (b"<" + prefix + b"row ", b"<" + prefix + b"row>", b"<" + prefix + b"row/>")
-        row_reference = re.compile(b"<" + re.escape(prefix) + rb'row [^>]*? r="([0-9]{1,9})"')
+        row_reference = re.compile(b"<" + re.escape(prefix) + rb'row\b[^>]*? r="([0-9]{1,9})"')
         if declared := _DIMENSION.search(first.translate(_ATTRIBUTE_FORMS)):
             scan.max_column = _column_number(declared.group(1))
             scan.max_row = int(declared.group(2))

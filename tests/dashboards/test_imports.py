@@ -472,3 +472,124 @@ def test_nav_shows_imports_to_every_member(host_manager, acme_viewer):
     for user in (host_manager, acme_viewer):
         page = logged_in(user).get("/").text
         assert '<a href="/imports/">Imports</a>' in page
+
+
+# ---- Reading in a task, the broker down ------------------------------------------------------
+
+
+def test_upload_only_stores_the_file_and_the_panel_polls_until_a_task_has_read_it(
+    host_manager, acme_agreement, monkeypatch
+):
+    from dashboards import imports_views
+    from partnerships.tasks import import_batch_read_run
+
+    monkeypatch.setattr(imports_views, "import_batch_read_start", lambda batch: None)
+    client = logged_in(host_manager)
+    response = upload(client, GOOD_CSV, name="big.csv")
+    batch = ImportBatch.objects.get()
+    assert batch.preview is None and batch.status == "pending"
+    assert "Reading big.csv" in response.text and 'hx-trigger="every 1s"' in response.text
+    assert "Cancel and discard the file" in response.text and "Import 3 rows" not in response.text
+    refused = client.post(f"/imports/{batch.pk}/confirm/", headers=HTMX)
+    assert "still being read" in refused.text
+    assert ImportBatch.objects.get().confirmed_at is None
+
+    assert import_batch_read_run(batch.pk) == "read"
+    assert import_batch_read_run(batch.pk) == "skipped"  # a second delivery reads nothing
+    panel = client.get(f"/imports/{batch.pk}/panel/", headers=HTMX).text
+    assert "Check big.csv before importing" in panel and "Import 3 rows" in panel
+    assert "hx-trigger" not in panel
+
+
+def test_pages_show_the_stored_preview_and_never_read_the_file_again(host_manager,
+                                                                     acme_agreement):
+    client = logged_in(host_manager)
+    upload(client, GOOD_CSV, name="january.csv")
+    batch = ImportBatch.objects.get()
+    assert batch.preview["total_rows"] == 3 and batch.rows_total == 3
+    # Were a view to read the file, this would show in the page (or fail it).
+    with open(batch.file.path, "w") as stored_file:
+        stored_file.write("not,a,metric,file\n")
+    for url in (f"/imports/{batch.pk}/", f"/imports/{batch.pk}/panel/"):
+        page = client.get(url, headers=HTMX if url.endswith("panel/") else {}).text
+        assert "3 data rows" in page and "-5.25" in page and "refund" in page
+
+
+def test_cancel_while_the_file_is_read(host_manager, acme_agreement, monkeypatch,
+                                       django_capture_on_commit_callbacks):
+    from dashboards import imports_views
+    from partnerships.tasks import import_batch_read_run
+
+    monkeypatch.setattr(imports_views, "import_batch_read_start", lambda batch: None)
+    client = logged_in(host_manager)
+    upload(client, GOOD_CSV)
+    batch = ImportBatch.objects.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/imports/{batch.pk}/cancel/", headers=HTMX)
+    assert "was cancelled" in response.text and not ImportBatch.objects.exists()
+    assert import_batch_read_run(batch.pk) == "skipped"  # the task finds nothing to read
+
+
+@pytest.fixture
+def broker_down():
+    """The task queue pointed at a port nobody listens on, tasks no longer run in-process."""
+    import socket
+
+    from config.celery import app
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    before = app.conf.broker_url, app.conf.task_always_eager
+    app.conf.broker_url, app.conf.task_always_eager = f"redis://127.0.0.1:{port}/0", False
+    yield
+    app.conf.broker_url, app.conf.task_always_eager = before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_confirm_with_the_broker_down_says_so_and_loses_nothing(host_manager, acme_agreement,
+                                                                request):
+    import time
+
+    client = logged_in(host_manager)
+    upload(client, GOOD_CSV)  # read in-process, before the broker goes
+    batch = ImportBatch.objects.get()
+    request.getfixturevalue("broker_down")
+    started = time.monotonic()
+    response = client.post(f"/imports/{batch.pk}/confirm/", headers=HTMX)
+    elapsed = time.monotonic() - started
+    plain = client.post(f"/imports/{batch.pk}/confirm/")
+
+    # htmx swaps only 2xx answers: the panel comes back as 200, saying what happened.
+    assert response.status_code == 200 and elapsed < 5
+    assert ("The task queue is unavailable; nothing was started — try again shortly"
+            in response.text)
+    assert "Import 3 rows" in response.text and "hx-trigger" not in response.text
+    batch.refresh_from_db()
+    assert (batch.status, batch.confirmed_at, batch.progress) == ("pending", None, 0)
+    assert batch.file and batch.file.storage.exists(batch.file.name)
+    assert plain.status_code == 302
+    assert "The task queue is unavailable" in client.get(plain.url).text
+    steps = list(AuditEvent.objects.filter(action="import").order_by("pk")
+                 .values_list("detail__step", flat=True))
+    assert steps == ["uploaded", "confirmed", "not queued", "confirmed", "not queued"]
+    assert not MetricObservation.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_once_the_broker_is_back_the_same_confirmation_imports(host_manager, acme_agreement,
+                                                               request):
+    from config.celery import app
+
+    client = logged_in(host_manager)
+    upload(client, GOOD_CSV)
+    batch = ImportBatch.objects.get()
+    before = app.conf.broker_url, app.conf.task_always_eager
+    request.getfixturevalue("broker_down")
+    client.post(f"/imports/{batch.pk}/confirm/", headers=HTMX)
+    app.conf.broker_url, app.conf.task_always_eager = before
+    response = client.post(f"/imports/{batch.pk}/confirm/", headers=HTMX)
+    assert response.status_code == 200
+    batch.refresh_from_db()
+    assert batch.status == "succeeded" and len(stored()) == 3

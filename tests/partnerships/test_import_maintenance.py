@@ -78,3 +78,57 @@ def test_the_task_runs_a_requeued_import(acme_agreement, host_manager, tmp_path,
     counts = import_batches_maintain()  # Celery is eager in these tests: the import runs.
     queued.refresh_from_db()
     assert counts["requeued"] == 1 and queued.status == "succeeded" and queued.inserted == 1
+
+
+def test_a_failed_imports_file_is_deleted_after_the_retention_and_the_batch_kept(
+        settings, django_capture_on_commit_callbacks):
+    settings.IMPORT_REFUSED_FILE_RETENTION_DAYS = 30
+    old = batch(status="failed", age=dt.timedelta(days=31), with_file=True)
+    ImportBatch.objects.filter(pk=old.pk).update(finished_at=NOW - dt.timedelta(days=31),
+                                                 errors=[{"row": 2, "message": "bad"}],
+                                                 error_count=1)
+    recent = batch(status="failed", age=dt.timedelta(days=29), with_file=True)
+    kept = batch(status="succeeded", age=dt.timedelta(days=90), with_file=True)
+    storage, name = old.file.storage, old.file.name
+    with django_capture_on_commit_callbacks(execute=True):
+        assert import_batches_tidy(now=NOW).files_removed == 1
+    old.refresh_from_db()
+    assert not old.file and not storage.exists(name)
+    assert old.errors == [{"row": 2, "message": "bad"}]  # the record and its errors stay
+    assert "The stored file was deleted" in old.notes[-1] and "30 days" in old.notes[-1]
+    for other in (recent, kept):
+        other.refresh_from_db()
+        assert other.file and storage.exists(other.file.name)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert import_batches_tidy(now=NOW).files_removed == 0  # once
+
+
+def test_refused_api_requests_keep_their_bodies_only_for_the_retention(
+        acme_agreement, host_manager, django_capture_on_commit_callbacks):
+    from partnerships.services import observations_import_records
+
+    refused = [observations_import_records(records=[{"agreement": "NOPE"}], user=host_manager)
+               for _ in range(3)]
+    assert all(made.status == "failed" and made.file for made in refused)
+    later = NOW + dt.timedelta(days=31)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert import_batches_tidy(now=later).files_removed == 3
+    assert not ImportBatch.objects.exclude(file="").exists()
+    assert ImportBatch.objects.filter(status="failed").count() == 3
+
+
+def test_an_upload_never_read_is_read_again(acme_agreement, host_manager, tmp_path):
+    from partnerships.services import import_batch_create
+
+    path = tmp_path / "m.csv"
+    path.write_text("agreement,kpi,date,value\nACME-CM-2025,revenue,2025-01-15,40\n")
+    unread = import_batch_create(user=host_manager, path=path, file_name="m.csv",
+                                 source="upload")
+    fresh = import_batch_create(user=host_manager, path=path, file_name="m.csv",
+                                source="upload")
+    ImportBatch.objects.filter(pk=unread.pk).update(
+        created_at=timezone.now() - dt.timedelta(minutes=11))
+    counts = import_batches_maintain()  # eager: the read runs
+    unread.refresh_from_db(), fresh.refresh_from_db()
+    assert counts["reread"] == 1 and unread.preview["total_rows"] == 1
+    assert fresh.preview is None

@@ -459,12 +459,13 @@ def test_xlsx_cells_of_the_wrong_type_are_reported(acme_agreement, tmp_path):
 
 
 def test_xlsx_zip_bomb_is_refused_before_unpacking(acme_agreement, tmp_path, settings):
-    settings.METRIC_FILE_MAX_BYTES = 1_000_000
+    settings.METRIC_FILE_MAX_UNPACKED_BYTES = 20_000_000
     path = write_xlsx(tmp_path / "bomb.xlsx", {"Data": [["agreement"]]})
     with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("xl/media/padding.bin", bytes(30_000_000))
     assert path.stat().st_size < 1_000_000
-    assert_rejected(import_file(path), "refused as a possible zip bomb")
+    assert_rejected(import_file(path), "would unpack to 30.0 MB",
+                    "METRIC_FILE_MAX_UNPACKED_BYTES", "refused as a possible zip bomb")
 
 
 def test_xlsx_highly_compressed_part_is_refused(acme_agreement, tmp_path):
