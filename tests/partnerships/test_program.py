@@ -1,5 +1,6 @@
 import copy
 import datetime as dt
+import importlib
 import io
 import math
 from decimal import Decimal
@@ -13,13 +14,21 @@ from django.core.management.base import CommandError
 from partnerships.models import (
     Agreement,
     AgreementKPI,
+    ImportBatch,
     IncentivePlan,
     KPIDefinition,
+    MetricObservation,
     Objective,
     Partner,
     ProgramSettings,
 )
-from partnerships.program import ProgramError, program_load, program_parse
+from partnerships.program import (
+    ProgramError,
+    program_load,
+    program_parse,
+    value_type_from_unit,
+)
+from tests.conftest import write_observations
 
 pytestmark = pytest.mark.django_db
 
@@ -924,3 +933,44 @@ def test_a_percentage_declared_on_another_unit_gets_0_to_100(host_manager):
     program_load(document=document)
 
     assert kpi_values("csat") == ("percentage", 0.0, 100.0)
+
+
+def test_migration_types_existing_kpis_from_their_unit_and_recorded_values(acme_agreement,
+                                                                            kpis):
+    migration = importlib.import_module("partnerships.migrations.0011_kpi_allowed_values")
+    growth = KPIDefinition.objects.create(code="growth", name="Growth", unit="%",
+                                          category="financial", aggregation="mean",
+                                          source="host")
+    leads = KPIDefinition.objects.create(code="leads", name="Leads", unit="leads",
+                                         category="strategic", aggregation="sum", source="host")
+    halves = KPIDefinition.objects.create(code="halves", name="Half deals", unit="deals",
+                                          category="strategic", aggregation="sum",
+                                          source="host")
+    for kpi in (growth, leads, halves):
+        AgreementKPI.objects.create(agreement=acme_agreement, kpi=kpi, target=10, floor=1)
+    write_observations([(acme_agreement, growth, "host", "2025-01-10", 140.4),
+                        (acme_agreement, growth, "host", "2025-01-11", -12.5),
+                        (acme_agreement, leads, "host", "2025-01-10", 12),
+                        (acme_agreement, halves, "host", "2025-01-10", 2.5),
+                        (acme_agreement, kpis["defect_rate"], "partner", "2025-01-10", 3)])
+    # An absurd value of an older import does not widen the range.
+    batch = ImportBatch.objects.create(source="command", side="host", status="succeeded")
+    MetricObservation.objects.create(agreement=acme_agreement, kpi=growth, side="host",
+                                     date=dt.date(2025, 1, 12), value=1e300, batch=batch,
+                                     recorded_at=batch.created_at)
+    KPIDefinition.objects.update(value_type="number", minimum=None, maximum=None)
+
+    migration.kpis_typed_from_unit(apps, None)
+
+    assert kpi_values("revenue") == ("money", None, None)
+    assert kpi_values("defect_rate") == ("percentage", 0.0, 100.0)
+    assert kpi_values("growth") == ("percentage", -13.0, 141.0)
+    assert kpi_values("leads") == ("count", None, None)
+    assert kpi_values("halves") == ("number", None, None)
+
+
+@pytest.mark.parametrize("unit", ["%", "percent", "count", "#", "leads", "USD", "eur", "€",
+                                  "days", "points", "NPS", ""])
+def test_the_migration_and_the_program_file_imply_the_same_type(unit):
+    migration = importlib.import_module("partnerships.migrations.0011_kpi_allowed_values")
+    assert migration._from_unit(unit) == value_type_from_unit(unit)
