@@ -235,6 +235,12 @@ MAILERS = {
     }
 }
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "partnerships@localhost")
+# Forgotten passwords (partnerships/password_reset.py): how long a reset link works (it works
+# once), and how many requests an hour one address, or one client, may make before the page
+# stops sending (it still answers the same).
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_MINUTES", 60) * 60
+PASSWORD_RESET_PER_EMAIL_PER_HOUR = env_int("PASSWORD_RESET_PER_EMAIL_PER_HOUR", 3)
+PASSWORD_RESET_PER_CLIENT_PER_HOUR = env_int("PASSWORD_RESET_PER_CLIENT_PER_HOUR", 10)
 # How long an invitation link works; it works once.
 INVITATION_MAX_AGE_HOURS = env_int("INVITATION_MAX_AGE_HOURS", 72)
 
@@ -324,9 +330,15 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 3 * 3600)
 # Longer than the longest task, or Redis hands a still-running task to a second worker.
+# A broker that does not answer costs seconds, not minutes: each connection attempt gives up
+# after CELERY_BROKER_CONNECT_TIMEOUT (starting a run then says the queue is unavailable).
+CELERY_BROKER_CONNECT_TIMEOUT = env_int("CELERY_BROKER_CONNECT_TIMEOUT", 2)
+CELERY_BROKER_CONNECTION_TIMEOUT = CELERY_BROKER_CONNECT_TIMEOUT
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 4 * 3600)
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 4 * 3600),
+    "socket_connect_timeout": CELERY_BROKER_CONNECT_TIMEOUT,
 }
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = CELERY_BROKER_CONNECT_TIMEOUT
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -335,8 +347,21 @@ SCORING_NIGHTLY_HOUR = env_int("SCORING_NIGHTLY_HOUR", 2)
 SCORING_NIGHTLY_MINUTE = env_int("SCORING_NIGHTLY_MINUTE", 30)
 # Agreements per chunk of the per-agreement stage; chunks are spread over Celery workers.
 SCORING_CHUNK_SIZE = env_int("SCORING_CHUNK_SIZE", 250)
-# A run whose heartbeat is older than this is marked failed (its worker died).
+# A run whose heartbeat is older than this is marked failed: the last resort, for a run no
+# worker takes at all or a chunk that hangs. Lost tasks are the supervisor's (below).
 SCORING_STALE_AFTER_SECONDS = env_int("SCORING_STALE_AFTER_SECONDS", 600)
+# The supervisor (scoring.tasks.scoring_supervise, on beat every SCORING_SUPERVISE_SECONDS, and
+# at once when a run's task fails or its worker process is killed) queues lost tasks again: a
+# started chunk or publication whose worker is gone, or, when nothing of a run has happened
+# for SCORING_LOST_AFTER_SECONDS, the tasks the queue lost. A part started
+# SCORING_TASK_ATTEMPTS times without finishing fails the run with its last error.
+SCORING_SUPERVISE_SECONDS = env_int("SCORING_SUPERVISE_SECONDS", 15)
+SCORING_LOST_AFTER_SECONDS = env_int("SCORING_LOST_AFTER_SECONDS", 20)
+SCORING_TASK_ATTEMPTS = env_int("SCORING_TASK_ATTEMPTS", 3)
+# A failed nightly run is tried again that night, this long after it failed, up to
+# SCORING_NIGHTLY_ATTEMPTS runs in all, unless another run started meanwhile.
+SCORING_NIGHTLY_ATTEMPTS = env_int("SCORING_NIGHTLY_ATTEMPTS", 3)
+SCORING_NIGHTLY_RETRY_AFTER_SECONDS = env_int("SCORING_NIGHTLY_RETRY_AFTER_SECONDS", 300)
 # Milliseconds to pause after each chunk. Zero in real use; the worker integration test sets it
 # so that it can kill a worker in the middle of a run.
 SCORING_CHUNK_PAUSE_MS = env_int("SCORING_CHUNK_PAUSE_MS", 0)
@@ -345,9 +370,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "scoring.tasks.scoring_nightly",
         "schedule": crontab(hour=SCORING_NIGHTLY_HOUR, minute=SCORING_NIGHTLY_MINUTE),
     },
-    "expire-stale-scoring-runs": {
-        "task": "scoring.tasks.scoring_expire_stale",
-        "schedule": crontab(minute="*/5"),
+    "supervise-scoring-runs": {
+        "task": "scoring.tasks.scoring_supervise",
+        "schedule": float(SCORING_SUPERVISE_SECONDS),
+        # A pass that waited in the queue longer than the interval is replaced by the next.
+        "options": {"expires": float(SCORING_SUPERVISE_SECONDS)},
     },
     "maintain-imports": {
         "task": "partnerships.tasks.import_batches_maintain",

@@ -12,7 +12,7 @@ from partnerships.audit import audit_record
 from partnerships.models import Agreement, AuditAction, Stage
 from scoring.models import ScoringRun
 from scoring.services import ScoringAlreadyRunning
-from scoring.tasks import scoring_enqueue
+from scoring.tasks import ScoringQueueUnavailable, scoring_enqueue
 
 from .charts import agreements_by_stage_figure
 from .program.overdue import home_overdue_actions
@@ -118,18 +118,23 @@ def scoring_run_panel(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
 @manager_required
 @require_POST
 def scoring_run_start(request: HtmxHttpRequest) -> HttpResponse:
+    notice, level = "", "warning"
     try:
         run = scoring_enqueue(trigger=ScoringRun.Trigger.USER, user=request.user)
-        notice = ""
         audit_record(action=AuditAction.SCORING_RUN, request=request,
                      target=f"scoring run {run.pk}", detail={"trigger": "user"})
     except ScoringAlreadyRunning as refused:
         run, notice = refused.active, str(refused)
+    except ScoringQueueUnavailable as unavailable:
+        # No run was left behind: the panel shows the latest run as it was.
+        run, notice, level = ScoringRun.objects.first(), str(unavailable), "error"
     if not request.htmx:
         if notice:
-            messages.warning(request, notice)
+            messages.add_message(
+                request, messages.ERROR if level == "error" else messages.WARNING, notice
+            )
         return redirect("scoring_runs")
     if run is not None:
         run.refresh_from_db()
-    context = _run_panel_context(request, run) | {"notice": notice}
+    context = _run_panel_context(request, run) | {"notice": notice, "notice_level": level}
     return render(request, "dashboards/runs.html#run-panel", context)

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Max, Min
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import CharField, F, Max, Min, Value
+from django.db.models.functions import Cast, Concat, Greatest
 from django.utils import timezone
 
 from partnerships.models import (
@@ -36,6 +37,14 @@ from .models import KPIScore, Scorecard, ScoringChunk, ScoringRun
 logger = logging.getLogger(__name__)
 
 SCORE_FIELDS = ["financial", "strategic", "operational", "relationship", "overall"]
+
+STAGE_QUEUED = "queued"
+STAGE_PLANNING = "planning"
+STAGE_SCORING = "scoring agreements"
+STAGE_PUBLISHING = "ranking and publishing"
+# A task records its start, then takes its row lock: for this long a started part that holds
+# no lock may still be about to take it rather than be dead.
+START_GRACE = dt.timedelta(seconds=3)
 
 
 class ScoringAlreadyRunning(Exception):
@@ -91,7 +100,7 @@ def scoring_runs_expire_stale(*, now: dt.datetime | None = None) -> int:
 
 
 def scoring_run_request(
-    *, trigger: str, user=None, scheduled_for: dt.date | None = None
+    *, trigger: str, user=None, scheduled_for: dt.date | None = None, attempt: int = 1
 ) -> ScoringRun:
     """Create a pending run, or raise ScoringAlreadyRunning when the database holds one."""
     scoring_runs_expire_stale()
@@ -102,33 +111,75 @@ def scoring_run_request(
                 trigger=trigger,
                 triggered_by=user,
                 scheduled_for=scheduled_for,
+                attempt=attempt,
                 rules_version=rules.RULES_VERSION,
-                stage="queued",
+                stage=STAGE_QUEUED,
                 heartbeat_at=now,
+                # The caller queues the run's task next (scoring.tasks.scoring_enqueue).
+                dispatches=1,
             )
     except IntegrityError:
-        if scheduled_for and ScoringRun.objects.filter(scheduled_for=scheduled_for).exists():
-            raise ScoringAlreadyRunning(
-                ScoringRun.objects.filter(scheduled_for=scheduled_for).first()
-            ) from None
+        same_night = ScoringRun.objects.filter(scheduled_for=scheduled_for, attempt=attempt)
+        if scheduled_for and same_night.exists():
+            raise ScoringAlreadyRunning(same_night.first()) from None
         raise ScoringAlreadyRunning(ScoringRun.objects.filter(active=True).first()) from None
+
+
+def scoring_run_unqueued(*, run_id: int, error: str) -> bool:
+    """Undo a run whose task the queue refused; False when a worker took it all the same.
+
+    A nightly run is kept as failed (the supervisor tries the night again); any other is
+    deleted, so that nothing was started.
+    """
+    _fresh_connection()
+    runs = ScoringRun.objects.filter(pk=run_id, status=ScoringRun.Status.PENDING)
+    if runs.filter(trigger=ScoringRun.Trigger.SCHEDULE).exists():
+        return scoring_run_fail(run_id=run_id, error=error, status=ScoringRun.Status.PENDING)
+    deleted, _ = runs.delete()
+    return bool(deleted)
 
 
 def scoring_run_claim(*, run_id: int) -> bool:
     """Move a pending run to running; False when another delivery already claimed it."""
     now = _now()
     claimed = ScoringRun.objects.filter(pk=run_id, status=ScoringRun.Status.PENDING).update(
-        status=ScoringRun.Status.RUNNING, started_at=now, heartbeat_at=now, stage="planning",
+        status=ScoringRun.Status.RUNNING, started_at=now, heartbeat_at=now, stage=STAGE_PLANNING,
         progress=1,
     )
     return claimed == 1
 
 
-def scoring_run_fail(*, run_id: int, error: str) -> None:
-    """Mark an active run failed; its staged rows are never shown and are cleaned up later."""
-    ScoringRun.objects.filter(pk=run_id, active=True).update(
+def _fresh_connection() -> None:
+    # After PostgreSQL dropped the connection every statement on it fails, the one recording
+    # the failure too. Inside a caller's transaction there is nothing to reopen.
+    if not connection.in_atomic_block:
+        connection.close()
+
+
+def scoring_run_fail(*, run_id: int, error: str, status: str | None = None) -> bool:
+    """Mark an active run failed (only if still `status`, when given); its staged rows are
+    never shown and are cleaned up later."""
+    _fresh_connection()
+    runs = ScoringRun.objects.filter(pk=run_id, active=True)
+    if status:
+        runs = runs.filter(status=status)
+    return bool(runs.update(
         status=ScoringRun.Status.FAILED, active=None, finished_at=_now(), error=error[:5000]
-    )
+    ))
+
+
+def scoring_task_error(*, run_id: int, error: str, index: int | None = None) -> None:
+    """Record why a task of an active run (a chunk's, or the run's own) ended without finishing.
+
+    The supervisor decides next: the task queued again, or the run failed with this reason.
+    """
+    _fresh_connection()
+    if index is None:
+        ScoringRun.objects.filter(pk=run_id, active=True).update(error=error[:5000])
+    else:
+        ScoringChunk.objects.filter(run_id=run_id, index=index, done=False).update(
+            error=error[:5000]
+        )
 
 
 def _program_periods() -> list[str]:
@@ -165,8 +216,10 @@ def scoring_run_plan(*, run_id: int, chunk_size: int | None = None) -> list[int]
         if run.status != ScoringRun.Status.RUNNING:
             return []
         run.chunks.all().delete()
+        now = _now()
+        # The caller queues every chunk next.
         ScoringChunk.objects.bulk_create(
-            ScoringChunk(run=run, index=index, agreement_ids=ids)
+            ScoringChunk(run=run, index=index, agreement_ids=ids, sends=1, sent_at=now)
             for index, ids in enumerate(chunks)
         )
         run.settings_snapshot = _settings_snapshot()
@@ -176,9 +229,9 @@ def scoring_run_plan(*, run_id: int, chunk_size: int | None = None) -> list[int]
         run.agreements = len(agreement_ids)
         run.chunks_total = len(chunks)
         run.chunks_done = 0
-        run.stage = "scoring agreements"
+        run.stage = STAGE_SCORING
         run.progress = 5
-        run.heartbeat_at = _now()
+        run.heartbeat_at = now
         run.save()
     return list(range(len(chunks)))
 
@@ -332,18 +385,33 @@ def scoring_chunk_execute(*, run_id: int, index: int) -> bool:
     Safe to run twice: a chunk already done is skipped, and a chunk re-run after a crash
     replaces whatever it had staged.
     """
+    if not ScoringRun.objects.filter(pk=run_id, status=ScoringRun.Status.RUNNING).exists():
+        logger.info("Chunk %s of run %s skipped: the run is not running", index, run_id)
+        return False
+    now = _now()
+    with transaction.atomic():
+        # Committed before the work, so that the supervisor can tell a started chunk that lost
+        # its worker (not done, row not locked) from one still waiting in the queue. A second
+        # delivery waits here while the first holds the row, then finds it done.
+        started = ScoringChunk.objects.filter(run_id=run_id, index=index, done=False).update(
+            attempts=F("attempts") + 1, started_at=now
+        )
+        if started:
+            ScoringRun.objects.filter(pk=run_id, status=ScoringRun.Status.RUNNING).update(
+                heartbeat_at=now
+            )
+    if not started:
+        return False
     with transaction.atomic():
         run = ScoringRun.objects.get(pk=run_id)
-        if run.status != ScoringRun.Status.RUNNING:
-            logger.info("Chunk %s of run %s skipped: run is %s", index, run_id, run.status)
-            return False
-        # The row lock makes a duplicate delivery of this chunk wait here, then skip.
+        # The row lock makes a duplicate delivery of this chunk wait here, then skip; held
+        # until the commit, it also tells the supervisor that this chunk is being worked on.
         chunk = ScoringChunk.objects.select_for_update().get(run_id=run_id, index=index)
-        if chunk.done:
+        if chunk.done or run.status != ScoringRun.Status.RUNNING:
             return False
         if connection.vendor == "postgresql":
             # Staged rows are derived and invisible until publication: a crash that loses this
-            # commit only fails the run, so it need not wait for the disk.
+            # commit only means the chunk is scored again, so it need not wait for the disk.
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL synchronous_commit = off")
         periods = run.periods
@@ -359,19 +427,41 @@ def scoring_chunk_execute(*, run_id: int, index: int) -> bool:
         _insert_kpi_scores(run=run, kpi_scores=kpi_scores)
         _insert_scorecards(run=run, scorecards=scorecards)
         chunk.done = True
+        chunk.error = ""
         chunk.digests = _agreement_digests(inputs)
-        chunk.save(update_fields=["done", "digests"])
+        chunk.save(update_fields=["done", "error", "digests"])
+        # Progress in the same commit as the chunk: nothing after the commit can lose it.
+        done = F("chunks_done") + 1
         ScoringRun.objects.filter(pk=run_id).update(
-            chunks_done=F("chunks_done") + 1, heartbeat_at=_now()
+            chunks_done=done,
+            heartbeat_at=_now(),
+            progress=5 + 85 * done / Greatest(F("chunks_total"), 1),
+            stage=Concat(
+                Value(f"{STAGE_SCORING} ("), Cast(done, CharField()), Value("/"),
+                Cast(F("chunks_total"), CharField()), Value(")"), output_field=CharField(),
+            ),
         )
     if settings.SCORING_CHUNK_PAUSE_MS:
         time.sleep(settings.SCORING_CHUNK_PAUSE_MS / 1000)
-    run.refresh_from_db(fields=["chunks_done", "chunks_total"])
-    progress = 5 + (85 * run.chunks_done) // max(run.chunks_total, 1)
-    ScoringRun.objects.filter(pk=run_id, status=ScoringRun.Status.RUNNING).update(
-        progress=progress, stage=f"scoring agreements ({run.chunks_done}/{run.chunks_total})"
-    )
     return True
+
+
+def scoring_run_staged(*, run_id: int) -> bool:
+    """Whether every chunk of a running run is staged, so that the run can be published."""
+    def check() -> bool:
+        return (
+            ScoringRun.objects.filter(pk=run_id, status=ScoringRun.Status.RUNNING).exists()
+            and not ScoringChunk.objects.filter(run_id=run_id, done=False).exists()
+        )
+
+    try:
+        return check()
+    except DatabaseError:
+        # Asked after a chunk's commit: a dropped connection must not cost the staged chunk.
+        if connection.in_atomic_block:
+            raise
+        connection.close()
+        return check()
 
 
 def _program_inputs() -> tuple[pd.DataFrame, pd.DataFrame, str]:
@@ -425,6 +515,16 @@ def _staged_scorecards(run: ScoringRun) -> pd.DataFrame:
 
 def scoring_run_publish(*, run_id: int) -> ScoringRun | None:
     """Rank, apply hysteresis, flag and pay out over the staged rows; publish in one commit."""
+    # Committed before the work: the supervisor counts the starts, and the run's row lock held
+    # until the commit below tells it that publishing is under way. A second delivery waits
+    # for that lock here, then finds the run no longer running.
+    started = ScoringRun.objects.filter(pk=run_id, status=ScoringRun.Status.RUNNING).update(
+        stage=STAGE_PUBLISHING, progress=92, heartbeat_at=_now(),
+        publish_attempts=F("publish_attempts") + 1,
+    )
+    if not started:
+        logger.info("Publish of run %s skipped: the run is not running", run_id)
+        return None
     with transaction.atomic():
         run = ScoringRun.objects.select_for_update().get(pk=run_id)
         if run.status != ScoringRun.Status.RUNNING:
@@ -434,9 +534,6 @@ def scoring_run_publish(*, run_id: int) -> ScoringRun | None:
         missing = [chunk.index for chunk in chunks if not chunk.done]
         if missing:
             raise RuntimeError(f"chunks {missing} of run {run_id} are not done")
-        ScoringRun.objects.filter(pk=run_id).update(
-            stage="ranking and publishing", progress=92, heartbeat_at=_now()
-        )
         snapshot = run.settings_snapshot
         stages, plans, program_digest = _program_inputs()
         tiers = rules.assign_tiers(
@@ -476,12 +573,158 @@ def scoring_run_publish(*, run_id: int) -> ScoringRun | None:
         run.scorecards = int(tiers["has_scorecard"].sum())
         run.tier_changes = rules.tier_changes(tiers=tiers)
         run.stage = "done"
+        run.error = ""
         run.progress = 100
         run.finished_at = now
         run.published_at = now
         run.heartbeat_at = now
         run.save()
     return run
+
+
+@dataclass(frozen=True)
+class Requeue:
+    """A task of a run to queue again: "run" (claim and plan), "chunk" (with its index) or
+    "publish"."""
+
+    task: str
+    run_id: int
+    index: int | None = None
+
+
+def _attempts_failed(*, run: ScoringRun, what: str, attempts: int, error: str) -> list[Requeue]:
+    reason = error or "its worker stopped (killed, or its connection was lost)"
+    scoring_run_fail(run_id=run.pk, error=(
+        f"{what} did not finish after {attempts} attempt{'s' if attempts != 1 else ''}: "
+        f"{reason}. The previous results are still shown."
+    ))
+    logger.warning("Scoring run %s failed: %s did not finish", run.pk, what)
+    return []
+
+
+def scoring_run_supervise(
+    *, run_id: int, now: dt.datetime | None = None, task_ended: bool = False,
+    chunk: int | None = None,
+) -> list[Requeue]:
+    """Find the lost tasks of an active run: mark them to be queued again, or fail the run.
+
+    `task_ended`: one of the run's tasks (chunk `chunk`, or the run's own when None) has just
+    ended without finishing its part, so it is lost now rather than after a quiet period.
+    """
+    now = now or _now()
+    lost_after = dt.timedelta(seconds=settings.SCORING_LOST_AFTER_SECONDS)
+    limit = settings.SCORING_TASK_ATTEMPTS
+    with transaction.atomic():
+        # Whoever holds the run's row (a claim, planning, publishing, a chunk committing) is
+        # alive: look again on the next pass. Nothing here waits for a lock.
+        run = (ScoringRun.objects.select_for_update(skip_locked=True)
+               .filter(pk=run_id, active=True).first())
+        if run is None:
+            return []
+        last_sign = max(moment for moment in (run.created_at, run.heartbeat_at, run.requeued_at)
+                        if moment)
+        quiet = last_sign < now - lost_after
+        own_task_ended = task_ended and chunk is None
+
+        if run.status == ScoringRun.Status.PENDING or run.stage == STAGE_PLANNING:
+            if not (quiet or own_task_ended):
+                return []
+            if run.dispatches >= limit:
+                if run.status == ScoringRun.Status.PENDING and not own_task_ended:
+                    # Queued often enough: no worker takes it, and the stale rule ends it.
+                    return []
+                return _attempts_failed(run=run, what="Planning the run", attempts=run.dispatches,
+                                        error=run.error)
+            # Planning starts over from the queue: back to pending, so that one delivery claims it.
+            ScoringRun.objects.filter(pk=run.pk).update(
+                status=ScoringRun.Status.PENDING, stage=STAGE_QUEUED, started_at=None,
+                dispatches=F("dispatches") + 1, requeued_at=now,
+            )
+            return [Requeue("run", run.pk)]
+
+        waiting = list(run.chunks.select_for_update(skip_locked=True)
+                       .filter(done=False).order_by("index"))
+        running = run.chunks.filter(done=False).count() - len(waiting)
+        if not waiting and not running:
+            # Every chunk is staged: publish, unless publishing is queued or under way.
+            if run.stage == STAGE_PUBLISHING:
+                # Started (counted) and its lock is gone: its worker stopped.
+                if not own_task_ended and run.heartbeat_at > now - START_GRACE:
+                    return []
+                if run.publish_attempts >= limit:
+                    return _attempts_failed(run=run, what="Publishing the run",
+                                            attempts=run.publish_attempts, error=run.error)
+            elif not (quiet or task_ended):
+                return []
+            ScoringRun.objects.filter(pk=run.pk).update(requeued_at=now)
+            return [Requeue("publish", run.pk)]
+
+        requeue = []
+        for part in waiting:
+            started = part.started_at is not None and (
+                part.sent_at is None or part.started_at >= part.sent_at
+            )
+            this_one_ended = task_ended and chunk == part.index
+            if started:
+                # Not done and not locked: its task died, unless it is just taking its lock.
+                if not this_one_ended and part.started_at > now - START_GRACE:
+                    continue
+                if part.attempts >= limit:
+                    return _attempts_failed(
+                        run=run, what=f"Chunk {part.index + 1} of {run.chunks_total}",
+                        attempts=part.attempts, error=part.error,
+                    )
+                requeue.append(part)
+            elif this_one_ended and part.sends >= limit:
+                return _attempts_failed(
+                    run=run, what=f"Chunk {part.index + 1} of {run.chunks_total}",
+                    attempts=part.sends, error=part.error,
+                )
+            elif this_one_ended or (
+                # Nothing of the run is running and nothing happened for a while: the queue lost
+                # its tasks (a restarted broker, a killed worker's reserved messages). Queued
+                # often enough, they wait for a worker, and the stale rule ends the run.
+                not running and quiet
+                and (part.sent_at is None or part.sent_at < now - lost_after)
+                and part.sends < limit
+            ):
+                requeue.append(part)
+        if not requeue:
+            return []
+        ScoringChunk.objects.filter(pk__in=[part.pk for part in requeue]).update(
+            sends=F("sends") + 1, sent_at=now
+        )
+        ScoringRun.objects.filter(pk=run.pk).update(requeued_at=now)
+        return [Requeue("chunk", run.pk, part.index) for part in requeue]
+
+
+def scoring_runs_supervise(*, now: dt.datetime | None = None) -> list[Requeue]:
+    """Supervise every active run (scoring_run_supervise), then expire the stale ones."""
+    requeue = []
+    for run_id in ScoringRun.objects.filter(active=True).values_list("pk", flat=True):
+        requeue += scoring_run_supervise(run_id=run_id, now=now)
+    scoring_runs_expire_stale(now=now)
+    return requeue
+
+
+def scoring_nightly_retry_due(*, now: dt.datetime | None = None) -> tuple[dt.date, int] | None:
+    """The night and attempt to try again when the last run was a failed nightly one."""
+    now = now or _now()
+    last = ScoringRun.objects.order_by("-created_at", "-id").first()
+    if (
+        last is None
+        or last.trigger != ScoringRun.Trigger.SCHEDULE
+        or last.status != ScoringRun.Status.FAILED
+        or last.attempt >= settings.SCORING_NIGHTLY_ATTEMPTS
+        or last.scheduled_for is None
+        # That night only: not a night long past, after the scheduler was down for days.
+        or last.scheduled_for < timezone.localdate(now) - dt.timedelta(days=1)
+    ):
+        return None
+    retry_after = dt.timedelta(seconds=settings.SCORING_NIGHTLY_RETRY_AFTER_SECONDS)
+    if last.finished_at and last.finished_at > now - retry_after:
+        return None
+    return last.scheduled_for, last.attempt + 1
 
 
 def scoring_results_cleanup() -> int:

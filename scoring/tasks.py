@@ -1,10 +1,17 @@
-"""Celery tasks: thin wrappers that take ids and call the services. Each is safe to run twice."""
+"""Celery tasks: thin wrappers that take ids and call the services. Each is safe to run twice.
+
+A run's tasks may be lost (a killed worker, a restarted broker, a dropped connection): every
+task of a run names `scoring_task_ended` as its error callback, which has the supervisor act at
+once, and beat runs `scoring_supervise` every SCORING_SUPERVISE_SECONDS for what no callback
+reports (a killed worker's main process, messages lost with the broker).
+"""
 
 import logging
 
-from celery import chord, shared_task
+from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
 
 from . import services
 from .models import ScoringRun
@@ -12,14 +19,77 @@ from .models import ScoringRun
 logger = logging.getLogger(__name__)
 
 
-def scoring_enqueue(*, trigger: str, user=None, scheduled_for=None) -> ScoringRun:
-    """Request a run and queue it once the surrounding transaction commits."""
-    run = services.scoring_run_request(trigger=trigger, user=user, scheduled_for=scheduled_for)
-    transaction.on_commit(lambda: run_scoring.delay(run.id))
+class ScoringQueueUnavailable(Exception):
+    """The task queue (the broker) did not take the run's task; nothing was started."""
+
+    def __init__(self):
+        super().__init__("The task queue is unavailable; nothing was started.")
+
+
+def _send(signature) -> None:
+    """Queue one task, giving up within about two connection timeouts when the broker is down."""
+    try:
+        signature.apply_async(retry=True, retry_policy={
+            # One retry: a pooled connection that a broker restart closed fails once, then a
+            # new connection works. CELERY_BROKER_CONNECT_TIMEOUT bounds each try.
+            "max_retries": 1, "interval_start": 0.2, "interval_step": 0, "interval_max": 0.2,
+        })
+    except (BrokerError, OSError) as exc:
+        raise ScoringQueueUnavailable() from exc
+
+
+def _run_task(run_id: int):
+    return run_scoring.si(run_id).set(link_error=scoring_task_ended.si(run_id=run_id))
+
+
+def _requeue(requeue: list[services.Requeue], *, again: bool = True) -> None:
+    """Queue the tasks named (again, when the supervisor found them lost); what the broker
+    refuses waits for the supervisor's next pass."""
+    for item in requeue:
+        if item.task == "run":
+            signature = _run_task(item.run_id)
+        elif item.task == "publish":
+            signature = publish_run.si(item.run_id).set(
+                link_error=scoring_task_ended.si(run_id=item.run_id)
+            )
+        else:
+            signature = score_chunk.si(item.run_id, item.index).set(
+                link_error=scoring_task_ended.si(run_id=item.run_id, index=item.index)
+            )
+        try:
+            _send(signature)
+        except ScoringQueueUnavailable:
+            logger.error("Could not queue %s: the task queue is unavailable", item)
+            return
+        if again:
+            logger.warning("Queued %s of scoring run %s again", item.task, item.run_id)
+
+
+def scoring_enqueue(*, trigger: str, user=None, scheduled_for=None, attempt: int = 1) -> ScoringRun:
+    """Request a run and queue its task; raise ScoringQueueUnavailable, leaving no pending run
+    behind, when the broker does not take it."""
+    run = services.scoring_run_request(
+        trigger=trigger, user=user, scheduled_for=scheduled_for, attempt=attempt
+    )
+    if transaction.get_connection().in_atomic_block:
+        # Inside the caller's transaction a worker could not see the run yet.
+        transaction.on_commit(lambda: _dispatch(run))
+    else:
+        _dispatch(run)
     return run
 
 
-@shared_task(acks_late=True)
+def _dispatch(run: ScoringRun) -> None:
+    try:
+        _send(_run_task(run.id))
+    except ScoringQueueUnavailable as unavailable:
+        if services.scoring_run_unqueued(run_id=run.id, error=str(unavailable)):
+            logger.error("Scoring run %s not queued: the task queue is unavailable", run.id)
+            raise
+        # The broker took the task after all (the error came after the send): it runs.
+
+
+@shared_task(acks_late=True, ignore_result=True)
 def run_scoring(run_id: int) -> str:
     if not services.scoring_run_claim(run_id=run_id):
         # A duplicate delivery (visibility timeout, second worker): the run is already taken.
@@ -28,53 +98,87 @@ def run_scoring(run_id: int) -> str:
     try:
         indexes = services.scoring_run_plan(run_id=run_id)
     except Exception as exc:
-        services.scoring_run_fail(run_id=run_id, error=f"{type(exc).__name__}: {exc}")
+        services.scoring_task_error(run_id=run_id, error=f"planning: {type(exc).__name__}: {exc}")
         raise
-    chord([score_chunk.si(run_id, index) for index in indexes])(publish_run.si(run_id))
+    _requeue(
+        [services.Requeue("chunk", run_id, index) for index in indexes]
+        or [services.Requeue("publish", run_id)],
+        again=False,
+    )
     return f"planned {len(indexes)} chunks"
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, ignore_result=True)
 def score_chunk(run_id: int, index: int) -> bool:
     try:
-        return services.scoring_chunk_execute(run_id=run_id, index=index)
+        staged = services.scoring_chunk_execute(run_id=run_id, index=index)
     except Exception as exc:
-        services.scoring_run_fail(
-            run_id=run_id, error=f"chunk {index}: {type(exc).__name__}: {exc}"
+        services.scoring_task_error(
+            run_id=run_id, index=index, error=f"{type(exc).__name__}: {exc}"
         )
         raise
+    # The chunk is committed: bookkeeping that fails from here on is the supervisor's to redo.
+    if staged and services.scoring_run_staged(run_id=run_id):
+        _requeue([services.Requeue("publish", run_id)], again=False)
+    return staged
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, ignore_result=True)
 def publish_run(run_id: int) -> str:
     try:
         run = services.scoring_run_publish(run_id=run_id)
     except Exception as exc:
-        services.scoring_run_fail(run_id=run_id, error=f"publish: {type(exc).__name__}: {exc}")
+        services.scoring_task_error(run_id=run_id, error=f"publish: {type(exc).__name__}: {exc}")
         raise
-    # The new results are visible now; removing the old ones need not hold anything up.
-    scoring_cleanup.delay()
+    if run:
+        # The new results are visible now; removing the old ones need not hold anything up.
+        try:
+            _send(scoring_cleanup.si())
+        except ScoringQueueUnavailable:
+            logger.warning("Old scoring results not removed now: the task queue is unavailable")
     return "published" if run else "skipped"
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, ignore_result=True)
+def scoring_task_ended(*, run_id: int, index: int | None = None) -> int:
+    """Error callback of a run's tasks: recover or fail the run now. Keyword arguments only, so
+    that Celery queues it as a task rather than calling it in the worker's main process."""
+    requeue = services.scoring_run_supervise(run_id=run_id, task_ended=True, chunk=index)
+    _requeue(requeue)
+    return len(requeue)
+
+
+@shared_task(acks_late=True, ignore_result=True)
 def scoring_cleanup() -> int:
     return services.scoring_results_cleanup()
 
 
-@shared_task(acks_late=True)
-def scoring_nightly() -> str:
-    """The beat entry: one run per night; a second beat or a run in progress is skipped."""
+def _nightly(*, scheduled_for, attempt: int) -> str:
     try:
         run = scoring_enqueue(
-            trigger=ScoringRun.Trigger.SCHEDULE, scheduled_for=timezone.localdate()
+            trigger=ScoringRun.Trigger.SCHEDULE, scheduled_for=scheduled_for, attempt=attempt
         )
     except services.ScoringAlreadyRunning as refused:
         logger.warning("Nightly scoring skipped: %s", refused)
         return "skipped"
+    except ScoringQueueUnavailable:
+        # Recorded as a failed run: the supervisor tries the night again.
+        return "queue unavailable"
     return f"queued run {run.id}"
 
 
-@shared_task(acks_late=True)
-def scoring_expire_stale() -> int:
-    return services.scoring_runs_expire_stale()
+@shared_task(acks_late=True, ignore_result=True)
+def scoring_nightly() -> str:
+    """The beat entry: one run per night; a second beat or a run in progress is skipped."""
+    return _nightly(scheduled_for=timezone.localdate(), attempt=1)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def scoring_supervise() -> str:
+    """On beat: recover or fail runs whose tasks were lost; try a failed night again."""
+    requeue = services.scoring_runs_supervise()
+    _requeue(requeue)
+    retry = services.scoring_nightly_retry_due()
+    nightly = _nightly(scheduled_for=retry[0], attempt=retry[1]) if retry else "no retry due"
+    return f"queued {len(requeue)} task(s) again; nightly: {nightly}"
+

@@ -246,11 +246,11 @@ def test_no_observations_gives_an_empty_published_run(acme_agreement):
 def test_enqueue_waits_for_the_commit(scored_program, django_capture_on_commit_callbacks,
                                       monkeypatch):
     sent = []
-    monkeypatch.setattr(tasks.run_scoring, "delay", lambda run_id: sent.append(run_id))
+    monkeypatch.setattr(tasks, "_send", lambda signature: sent.append(signature.args))
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         run = tasks.scoring_enqueue(trigger="user")
         assert sent == []
-    assert len(callbacks) == 1 and sent == [run.id]
+    assert len(callbacks) == 1 and sent == [(run.id,)]
 
 
 def test_tasks_run_a_whole_run_in_process(scored_program):
