@@ -362,9 +362,11 @@ SCORING_TASK_ATTEMPTS = env_int("SCORING_TASK_ATTEMPTS", 3)
 # SCORING_NIGHTLY_ATTEMPTS runs in all, unless another run started meanwhile.
 SCORING_NIGHTLY_ATTEMPTS = env_int("SCORING_NIGHTLY_ATTEMPTS", 3)
 SCORING_NIGHTLY_RETRY_AFTER_SECONDS = env_int("SCORING_NIGHTLY_RETRY_AFTER_SECONDS", 300)
-# Milliseconds to pause after each chunk. Zero in real use; the worker integration test sets it
-# so that it can kill a worker in the middle of a run.
+# Milliseconds to pause after each chunk's commit, and inside its transaction. Zero in real use;
+# the worker fault tests and bench/scoring_faults.py set them so that a kill lands after a
+# chunk committed, or while a chunk holds its lock.
 SCORING_CHUNK_PAUSE_MS = env_int("SCORING_CHUNK_PAUSE_MS", 0)
+SCORING_CHUNK_WORK_MS = env_int("SCORING_CHUNK_WORK_MS", 0)
 CELERY_BEAT_SCHEDULE = {
     "nightly-scoring": {
         "task": "scoring.tasks.scoring_nightly",

@@ -426,6 +426,8 @@ def scoring_chunk_execute(*, run_id: int, index: int) -> bool:
         Scorecard.objects.filter(run=run, agreement_id__in=chunk.agreement_ids).delete()
         _insert_kpi_scores(run=run, kpi_scores=kpi_scores)
         _insert_scorecards(run=run, scorecards=scorecards)
+        if settings.SCORING_CHUNK_WORK_MS:
+            time.sleep(settings.SCORING_CHUNK_WORK_MS / 1000)
         chunk.done = True
         chunk.error = ""
         chunk.digests = _agreement_digests(inputs)
