@@ -804,6 +804,8 @@ class AuditAction(models.TextChoices):
     EXPORT = "export", "Export downloaded"
     ADMIN_CHANGE = "admin_change", "Admin change"
     TWO_FACTOR = "two_factor", "Two-factor setting changed"
+    PASSWORD_RESET_REQUESTED = "password_reset_requested", "Password reset requested"
+    PASSWORD_RESET = "password_reset", "Password reset"
 
 
 class AuditEvent(models.Model):

@@ -111,3 +111,12 @@ def import_batches_maintain() -> dict[str, int]:
             "reread": len(result.lost_reads),
             "unconfirmed_removed": result.unconfirmed_removed,
             "files_removed": result.files_removed}
+
+
+@shared_task(ignore_result=True)
+def password_reset_mail(email: str, domain: str, use_https: bool) -> int:
+    """The e-mail of a password reset request, sent away from the request (its timing says
+    nothing of whether the address has an account)."""
+    from .password_reset import password_reset_mail_send
+
+    return password_reset_mail_send(email=email, domain=domain, use_https=use_https)

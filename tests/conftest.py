@@ -151,3 +151,43 @@ def cache_of_its_own(settings):
 def fast_password_hashing(settings):
     # The production hasher is slow on purpose; tests create and log in many users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+class ReceivedMail:
+    """What a real SMTP server (aiosmtpd, in this process) received: parsed messages."""
+
+    def __init__(self):
+        self.messages: list = []
+
+    async def handle_DATA(self, server, session, envelope):  # aiosmtpd's handler hook
+        import email
+        from email import policy
+
+        message = email.message_from_bytes(envelope.content, policy=policy.default)
+        message.envelope_to = list(envelope.rcpt_tos)
+        self.messages.append(message)
+        return "250 Message accepted for delivery"
+
+    def to(self, address: str) -> list:
+        return [message for message in self.messages if address in message.envelope_to]
+
+
+@pytest.fixture
+def smtp_server(settings):
+    """A real SMTP server on a free port, with the default mailer pointed at it."""
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    received = ReceivedMail()
+    controller = Controller(received, hostname="127.0.0.1", port=port)
+    controller.start()
+    settings.MAILERS = {"default": {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {"host": "127.0.0.1", "port": port, "timeout": 10},
+    }}
+    yield received
+    controller.stop()
