@@ -121,8 +121,23 @@ class ImportBatchAdmin(admin.ModelAdmin):
     readonly_fields = ["created_at", "finished_at"]
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Viewed, filtered and searched in the admin, never written there: only the services write
+    these rows (imports check every value and keep the change history; the audit log is a
+    record)."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(MetricObservation)
-class MetricObservationAdmin(admin.ModelAdmin):
+class MetricObservationAdmin(ReadOnlyAdmin):
     list_display = ["agreement", "kpi", "side", "date", "value", "batch", "recorded_at"]
     list_filter = ["side", "kpi__category", "kpi"]
     search_fields = ["agreement__code", "kpi__code", "note"]
@@ -133,7 +148,7 @@ class MetricObservationAdmin(admin.ModelAdmin):
 
 
 @admin.register(ObservationChange)
-class ObservationChangeAdmin(admin.ModelAdmin):
+class ObservationChangeAdmin(ReadOnlyAdmin):
     list_display = ["changed_at", "agreement", "kpi", "side", "date", "old_value", "new_value",
                     "batch", "changed_by"]
     list_filter = ["side"]
@@ -153,22 +168,13 @@ class MembershipAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ["at", "action", "username", "ip_address", "partner", "target"]
     list_filter = ["action", "partner"]
     search_fields = ["username", "target", "ip_address"]
     date_hierarchy = "at"
     readonly_fields = ["at", "action", "user", "username", "ip_address", "partner", "target",
                        "detail"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(ApiToken)

@@ -122,3 +122,36 @@ def test_admin_changes_are_audited_with_the_address(client, django_user_model, a
 
     client.post(reverse("admin:partnerships_partner_delete", args=[acme.pk]), {"post": "yes"})
     assert AuditEvent.objects.filter(action="admin_change", detail__action="deleted").exists()
+
+
+def test_observations_their_history_and_the_audit_log_are_read_only_in_the_admin(
+        client, django_user_model, acme_agreement, kpis):
+    from partnerships.models import MetricObservation, ObservationChange
+    from tests.conftest import write_observations
+
+    write_observations([(acme_agreement, kpis["revenue"], "host", "2025-01-05", 10)])
+    write_observations([(acme_agreement, kpis["revenue"], "host", "2025-01-05", 12)])
+    observation = MetricObservation.objects.get()
+    change = ObservationChange.objects.get()
+    superuser = make_user(django_user_model, "root", Role.HOST_ADMIN)
+    superuser.is_staff = superuser.is_superuser = True
+    superuser.save()
+    client.force_login(superuser)
+
+    for model, row in (("metricobservation", observation), ("observationchange", change)):
+        assert client.get(reverse(f"admin:partnerships_{model}_changelist"),
+                          {"q": "ACME"}).status_code == 200
+        page = client.get(reverse(f"admin:partnerships_{model}_change", args=[row.pk]))
+        assert page.status_code == 200 and 'name="_save"' not in page.text
+        assert client.get(reverse(f"admin:partnerships_{model}_add")).status_code == 403
+        assert client.post(reverse(f"admin:partnerships_{model}_delete", args=[row.pk]),
+                           {"post": "yes"}).status_code == 403
+    # A superuser's edit of a value is refused, so an absurd value cannot get in this way.
+    refused = client.post(reverse("admin:partnerships_metricobservation_change",
+                                  args=[observation.pk]),
+                          {"agreement": acme_agreement.pk, "kpi": kpis["revenue"].pk,
+                           "side": "host", "date": "2025-01-05", "value": "1.7e308"})
+    assert refused.status_code == 403
+    observation.refresh_from_db()
+    assert observation.value == 12
+    assert ObservationChange.objects.count() == 1
