@@ -593,3 +593,15 @@ def test_once_the_broker_is_back_the_same_confirmation_imports(host_manager, acm
     assert response.status_code == 200
     batch.refresh_from_db()
     assert batch.status == "succeeded" and len(stored()) == 3
+
+
+def test_upload_with_the_broker_down_keeps_the_file_to_be_read_later(
+    host_manager, acme_agreement, broker_down
+):
+    response = upload(logged_in(host_manager), GOOD_CSV, name="march.csv")
+    assert response.status_code == 200
+    assert "The task queue is unavailable, so reading your file waits" in response.text
+    assert "Reading march.csv" in response.text and 'hx-trigger="every 1s"' in response.text
+    batch = ImportBatch.objects.get()
+    assert (batch.status, batch.preview) == ("pending", None)
+    assert batch.file.storage.exists(batch.file.name)  # read by the maintenance task later
