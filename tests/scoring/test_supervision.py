@@ -296,3 +296,12 @@ def test_nightly_with_the_broker_down_records_a_failed_run_tried_again_later(
     assert (run.status, run.active, run.attempt) == ("failed", None, 1)
     assert run.error == "The task queue is unavailable; nothing was started."
     assert services.scoring_nightly_retry_due() == (run.scheduled_for, 2)
+
+
+def test_runs_page_names_the_attempt_of_a_night_tried_again(client, host_manager, program):
+    fail_nightly(timezone.localdate(), 1)
+    fail_nightly(timezone.localdate(), 2)
+    client.force_login(host_manager)
+    body = client.get("/scoring/runs/").text
+    assert "Nightly schedule · attempt 2" in body
+    assert "Nightly schedule · attempt 1" not in body
