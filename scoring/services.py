@@ -677,15 +677,11 @@ def scoring_run_supervise(
                         attempts=part.attempts, error=part.error,
                     )
                 requeue.append(part)
-            elif this_one_ended and part.sends >= limit:
-                return _attempts_failed(
-                    run=run, what=f"Chunk {part.index + 1} of {run.chunks_total}",
-                    attempts=part.sends, error=part.error,
-                )
-            elif this_one_ended or (
+            elif (
                 # Nothing of the run is running and nothing happened for a while: the queue lost
                 # its tasks (a restarted broker, a killed worker's reserved messages). Queued
-                # often enough, they wait for a worker, and the stale rule ends the run.
+                # often enough, they wait for a worker, and the stale rule ends the run. (A task
+                # reported ended for a chunk queued since was an earlier delivery: no sign.)
                 not running and quiet
                 and (part.sent_at is None or part.sent_at < now - lost_after)
                 and part.sends < limit

@@ -72,6 +72,15 @@ def test_chunk_whose_task_ended_is_queued_again_at_once(program):
     ]
 
 
+def test_late_report_of_an_earlier_delivery_does_not_queue_the_chunk_twice(program):
+    run = planned_run()
+    start_chunk(run, 2)
+    assert services.scoring_run_supervise(run_id=run.id) == [Requeue("chunk", run.id, 2)]
+    # The error callback of the delivery that died arrives after the chunk was queued again.
+    assert services.scoring_run_supervise(run_id=run.id, task_ended=True, chunk=2) == []
+    assert ScoringChunk.objects.get(run=run, index=2).sends == 2
+
+
 def test_chunk_started_too_often_fails_the_run_with_its_last_error_and_unblocks(
     program, settings
 ):
