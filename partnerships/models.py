@@ -441,6 +441,13 @@ class Objective(TimeStamped):
         related_name="objectives", verbose_name="linked KPI",
     )
     target_value = models.FloatField("target value")
+    # When the two sides agreed on it, which may be long before it was entered here (a
+    # program file loaded today, an objective typed in from last year's contract): the time
+    # to its deadline, against which progress is judged, runs from this day.
+    set_on = models.DateField(
+        "set on", default=timezone.localdate,
+        help_text="The day the objective was agreed; the time to the deadline runs from here.",
+    )
     deadline = models.DateField("deadline")
     priority = models.CharField(
         "priority", max_length=10, choices=Priority.choices, default=Priority.MEDIUM
