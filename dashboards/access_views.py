@@ -51,6 +51,7 @@ from partnerships.models import (
     Role,
 )
 
+from .confirm import Confirmation, confirmation_page, confirmed
 from .views import HtmxHttpRequest, redirect_after_change
 
 AUDIT_PAGE_SIZE = 50
@@ -141,11 +142,11 @@ class AcceptInvitationForm(UserCreationForm):
 def _back(request: HtmxHttpRequest, default: str) -> HttpResponse:
     """Redirect to the `next` field if it is a local URL, else to `default` (a URL name)."""
     target = request.POST.get("next", "")
-    if target and url_has_allowed_host_and_scheme(
+    if not (target and url_has_allowed_host_and_scheme(
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return redirect(target)
-    return redirect(default)
+    )):
+        target = reverse(default)
+    return redirect_after_change(request, target)
 
 
 def _vary_on_htmx(response: HttpResponse) -> HttpResponse:
@@ -169,7 +170,9 @@ def _row_context(member, notice: str = "", error: str = "") -> dict:
 def _respond_after_change(
     request: HtmxHttpRequest, member, *, notice: str = "", error: str = ""
 ) -> HttpResponse:
-    if request.htmx:
+    # The row answers only a request aimed at the row (the users page); from anywhere else
+    # (a user's own page) htmx loads the next page whole.
+    if request.htmx and request.htmx.target == f"user-{member.pk}":
         return render(
             request, "dashboards/access/users.html#user-row",
             _row_context(member, notice=notice, error=error),
@@ -283,6 +286,13 @@ def user_role(request: HtmxHttpRequest, user_id: int) -> HttpResponse:
 @require_POST
 def user_deactivate_view(request: HtmxHttpRequest, user_id: int) -> HttpResponse:
     member = get_object_or_404(users_for(user=request.user), pk=user_id)
+    # Nothing to ask when the answer is a refusal (oneself) or changes nothing (inactive).
+    if member.is_active and member.pk != request.user.pk and not confirmed(request):
+        return confirmation_page(request, Confirmation(
+            question=f"Deactivate {member.get_username()}?",
+            consequence="They are logged out at once and can no longer log in. Their data and "
+                        "role are kept: you can reactivate them later.",
+            action="Deactivate", cancel_url=reverse("access_user", args=[member.pk])))
     try:
         user_deactivate(actor=request.user, user=member, request=request)
     except AccessChangeRefused as refused:
@@ -348,6 +358,12 @@ def invite(request: HtmxHttpRequest) -> HttpResponse:
 @require_POST
 def invitation_withdraw_view(request: HtmxHttpRequest, invitation_id: int) -> HttpResponse:
     invitation = get_object_or_404(invitations_for(user=request.user), pk=invitation_id)
+    back = reverse("access_users") + "#invitations"
+    if invitation.state(now=timezone.now()) == "pending" and not confirmed(request):
+        return confirmation_page(request, Confirmation(
+            question=f"Withdraw the invitation to {invitation.email}?",
+            consequence="Its link stops working at once. You can send a new invitation later.",
+            action="Withdraw", cancel_url=back))
     if invitation_withdraw(invitation=invitation):
         audit_record(action=AuditAction.INVITATION_WITHDRAWN, request=request,
                      partner=invitation.partner, target=invitation.email,
@@ -356,7 +372,7 @@ def invitation_withdraw_view(request: HtmxHttpRequest, invitation_id: int) -> Ht
     else:
         messages.info(request, f"The invitation to {invitation.email} had already been used, "
                                "withdrawn or had expired.")
-    return redirect_after_change(request, reverse("access_users") + "#invitations")
+    return redirect_after_change(request, back)
 
 
 UNUSABLE_MESSAGES = {

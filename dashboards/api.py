@@ -37,8 +37,9 @@ from partnerships.services import (
     observations_import_records,
 )
 
+from .confirm import Confirmation, confirmation_page, confirmed
 from .imports_views import uploader_required
-from .views import HtmxHttpRequest
+from .views import HtmxHttpRequest, redirect_after_change
 
 KEY_PREFIX = "pp_"
 # Shown in lists so a user can tell their tokens apart; never enough to use one.
@@ -139,15 +140,22 @@ def api_tokens(request: HtmxHttpRequest) -> HttpResponse:
 @require_POST
 def api_token_revoke_view(request: HtmxHttpRequest) -> HttpResponse:
     token_id = request.POST.get("token", "")
-    token = None
-    if token_id.isdigit():
-        token = api_token_revoke(user=request.user, token_id=int(token_id))
+    live = ApiToken.objects.filter(user=request.user, revoked_at__isnull=True)
+    token = live.filter(pk=token_id).first() if token_id.isdigit() else None
+    if token is not None and not confirmed(request):
+        return confirmation_page(request, Confirmation(
+            question=f"Revoke the token “{token.name}” ({token.prefix}…)?",
+            consequence="Requests with its key are refused from then on; whatever uses it "
+                        "needs a new token. Imports already made with it stay.",
+            action="Revoke", cancel_url=reverse("api_tokens")))
+    if token is not None:
+        token = api_token_revoke(user=request.user, token_id=token.pk)
     if token is None:
         messages.warning(request, "No such live token of yours: nothing was revoked.")
     else:
         messages.success(request, f"The token “{token.name}” is revoked: requests with its key "
                                   "are refused from now on.")
-    return redirect("api_tokens")
+    return redirect_after_change(request, reverse("api_tokens"))
 
 
 # ---- The endpoint -----------------------------------------------------------------------------

@@ -422,6 +422,9 @@ TEMPLATE_ITEM_ID = Value(lambda w, p: str(KPITemplateItem.objects.order_by("pk")
 FRESH_TEMPLATE_ITEM_ID = Value(lambda w, p: _fresh_template_item())
 AGREEMENT_KPI_BODY = {"kpi": "revenue", "target": "100", "floor": "100", "weight": "1"}
 REVIEW_BODY = {"kind": "tactical_sync", "held_on": "2025-06-01", "notes": "Cell review"}
+# Destructive actions act only when confirmed (dashboards/confirm.py): the cells confirm, so
+# that what they reach is the deletion itself.
+CONFIRMED = {"confirm": "yes"}
 ACTION_BODY = {"description": "Cell action", "owner_name": "Cell owner",
                "owner_side": "partner", "raci": "responsible", "due_date": "2025-07-01"}
 
@@ -471,14 +474,15 @@ ROUTES: dict[str, Route] = {
         roles=ADMINS, methods=("POST",), htmx=True, path={"user_id": GLOBEX_USER_ID},
         body={"role": "partner_editor", "partner": SLUG}),
     "access_user_deactivate": Route(
-        roles=ADMINS, methods=("POST",), htmx=True, path={"user_id": GLOBEX_USER_ID}),
+        roles=ADMINS, methods=("POST",), htmx=True, path={"user_id": GLOBEX_USER_ID},
+        body=CONFIRMED),
     "access_user_reactivate": Route(
         roles=ADMINS, methods=("POST",), htmx=True, path={"user_id": GLOBEX_USER_ID}),
     "access_invite": Route(
         roles=ADMINS, methods=("GET", "POST"), htmx=True, query={"partner": SLUG},
         body={"email": "new.person@example.com", "role": "partner_viewer", "partner": SLUG}),
     "access_invitation_withdraw": Route(
-        roles=ADMINS, methods=("POST",),
+        roles=ADMINS, methods=("POST",), body=CONFIRMED,
         path={"invitation_id": Value(lambda w, p: str(w.globex_invitation.pk))}),
     "audit_log": Route(
         roles=ADMINS, htmx=True, missing=None,
@@ -513,7 +517,7 @@ ROUTES: dict[str, Route] = {
         roles=UPLOADERS, methods=("GET", "POST"), hidden=False, body={"name": "cell token"}),
     "api_token_revoke": Route(
         roles=UPLOADERS, methods=("POST",), hidden=False, missing=None, parity=True,
-        body={"token": Value(lambda w, p: str(w.globex_api_token.pk))}),
+        body={"token": Value(lambda w, p: str(w.globex_api_token.pk)), **CONFIRMED}),
     # Public: whoever holds a live link may open it; signed-in users are told to log out.
     # Program management: partners, assessments, agreements and their stages (host
     # managers); an agreement's history (both sides, their own agreements only).
@@ -558,7 +562,7 @@ ROUTES: dict[str, Route] = {
         path={"review_id": GLOBEX_REVIEW_ID}, body=REVIEW_BODY),
     "program_review_delete": Route(
         roles=MANAGERS, methods=("GET", "POST"), htmx=True,
-        path={"review_id": FRESH_GLOBEX_REVIEW_ID}),
+        path={"review_id": FRESH_GLOBEX_REVIEW_ID}, body=CONFIRMED),
     "program_action_new": Route(
         roles=MANAGERS, methods=("GET", "POST"), htmx=True, path={"code": GLOBEX_CODE},
         query={"review": GLOBEX_REVIEW_ID}, body=ACTION_BODY),
@@ -567,7 +571,7 @@ ROUTES: dict[str, Route] = {
         path={"action_id": GLOBEX_ACTION_ID}, body=ACTION_BODY),
     "program_action_delete": Route(
         roles=MANAGERS, methods=("GET", "POST"), htmx=True,
-        path={"action_id": FRESH_GLOBEX_ACTION_ID}),
+        path={"action_id": FRESH_GLOBEX_ACTION_ID}, body=CONFIRMED),
     # The KPI library and standard sets (program-wide, host only), an agreement's KPIs,
     # objectives and incentive plan (host pages; managers edit).
     "program_kpis": Route(roles=HOST, htmx=True, query={"q": "revenue"}, missing=None),
@@ -578,7 +582,7 @@ ROUTES: dict[str, Route] = {
         roles=MANAGERS, methods=("GET", "POST"), htmx=True, path={"code": KPI_CODE},
         body={"code": "revenue", "name": "Revenue", "category": "financial"}),
     "program_kpi_delete": Route(
-        roles=MANAGERS, methods=("POST",), path={"code": FRESH_KPI_CODE}),
+        roles=MANAGERS, methods=("POST",), path={"code": FRESH_KPI_CODE}, body=CONFIRMED),
     "program_kpi_templates": Route(
         roles=HOST, methods=("GET", "POST"), htmx=True, missing=None,
         query={"type": "referral"}, body={"agreement_type": "referral", "kpi": "revenue",
@@ -587,7 +591,8 @@ ROUTES: dict[str, Route] = {
         roles=MANAGERS, methods=("GET", "POST"), htmx=True,
         path={"item_id": TEMPLATE_ITEM_ID}, body={"target": "abc"}),
     "program_kpi_template_remove": Route(
-        roles=MANAGERS, methods=("POST",), path={"item_id": FRESH_TEMPLATE_ITEM_ID}),
+        roles=MANAGERS, methods=("POST",), path={"item_id": FRESH_TEMPLATE_ITEM_ID},
+        body=CONFIRMED),
     "program_agreement_kpis": Route(
         roles=HOST, methods=("GET", "POST"), htmx=True, path={"code": GLOBEX_CODE},
         body=AGREEMENT_KPI_BODY),
@@ -602,7 +607,7 @@ ROUTES: dict[str, Route] = {
         body={"target": "2", "floor": "2", "weight": "0"}),
     "program_agreement_kpi_remove": Route(
         roles=MANAGERS, methods=("POST",), htmx=True,
-        path={"code": GLOBEX_CODE, "item_id": FRESH_GLOBEX_AGREEMENT_KPI_ID}),
+        path={"code": GLOBEX_CODE, "item_id": FRESH_GLOBEX_AGREEMENT_KPI_ID}, body=CONFIRMED),
     "program_objectives": Route(
         roles=HOST, methods=("GET", "POST"), htmx=True, path={"code": GLOBEX_CODE},
         body={"success_metric": "Cell objective", "goal_type": "capability",
@@ -613,12 +618,12 @@ ROUTES: dict[str, Route] = {
         body={"success_metric": "Cell objective", "deadline": "someday"}),
     "program_objective_delete": Route(
         roles=MANAGERS, methods=("POST",), htmx=True,
-        path={"code": GLOBEX_CODE, "objective_id": FRESH_GLOBEX_OBJECTIVE_ID}),
+        path={"code": GLOBEX_CODE, "objective_id": FRESH_GLOBEX_OBJECTIVE_ID}, body=CONFIRMED),
     "program_incentive_plan": Route(
         roles=HOST, methods=("GET", "POST"), htmx=True, path={"code": GLOBEX_CODE},
         body={"base_amount": "-1", "currency": "usd", "baseline_score": "130"}),
     "program_incentive_plan_delete": Route(
-        roles=MANAGERS, methods=("POST",), path={"code": GLOBEX_CODE}),
+        roles=MANAGERS, methods=("POST",), path={"code": GLOBEX_CODE}, body=CONFIRMED),
     "invitation_accept": Route(
         roles=SIGNED_IN, methods=("GET", "POST"), public=True,
         path={"token": Value(lambda w, p: w.globex_invitation_token,

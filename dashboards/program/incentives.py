@@ -11,7 +11,6 @@ import numpy as np
 from django.contrib import messages
 from django.db import transaction
 from django.http import HttpResponse
-from django.shortcuts import redirect
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.safestring import mark_safe
@@ -23,6 +22,7 @@ from partnerships.models import Agreement, ChangeKind, IncentivePlan, Tier
 from scoring import rules
 from scoring.models import Scorecard, ScoringRun
 
+from ..confirm import Confirmation, confirmation_page, confirmed
 from ..selectors import one_decimal
 from ..views import HtmxHttpRequest, agreement_visible, redirect_after_change
 from .kpi_forms import IncentivePlanForm
@@ -151,12 +151,19 @@ def _plan_save(request: HtmxHttpRequest, agreement: Agreement,
 def incentive_plan_delete(request: HtmxHttpRequest, code: str) -> HttpResponse:
     agreement = agreement_visible(request=request, code=code)
     plan = IncentivePlan.objects.filter(agreement=agreement).first()
+    target = reverse("program_incentive_plan", args=[agreement.code])
     if plan is None:
         messages.info(request, f"{agreement.code} has no incentive plan.")
+    elif not confirmed(request):
+        return confirmation_page(request, Confirmation(
+            question=f"Remove the incentive plan of {agreement.code}?",
+            consequence="The next scoring run computes no payouts for it. The plan's values "
+                        "stay in the agreement's history.",
+            action="Remove", cancel_url=target))
     else:
         with transaction.atomic():
             history_record(user=request.user, obj=plan, kind=ChangeKind.DELETED)
             plan.delete()
         messages.success(request, f"Incentive plan of {agreement.code} removed: no payouts "
                                   "from the next scoring run on.")
-    return redirect("program_incentive_plan", code=agreement.code)
+    return redirect_after_change(request, target)

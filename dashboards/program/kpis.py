@@ -39,6 +39,7 @@ from partnerships.models import (
     MetricObservation,
 )
 
+from ..confirm import Confirmation, confirmation_page, confirmed
 from ..views import HtmxHttpRequest, agreement_visible, redirect_after_change
 from .kpi_forms import (
     AgreementKPIAddForm,
@@ -229,12 +230,18 @@ def kpi_delete(request: HtmxHttpRequest, code: str) -> HttpResponse:
                            "of it are recorded and would lose their meaning")
         messages.error(request, f"{kpi.name} ({kpi.code}) cannot be deleted: "
                                 f"{'; '.join(reasons)}.")
-        return redirect("program_kpi_edit", code=kpi.code)
+        return redirect_after_change(request, reverse("program_kpi_edit", args=[kpi.code]))
+    if not confirmed(request):
+        return confirmation_page(request, Confirmation(
+            question=f"Delete the KPI “{kpi.name}” ({kpi.code}) from the library?",
+            consequence="No agreement uses it and nothing of it is recorded; it also leaves "
+                        "the standard KPI sets. The deletion is kept in the history.",
+            action="Delete", cancel_url=reverse("program_kpi_edit", args=[kpi.code])))
     with transaction.atomic():
         history_record(user=request.user, obj=kpi, kind=ChangeKind.DELETED)
         kpi.delete()
     messages.success(request, f"KPI {kpi.name} ({kpi.code}) deleted.")
-    return redirect("program_kpis")
+    return redirect_after_change(request, reverse("program_kpis"))
 
 
 # ---- The KPIs of one agreement -------------------------------------------------------------
@@ -358,16 +365,22 @@ def agreement_kpi_remove(request: HtmxHttpRequest, code: str, item_id: int) -> H
     row = _agreement_kpi(agreement, item_id)
     objectives = list(agreement.objectives.filter(kpi=row.kpi)
                       .values_list("success_metric", flat=True))
+    target = reverse("program_agreement_kpis", args=[agreement.code])
     if objectives:
         messages.error(request, f"{row.kpi.name} stays: the objective “{objectives[0]}” "
                                 "measures its progress with it. Unlink the objective first.")
+    elif not confirmed(request):
+        return confirmation_page(request, Confirmation(
+            question=f"Remove “{row.kpi.name}” from {agreement.code}?",
+            consequence="Its history stays: the observations already recorded are kept, and "
+                        "the next scoring run no longer counts it.",
+            action="Remove", cancel_url=target))
     else:
         with transaction.atomic():
             history_record(user=request.user, obj=row, kind=ChangeKind.DELETED)
             row.delete()
         messages.success(request, f"{row.kpi.name} removed from {agreement.code}. Its "
                                   "observations are kept.")
-    target = reverse("program_agreement_kpis", args=[agreement.code])
     return redirect_after_change(request, target)
 
 
@@ -515,9 +528,17 @@ def kpi_template_edit(request: HtmxHttpRequest, item_id: int) -> HttpResponse:
 @require_POST
 def kpi_template_remove(request: HtmxHttpRequest, item_id: int) -> HttpResponse:
     item = get_object_or_404(KPITemplateItem.objects.select_related("kpi"), pk=item_id)
+    target = reverse("program_kpi_templates") + f"#type-{item.agreement_type}"
+    if not confirmed(request):
+        return confirmation_page(request, Confirmation(
+            question=f"Remove “{item.kpi.name}” from the standard set of "
+                     f"{item.get_agreement_type_display().lower()} agreements?",
+            consequence="Agreements that already have it keep it; only sets copied from now "
+                        "on leave it out.",
+            action="Remove", cancel_url=target))
     with transaction.atomic():
         history_record(user=request.user, obj=item, kind=ChangeKind.DELETED)
         item.delete()
     messages.success(request, f"{item.kpi.name} removed from the "
                               f"{item.get_agreement_type_display()} set.")
-    return redirect(reverse("program_kpi_templates") + f"#type-{item.agreement_type}")
+    return redirect_after_change(request, target)

@@ -15,6 +15,7 @@ from partnerships.access import host_required, manager_required
 from partnerships.history import history_record, history_snapshot
 from partnerships.models import Agreement, ChangeKind, Objective
 
+from ..confirm import Confirmation, confirmation_page, confirmed
 from ..views import HtmxHttpRequest, agreement_visible, redirect_after_change
 from .kpi_forms import ObjectiveForm
 from .kpis import form_create, partial_or_page, validating, validation_response
@@ -97,6 +98,12 @@ def objective_edit(request: HtmxHttpRequest, code: str, objective_id: int) -> Ht
 def objective_delete(request: HtmxHttpRequest, code: str, objective_id: int) -> HttpResponse:
     agreement = agreement_visible(request=request, code=code)
     objective = get_object_or_404(Objective, agreement=agreement, pk=objective_id)
+    if not confirmed(request):
+        return confirmation_page(request, Confirmation(
+            question=f"Delete the objective “{objective.success_metric}” of {agreement.code}?",
+            consequence="Both sides stop seeing it and its progress. The deletion is kept in "
+                        "the agreement's history.",
+            action="Delete", cancel_url=reverse("program_objectives", args=[agreement.code])))
     with transaction.atomic():
         history_record(user=request.user, obj=objective, kind=ChangeKind.DELETED)
         objective.delete()

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models import Count, Prefetch, Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
@@ -30,6 +31,7 @@ from partnerships.access import (
 from partnerships.history import history_record, history_snapshot
 from partnerships.models import ActionItem, ActionStatus, Agreement, ChangeKind
 
+from ..confirm import Confirmation, confirmation_page, confirmed
 from ..views import HtmxHttpRequest, agreement_visible, redirect_after_change
 from .overdue import OPEN_STATUSES, annotate_actions, overdue_for
 from .review_forms import ActionItemForm, ActionStatusForm, ReviewForm
@@ -139,30 +141,38 @@ def review_edit(request: HtmxHttpRequest, review_id: int) -> HttpResponse:
                       {"form": form, "agreement": agreement, "review": review})
 
 
-def _delete(request: HtmxHttpRequest, obj, *, notice: str, what: str, post_url: str,
-            extra: dict | None = None) -> HttpResponse:
-    """GET: ask; POST: delete the review or action, with its history entry."""
+KEPT_IN_HISTORY = "Both sides stop seeing it. The deletion is kept in the agreement's history."
+
+
+def _delete(request: HtmxHttpRequest, obj, *, notice: str, question: str,
+            consequence: str) -> HttpResponse:
+    """Unless confirmed: ask; confirmed: delete the review or action, with its history entry."""
     agreement = obj.agreement
-    if request.method == "POST":
-        with transaction.atomic():
-            history_record(user=request.user, obj=obj, kind=ChangeKind.DELETED)
-            obj.delete()
-        return _done(request, _reviews_url(agreement), notice)
-    return _vary(render(request, "program/reviews/confirm_delete.html", {
-        "agreement": agreement, "object": obj, "what": what, "post_url": post_url,
-        **(extra or {}),
-    }))
+    if not confirmed(request):
+        return confirmation_page(request, Confirmation(
+            question=question, consequence=consequence, action="Delete",
+            cancel_url=_reviews_url(agreement)))
+    with transaction.atomic():
+        history_record(user=request.user, obj=obj, kind=ChangeKind.DELETED)
+        obj.delete()
+    return _done(request, _reviews_url(agreement), notice)
 
 
 @manager_required
 def review_delete(request: HtmxHttpRequest, review_id: int) -> HttpResponse:
     review = get_object_or_404(
         reviews_for(user=request.user).select_related("agreement__partner"), pk=review_id)
-    return _delete(request, review, what="review",
-                   notice="Review deleted. Its action items stay on the agreement.",
-                   post_url=reverse("program_review_delete", args=[review.pk]),
-                   extra={"action_count": review.action_items.count()}
-                   if request.method != "POST" else None)
+    consequence = KEPT_IN_HISTORY
+    if not confirmed(request):
+        count = review.action_items.count()
+        if count:
+            consequence = (f"Its {count} action item{pluralize(count)} stay{pluralize(count, 's,')}"
+                           " on the agreement, no longer tied to a review. " + consequence)
+    return _delete(request, review,
+                   question=f"Delete the {review.get_kind_display().lower()} of "
+                            f"{review.held_on:%Y-%m-%d} ({review.agreement.code})?",
+                   consequence=consequence,
+                   notice="Review deleted. Its action items stay on the agreement.")
 
 
 # ---- Action items (host managers) -------------------------------------------------------------
@@ -240,8 +250,13 @@ def action_edit(request: HtmxHttpRequest, action_id: int) -> HttpResponse:
 def action_delete(request: HtmxHttpRequest, action_id: int) -> HttpResponse:
     action = get_object_or_404(
         action_items_for(user=request.user).select_related("agreement__partner"), pk=action_id)
-    return _delete(request, action, what="action item", notice="Action deleted.",
-                   post_url=reverse("program_action_delete", args=[action.pk]))
+    return _delete(request, action, notice="Action deleted.",
+                   question=f"Delete the action “{action.description}” of "
+                            f"{action.agreement.code}?",
+                   consequence=f"Owned by {action.owner_name} "
+                               f"({action.get_owner_side_display().lower()}), due "
+                               f"{action.due_date:%Y-%m-%d}, {action.get_status_display().lower()}"
+                               f". {KEPT_IN_HISTORY}")
 
 
 # ---- An action's status (host managers: any; partner users: their side's) --------------------

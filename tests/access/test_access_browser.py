@@ -101,10 +101,15 @@ def test_users_page_deactivates_over_htmx_and_fits_a_phone(in_browser, people):
         page.wait_for_selector("h1:has-text('Users and access')")
         shoot(page, "access-users-desktop")
 
-        page.on("dialog", lambda dialog: dialog.accept())
+        # The question replaces the button in the row (no browser popup); confirming answers
+        # with the changed row.
+        page.on("dialog", lambda dialog: pytest.fail(f"a browser dialog: {dialog.message}"))
         row = page.locator("tr", has_text="acme-editor")
-        row.get_by_role("button", name="Deactivate").click()
-        page.wait_for_selector("tr:has-text('acme-editor') >> text=Reactivate")
+        row.get_by_role("button", name="Deactivate acme-editor").click()
+        question = row.get_by_role("group", name="Deactivate acme-editor?")
+        question.wait_for()
+        question.get_by_role("button", name="Deactivate").click()
+        page.wait_for_selector("tr:has-text('acme-editor') >> role=button[name='Reactivate']")
         badge = page.locator("tr:has-text('acme-editor') .badge").text_content()
         assert badge == "Deactivated"
         assert page.get_by_text("is deactivated and was logged out everywhere").is_visible()

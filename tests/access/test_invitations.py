@@ -152,7 +152,8 @@ def test_the_admin_can_withdraw_a_pending_invitation(host_admin_client, client):
     link = sent_link()
     invitation = Invitation.objects.get()
 
-    response = host_admin_client.post(f"/access/invitations/{invitation.pk}/withdraw/")
+    response = host_admin_client.post(f"/access/invitations/{invitation.pk}/withdraw/",
+                                      {"confirm": "yes"})
 
     assert response.status_code == 302
     withdrawn = AuditEvent.objects.get(action="invitation_withdrawn")

@@ -127,7 +127,8 @@ def test_deactivation_logs_out_at_once_and_blocks_the_next_request(
     assert client.get("/").status_code == 200
     assert str(acme_viewer.pk) in session_user_ids()
 
-    response = host_admin_client.post(f"/access/users/{acme_viewer.pk}/deactivate/")
+    response = host_admin_client.post(f"/access/users/{acme_viewer.pk}/deactivate/",
+                                      {"confirm": "yes"})
 
     assert response.status_code == 302
     # Their session is gone at once, not at its expiry.
@@ -155,7 +156,7 @@ def test_deactivated_user_is_refused_even_with_a_surviving_session(client, acme_
 
 
 def test_reactivation_lets_the_user_log_in_again(host_admin_client, host_admin, acme_viewer):
-    host_admin_client.post(f"/access/users/{acme_viewer.pk}/deactivate/")
+    host_admin_client.post(f"/access/users/{acme_viewer.pk}/deactivate/", {"confirm": "yes"})
     response = host_admin_client.post(f"/access/users/{acme_viewer.pk}/reactivate/")
 
     assert response.status_code == 302
@@ -173,8 +174,10 @@ def test_an_admin_cannot_demote_or_deactivate_themselves(host_admin_client, host
 
 
 def test_htmx_row_actions_answer_with_the_changed_row(host_admin_client, acme_viewer, acme):
+    # The confirmation names the row as its target (HX-Target), as the users page does.
     response = host_admin_client.post(
-        f"/access/users/{acme_viewer.pk}/deactivate/", headers={"HX-Request": "true"}
+        f"/access/users/{acme_viewer.pk}/deactivate/", {"confirm": "yes"},
+        headers={"HX-Request": "true", "HX-Target": f"user-{acme_viewer.pk}"},
     )
     assert response.status_code == 200
     row = response.text.strip()
@@ -183,7 +186,7 @@ def test_htmx_row_actions_answer_with_the_changed_row(host_admin_client, acme_vi
 
     response = host_admin_client.post(
         f"/access/users/{acme_viewer.pk}/role/", {"role": "partner_editor", "partner": "acme"},
-        headers={"HX-Request": "true"},
+        headers={"HX-Request": "true", "HX-Target": f"user-{acme_viewer.pk}"},
     )
     assert 'value="partner_editor" selected' in response.text
     assert "is now partner editor for Acme Corp" in response.text
@@ -199,8 +202,9 @@ def test_htmx_posts_need_the_csrf_token(host_admin, acme_viewer, acme):
     assert acme_viewer.is_active
 
     # As htmx sends it: the token from the page in the X-CSRFToken header.
-    accepted = client.post(url, headers={"HX-Request": "true", "X-CSRFToken": client.csrf_token})
-    assert accepted.status_code == 200
+    accepted = client.post(url, {"confirm": "yes"},
+                           headers={"HX-Request": "true", "X-CSRFToken": client.csrf_token})
+    assert accepted.status_code in (200, 204)
     acme_viewer.refresh_from_db()
     assert not acme_viewer.is_active
 

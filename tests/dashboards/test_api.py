@@ -333,7 +333,7 @@ def test_user_makes_a_token_sees_its_key_once_and_it_works(acme_editor, acme_agr
     assert "ERP export" in listing and f"{key[:12]}…" in listing
     assert post({"observations": [GOOD[1]]}, key).status_code == 201
 
-    revoked = client.post("/account/api-tokens/revoke/", {"token": token.pk})
+    revoked = client.post("/account/api-tokens/revoke/", {"token": token.pk, "confirm": "yes"})
     assert revoked.status_code == 302
     assert ApiToken.objects.get().revoked_at is not None
     assert post({"observations": [GOOD[1]]}, key).status_code == 401
@@ -343,6 +343,7 @@ def test_users_cannot_revoke_anothers_token(acme_editor, host_manager):
     token_for(host_manager)
     client = Client()
     client.force_login(acme_editor)
-    client.post("/account/api-tokens/revoke/", {"token": ApiToken.objects.get().pk})
+    client.post("/account/api-tokens/revoke/",
+                {"token": ApiToken.objects.get().pk, "confirm": "yes"})
     assert ApiToken.objects.get().revoked_at is None
     assert "no-store" in client.get("/account/api-tokens/")["Cache-Control"]

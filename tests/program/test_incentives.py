@@ -78,7 +78,7 @@ def test_create_edit_remove_with_history(manager_client, host_manager, acme_agre
     plan.refresh_from_db()
     assert plan.baseline_score == 70
     delete = reverse("program_incentive_plan_delete", args=[acme_agreement.code])
-    assert manager_client.post(delete).status_code == 302
+    assert manager_client.post(delete, {"confirm": "yes"}).status_code == 302
     assert not IncentivePlan.objects.exists()
     changes = ProgramChange.objects.filter(object_type="incentive plan", agreement=acme_agreement)
     assert sorted(changes.values_list("kind", flat=True)) == ["created", "deleted", "updated"]
@@ -129,5 +129,5 @@ def test_partner_users_get_404(client, acme_viewer, acme_agreement):
     assert client.get(plan_url(acme_agreement)).status_code == 404
     assert client.post(plan_url(acme_agreement), GOOD).status_code == 404
     delete = reverse("program_incentive_plan_delete", args=[acme_agreement.code])
-    assert client.post(delete).status_code == 404
+    assert client.post(delete, {"confirm": "yes"}).status_code == 404
     assert IncentivePlan.objects.get().base_amount == Decimal("1000")

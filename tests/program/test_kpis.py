@@ -212,7 +212,8 @@ def test_deleting_a_kpi_with_observations_only_is_refused(manager_client, kpis, 
 
 
 def test_deleting_an_unused_kpi_records_history(manager_client, leads):
-    response = manager_client.post(reverse("program_kpi_delete", args=[leads.code]))
+    response = manager_client.post(reverse("program_kpi_delete", args=[leads.code]),
+                                   {"confirm": "yes"})
     assert response.status_code == 302
     assert not KPIDefinition.objects.filter(pk=leads.pk).exists()
     assert ProgramChange.objects.filter(kind="deleted", object_label__contains="Qualified").exists()
@@ -353,7 +354,7 @@ def test_another_agreements_row_is_not_found_under_this_code(
 def test_removing_a_kpi_records_history(manager_client, acme_agreement):
     row = AgreementKPI.objects.get(agreement=acme_agreement, kpi__code="defect_rate")
     url = reverse("program_agreement_kpi_remove", args=[acme_agreement.code, row.pk])
-    assert manager_client.post(url).status_code == 302
+    assert manager_client.post(url, {"confirm": "yes"}).status_code == 302
     assert set(kpi_pairs(acme_agreement)) == {"revenue"}
     assert ProgramChange.objects.filter(object_type="agreement KPI", kind="deleted").exists()
 
@@ -504,7 +505,7 @@ def test_templates_page_adds_edits_and_removes_items(manager_client, kpis):
                                "target": "25", "floor": "0", "weight": "1"})
     item.refresh_from_db()
     assert item.target == 25
-    manager_client.post(reverse("program_kpi_template_remove", args=[item.pk]))
+    manager_client.post(reverse("program_kpi_template_remove", args=[item.pk]), {"confirm": "yes"})
     assert not KPITemplateItem.objects.exists()
     assert list(ProgramChange.objects.filter(object_type="KPI template item")
                 .order_by("id").values_list("kind", flat=True)) == [

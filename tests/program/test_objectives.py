@@ -206,7 +206,7 @@ def test_create_edit_delete_record_history(manager_client, host_manager, acme_ag
     item.refresh_from_db()
     assert item.kpi is None and item.target_value == 250
     delete = reverse("program_objective_delete", args=[acme_agreement.code, item.pk])
-    assert manager_client.post(delete).status_code == 302
+    assert manager_client.post(delete, {"confirm": "yes"}).status_code == 302
     assert not Objective.objects.exists()
     changes = ProgramChange.objects.filter(object_type="objective", agreement=acme_agreement)
     assert sorted(changes.values_list("kind", flat=True)) == ["created", "deleted", "updated"]

@@ -204,10 +204,11 @@ def test_deleting_a_review_asks_first_and_keeps_its_actions(client, host_manager
     client.force_login(host_manager)
     url = reverse("program_review_delete", args=[review.pk])
     page = client.get(url)
-    assert page.status_code == 200 and "Delete this review?" in page.text
+    assert page.status_code == 200
+    assert "Delete the monthly results review of" in page.text
     assert "stays on the agreement" in page.text
     assert Review.objects.filter(pk=review.pk).exists()
-    response = client.post(url)
+    response = client.post(url, {"confirm": "yes"})
     assert response.status_code == 302
     assert not Review.objects.exists()
     item.refresh_from_db()
@@ -234,7 +235,7 @@ def test_partner_users_cannot_edit_or_delete_reviews_or_actions(
                 reverse("program_review_delete", args=[review.pk]),
                 reverse("program_action_edit", args=[item.pk]),
                 reverse("program_action_delete", args=[item.pk])):
-        assert client.post(url, review_form()).status_code == 404
+        assert client.post(url, {**review_form(), "confirm": "yes"}).status_code == 404
     assert Review.objects.exists() and ActionItem.objects.exists()
 
 
@@ -314,8 +315,8 @@ def test_deleting_an_action_asks_first_and_is_recorded(client, host_manager, acm
     item = make_action(acme_agreement)
     client.force_login(host_manager)
     url = reverse("program_action_delete", args=[item.pk])
-    assert "Delete this action item?" in client.get(url).text
-    assert client.post(url).status_code == 302
+    assert "Delete the action “" in client.get(url).text
+    assert client.post(url, {"confirm": "yes"}).status_code == 302
     assert not ActionItem.objects.exists()
     change = ProgramChange.objects.get()
     assert (change.kind, change.agreement) == ("deleted", acme_agreement)
