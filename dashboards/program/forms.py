@@ -55,10 +55,16 @@ class PartnerForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["slug"].widget.attrs.update(autocomplete="off", spellcheck="false")
-        self.fields["website"].widget.attrs.update(inputmode="url", placeholder="https://")
+        # An <input type="url">: app.css styles it with the other text inputs.
+        self.fields["website"].widget.attrs.update(autocomplete="url", placeholder="https://")
         if self.instance.pk:
             self.fields["slug"].help_text += (
                 " Changing it breaks links and program files that use the old one.")
+        else:
+            # static/js/slug.js fills a new partner's slug from the name as it is typed, until
+            # the slug is edited by hand (an existing slug is never changed behind one's back).
+            self.fields["slug"].widget.attrs["data-slug-from"] = "name"
+            self.fields["slug"].help_text += " Filled in from the name; change it if you like."
 
     def clean_slug(self):
         return self.cleaned_data["slug"].strip().lower()

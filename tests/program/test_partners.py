@@ -2,10 +2,16 @@
 assessments recorded over time; host only."""
 
 import datetime as dt
+import importlib
+import re
+from pathlib import Path
 
 import pytest
+from django.conf import settings
+from django.forms import BaseForm
 from django.urls import reverse
 
+from dashboards.program.forms import PartnerForm
 from partnerships.models import (
     ChangeKind,
     Membership,
@@ -271,3 +277,58 @@ def test_the_list_is_paged_and_keeps_the_search_in_its_links(manager_client):
     assert [p.name for p in second.context["partners"]] == [
         f"Partner {n:03d}" for n in range(50, 55)]
     assert "Partners 51–55 of 55" in second.content.decode()
+
+
+# ---- The partner form's widgets ---------------------------------------------------------------
+
+
+def styled_input_types() -> set[str]:
+    """The input types app.css styles as text fields (its rule for input[type="text"]), and
+    "select" when that rule styles select elements too (Django's Select says input_type
+    "select")."""
+    css = (Path(settings.BASE_DIR) / "static" / "css" / "app.css").read_text()
+    rule = next(rule for rule in css.split("{") if 'input[type="text"]' in rule)
+    selectors = [selector.strip() for selector in rule.rsplit("}", 1)[-1].split(",")]
+    return ({match for selector in selectors
+             for match in re.findall(r'^input\[type="([a-z-]+)"\]$', selector)}
+            | ({"select"} & set(selectors)))
+
+
+def test_the_website_is_a_url_input_that_the_stylesheet_styles():
+    website = PartnerForm()["website"]
+    assert website.field.widget.input_type == "url"
+    html = str(website)
+    assert 'type="url"' in html and 'autocomplete="url"' in html
+    assert "url" in styled_input_types()
+
+
+@pytest.mark.parametrize("module", ["dashboards.program.forms", "dashboards.program.kpi_forms",
+                                    "dashboards.program.review_forms",
+                                    "dashboards.access_views", "dashboards.api"])
+def test_every_text_like_input_of_the_forms_is_styled(module):
+    """Every input type a form of the project draws has the text fields' style (a new widget
+    type missing from the stylesheet's rule is drawn by the browser's defaults)."""
+    unstyled = {"hidden", "checkbox", "radio", "submit"}
+    forms_module = importlib.import_module(module)
+    found = {
+        f"{form.__name__}.{name}": field.widget.input_type
+        for form in vars(forms_module).values()
+        if isinstance(form, type) and issubclass(form, BaseForm) and hasattr(form, "base_fields")
+        for name, field in form.base_fields.items()
+        if getattr(field.widget, "input_type", None) not in (None, *unstyled)
+    }
+    assert found, module
+    assert {field: kind for field, kind in found.items()
+            if kind not in styled_input_types()} == {}
+
+
+def test_a_new_partners_slug_follows_the_name_an_existing_ones_does_not(acme):
+    new = str(PartnerForm()["slug"])
+    assert 'data-slug-from="name"' in new and 'maxlength="64"' in new
+    assert "Filled in from the name" in PartnerForm().fields["slug"].help_text
+    assert "data-slug-from" not in str(PartnerForm(instance=acme)["slug"])
+
+
+def test_the_new_partner_page_loads_the_slug_script(manager_client):
+    page = manager_client.get(reverse("program_partner_new")).text
+    assert re.search(r'<script src="/static/js/slug\.[0-9a-f.]*js" defer nonce="[^"]+">', page)
