@@ -378,27 +378,49 @@ def trend_line(*, values: list[float | None], width: int = 96, height: int = 24,
     }
 
 
+# The print chart's frame: room on the left for the score ticks and the axis title, below for
+# the month labels and theirs.
+PRINT_CHART_MARGIN = {"left": 52, "right": 24, "top": 8, "bottom": 40}
+PRINT_CHART_MONTH_LABELS = 8
+
+
 def score_history_svg(*, scorecards: list, bands: list | None = None, width: int = 640,
-                      height: int = 160) -> dict | None:
+                      height: int = 220) -> dict | None:
     """The score history as static SVG for the print view: the overall line, the rolling
-    line and the tier bands, on the 0–120 scale."""
+    line and the tier bands on the 0–120 scale, with both axes ticked, labelled and titled
+    (score in points, month as YYYY-MM)."""
+    margin = PRINT_CHART_MARGIN
+    plot_width = width - margin["left"] - margin["right"]
+    plot_height = height - margin["top"] - margin["bottom"]
     overall = trend_line(values=[card.overall if card.has_scorecard else None
-                                 for card in scorecards], width=width, height=height)
+                                 for card in scorecards], width=plot_width, height=plot_height)
     if overall is None:
         return None
-    rolling = trend_line(values=[card.rolling for card in scorecards], width=width,
-                         height=height)
+    rolling = trend_line(values=[card.rolling for card in scorecards], width=plot_width,
+                         height=plot_height)
 
     def y(value: float) -> float:
-        return round(height - 2 - min(value, 120.0) / 120.0 * (height - 4), 1)
+        # trend_line's scale: 2 px of padding at either end of 0–120.
+        return round(plot_height - 2 - min(value, 120.0) / 120.0 * (plot_height - 4), 1)
 
+    months = [card.period for card in scorecards]
+    slots = max(len(months) - 1, 1)
+    step = max(1, -(-len(months) // PRINT_CHART_MONTH_LABELS))
     return {
         "width": width, "height": height, "overall": overall, "rolling": rolling,
+        "left": margin["left"], "top": margin["top"],
+        "plot_width": plot_width, "plot_height": plot_height,
         "bands": [{"y": y(high), "height": round(y(low) - y(high), 1), "tier": tier,
                    "colour": BAND_COLOURS[tier], "label": f"{tier} ≥ {low:g}" if low else tier,
                    "label_y": y(high) + 12}
                   for low, high, tier in (bands or []) if high > low],
-        "first": scorecards[0].period, "last": scorecards[-1].period,
+        "y_ticks": [{"y": y(value), "label": f"{value:g}"} for value in range(0, 121, 20)],
+        "x_ticks": [{"x": round(index * plot_width / slots, 1), "label": months[index]}
+                    for index in range(0, len(months), step)],
+        "y_title": "Score (points, 0–120)", "x_title": "Month (YYYY-MM)",
+        "y_title_x": -margin["left"] + 12, "y_title_y": round(plot_height / 2, 1),
+        "x_title_x": round(plot_width / 2, 1), "x_title_y": plot_height + 34,
+        "first": months[0], "last": months[-1],
     }
 
 

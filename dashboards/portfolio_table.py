@@ -64,14 +64,15 @@ def portfolio_row_html(row: PortfolioRow, *, month: str) -> SafeString:
         f'<br><small class="muted">'
         f"{escape(STAGE_LABELS.get(agreement.stage, agreement.stage))}</small></td>"
         f'<td class="col-wide-only">{_or_dash(row.owner_name)}</td>'
-        f"<td>{_tier_cell(row)}</td>"
-        f'<td class="num">{_or_dash(row.overall)}</td>'
-        f'<td class="num">{_or_dash(row.rolling)}</td>'
+        f'<td data-label="Tier">{_tier_cell(row)}</td>'
+        f'<td class="num" data-label="Overall">{_or_dash(row.overall)}</td>'
+        f'<td class="num" data-label="Rolling">{_or_dash(row.rolling)}</td>'
         # Built with format_html in selectors.sparkline_svg: escaped there.
-        f"<td>{row.sparkline_svg}</td>"
-        f'<td class="num">{escape(coverage) + " %" if coverage else "—"}</td>'
-        f"<td>{_flags_cell(row)}</td>"
-        f'<td class="num col-wide-only">{_or_dash(row.payout)}</td>'
+        f'<td data-label="Trend">{row.sparkline_svg}</td>'
+        f'<td class="num" data-label="Coverage">'
+        f'{escape(coverage) + " %" if coverage else "—"}</td>'
+        f'<td data-label="Flags">{_flags_cell(row)}</td>'
+        f'<td class="num" data-label="Payout">{_or_dash(row.payout)}</td>'
         "</tr>"
     )
 

@@ -44,7 +44,8 @@ COLUMNS = (
     ("payout", "Payout"),
 )
 NUMERIC_COLUMNS = frozenset({"overall", "rolling", "coverage", "payout"})
-WIDE_ONLY_COLUMNS = frozenset({"type", "owner", "payout"})
+# Left out of the cards a phone shows (one tap away on the agreement's page).
+WIDE_ONLY_COLUMNS = frozenset({"type", "owner"})
 # Header cells of the table: some hold two sortable columns (the partner under the agreement
 # code, the stage under the type), so twelve sortable columns fit ten table columns.
 HEADER_CELLS = (("agreement", "partner"), ("type", "stage"), ("owner",), ("tier",),

@@ -37,10 +37,10 @@ def test_a_scored_row_shows_every_cell_escaped():
     assert "Sam O&#x27;Kafor &amp; Co" in html
     assert '<span class="badge tier-growth">Growth</span>' in html
     assert 'class="change change--up"' in html  # transactional → growth
-    assert '<td class="num">72.3</td>' in html
-    assert '<td class="num">70.0</td>' in html
-    assert '<td class="num">87.5 %</td>' in html
-    assert '<td class="num col-wide-only">1,234.50</td>' in html
+    assert '<td class="num" data-label="Overall">72.3</td>' in html
+    assert '<td class="num" data-label="Rolling">70.0</td>' in html
+    assert '<td class="num" data-label="Coverage">87.5 %</td>' in html
+    assert '<td class="num" data-label="Payout">1,234.50</td>' in html
     assert '<svg class="sparkline"' in html
 
 
@@ -51,7 +51,7 @@ def test_flags_moves_down_and_missing_values():
     assert ('<span class="badge flag-incomplete">incomplete</span> '
             '<span class="badge flag-at-risk">at risk</span> ') in html
     assert 'class="change change--down"' in html
-    assert '<td class="num col-wide-only">—</td>' in html
+    assert '<td class="num" data-label="Payout">—</td>' in html
     assert '<td class="col-wide-only">—</td>' in html  # no owner
 
 
@@ -59,7 +59,8 @@ def test_a_row_without_a_scorecard():
     html = portfolio_row_html(row(card=None), month="2025-12")
     assert '<span class="muted">—</span>' in html  # no tier
     assert '<span class="muted">no scores</span>' in html
-    assert html.count('<td class="num">—</td>') == 3  # overall, rolling, coverage
+    for label in ("Overall", "Rolling", "Coverage"):
+        assert f'<td class="num" data-label="{label}">—</td>' in html
     assert '<span class="muted">no scorecard</span>' in html
 
 
@@ -67,5 +68,14 @@ def test_a_month_without_a_scorecard_keeps_rolling_and_tier():
     html = portfolio_row_html(row(card={"has_scorecard": False, "overall": None}),
                               month="2025-12")
     assert '<span class="badge tier-growth">Growth</span>' in html
-    assert '<td class="num">70.0</td>' in html  # rolling
+    assert '<td class="num" data-label="Rolling">70.0</td>' in html
     assert '<span class="muted">no scorecard</span>' in html
+
+
+def test_on_a_phone_every_card_labels_its_tier_scores_trend_coverage_flags_and_payout():
+    # The table stacks into cards on a phone (.table--stack): each value shows its label.
+    html = portfolio_row_html(row(card={"at_risk": True}), month="2025-12")
+    for label in ("Tier", "Overall", "Rolling", "Trend", "Coverage", "Flags", "Payout"):
+        assert f'data-label="{label}"' in html
+    # Only the type, stage and owner are left to the agreement's page on a phone.
+    assert html.count("col-wide-only") == 2
