@@ -20,12 +20,12 @@ from .selectors import (
     agreement_recent_imports,
     agreement_scorecards,
     month_shift,
-    one_decimal,
     tier_cutoffs_kept,
     tier_hint,
     tier_policy,
     tier_since,
 )
+from .templatetags.numbers import score_text
 from .views import HtmxHttpRequest, agreement_visible, month_asked, month_neighbours
 
 # How many months, up to the selected one, the small trends of KPIs and categories cover.
@@ -49,10 +49,11 @@ def _category_rows(*, card: Scorecard | None, by_period: dict, window: list[str]
         before = (getattr(previous, name)
                   if previous is not None and previous.has_scorecard else None)
         change = now - before if now is not None and before is not None else None
+        # A change that rounds to 0.0 on screen is no change.
+        shown_change = score_text(change)
         rows.append({
-            "name": name, "value": one_decimal(now),
-            "change": one_decimal(change),
-            "change_sign": "" if change is None or not one_decimal(change).strip("-0.")
+            "name": name, "value": now, "change": change,
+            "change_sign": "" if not shown_change.strip("-0.,")
             else ("up" if change > 0 else "down"),
             "trend": charts.trend_svg(
                 trend=charts.trend_line(values=values, width=48),
@@ -97,12 +98,12 @@ def agreement_context(request: HtmxHttpRequest, agreement: Agreement, *,
         "previous_month": previous_month, "next_month": next_month,
         "card": card, "scored": scored, "printing": printing,
         "is_host": membership is not None and membership.is_host,
-        "overall": one_decimal(card.overall) if scored else "",
-        "rolling": one_decimal(card.rolling) if card else "",
-        "coverage": one_decimal(card.coverage * 100) if scored else "",
+        # Numbers (None when missing): the template writes them (templatetags/numbers.py).
+        "overall": card.overall if scored else None,
+        "rolling": card.rolling if card else None,
+        "coverage": card.coverage if scored else None,
         "categories": [
-            (name, one_decimal(getattr(card, name)) if scored else "")
-            for name in charts.CATEGORIES
+            (name, getattr(card, name) if scored else None) for name in charts.CATEGORIES
         ],
         "category_rows": _category_rows(card=card, by_period=by_period, window=window),
         "trend_first": window[0] if window else "", "trend_last": month,

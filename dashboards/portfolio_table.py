@@ -14,6 +14,7 @@ from django.utils.safestring import SafeString, mark_safe
 from partnerships.models import AgreementType, Stage
 
 from .selectors import TIER_LABELS, PortfolioRow
+from .templatetags.numbers import money_text, score_text, share_text
 
 TYPE_LABELS = dict(AgreementType.choices)
 STAGE_LABELS = {value: label.lower() for value, label in Stage.choices}
@@ -54,7 +55,7 @@ def portfolio_row_html(row: PortfolioRow, *, month: str) -> SafeString:
     """One `<tr>` of the table, every value escaped."""
     agreement = row.agreement
     url = reverse("agreement_dashboard", args=[agreement.code])
-    coverage = row.coverage
+    coverage = share_text(row.coverage)
     return mark_safe(
         "<tr>"
         f'<td class="portfolio-table__agreement"><a href="{escape(url)}?month={escape(month)}">'
@@ -65,14 +66,14 @@ def portfolio_row_html(row: PortfolioRow, *, month: str) -> SafeString:
         f"{escape(STAGE_LABELS.get(agreement.stage, agreement.stage))}</small></td>"
         f'<td class="col-wide-only">{_or_dash(row.owner_name)}</td>'
         f'<td data-label="Tier">{_tier_cell(row)}</td>'
-        f'<td class="num" data-label="Overall">{_or_dash(row.overall)}</td>'
-        f'<td class="num" data-label="Rolling">{_or_dash(row.rolling)}</td>'
+        f'<td class="num" data-label="Overall">{_or_dash(score_text(row.overall))}</td>'
+        f'<td class="num" data-label="Rolling">{_or_dash(score_text(row.rolling))}</td>'
         # Built with format_html in selectors.sparkline_svg: escaped there.
         f'<td data-label="Trend">{row.sparkline_svg}</td>'
         f'<td class="num" data-label="Coverage">'
         f'{escape(coverage) + " %" if coverage else "—"}</td>'
         f'<td data-label="Flags">{_flags_cell(row)}</td>'
-        f'<td class="num" data-label="Payout">{_or_dash(row.payout)}</td>'
+        f'<td class="num" data-label="Payout">{_or_dash(money_text(row.payout))}</td>'
         "</tr>"
     )
 

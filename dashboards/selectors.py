@@ -43,6 +43,8 @@ from partnerships.models import (
 from scoring.exports import format_number, safe_text
 from scoring.models import KPIScore, Scorecard, ScoringRun
 
+from .templatetags.numbers import score_text
+
 
 def scoring_status() -> dict:
     """The published run (what pages show) and the newest run (which may be active or failed)."""
@@ -71,20 +73,22 @@ TREND_MONTHS = 12
 # The score histogram's bins, as charts.score_bins draws them (charts imports this module).
 SCORE_BIN = 10
 SCORE_TOP = 120
-# Beyond any figure an import accepts (METRIC_VALUE_MAX_ABS is at most 10**15).
-IMPLAUSIBLE = 1e15
 
 
 def one_decimal(value: float | None) -> str:
-    """The export's 4-decimal value rounded to one decimal, so screen and CSV agree; empty
-    (shown as "—") when missing or not finite, three digits for an absurd magnitude."""
-    exported = format_number(value)
-    if not exported:
+    """A score as pages write it (`numbers.score_text`): one decimal, thousands separators,
+    rounded half up from the export's 4 decimals; "" (shown as "—") when missing or not
+    finite, three digits for an absurd magnitude."""
+    return score_text(value)
+
+
+def change_sign(change: float | None) -> str:
+    """"up", "down" or "same" (a change that reads 0.0 on screen), "" when there is none."""
+    if change is None or not math.isfinite(change):
         return ""
-    if abs(value) >= IMPLAUSIBLE:  # stored before imports bounded values: no 300 digits
-        return f"{value:.3g}"
-    text = f"{float(exported):.1f}"
-    return "0.0" if text == "-0.0" else text
+    if not score_text(change).strip("-0.,"):
+        return "same"
+    return "up" if change > 0 else "down"
 
 
 def month_shift(period: str, months: int) -> str:
@@ -226,27 +230,27 @@ class PortfolioRow:
             return None
         return getattr(self.scorecard, name)
 
+    # Numbers, written by the template edge (templatetags/numbers.py); None when missing.
     @property
-    def overall(self) -> str:
-        return one_decimal(self.value("overall")) if self.has_scorecard else ""
+    def overall(self) -> float | None:
+        return self.value("overall") if self.has_scorecard else None
 
     @property
-    def rolling(self) -> str:
-        return one_decimal(self.value("rolling"))
+    def rolling(self) -> float | None:
+        return self.value("rolling")
 
     @property
-    def coverage(self) -> str:
-        coverage = self.value("coverage") if self.has_scorecard else None
-        return one_decimal(coverage * 100) if coverage is not None else ""
+    def coverage(self) -> float | None:
+        """The share of the KPI weight with data, in [0, 1]."""
+        return self.value("coverage") if self.has_scorecard else None
 
     @property
     def flags(self) -> list[str]:
         return self.scorecard.flags if self.scorecard else []
 
     @property
-    def payout(self) -> str:
-        payout = self.value("payout")
-        return "" if payout is None else f"{payout:,.2f}"
+    def payout(self) -> float | None:
+        return self.value("payout")
 
     @property
     def currency(self) -> str:
@@ -735,15 +739,14 @@ def portfolio_figures(*, agreements: QuerySet[Agreement], run, period: str, acti
     summary = {
         "active": active,
         "scored": totals["scored"],
-        "mean_overall": one_decimal(mean_now),
-        "mean_change": one_decimal(change),
-        "mean_change_sign": "" if change is None else ("up" if change > 0 else
-                                                        "down" if change < 0 else "same"),
+        "mean_overall": mean_now,
+        "mean_change": change,
+        "mean_change_sign": change_sign(change),
         "tiers": [(tier, label, this_tiers[tier]) for tier, label in
                   reversed(list(zip(Tier.values, Tier.labels, strict=True)))],
         "at_risk": totals["at_risk"],
         "incomplete": totals["incomplete"],
-        "payout": f"{totals['payout']:,.2f}",
+        "payout": totals["payout"],
     }
     return {"summary": summary, "tier_counts": tier_counts, "score_bins": score_bins}
 
@@ -767,15 +770,14 @@ def portfolio_summary(*, rows: list[PortfolioRow]) -> dict:
     return {
         "active": sum(1 for row in rows if row.agreement.stage == "active"),
         "scored": len(now),
-        "mean_overall": one_decimal(mean_now),
-        "mean_change": one_decimal(change),
-        "mean_change_sign": "" if change is None else ("up" if change > 0 else
-                                                        "down" if change < 0 else "same"),
+        "mean_overall": mean_now,
+        "mean_change": change,
+        "mean_change_sign": change_sign(change),
         "tiers": [(tier, label, tiers[tier]) for tier, label in
                   reversed(list(zip(Tier.values, Tier.labels, strict=True)))],
         "at_risk": sum(1 for row in rows if "at_risk" in row.flags),
         "incomplete": sum(1 for row in rows if "incomplete" in row.flags),
-        "payout": f"{sum(payouts):,.2f}",
+        "payout": sum(payouts),
     }
 
 
@@ -899,18 +901,12 @@ def agreement_kpi_rows(*, run, agreement: Agreement, period: str,
         by_month = trends.get(kpi_id, {})
         rows.append({
             "kpi": kpi,
-            "actual": one_decimal(actual),
-            "target": one_decimal(target),
-            "floor": one_decimal(floor),
-            "score": one_decimal(score),
+            # Numbers: the template writes them (KPI values by their unit, scores with one
+            # decimal); the CSV of the table writes the same with 4 decimals.
+            "actual": actual, "target": target, "floor": floor, "score": score,
             "source": kpi.source,
-            "other": one_decimal(other),
-            "delta": one_decimal(delta),
+            "other": other, "delta": delta,
             "delta_large": delta is not None and abs(delta) > 5,
-            # Unrounded, for the CSV of the table.
-            "actual_value": actual, "target_value": target,
-            "floor_value": floor, "score_value": score,
-            "other_value": other, "delta_value": delta,
             "trend_scores": [by_month.get(month) for month in trend_periods],
         })
     rows.sort(key=lambda row: (row["kpi"].category, row["kpi"].code))
@@ -956,11 +952,12 @@ def agreement_months(*, scorecards: list[Scorecard]) -> list[dict]:
             "from_tier": previous_tier,
             "has_scorecard": card.has_scorecard,
             "card": card,
-            "overall": one_decimal(card.overall) if card.has_scorecard else "",
-            "rolling": one_decimal(card.rolling),
-            "coverage": one_decimal(card.coverage * 100) if card.has_scorecard else "",
+            # Numbers (None when missing), written by the template edge.
+            "overall": card.overall if card.has_scorecard else None,
+            "rolling": card.rolling,
+            "coverage": card.coverage if card.has_scorecard else None,
             "flags": card.flags if card.has_scorecard else [],
-            "payout": "" if card.payout is None else f"{card.payout:,.2f}",
+            "payout": card.payout,
         })
         previous_tier = card.tier or previous_tier
     rows.reverse()
@@ -1051,9 +1048,9 @@ def agreement_kpi_export_rows(*, agreement: Agreement, period: str,
     return [
         [safe_text(agreement.code), period, safe_text(row["kpi"].code),
          safe_text(row["kpi"].name), row["kpi"].category, safe_text(row["kpi"].unit),
-         format_number(row["actual_value"]), format_number(row["target_value"]),
-         format_number(row["floor_value"]), format_number(row["score_value"]), row["source"],
-         format_number(row["other_value"]), format_number(row["delta_value"])]
+         format_number(row["actual"]), format_number(row["target"]),
+         format_number(row["floor"]), format_number(row["score"]), row["source"],
+         format_number(row["other"]), format_number(row["delta"])]
         for row in rows
     ]
 

@@ -5,6 +5,7 @@ import json
 import pytest
 from django.urls import reverse
 
+from dashboards.templatetags.numbers import money, score, share
 from scoring.exports import format_number, scorecard_export_rows
 from scoring.models import KPIScore, Scorecard, ScoringRun
 from scoring.services import scoring_run_inline
@@ -80,13 +81,16 @@ def test_numbers_equal_the_export_rounded_to_one_decimal(client, host_manager, s
     export = next(row for row in scorecard_export_rows(run=ScoringRun.objects.current())
                   if row[0] == acme.code and row[2] == "2025-03")
     overall, coverage, rolling = export[7], export[8], export[9]
-    assert response.context["overall"] == f"{float(overall):.1f}"
-    assert response.context["rolling"] == f"{float(rolling):.1f}"
-    assert response.context["coverage"] == f"{float(coverage) * 100:.1f}"
-    assert f"{float(overall):.1f}" in response.text
+    # The context holds the stored numbers; the page writes them as the export, to 1 decimal.
+    assert score(response.context["overall"]) == score(float(overall))
+    assert score(response.context["rolling"]) == score(float(rolling))
+    assert share(response.context["coverage"]) == share(float(coverage))
+    assert f'<span class="kpi-card__value">{score(float(overall))}</span>' in response.text
+    assert f'<span class="kpi-card__value">{share(float(coverage))} %</span>' in response.text
     figure = response.context["history_figure"]
     march = list(figure["data"][0]["customdata"]).index("2025-03")
-    assert figure["data"][0]["y"][march] == float(f"{float(overall):.1f}")
+    # The chart's point is the figure the page writes (91.2500 in the export: 91.3).
+    assert figure["data"][0]["y"][march] == float(score(float(overall)))
     assert figure["layout"]["yaxis"]["title"]["text"] == "score (0–120)"
 
 
@@ -107,9 +111,12 @@ def test_kpi_table_shows_other_side_and_large_delta(client, host_manager, scored
     rows = {row["kpi"].code: row for row in response.context["kpi_rows"]}
     stored = KPIScore.objects.get(run=ScoringRun.objects.current(), agreement=acme,
                                   kpi=kpis["revenue"], period="2025-02")
-    assert rows["revenue"]["actual"] == f"{float(format_number(stored.actual)):.1f}"
-    assert rows["revenue"]["other"] == "96.0"
-    assert rows["revenue"]["delta"] == "20.0"
+    assert rows["revenue"]["actual"] == stored.actual
+    assert rows["revenue"]["other"] == 96.0
+    assert rows["revenue"]["delta"] == pytest.approx(20.0)
+    # Revenue is in USD: money, two decimals.
+    assert f">{money(float(format_number(stored.actual)))}</td>" in response.text
+    assert "96.00 <span" in response.text and "(⚠ 20.0 %)" in response.text
     assert rows["revenue"]["delta_large"] is True
     assert "delta--large" in response.text
     assert rows["revenue"]["source"] == "host"
@@ -286,16 +293,16 @@ def test_category_scores_and_payouts_equal_the_export(client, host_manager, plan
     categories = {row["name"]: row["value"] for row in response.context["category_rows"]}
     for index, name in enumerate(("financial", "strategic", "operational", "relationship")):
         cell = export["2025-03"][3 + index]
-        assert categories[name] == (f"{float(cell):.1f}" if cell else "")
+        assert score(categories[name]) == (score(float(cell)) if cell else "—")
     months = {row["period"]: row for row in response.context["month_rows"]}
     assert set(months) == {"2025-01", "2025-02", "2025-03"}
     for period, row in months.items():
-        assert row["overall"] == f"{float(export[period][7]):.1f}"
+        assert score(row["overall"]) == score(float(export[period][7]))
         assert row["tier"] == export[period][10]
         card = scorecard(acme, period)
-        assert row["payout"] == f"{card.payout:,.2f}"
+        assert row["payout"] == card.payout
     assert any(card.payout for card in Scorecard.objects.filter(run=run, agreement=acme))
-    assert "Incentive plan: 1000.00 USD a month" in response.text
+    assert "Incentive plan: 1,000.00 USD a month" in response.text
     assert response.context["payout_total"] == pytest.approx(
         sum(scorecard(acme, p).payout for p in ("2025-01", "2025-02", "2025-03")))
 

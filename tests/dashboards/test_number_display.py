@@ -12,7 +12,7 @@ from scoring.exports import format_number
 
 @pytest.mark.parametrize(("value", "shown"), [
     (None, ""), (math.inf, ""), (-math.inf, ""), (math.nan, ""),
-    (12.34, "12.3"), (-0.04, "0.0"), (999_999_999_999.99, "1000000000000.0"),
+    (12.34, "12.3"), (-0.04, "0.0"), (999_999_999_999.99, "1,000,000,000,000.0"),
     (-1.9e255, "-1.9e+255"), (1.7e308, "1.7e+308"),
 ])
 def test_one_decimal_shows_nothing_for_non_finite_and_short_absurd_values(value, shown):

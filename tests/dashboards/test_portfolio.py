@@ -4,6 +4,7 @@ import pytest
 from django.urls import reverse
 
 from dashboards.selectors import one_decimal
+from dashboards.templatetags.numbers import score
 from partnerships.models import Agreement
 from scoring.exports import format_number
 from scoring.models import Scorecard, ScoringRun
@@ -59,10 +60,10 @@ def test_defaults_to_the_last_month_and_shows_stored_numbers(client, host_manage
     assert response.context["month"] == "2025-03"
     card = Scorecard.objects.get(run=ScoringRun.objects.current(), agreement=acme,
                                  period="2025-03")
-    expected = f"{float(format_number(card.overall)):.1f}"
+    expected = score(float(format_number(card.overall)))
     row = next(row for row in response.context["page"].object_list if row.agreement == acme)
-    assert row.overall == expected
-    assert expected in response.text
+    assert row.overall == card.overall
+    assert f">{expected}</td>" in response.text
     assert "ACME-CM-2025" in response.text and "GLOBEX-REF-2025" in response.text
     assert reverse("agreement_dashboard", args=[acme.code]) in response.text
     assert response.context["summary"]["active"] == 2
@@ -175,9 +176,10 @@ def test_query_count_does_not_grow_with_agreements(client, host_manager, acme, k
 
 def test_one_decimal_matches_the_export():
     assert one_decimal(None) == ""
-    assert one_decimal(74.25) == f"{float(format_number(74.25)):.1f}"
+    # The export's 74.2500 and 56.2500 rounded half up, as a reader of the CSV would.
+    assert format_number(74.25) == "74.2500" and one_decimal(74.25) == "74.3"
     assert one_decimal(-0.00001) == "0.0"
-    assert one_decimal(56.25) == "56.2"
+    assert one_decimal(56.25) == "56.3"
 
 
 # ---- Charts, sparklines, owner filter, new columns, CSV export --------------------------------
@@ -231,7 +233,7 @@ def test_each_row_has_an_accessible_sparkline_without_inline_styles(
     assert len(spark["lines"]) == 1 and len(spark["lines"][0].split()) == 3
     assert spark["last"][0] == 100
     assert "3 of 12 months scored" in spark["label"]
-    assert f"to {row.overall} (2025-03)" in spark["label"]
+    assert f"to {score(row.overall)} (2025-03)" in spark["label"]
     assert '<svg class="sparkline"' in response.text
     assert "<title>Overall score 2024-04 to 2025-03" in response.text
     assert " style=" not in response.text
