@@ -1,12 +1,14 @@
 """Plotly figures built on the server; the only module of the project that uses plotly."""
 
+import datetime as dt
+
 import plotly.graph_objects as go
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from partnerships.models import Stage
 
-from .selectors import one_decimal
+from .templatetags.numbers import rounded, score_text
 
 # The page's accent colour (--accent in static/css/app.css) and font stack, so a chart reads as
 # part of the page rather than a Plotly default.
@@ -59,9 +61,8 @@ CATEGORY_COLOURS = {
 
 
 def _rounded(value: float | None) -> float | None:
-    # The same one-decimal figure the page and the export show (format_number, then .1f).
-    text = one_decimal(value)
-    return float(text) if text else None
+    # The same one-decimal figure the page shows (and the export, to 4 decimals).
+    return rounded(value, places=1)
 
 
 def _layout(title: str, **extra) -> dict:
@@ -120,8 +121,7 @@ def score_history_figure(*, scorecards: list, bands: list | None = None) -> dict
     the tier bands of the rolling score shaded behind them when the policy has fixed ones."""
     shapes, annotations = _band_shapes(bands or [])
     months = [card.period for card in scorecards]
-    # A date axis thins its ticks to the width (category ticks collide at 375 px).
-    days = [f"{month}-01" for month in months]
+    days = _month_days(months)
     overall = [_rounded(card.overall) if card.has_scorecard else None for card in scorecards]
     rolling = [_rounded(card.rolling) for card in scorecards]
     return _unchecked_figure(
@@ -129,16 +129,15 @@ def score_history_figure(*, scorecards: list, bands: list | None = None) -> dict
             {"type": "scatter", "x": days, "y": overall, "customdata": months,
              "name": "overall", "mode": "lines+markers", "line": {"color": ACCENT, "width": 2},
              "connectgaps": False,
-             "hovertemplate": "%{customdata}: overall %{y:.1f}<extra></extra>"},
+             "hovertemplate": "%{customdata}: overall %{y:,.1f}<extra></extra>"},
             {"type": "scatter", "x": days, "y": rolling, "customdata": months,
              "name": "rolling (3 months)", "mode": "lines",
              "line": {"color": "#E69F00", "width": 2, "dash": "dot"}, "connectgaps": False,
-             "hovertemplate": "%{customdata}: rolling %{y:.1f}<extra></extra>"},
+             "hovertemplate": "%{customdata}: rolling %{y:,.1f}<extra></extra>"},
         ],
         _layout(
             "Overall and rolling score by month",
-            xaxis={"type": "date", "tickformat": "%Y-%m", "automargin": True,
-                   "fixedrange": True, "tickangle": 0},
+            xaxis=_month_axis(months),
             yaxis={"title": {"text": "score (0–120)"}, "range": [0, 125],
                    "automargin": True, "fixedrange": True},
             legend={"orientation": "h", "x": 0, "y": -0.2},
@@ -156,9 +155,9 @@ def category_scores_figure(*, scorecard, period: str) -> dict:
         [{
             "type": "bar", "x": list(CATEGORIES), "y": values,
             "marker": {"color": [CATEGORY_COLOURS[name] for name in CATEGORIES]},
-            "text": ["no data" if value is None else f"{value:.1f}" for value in values],
+            "text": [score_text(value) or "no data" for value in values],
             "textposition": "outside", "cliponaxis": False,
-            "hovertemplate": "%{x}, " + period + ": %{y:.1f}<extra></extra>",
+            "hovertemplate": "%{x}, " + period + ": %{y:,.1f}<extra></extra>",
         }],
         _layout(
             f"Category scores, {period}",
@@ -185,11 +184,29 @@ def _month_days(months: list[str]) -> list[str]:
     return [f"{month}-01" for month in months]
 
 
-def _month_axis() -> dict:
+# At most this many month labels on an axis: six "2026-10" fit the narrowest chart (390 px).
+MONTH_LABELS = 6
+
+
+def _day(month: str, days: int = 0) -> str:
+    return (dt.date.fromisoformat(f"{month}-01") + dt.timedelta(days=days)).isoformat()
+
+
+def _month_axis(months: list[str]) -> dict:
+    """A date axis with each month labelled once: a tick on the first day of every month (of
+    every few months on a long range), from half a month before the first to half a month
+    after the last. Left to itself, Plotly ticks a range of two or three months every few
+    days or weeks, and "%Y-%m" then writes each month two or three times."""
     # No axis title: the ticks read YYYY-MM and the chart title says "per month"; a title
     # would collide with the legend below the plot on a phone.
-    return {"type": "date", "tickformat": "%Y-%m", "automargin": True, "fixedrange": True,
+    axis = {"type": "date", "tickformat": "%Y-%m", "automargin": True, "fixedrange": True,
             "tickangle": 0, "tickfont": {"size": 11}}
+    if not months:
+        return axis
+    step = max(1, -(-len(months) // MONTH_LABELS))
+    first, last = min(months), max(months)
+    return {**axis, "tick0": _day(first), "dtick": f"M{step}",
+            "range": [_day(first, -15), _day(last, 16)]}
 
 
 def _count_axis(title: str, values: list[float]) -> dict:
@@ -223,7 +240,7 @@ def tier_distribution_figure(*, counts: dict[str, dict[str, int]], period: str) 
     subtitle = f"{months[0]} to {period}, whole portfolio" if months else "whole portfolio"
     return _figure(traces, subtitle=subtitle, layout=_layout(
         "Agreements per tier",
-        barmode="stack", xaxis=_month_axis(), yaxis=_count_axis("agreements", totals),
+        barmode="stack", xaxis=_month_axis(months), yaxis=_count_axis("agreements", totals),
         legend={"orientation": "h", "x": 0, "y": -0.12, "yanchor": "top"}, showlegend=True,
         margin={"l": 8, "r": 16, "t": 48, "b": 8},
     ))
@@ -321,7 +338,8 @@ def monthly_figure(*, title: str, subtitle: str = "", months: list[str],
     if y_range:
         yaxis["range"] = y_range
     return _figure(traces, subtitle=subtitle, layout=_layout(
-        title, barmode="stack" if stacked else "group", xaxis=_month_axis(), yaxis=yaxis,
+        title, barmode="stack" if stacked else "group", xaxis=_month_axis(months),
+        yaxis=yaxis,
         showlegend=len(series) > 1,
         legend={"orientation": "h", "x": 0, "y": -0.12, "yanchor": "top"},
     ))

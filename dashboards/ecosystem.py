@@ -9,7 +9,7 @@ import math
 from collections import defaultdict
 
 from django.conf import settings
-from django.db.models import Avg, Count, F, Q, QuerySet, Sum
+from django.db.models import Avg, Count, F, Max, Q, QuerySet, Sum
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
@@ -58,6 +58,20 @@ def _month_key(value) -> str:
 
 def _series(months: list[str], counts: dict[str, float]) -> list:
     return [counts.get(month, 0) for month in months]
+
+
+def ecosystem_latest_month(*, observations: QuerySet[MetricObservation], run,
+                           today: dt.date) -> str:
+    """The month the page opens on: the latest one with data (an observation the user may
+    see, or a published scorecard), not after today's; today's month when there is none.
+    Metrics arrive after their month ends, so today's month is usually still empty."""
+    this_month = today.strftime("%Y-%m")
+    last_day = observations.filter(date__lte=today).order_by().aggregate(
+        last=Max("date"))["last"]
+    candidates = [last_day.strftime("%Y-%m")] if last_day is not None else []
+    if run is not None and run.last_period and run.last_period <= this_month:
+        candidates.append(run.last_period)
+    return max(candidates, default=this_month)
 
 
 def ecosystem_months(*, end: str, span: int) -> list[str]:

@@ -28,9 +28,11 @@ MONTH = re.compile(r"(19|20)\d\d-(0[1-9]|1[0-2])")
 
 def _range(request: HtmxHttpRequest, run: ScoringRun | None) -> tuple[str, int, dict, dict]:
     """The last month and the number of months asked for; errors per field, input kept."""
-    # Growth and engagement are calendar facts up to this month; scores lag behind it (the
-    # health section shows the last scored month up to the chosen one).
-    default_end = timezone.localdate().strftime("%Y-%m")
+    # Not this calendar month, whose metrics have not arrived yet: the latest month with data
+    # (the health section shows the last scored month up to the chosen one).
+    default_end = queries.ecosystem_latest_month(
+        observations=observations_for(user=request.user), run=run,
+        today=timezone.localdate())
     asked = {"end": request.GET.get("end", "").strip()[:20],
              "span": request.GET.get("span", "").strip()[:10]}
     errors = {}
