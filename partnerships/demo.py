@@ -10,6 +10,7 @@ profile (strong, average or poor; improving, declining or flat) whatever the KPI
 import datetime as dt
 import math
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -853,9 +854,12 @@ def _objective(rng: np.random.Generator, agreement: Agreement, kpi: DemoKPI, kpi
                target: float, rank: int, last: dt.date) -> Objective:
     deadline = _month_end(_add_months(last, int(rng.integers(-6, 13))))
     deadline = max(deadline, _month_end(_add_months(agreement.start_date, 6)))
+    # Progress reads one month's value (dashboards/program/progress.py), so a summed KPI's
+    # objective is a monthly rate too, as the agreement's targets are.
     if kpi.aggregation == Aggregation.SUM:
-        value = round(target * 12 * rng.uniform(1.0, 1.2) / kpi.step) * kpi.step
-        metric = f"{kpi.name}: {value:,.0f} {kpi.unit} over the 12 months to {deadline:%B %Y}"
+        value = round(target * rng.uniform(1.0, 1.2) / kpi.step) * kpi.step
+        unit = "" if kpi.unit == "count" else f" {kpi.unit}"
+        metric = f"{kpi.name}: {value:,.0f}{unit} a month by {deadline:%B %Y}"
     else:
         better = 0.9 if kpi.lower_is_better else 1.05
         value = min(round(target * better / kpi.step) * kpi.step, kpi.maximum)
@@ -864,9 +868,19 @@ def _objective(rng: np.random.Generator, agreement: Agreement, kpi: DemoKPI, kpi
     shares = (0.4, 0.4, 0.15, 0.05) if rank == 0 else (0.1, 0.3, 0.4, 0.2)
     return Objective(
         agreement=agreement, goal_type=kpi.goal, success_metric=metric, kpi_id=kpi_id,
-        target_value=float(value), deadline=deadline,
-        priority=priorities[int(rng.choice(4, p=shares))],
+        target_value=float(value), set_on=_objective_set_on(agreement, deadline, rank, last),
+        deadline=deadline, priority=priorities[int(rng.choice(4, p=shares))],
     )
+
+
+def _objective_set_on(agreement: Agreement, deadline: dt.date, rank: int,
+                      last: dt.date) -> dt.date:
+    """A day in the past the objective was agreed: 6 to 18 months before its deadline, not
+    before the agreement started, not after the last month of data. Drawn from the code
+    rather than the demo's random stream, so the rest of the demo stays as it was."""
+    horizon = 6 + (zlib.crc32(f"{agreement.code}/{rank}".encode()) % 13)
+    set_on = max(_add_months(deadline, -horizon), agreement.start_date)
+    return min(set_on, last)
 
 
 def _write_observations(rng: np.random.Generator, *, plan: _Plan, kpi_ids: np.ndarray,

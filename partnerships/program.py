@@ -72,7 +72,7 @@ AGREEMENT_OPTIONAL = (
 )
 AGREEMENT_KPI_REQUIRED = ("kpi", "target", "floor", "weight")
 OBJECTIVE_REQUIRED = ("goal_type", "success_metric", "target_value", "deadline")
-OBJECTIVE_OPTIONAL = ("kpi", "priority")
+OBJECTIVE_OPTIONAL = ("kpi", "priority", "set_on")
 INCENTIVE_REQUIRED = ("base_amount",)
 INCENTIVE_OPTIONAL = ("currency", "baseline", "multipliers")
 MULTIPLIER_DEFAULTS = {
@@ -414,6 +414,9 @@ class _ObjectiveSpec:
     where: str
     kpi: Any
     fields: dict
+    # The day it was set; None: left out (a new objective is set today, an equal existing one
+    # keeps its day, so loading the same file again changes nothing).
+    set_on: Any = None
 
 
 @dataclass
@@ -684,7 +687,15 @@ def _check_objectives(where: str, entry: dict, reader: _Reader) -> Any:
                     default=Priority.MEDIUM.value,
                 ),
             },
+            set_on=reader.date(objective_where, objective, "set_on", default=None),
         ))
+        spec = objectives[-1]
+        deadline = spec.fields["deadline"]
+        if isinstance(spec.set_on, dt.date) and isinstance(deadline, dt.date) \
+                and deadline < spec.set_on:
+            reader.add(_at(objective_where, "deadline"),
+                       f"comes before set_on ({spec.set_on.isoformat()}): an objective's "
+                       "deadline is on or after the day it was set")
     return objectives
 
 
@@ -894,7 +905,8 @@ def _objective_key(objective: Objective) -> tuple:
 
 
 def _write_objectives(plan: _Plan, agreements: dict, kpis: dict) -> KindCounts:
-    """Objectives have no natural key: keep the equal ones, delete the rest, create the new."""
+    """Objectives have no natural key: keep the equal ones, delete the rest, create the new.
+    An equal one whose `set_on` the file gives differently is updated."""
     counts = KindCounts()
     replaced = [a for a in plan.agreements if a.objectives is not KEEP]
     existing: dict[int, list[Objective]] = {}
@@ -902,27 +914,35 @@ def _write_objectives(plan: _Plan, agreements: dict, kpis: dict) -> KindCounts:
         agreement_id__in=[agreements[a.code].pk for a in replaced]
     ).order_by("pk"):
         existing.setdefault(objective.agreement_id, []).append(objective)
-    to_delete, to_create = [], []
+    to_delete, to_create, to_update = [], [], []
     for agreement in replaced:
         agreement_id = agreements[agreement.code].pk
-        new_by_key: dict[tuple, list[Objective]] = {}
+        new_by_key: dict[tuple, list[tuple[Objective, Any]]] = {}
         for spec in agreement.objectives:
             objective = Objective(
                 agreement_id=agreement_id, kpi_id=kpis[spec.kpi].pk if spec.kpi else None,
-                **spec.fields,
+                **spec.fields, **({"set_on": spec.set_on} if spec.set_on else {}),
             )
-            new_by_key.setdefault(_objective_key(objective), []).append(objective)
+            new_by_key.setdefault(_objective_key(objective), []).append((objective,
+                                                                         spec.set_on))
         for objective in existing.get(agreement_id, []):
             waiting = new_by_key.get(_objective_key(objective))
-            if waiting:
-                waiting.pop()
-                counts.unchanged += 1
-            else:
+            if not waiting:
                 to_delete.append(objective.pk)
-        to_create.extend(new for group in new_by_key.values() for new in group)
+                continue
+            _, set_on = waiting.pop()
+            if set_on is not None and set_on != objective.set_on:
+                objective.set_on = set_on
+                objective.updated_at = timezone.now()  # bulk_update leaves auto_now alone
+                to_update.append(objective)
+            else:
+                counts.unchanged += 1
+        to_create.extend(new for group in new_by_key.values() for new, _ in group)
     Objective.objects.filter(pk__in=to_delete).delete()
+    Objective.objects.bulk_update(to_update, ["set_on", "updated_at"])
     Objective.objects.bulk_create(to_create)
-    counts.created, counts.deleted = len(to_create), len(to_delete)
+    counts.created, counts.updated = len(to_create), len(to_update)
+    counts.deleted = len(to_delete)
     return counts
 
 

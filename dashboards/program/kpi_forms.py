@@ -9,6 +9,7 @@ import math
 import re
 
 from django import forms
+from django.utils import timezone
 
 from partnerships.models import (
     AgreementKPI,
@@ -245,14 +246,18 @@ class ObjectiveForm(forms.ModelForm):
 
     class Meta:
         model = Objective
-        fields = ["success_metric", "goal_type", "kpi", "target_value", "deadline", "priority"]
-        widgets = {"deadline": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")}
+        fields = ["success_metric", "goal_type", "kpi", "target_value", "set_on", "deadline",
+                  "priority"]
+        widgets = {"set_on": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+                   "deadline": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")}
         labels = {"success_metric": "Objective and success metric"}
         help_texts = {
             "success_metric": "Specific and measurable, e.g. “Partner-sourced revenue of "
                               "50,000 USD a month by year end”.",
             "kpi": "Only KPIs of this agreement. With a linked KPI, progress is measured "
                    "from its scored values.",
+            "set_on": "The day both sides agreed on it (today for a new one). Progress is "
+                      "judged against the share of the time from this day to the deadline.",
         }
 
     def __init__(self, *args, agreement, **kwargs):
@@ -265,8 +270,26 @@ class ObjectiveForm(forms.ModelForm):
         field.label_from_instance = lambda kpi: f"{kpi.name} ({kpi.code})"
         field.error_messages["invalid_choice"] = "Choose one of this agreement's KPIs."
         # The date picker sends ISO dates; typed text is read the same way, never as d/m or m/d.
-        self.fields["deadline"].input_formats = ["%Y-%m-%d"]
-        self.fields["deadline"].error_messages["invalid"] = "Enter the date as YYYY-MM-DD."
+        for name in ("set_on", "deadline"):
+            self.fields[name].input_formats = ["%Y-%m-%d"]
+            self.fields[name].error_messages["invalid"] = "Enter the date as YYYY-MM-DD."
+        # Left empty (a client without the date picker): today for a new objective, the day
+        # it has for an existing one.
+        self.fields["set_on"].required = False
+
+    def clean_set_on(self):
+        set_on = self.cleaned_data.get("set_on")
+        if set_on is None:
+            return self.instance.set_on if self.instance.pk else timezone.localdate()
+        return set_on
+
+    def clean(self):
+        cleaned = super().clean()
+        set_on, deadline = cleaned.get("set_on"), cleaned.get("deadline")
+        if set_on and deadline and deadline < set_on:
+            self.add_error("deadline", f"The deadline comes before the day the objective was "
+                                       f"set ({set_on:%Y-%m-%d}): choose a later one.")
+        return cleaned
 
     def save(self, commit: bool = True):
         self.instance.agreement = self.agreement

@@ -15,10 +15,11 @@ The rule (shown on the objectives page and the agreement dashboard too):
 - **Status**: *done* once the current value reaches the target value (≥ for higher-is-better,
   ≤ for lower-is-better), whatever the date; otherwise *overdue* after the deadline; otherwise
   *on track* when progress is at least the share of the time elapsed from the day the
-  objective was set (or the agreement's start, if later) to the deadline, *at risk* when it
-  is behind it; *no data yet* while the linked KPI has no scored value. Objectives without a
-  linked KPI (or whose KPI is no longer on the agreement) are *not measured*: whether they
-  were met cannot be known, so they show their deadline only.
+  objective was set (its "set on" date, which a program file and the form carry, or the
+  agreement's start, if later) to the deadline, *at risk* when it is behind it; *no data
+  yet* while the linked KPI has no scored value. Objectives without a linked KPI (or whose
+  KPI is no longer on the agreement) are *not measured*: whether they were met cannot be
+  known, so they show their deadline only.
 
 Three queries whatever the number of objectives: the run, the agreement KPIs, the scores (the
 run's scores are read once per run, then from the cache).
@@ -54,6 +55,7 @@ class ObjectiveProgress:
     start: float | None = None
     percent: float | None = None  # 0–100
     expected_percent: float | None = None  # share of the time elapsed, 0–100
+    time_start: dt.date | None = None  # the day that time runs from
     status: str = NOT_MEASURED
 
     @property
@@ -69,6 +71,12 @@ class ObjectiveProgress:
         if self.higher_is_better is None:
             return ""
         return "higher is better" if self.higher_is_better else "lower is better"
+
+
+def objective_time_start(objective: Objective) -> dt.date:
+    """The day the time to an objective's deadline starts: the day it was set, or the
+    agreement's start if that is later (nothing can be achieved before it)."""
+    return max(objective.agreement.start_date, objective.set_on)
 
 
 def _elapsed_percent(*, start: dt.date, deadline: dt.date, today: dt.date) -> float:
@@ -137,11 +145,9 @@ def objectives_progress(*, objectives: Iterable[Objective], run: ScoringRun | No
         progress = ObjectiveProgress(objective=objective, measured=True,
                                      higher_is_better=row.higher_is_better)
         progress.start = 0.0 if row.higher_is_better else row.floor
-        set_on = (timezone.localdate(objective.created_at) if objective.created_at
-                  else objective.agreement.start_date)
+        progress.time_start = objective_time_start(objective)
         progress.expected_percent = _elapsed_percent(
-            start=max(objective.agreement.start_date, set_on), deadline=objective.deadline,
-            today=today)
+            start=progress.time_start, deadline=objective.deadline, today=today)
         found = latest.get(key)
         if found is not None:
             progress.period, progress.current = found

@@ -7,6 +7,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from dashboards.program.kpi_forms import ObjectiveForm
 from dashboards.program.progress import (
@@ -18,7 +19,9 @@ from dashboards.program.progress import (
     OVERDUE,
     objectives_progress,
 )
+from partnerships.demo import demo_generate
 from partnerships.models import AgreementKPI, KPIDefinition, Objective, ProgramChange
+from partnerships.program import ProgramError, program_load
 from scoring.services import scoring_run_inline
 from tests.conftest import write_observations
 
@@ -52,13 +55,10 @@ def scored(acme_agreement, kpis):
 
 def objective(agreement, kpi=None, target=200.0, deadline=DEADLINE, text="Grow revenue",
               set_on=dt.date(2025, 1, 1)):
-    item = Objective.objects.create(agreement=agreement, goal_type="revenue_growth",
+    # Entered today, whatever day it was set on: the day entered plays no part.
+    return Objective.objects.create(agreement=agreement, goal_type="revenue_growth",
                                     success_metric=text, kpi=kpi, target_value=target,
-                                    deadline=deadline)
-    set_at = dt.datetime.combine(set_on, dt.time(12), tzinfo=dt.UTC)
-    Objective.objects.filter(pk=item.pk).update(created_at=set_at)
-    item.refresh_from_db()
-    return item
+                                    set_on=set_on, deadline=deadline)
 
 
 def progress_of(item, today):
@@ -155,6 +155,144 @@ def test_progress_takes_the_same_queries_for_2_and_12_objectives(scored, kpis, s
     assert count(12) == first <= 4
 
 
+# ---- The time an objective has, from the day it was set ----------------------------------------
+# Revenue's latest scored month is March 2025 with 150 (the `scored` fixture).
+
+
+def test_set_today_with_58_percent_achieved_and_two_months_left_is_on_track(scored, kpis):
+    # 150 of 258.6 is 58 %; set on 2025-04-01, the day it is read, due 2025-05-31: no time
+    # has passed yet, and any progress is ahead of it.
+    today = dt.date(2025, 4, 1)
+    item = objective(scored, kpis["revenue"], target=258.6, set_on=today,
+                     deadline=dt.date(2025, 5, 31))
+    result = progress_of(item, today)
+    assert result.percent == pytest.approx(100 * 150 / 258.6)  # 58.0
+    assert result.expected_percent == 0.0 and result.time_start == today
+    assert result.status == ON_TRACK
+
+
+def test_half_way_through_its_time_with_20_percent_achieved_is_at_risk(scored, kpis):
+    # Set on 2025-01-01, due 2025-12-31 (364 days); on 2025-07-02, 182 days have passed: 50 %.
+    # 150 of 750 is 20 %, behind.
+    item = objective(scored, kpis["revenue"], target=750)
+    result = progress_of(item, dt.date(2025, 7, 2))
+    assert result.expected_percent == pytest.approx(50.0)
+    assert result.percent == pytest.approx(20.0)
+    assert result.status == AT_RISK
+
+
+def test_an_objective_set_long_ago_has_its_time_elapsed_even_if_entered_today(scored, kpis):
+    # Entered (created) today, set on 2025-01-01: on 2025-11-01, 304 of 364 days (83.5 %) have
+    # passed; 75 % progress is behind.
+    item = objective(scored, kpis["revenue"], target=200)
+    assert timezone.localdate(item.created_at) == timezone.localdate()
+    result = progress_of(item, LATE)
+    assert result.expected_percent == pytest.approx(100 * 304 / 364)
+    assert result.status == AT_RISK
+
+
+def test_time_set_before_the_agreement_started_runs_from_its_start(scored, kpis):
+    # Agreed on 2024-07-01, before the agreement's start (2025-01-01): on 2025-04-01, 90 of
+    # 364 days from the start have passed.
+    item = objective(scored, kpis["revenue"], target=200, set_on=dt.date(2024, 7, 1))
+    result = progress_of(item, EARLY)
+    assert result.time_start == dt.date(2025, 1, 1)
+    assert result.expected_percent == pytest.approx(100 * 90 / 364)
+
+
+def test_the_page_says_from_when_the_time_runs_and_why_the_status(manager_client, scored,
+                                                                  kpis):
+    # Read today (December 2026 when written), well into its time: 20 % is behind.
+    objective(scored, kpis["revenue"], target=750, deadline=dt.date(2027, 6, 30),
+              set_on=dt.date(2025, 1, 1))
+    text = manager_client.get(objectives_url(scored)).text
+    assert "set on 2025-01-01" in text
+    assert "of the time from 2025-01-01 to the deadline has passed; progress is behind it." \
+        in text
+    assert "target 750.00 USD by 2027-06-30" in text  # revenue is in USD: money
+
+
+def test_the_form_keeps_the_day_set_and_refuses_a_deadline_before_it(acme_agreement, kpis):
+    form = ObjectiveForm({**GOOD, "kpi": kpis["revenue"].pk, "set_on": "2026-01-01"},
+                         agreement=acme_agreement)
+    assert not form.is_valid()
+    assert form.errors["deadline"] == ["The deadline comes before the day the objective was "
+                                       "set (2026-01-01): choose a later one."]
+    form = ObjectiveForm({**GOOD, "kpi": kpis["revenue"].pk, "set_on": "1/2/2025"},
+                         agreement=acme_agreement)
+    assert form.errors["set_on"] == ["Enter the date as YYYY-MM-DD."]
+
+
+def test_the_form_without_a_day_set_takes_today_or_keeps_the_objectives(acme_agreement, kpis):
+    blank = {**GOOD, "kpi": kpis["revenue"].pk, "set_on": "", "deadline": "2099-12-31"}
+    form = ObjectiveForm(blank, agreement=acme_agreement)
+    assert form.is_valid(), form.errors
+    item = form.save()
+    assert item.set_on == timezone.localdate()
+    Objective.objects.filter(pk=item.pk).update(set_on=dt.date(2025, 3, 1))
+    item.refresh_from_db()
+    form = ObjectiveForm({**blank, "target_value": "300"}, instance=item,
+                         agreement=acme_agreement)
+    assert form.is_valid(), form.errors
+    assert form.save().set_on == dt.date(2025, 3, 1)
+
+
+def program_objectives(**extra) -> dict:
+    return {"partners": [], "kpis": [], "agreements": [{
+        "code": "ACME-CM-2025", "partner": "acme", "type": "co_marketing", "stage": "active",
+        "start": "2025-01-01", "kpis": [{"kpi": "revenue", "target": 100, "floor": 0,
+                                         "weight": 1}],
+        "objectives": [{"goal_type": "revenue_growth", "success_metric": "Revenue",
+                        "kpi": "revenue", "target_value": 200, "deadline": "2025-12-31",
+                        **extra}],
+    }]}
+
+
+def test_a_program_file_carries_the_day_an_objective_was_set(acme_agreement, kpis):
+    result = program_load(document=program_objectives(set_on="2025-02-01"))
+    assert result.counts["objectives"].created == 1
+    item = Objective.objects.get()
+    assert item.set_on == dt.date(2025, 2, 1)
+    # The same file again changes nothing; leaving set_on out keeps the day it has.
+    assert result_counts(program_load(document=program_objectives(set_on="2025-02-01"))) \
+        == (0, 0, 1, 0)
+    assert result_counts(program_load(document=program_objectives())) == (0, 0, 1, 0)
+    assert Objective.objects.get().set_on == dt.date(2025, 2, 1)
+    # Another day updates it in place.
+    assert result_counts(program_load(document=program_objectives(set_on="2025-03-01"))) \
+        == (0, 1, 0, 0)
+    assert Objective.objects.get(pk=item.pk).set_on == dt.date(2025, 3, 1)
+
+
+def test_a_program_file_refuses_a_deadline_before_the_day_set(acme_agreement, kpis):
+    with pytest.raises(ProgramError) as error:
+        program_load(document=program_objectives(set_on="2026-01-01"))
+    assert ("agreements[0] (ACME-CM-2025).objectives[0].deadline: comes before set_on "
+            "(2026-01-01)") in str(error.value)
+    with pytest.raises(ProgramError) as error:
+        program_load(document=program_objectives(set_on="first of May"))
+    assert "objectives[0].set_on: must be a date as YYYY-MM-DD" in str(error.value)
+
+
+def result_counts(result) -> tuple[int, int, int, int]:
+    kind = result.counts["objectives"]
+    return kind.created, kind.updated, kind.unchanged, kind.deleted
+
+
+def test_the_demo_sets_objectives_in_the_past_before_their_deadlines():
+    summary = demo_generate(partners=3, agreements=8, months=6, kpis_per_agreement=5,
+                            observations_per_month=1, seed=7, today=dt.date(2026, 12, 6))
+    last = dt.date(2026, 11, 30)
+    objectives = list(Objective.objects.select_related("agreement"))
+    assert objectives and summary.agreements == 8
+    assert all(item.set_on <= last and item.set_on <= item.deadline for item in objectives)
+    assert all(item.set_on >= item.agreement.start_date or item.agreement.start_date > last
+               for item in objectives)
+    # Months or more before the last data: not all on one day, not all today.
+    assert len({item.set_on for item in objectives}) > 3
+    assert sum(item.set_on < dt.date(2026, 6, 1) for item in objectives) >= 2
+
+
 # ---- The objectives page ----------------------------------------------------------------------
 
 
@@ -169,8 +307,8 @@ def objectives_url(agreement) -> str:
 
 
 GOOD = {"success_metric": "Revenue of 200 a month", "goal_type": "revenue_growth",
-        "kpi": "revenue", "target_value": "200", "deadline": "2025-12-31",
-        "priority": "high"}
+        "kpi": "revenue", "target_value": "200", "set_on": "2025-01-01",
+        "deadline": "2025-12-31", "priority": "high"}
 
 
 def test_the_linked_kpi_must_be_on_this_agreement(acme_agreement, kpis):
