@@ -45,7 +45,8 @@ class AgreementKPIInline(admin.TabularInline):
 class ObjectiveInline(admin.TabularInline):
     model = Objective
     extra = 0
-    fields = ["goal_type", "success_metric", "kpi", "target_value", "deadline", "priority"]
+    fields = ["goal_type", "success_metric", "kpi", "target_value", "set_on", "deadline",
+              "priority"]
 
 
 class IncentivePlanInline(admin.StackedInline):
@@ -89,8 +90,8 @@ class AgreementKPIAdmin(admin.ModelAdmin):
 
 @admin.register(Objective)
 class ObjectiveAdmin(admin.ModelAdmin):
-    list_display = ["success_metric", "agreement", "goal_type", "target_value", "deadline",
-                    "priority"]
+    list_display = ["success_metric", "agreement", "goal_type", "target_value", "set_on",
+                    "deadline", "priority"]
     list_filter = ["goal_type", "priority"]
     search_fields = ["success_metric", "agreement__code"]
     list_select_related = ["agreement"]
