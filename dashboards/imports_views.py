@@ -17,6 +17,7 @@ while `confirmed_at` is still empty, so a batch is confirmed or cancelled, never
 left unconfirmed are removed after IMPORT_UNCONFIRMED_MAX_AGE_HOURS (partnerships.tasks).
 """
 
+import datetime as dt
 from collections.abc import Callable
 from functools import wraps
 
@@ -26,7 +27,8 @@ from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.http import FileResponse, Http404, HttpResponse
+from django.db.models import Count, Q
+from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -42,12 +44,15 @@ from partnerships.access import (
 from partnerships.audit import audit_record
 from partnerships.importers import Uploader
 from partnerships.models import (
+    Agreement,
+    AgreementKPI,
     AuditAction,
     ImportBatch,
     ImportSource,
     ImportStatus,
     ObservationChange,
     Side,
+    number_text,
 )
 from partnerships.services import (
     ImportNotAllowed,
@@ -59,8 +64,9 @@ from partnerships.services import (
     import_uploader,
 )
 from partnerships.tasks import TaskQueueUnavailable, import_batch_read_start, import_batch_start
+from scoring.exports import iter_csv_lines, safe_text
 
-from .views import HtmxHttpRequest
+from .views import HtmxHttpRequest, agreement_visible
 
 HISTORY_PAGE_SIZE = 25
 DETAIL_PAGE_SIZE = 50
@@ -257,6 +263,10 @@ def import_upload(request: HtmxHttpRequest) -> HttpResponse:
         return _vary_on_htmx(_panel(request, None, form=form))
     context = panel_context(request, None, form=form)
     context["uploader"] = request.uploader
+    context["template_agreements"] = template_agreements(user=request.user,
+                                                         uploader=request.uploader)
+    context["template_ready"] = any(agreement.template_kpis
+                                    for agreement in context["template_agreements"])
     return _vary_on_htmx(render(request, "dashboards/imports/upload.html", context))
 
 
@@ -430,6 +440,78 @@ def import_file(request: HtmxHttpRequest, batch_id: int) -> HttpResponse:
         handle, as_attachment=True, filename=batch.file_name or f"import-{batch.pk}",
         content_type="application/octet-stream",
     )
+
+
+# The metric file's columns (DOMAIN.md § Files) in the order a person fills them in.
+TEMPLATE_HEADER = ["agreement", "kpi", "date", "value", "side", "note"]
+
+
+def template_agreements(*, user, uploader: Uploader) -> list[Agreement]:
+    """The agreements the user may import for, by partner and code, each with
+    `template_kpis`: how many of its KPIs the uploader's side reports (all for the host)."""
+    reported = Q() if uploader.is_host else Q(agreement_kpis__kpi__source=uploader.side)
+    return list(agreements_for(user=user).select_related("partner")
+                .order_by("partner__name", "code")
+                .annotate(template_kpis=Count("agreement_kpis", filter=reported)))
+
+
+def template_date(*, agreement: Agreement, today: dt.date) -> dt.date:
+    """A date the import takes for the agreement: the last day of the last full month, kept
+    within the agreement's start and end."""
+    day = today.replace(day=1) - dt.timedelta(days=1)
+    if agreement.end_date is not None:
+        day = min(day, agreement.end_date)
+    return max(day, agreement.start_date)
+
+
+def template_rows(*, agreement: Agreement, uploader: Uploader, today: dt.date
+                  ) -> list[list[str]]:
+    """A metric file to fill in: a row per KPI of the agreement that the uploader's side
+    reports (the host: every KPI, on its source side), dated as `template_date`; the first row
+    an example holding the monthly target, the others a value left to fill in (so a template
+    uploaded untouched is refused). Text cells escaped as in every export."""
+    items = AgreementKPI.objects.filter(agreement=agreement).select_related("kpi")
+    if not uploader.is_host:
+        items = items.filter(kpi__source=uploader.side)
+    day = template_date(agreement=agreement, today=today).isoformat()
+    rows = []
+    for item in items.order_by("kpi__name", "kpi__code"):
+        example = not rows
+        unit = f" ({item.kpi.unit})" if item.kpi.unit else ""
+        rows.append([
+            safe_text(agreement.code), safe_text(item.kpi.code), day,
+            number_text(item.target) if example else "", item.kpi.source,
+            safe_text(f"Example: the monthly target{unit}. Put the actual figure of the month "
+                      "in its place.") if example else "",
+        ])
+    return rows
+
+
+@uploader_required
+@require_GET
+def import_template(request: HtmxHttpRequest) -> HttpResponse:
+    """A metric file template (CSV) for the agreement named by ?agreement=CODE."""
+    agreement = agreement_visible(request=request, code=request.GET.get("agreement", ""))
+    rows = template_rows(agreement=agreement, uploader=request.uploader,
+                         today=timezone.localdate())
+    membership = membership_of(request.user)
+    audit_record(action=AuditAction.EXPORT, request=request,
+                 partner=None if membership.is_host else membership.partner,
+                 target=f"metric file template of {agreement.code}",
+                 detail={"agreement": agreement.code, "rows": len(rows)})
+    # A BOM, so spreadsheet programs read the file as UTF-8 (the import accepts it).
+    lines = ["\ufeff", *iter_csv_lines(header=TEMPLATE_HEADER, rows=rows)]
+    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = (
+        f'attachment; filename="{_file_name_part(agreement.code)}-metrics-template.csv"')
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _file_name_part(text: str) -> str:
+    # A code may hold characters a Content-Disposition header must not carry unquoted.
+    return "".join(char if char.isascii() and (char.isalnum() or char in "_.-") else "_"
+                   for char in text)
 
 
 @imports_visible

@@ -52,6 +52,7 @@ urlpatterns = [
     # Metric imports: upload → preview → confirm → progress → result; history; downloads.
     path("imports/", imports_views.import_history, name="import_history"),
     path("imports/upload/", imports_views.import_upload, name="import_upload"),
+    path("imports/template.csv", imports_views.import_template, name="import_template"),
     path("imports/<int:batch_id>/", imports_views.import_batch, name="import_batch"),
     path("imports/<int:batch_id>/panel/", imports_views.import_panel, name="import_panel"),
     path("imports/<int:batch_id>/confirm/", imports_views.import_confirm,

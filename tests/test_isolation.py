@@ -494,6 +494,10 @@ ROUTES: dict[str, Route] = {
     "import_upload": Route(
         roles=UPLOADERS, methods=("GET", "POST"), htmx=True, hidden=False,
         body={"side": "partner"}),
+    # A metric file template of an agreement: Globex's code answers as a missing one.
+    "import_template": Route(
+        roles=UPLOADERS, hidden=False, query={"agreement": GLOBEX_CODE}, partner_other=404,
+        parity=True),
     "import_batch": Route(
         roles=SIGNED_IN, htmx=True, path={"batch_id": GLOBEX_BATCH_ID},
         query={"section": "changes"}),

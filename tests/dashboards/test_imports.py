@@ -2,14 +2,19 @@
 history and a batch's page, downloads, and who may see and do what."""
 
 import csv
+import datetime as dt
 import io
 import re
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
+from django.utils import timezone
 
+from dashboards.imports_views import template_date
 from partnerships.models import (
+    Agreement,
+    AgreementKPI,
     AuditEvent,
     ImportBatch,
     MetricObservation,
@@ -17,7 +22,7 @@ from partnerships.models import (
     Role,
 )
 from partnerships.services import import_batch_create, observations_import
-from tests.conftest import make_user, write_observations
+from tests.conftest import make_agreement, make_user, write_observations
 
 pytestmark = pytest.mark.django_db
 
@@ -605,3 +610,124 @@ def test_upload_with_the_broker_down_keeps_the_file_to_be_read_later(
     batch = ImportBatch.objects.get()
     assert (batch.status, batch.preview) == ("pending", None)
     assert batch.file.storage.exists(batch.file.name)  # read by the maintenance task later
+
+
+# ---- The metric file template -----------------------------------------------------------------
+
+
+def template_of(client: Client, code: str) -> list[list[str]]:
+    response = client.get("/imports/template.csv", {"agreement": code})
+    assert response.status_code == 200, response.status_code
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    body = b"".join(response.streaming_content).decode("utf-8")
+    assert body.startswith("\ufeff")  # spreadsheet programs read it as UTF-8
+    return list(csv.reader(io.StringIO(body[1:])))
+
+
+def one_time_values_left_out(page: str) -> str:
+    """The page without its CSP nonces and CSRF tokens (long random words), which differ on
+    every answer."""
+    return re.sub(r"[A-Za-z0-9_-]{20,}", "", page)
+
+
+def last_month_end() -> str:
+    return (timezone.localdate().replace(day=1) - dt.timedelta(days=1)).isoformat()
+
+
+def test_the_hosts_template_has_every_kpi_on_its_source_side_and_an_example_row(
+        host_manager, acme_agreement):
+    client = logged_in(host_manager)
+    response = client.get("/imports/template.csv", {"agreement": "ACME-CM-2025"})
+    assert response["Content-Disposition"] == (
+        'attachment; filename="ACME-CM-2025-metrics-template.csv"')
+    day = last_month_end()
+    assert template_of(client, "ACME-CM-2025") == [
+        ["agreement", "kpi", "date", "value", "side", "note"],
+        ["ACME-CM-2025", "defect_rate", day, "2", "partner",
+         "Example: the monthly target (%). Put the actual figure of the month in its place."],
+        ["ACME-CM-2025", "revenue", day, "", "host", ""],
+    ]
+    events = AuditEvent.objects.filter(action="export", user=host_manager)
+    assert [event.detail for event in events] == [{"agreement": "ACME-CM-2025", "rows": 2}] * 2
+
+
+def test_a_partner_editors_template_has_only_the_kpis_its_side_reports(
+        acme_editor, acme_agreement):
+    rows = template_of(logged_in(acme_editor), "ACME-CM-2025")
+    assert [(row[1], row[4]) for row in rows[1:]] == [("defect_rate", "partner")]
+
+
+def test_another_partners_agreement_has_no_template_as_a_missing_one(
+        acme_editor, acme_viewer, acme_agreement, globex_agreement):
+    client = logged_in(acme_editor)
+    other = client.get("/imports/template.csv", {"agreement": "GLOBEX-REF-2025"})
+    missing = client.get("/imports/template.csv", {"agreement": "NO-SUCH-1"})
+    nothing = client.get("/imports/template.csv")
+    assert other.status_code == missing.status_code == nothing.status_code == 404
+    assert one_time_values_left_out(other.text).replace("GLOBEX-REF-2025", "") == \
+        one_time_values_left_out(missing.text).replace("NO-SUCH-1", "")
+    # Partner viewers do not import, so they get no template either.
+    viewer = logged_in(acme_viewer).get("/imports/template.csv", {"agreement": "ACME-CM-2025"})
+    assert viewer.status_code == 403
+    assert not AuditEvent.objects.filter(action="export").exists()
+
+
+def test_template_text_cells_are_escaped_and_numbers_left_as_numbers(host_manager, acme, kpis):
+    agreement = make_agreement(acme, "=HYPERLINK(1)", kpis)
+    AgreementKPI.objects.filter(agreement=agreement, kpi__code="defect_rate").update(
+        target=-5, floor=-1)
+    rows = template_of(logged_in(host_manager), agreement.code)
+    assert rows[1][:4] == ["'=HYPERLINK(1)", "defect_rate", last_month_end(), "-5"]
+
+
+@pytest.mark.parametrize(("start", "end", "expected"), [
+    ("2020-01-01", None, "2026-11-30"),
+    ("2020-01-01", "2025-06-15", "2025-06-15"),
+    ("2026-12-02", None, "2026-12-02"),
+])
+def test_the_template_is_dated_within_the_agreement(start, end, expected):
+    agreement = Agreement(start_date=dt.date.fromisoformat(start),
+                          end_date=end and dt.date.fromisoformat(end))
+    day = template_date(agreement=agreement, today=dt.date(2026, 12, 6))
+    assert day.isoformat() == expected
+
+
+def test_a_template_uploaded_untouched_is_refused_and_once_filled_in_imports(
+        host_manager, acme_agreement, django_capture_on_commit_callbacks):
+    client = logged_in(host_manager)
+    rows = template_of(client, "ACME-CM-2025")
+    text = "\n".join(",".join(row) for row in rows) + "\n"
+    upload(client, text, name="template.csv")
+    confirm(client, ImportBatch.objects.get(), django_capture_on_commit_callbacks)
+    assert ImportBatch.objects.get().status == "failed"
+    assert not MetricObservation.objects.exists()
+
+    rows[1][3], rows[1][5] = "3.5", ""
+    rows[2][3] = "1200"
+    upload(client, "\n".join(",".join(row) for row in rows) + "\n", name="filled.csv")
+    confirm(client, ImportBatch.objects.latest("pk"), django_capture_on_commit_callbacks)
+    day = dt.date.fromisoformat(last_month_end())
+    assert stored() == {("ACME-CM-2025", "defect_rate", "partner", day, 3.5),
+                        ("ACME-CM-2025", "revenue", "host", day, 1200.0)}
+
+
+def test_the_upload_page_offers_a_template_for_each_agreement_of_the_uploader(
+        host_manager, acme_editor, acme_agreement, globex_agreement):
+    page = logged_in(host_manager).get("/imports/upload/").text
+    assert '<form method="get" action="/imports/template.csv"' in page
+    # The host's agreements by partner.
+    assert re.search(r'<optgroup label="Acme Corp">\s*<option value="ACME-CM-2025">'
+                     r"ACME-CM-2025 — 2 KPIs</option>\s*</optgroup>", page)
+    assert '<option value="GLOBEX-REF-2025">GLOBEX-REF-2025 — 2 KPIs</option>' in page
+
+    page = logged_in(acme_editor).get("/imports/upload/").text
+    assert '<option value="ACME-CM-2025">ACME-CM-2025 — 1 KPI</option>' in page
+    assert "GLOBEX" not in page and "<optgroup" not in page
+
+
+def test_an_agreement_without_a_kpi_of_the_uploaders_side_cannot_be_chosen(
+        acme_editor, acme_agreement):
+    AgreementKPI.objects.filter(agreement=acme_agreement, kpi__code="defect_rate").delete()
+    page = logged_in(acme_editor).get("/imports/upload/").text
+    assert "None of your agreements has a KPI that your side reports" in page
+    assert "/imports/template.csv" not in page
