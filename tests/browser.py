@@ -35,10 +35,14 @@ def launch(playwright):
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
 
 
-def watch(page) -> list[str]:
+def watch(page, *, javascript: bool = True) -> list[str]:
     """Record console errors (CSP violations among them), uncaught exceptions, failed requests
-    and error responses of this page."""
+    and error responses of this page; and, after every navigation and before every screenshot,
+    what `audit` finds (axe-core's serious and critical violations, a page wider than a phone).
+    Without JavaScript in the page axe-core cannot run (its timers never fire): the width is
+    still checked."""
     problems = []
+    audit_after_navigation(page, problems, accessibility=javascript)
     page.on("console", lambda message: message.type == "error"
             and problems.append(f"console: {message.text}"))
     page.on("pageerror", lambda error: problems.append(f"pageerror: {error}"))
@@ -51,6 +55,82 @@ def watch(page) -> list[str]:
 
 def horizontal_overflow(page) -> int:
     return page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+
+
+# axe-core's impact levels that fail a test; "moderate" and "minor" are left to review.
+AXE_FAILING_IMPACTS = frozenset({"serious", "critical"})
+# Up to this width a page is laid out for a phone (app.css: max-width 40rem).
+PHONE_LAYOUT_MAX_WIDTH = 640
+
+
+def accessibility_violations(page) -> list[str]:
+    """axe-core's serious and critical violations on the page as it is now, one line each: rule,
+    impact, where, and the first elements concerned. axe-core comes bundled with
+    axe-playwright-python and is injected through the DevTools protocol, which the page's CSP
+    does not govern."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page).response
+    return [
+        f"axe: {violation['id']} ({violation['impact']}) at {page.url} "
+        f"{page.viewport_size['width']} px: {violation['help']} — "
+        + "; ".join(" ".join(node["target"]) for node in violation["nodes"][:3])
+        for violation in results["violations"]
+        if violation["impact"] in AXE_FAILING_IMPACTS
+    ]
+
+
+def audit(page, *, accessibility: bool = True) -> list[str]:
+    """What is wrong with the page as shown now: axe-core's serious and critical violations and,
+    at a phone's width, a page wider than the window."""
+    found = accessibility_violations(page) if accessibility else []
+    width = page.viewport_size["width"]
+    if width <= PHONE_LAYOUT_MAX_WIDTH:
+        overflow = horizontal_overflow(page)
+        if overflow > 0:
+            found.append(f"wider than the window: {page.url} is {overflow} px too wide at "
+                         f"{width} px")
+    return found
+
+
+def audit_after_navigation(page, problems: list[str], *, accessibility: bool = True) -> None:
+    """Audit the page after each `goto`, `reload` and `wait_for_url` (how every browser test
+    reaches a page) and before each screenshot, adding what is found to `problems` (once per
+    address, width and document). Wrapping the page's own methods means every test's pages are
+    audited without the tests saying so."""
+    from playwright.sync_api import Error
+
+    seen = set()
+
+    def check() -> None:
+        try:
+            page.wait_for_load_state()
+            state = (page.url, page.viewport_size["width"],
+                     page.evaluate("document.documentElement.outerHTML.length"))
+            if state in seen:
+                return
+            seen.add(state)
+            problems.extend(audit(page, accessibility=accessibility))
+        except Error as error:
+            # The page went on to another document while it was audited (a redirect, a form
+            # posted by the test): that one is audited when it is reached.
+            if "context was destroyed" not in str(error) and "navigation" not in str(error):
+                raise
+
+    def audited(method, *, before: bool = False):
+        def call(*args, **kwargs):
+            if before:
+                check()
+                return method(*args, **kwargs)
+            result = method(*args, **kwargs)
+            check()
+            return result
+        return call
+
+    page.goto = audited(page.goto)
+    page.reload = audited(page.reload)
+    page.wait_for_url = audited(page.wait_for_url)
+    page.screenshot = audited(page.screenshot, before=True)
 
 
 def run_in_browser(scenario, *, viewport: dict = DESKTOP, javascript: bool = True):
@@ -75,7 +155,7 @@ def run_in_browser(scenario, *, viewport: dict = DESKTOP, javascript: bool = Tru
                     context = browser.new_context(viewport=viewport,
                                                   java_script_enabled=javascript)
                     page = context.new_page()
-                    page.problems = watch(page)
+                    page.problems = watch(page, javascript=javascript)
                     return scenario(page)
                 finally:
                     # Queries made in Playwright's callbacks ran in its context: close there.
