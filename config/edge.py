@@ -40,13 +40,17 @@ PERMISSIONS_POLICY = ", ".join(
 )
 
 
-def _megabytes(size: int) -> str:
-    return f"{size / 1_000_000:,.0f} MB"
+def _size(size: int) -> str:
+    """A byte count as people read it: 52 MB, 800 kB, 512 bytes."""
+    for unit, factor in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if size >= factor:
+            return f"{size / factor:,.{0 if size >= 10 * factor else 1}f} {unit}"
+    return f"{size:,} bytes"
 
 
 def request_too_large(request: HttpRequest, limit: int) -> HttpResponse:
     """413, in the form the client reads: JSON for the API, a notice for HTMX, else a page."""
-    message = (f"The request is too large: at most {_megabytes(limit)} can be sent at once. "
+    message = (f"The request is too large: at most {_size(limit)} can be sent at once. "
                "Nothing was received or stored.")
     if request.path.startswith("/api/"):
         response = JsonResponse({"error": "too_large", "message": message,
@@ -54,8 +58,9 @@ def request_too_large(request: HttpRequest, limit: int) -> HttpResponse:
         response["Cache-Control"] = "no-store"
         return response
     if request.headers.get("HX-Request") == "true":
-        response = HttpResponse(f'<p class="notice error" role="alert">{escape(message)} '
-                                "Split the file into smaller ones.</p>", status=413)
+        response = HttpResponse(f'<p class="message message--error" role="alert">'
+                                f"{escape(message)} Split the file into smaller ones.</p>",
+                                status=413)
         # Shown in the page's problem area, whatever the form aimed at (static/js/charts.js
         # lets a 413 swap).
         response["HX-Retarget"] = "#request-problem"

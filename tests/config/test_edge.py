@@ -48,6 +48,7 @@ def test_a_signed_in_htmx_upload_too_large_is_shown_in_the_problem_area(host_man
     assert response.status_code == 413
     assert response["HX-Retarget"] == "#request-problem"
     assert 'role="alert"' in response.content.decode()
+    assert "at most 53 MB can be sent" in response.content.decode()
     page = client.get("/imports/upload/").content.decode()
     assert 'id="request-problem"' in page
 
@@ -65,6 +66,14 @@ def test_a_body_at_the_limit_passes_the_middleware(settings):
     response = Client().generic("POST", "/login/", data=b"username=a", content_type=
                                 "application/x-www-form-urlencoded")
     assert response.status_code != 413
+
+
+@pytest.mark.parametrize(("limit", "shown"), [(512, "512 bytes"), (5_000, "5.0 kB"),
+                                             (52_428_800, "52 MB"), (3 * 10**9, "3.0 GB")])
+def test_the_limit_is_said_in_units_people_read(settings, limit, shown):
+    settings.REQUEST_BODY_MAX_BYTES = limit
+    response = post_declaring(Client(), "/imports/upload/", limit + 1)
+    assert f"at most {shown} can be sent" in response.content.decode()
 
 
 def test_a_malformed_content_length_is_refused():
