@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
+from dashboards.templatetags.numbers import money_text
 from partnerships.access import host_required, manager_required
 from partnerships.history import history_record, history_snapshot
 from partnerships.models import Agreement, ChangeKind, IncentivePlan, Tier
@@ -54,7 +55,7 @@ def incentive_payout(*, plan: IncentivePlan, overall: float | None, rolling: flo
 
 
 def _money(amount: float | Decimal, currency: str) -> str:
-    return f"{amount:,.2f} {currency}"
+    return f"{money_text(amount)} {currency}"
 
 
 def _examples(plan: IncentivePlan, agreement: Agreement) -> dict:

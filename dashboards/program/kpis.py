@@ -6,7 +6,6 @@ Forms post and redirect without JavaScript; with htmx they validate as the user 
 agreement is edited in place.
 """
 
-import math
 
 from django.contrib import messages
 from django.db import transaction
@@ -19,6 +18,7 @@ from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
 
+from dashboards.templatetags.numbers import number_text
 from partnerships.access import agreements_for, host_required, manager_required
 from partnerships.history import history_record, history_snapshot
 from partnerships.kpi_sets import (
@@ -56,13 +56,7 @@ from .kpi_forms import (
 
 def number(value: float | None) -> str:
     """A target, floor or weight as typed: 50,000 · 2.5 · 0.125 (up to 4 decimals)."""
-    if value is None or not math.isfinite(value):
-        return ""
-    if abs(value) >= 1e15:  # beyond any plausible figure: short, not 300 digits
-        return f"{value:.3g}"
-    if float(value).is_integer():
-        return f"{value:,.0f}"
-    return f"{value:,.4f}".rstrip("0").rstrip(".")
+    return number_text(value, places=4, trim=True)
 
 
 def with_display(row):

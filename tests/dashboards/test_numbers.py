@@ -135,3 +135,16 @@ def test_the_portfolio_writes_scores_and_payouts_with_separators(client, host_ma
     assert ">82.5</td>" in page and ">77.7</td>" in page and ">100.0 %</td>" in page
     assert ">12,375.15</td>" in page
     assert '<span class="kpi-card__value kpi-card__value--long">12,375.15</span>' in page
+
+
+def test_the_program_pages_write_targets_and_money_with_the_one_formatter():
+    from decimal import Decimal
+
+    from dashboards.program.incentives import _money
+    from dashboards.program.kpis import number
+
+    assert number(50000.0) == "50,000"
+    assert number(0.125) == "0.125"
+    assert number(2.5) == "2.5"
+    assert number(float("inf")) == ""
+    assert _money(Decimal("1234567.005"), "USD") == "1,234,567.01 USD"
