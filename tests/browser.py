@@ -53,6 +53,15 @@ def watch(page, *, javascript: bool = True) -> list[str]:
     return problems
 
 
+def log_in(page, live_server, username: str, password: str) -> None:
+    """Sign in through the log-in page, as a person would, and land on the home page."""
+    page.goto(live_server.url + "/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(live_server.url + "/")
+
+
 def horizontal_overflow(page) -> int:
     return page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
 

@@ -11,17 +11,10 @@ from tests.browser import (
     PHONE,
     SHOTS,
     horizontal_overflow,
+    log_in,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def log_in(page, live_server, username: str, password: str) -> None:
-    page.goto(live_server.url + "/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(live_server.url + "/")
 
 
 def test_host_logs_in_and_the_chart_draws_without_errors(

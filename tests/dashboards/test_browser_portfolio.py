@@ -11,19 +11,11 @@ import pytest
 
 from scoring.models import Scorecard, ScoringRun
 from scoring.services import scoring_run_inline
-from tests.browser import PHONE, SHOTS, horizontal_overflow
+from tests.browser import PHONE, SHOTS, horizontal_overflow, log_in
 from tests.conftest import make_agreement, write_observations
 from tests.dashboards.test_portfolio import observations_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def log_in(page, live_server, username: str, password: str) -> None:
-    page.goto(live_server.url + "/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(live_server.url + "/")
 
 
 @pytest.fixture

@@ -5,21 +5,13 @@ edited by hand, and the Website field looks like the other fields. Screenshots g
 import pytest
 
 from partnerships.models import Partner
-from tests.browser import SHOTS, horizontal_overflow, postgresql_only_mark, run_in_browser
+from tests.browser import SHOTS, horizontal_overflow, log_in, postgresql_only_mark, run_in_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), postgresql_only_mark()]
 
 WIDE, NARROW = {"width": 1366, "height": 900}, {"width": 390, "height": 844}
 LOOK = ("border-top-width", "border-top-color", "border-radius", "padding-left", "font-size",
         "width", "background-color")
-
-
-def log_in(page, live_server, username: str, password: str) -> None:
-    page.goto(live_server.url + "/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(live_server.url + "/")
 
 
 def type_on(field, text: str) -> None:

@@ -16,6 +16,7 @@ from tests.browser import (
     PHONE,
     SHOTS,
     horizontal_overflow,
+    log_in,
     postgresql_only_mark,
     run_in_browser,
 )
@@ -26,14 +27,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), post
 def in_browser(scenario: Callable, *, viewport: dict = DESKTOP, javascript: bool = True):
     """Play `scenario(page)` in Debian's Chromium (see tests.browser.run_in_browser)."""
     run_in_browser(scenario, viewport=viewport, javascript=javascript)
-
-
-def log_in(page, live_server, username: str, password: str) -> None:
-    page.goto(live_server.url + "/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(live_server.url + "/")
 
 
 def look(page, name: str) -> None:
