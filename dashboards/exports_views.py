@@ -28,12 +28,12 @@ MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 BOM = "\ufeff"
 
 
-def _filename(*parts: str) -> str:
+def csv_filename(*parts: str) -> str:
     # Codes may hold characters a Content-Disposition header must not carry unquoted.
     return "-".join(re.sub(r"[^A-Za-z0-9_.-]+", "_", part) for part in parts if part) + ".csv"
 
 
-def _csv_response(*, lines, filename: str, bom: bool) -> StreamingHttpResponse:
+def csv_response(*, lines, filename: str, bom: bool) -> StreamingHttpResponse:
     # A byte-order mark first, so spreadsheet programs read the file as UTF-8; the scorecard
     # export has none, to stay byte for byte what `export_scorecards` writes.
     body = chain([BOM], lines) if bom else lines
@@ -43,7 +43,7 @@ def _csv_response(*, lines, filename: str, bom: bool) -> StreamingHttpResponse:
     return response
 
 
-def _audit(request: HtmxHttpRequest, *, target: str, detail: dict) -> None:
+def export_audit(request: HtmxHttpRequest, *, target: str, detail: dict) -> None:
     membership = membership_of(request.user)
     audit_record(action=AuditAction.EXPORT, request=request,
                  partner=membership.partner if membership and not membership.is_host else None,
@@ -57,10 +57,10 @@ def agreement_kpis_csv(request: HtmxHttpRequest, code: str) -> HttpResponse:
     context = agreement_context(request, agreement, printing=True)
     rows = agreement_kpi_export_rows(agreement=agreement, period=context["month"],
                                      rows=context["kpi_rows"])
-    _audit(request, target=f"KPI table of {agreement.code}",
+    export_audit(request, target=f"KPI table of {agreement.code}",
            detail={"agreement": agreement.code, "period": context["month"], "rows": len(rows)})
-    return _csv_response(lines=iter_csv_lines(header=AGREEMENT_KPI_EXPORT_HEADER, rows=rows),
-                         filename=_filename(agreement.code, "kpis", context["month"]), bom=True)
+    return csv_response(lines=iter_csv_lines(header=AGREEMENT_KPI_EXPORT_HEADER, rows=rows),
+                         filename=csv_filename(agreement.code, "kpis", context["month"]), bom=True)
 
 
 @login_required
@@ -69,11 +69,11 @@ def agreement_months_csv(request: HtmxHttpRequest, code: str) -> HttpResponse:
     agreement = agreement_visible(request=request, code=code)
     context = agreement_context(request, agreement, printing=True)
     rows = agreement_months_export_rows(agreement=agreement, months=context["month_rows"])
-    _audit(request, target=f"tiers and payouts of {agreement.code}",
+    export_audit(request, target=f"tiers and payouts of {agreement.code}",
            detail={"agreement": agreement.code, "period": context["month"], "rows": len(rows)})
-    return _csv_response(
+    return csv_response(
         lines=iter_csv_lines(header=AGREEMENT_MONTHS_EXPORT_HEADER, rows=rows),
-        filename=_filename(agreement.code, "months-to", context["month"]), bom=True)
+        filename=csv_filename(agreement.code, "months-to", context["month"]), bom=True)
 
 
 @login_required
@@ -91,10 +91,10 @@ def scorecard_export(request: HtmxHttpRequest) -> HttpResponse:
         visible = {safe_text(code) for code in
                    agreements_for(user=request.user).values_list("code", flat=True)}
         rows = [row for row in rows if row[0] in visible]
-    _audit(request, target="scorecards",
+    export_audit(request, target="scorecards",
            detail={"period": period, "rows": len(rows),
                    "scope": "program" if membership and membership.is_host else "partner"})
     scope = "" if membership and membership.is_host else (
         membership.partner.slug if membership and membership.partner else "none")
-    return _csv_response(lines=iter_csv_lines(header=EXPORT_HEADER, rows=rows),
-                         filename=_filename("scorecards", scope, period), bom=False)
+    return csv_response(lines=iter_csv_lines(header=EXPORT_HEADER, rows=rows),
+                         filename=csv_filename("scorecards", scope, period), bom=False)

@@ -28,7 +28,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, Q
-from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -66,6 +66,7 @@ from partnerships.services import (
 from partnerships.tasks import TaskQueueUnavailable, import_batch_read_start, import_batch_start
 from scoring.exports import iter_csv_lines, safe_text
 
+from .exports_views import csv_filename, csv_response, export_audit
 from .views import HtmxHttpRequest, agreement_visible
 
 HISTORY_PAGE_SIZE = 25
@@ -494,24 +495,10 @@ def import_template(request: HtmxHttpRequest) -> HttpResponse:
     agreement = agreement_visible(request=request, code=request.GET.get("agreement", ""))
     rows = template_rows(agreement=agreement, uploader=request.uploader,
                          today=timezone.localdate())
-    membership = membership_of(request.user)
-    audit_record(action=AuditAction.EXPORT, request=request,
-                 partner=None if membership.is_host else membership.partner,
-                 target=f"metric file template of {agreement.code}",
+    export_audit(request, target=f"metric file template of {agreement.code}",
                  detail={"agreement": agreement.code, "rows": len(rows)})
-    # A BOM, so spreadsheet programs read the file as UTF-8 (the import accepts it).
-    lines = ["\ufeff", *iter_csv_lines(header=TEMPLATE_HEADER, rows=rows)]
-    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = (
-        f'attachment; filename="{_file_name_part(agreement.code)}-metrics-template.csv"')
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
-
-
-def _file_name_part(text: str) -> str:
-    # A code may hold characters a Content-Disposition header must not carry unquoted.
-    return "".join(char if char.isascii() and (char.isalnum() or char in "_.-") else "_"
-                   for char in text)
+    return csv_response(lines=iter_csv_lines(header=TEMPLATE_HEADER, rows=rows),
+                        filename=csv_filename(agreement.code, "metrics-template"), bom=True)
 
 
 @imports_visible
