@@ -40,14 +40,9 @@ FIRST_DAY = "2025-01-01"
 MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 PACKAGE = "http://schemas.openxmlformats.org/package/2006/relationships"
+from import_metrics import bench_program, psql  # noqa: E402  (beside this script)
+
 FILLER = "checked against the partner portal export; see the monthly review notes. "
-
-
-def psql(sql: str, database: str = "postgres") -> str:
-    return subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", database, "-qtAc", sql],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()
 
 
 def peak_rss_mib() -> float:
@@ -72,29 +67,7 @@ def django_setup(root: Path) -> None:
 
 def setup_program() -> None:
     django_setup(ROOT)
-    from partnerships.models import Agreement, AgreementKPI, KPIDefinition, Partner
-
-    partners = Partner.objects.bulk_create(
-        Partner(slug=f"partner-{number:03d}", name=f"Partner {number:03d}")
-        for number in range(AGREEMENTS // 10)
-    )
-    kpis = KPIDefinition.objects.bulk_create(
-        KPIDefinition(code=f"kpi_{number:02d}", name=f"KPI {number}", category=category,
-                      aggregation="sum", source="host")
-        for number, category in zip(
-            range(KPIS), ["financial", "strategic", "operational", "relationship"] * 3,
-            strict=False,
-        )
-    )
-    agreements = Agreement.objects.bulk_create(
-        Agreement(partner=partners[number % len(partners)], code=f"AGR-{number:04d}",
-                  type="referral", stage="active", start_date="2023-01-01")
-        for number in range(AGREEMENTS)
-    )
-    AgreementKPI.objects.bulk_create(
-        AgreementKPI(agreement=agreement, kpi=kpi, target=100, floor=0)
-        for agreement in agreements for kpi in kpis
-    )
+    bench_program(start=FIRST_DAY)
 
 
 def write_workbook(path: Path, rows: int, note_chars: int) -> dict:

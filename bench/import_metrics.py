@@ -57,15 +57,9 @@ def django_setup() -> None:
     django.setup()
 
 
-# --- steps, each run in its own process ----------------------------------------------------
-
-
-def step_setup(workdir: Path, rows: int, sample: int) -> dict:
-    """The program (partners, agreements, KPIs) and the metric CSV files."""
-    django_setup()
-    import numpy as np
-    import pandas as pd
-
+def bench_program(*, start: str) -> tuple[list, list]:
+    """AGREEMENTS agreements of AGREEMENTS/10 partners, each with the same KPIS KPIs (sum, host
+    side, target 100, floor 0), starting on `start`; returns the agreements and the KPIs."""
     from partnerships.models import Agreement, AgreementKPI, KPIDefinition, Partner
 
     partners = Partner.objects.bulk_create(
@@ -82,13 +76,26 @@ def step_setup(workdir: Path, rows: int, sample: int) -> dict:
     )
     agreements = Agreement.objects.bulk_create(
         Agreement(partner=partners[number % len(partners)], code=f"AGR-{number:04d}",
-                  type="referral", stage="active", start_date=FIRST_DAY)
+                  type="referral", stage="active", start_date=start)
         for number in range(AGREEMENTS)
     )
     AgreementKPI.objects.bulk_create(
         AgreementKPI(agreement=agreement, kpi=kpi, target=100, floor=0)
         for agreement in agreements for kpi in kpis
     )
+    return agreements, kpis
+
+
+# --- steps, each run in its own process ----------------------------------------------------
+
+
+def step_setup(workdir: Path, rows: int, sample: int) -> dict:
+    """The program (partners, agreements, KPIs) and the metric CSV files."""
+    django_setup()
+    import numpy as np
+    import pandas as pd
+
+    agreements, kpis = bench_program(start=FIRST_DAY)
     rng = np.random.default_rng(SEED)
     keys = rng.choice(AGREEMENTS * KPIS * 2 * DAYS, size=rows, replace=False)
     agreement_index, rest = np.divmod(keys, KPIS * 2 * DAYS)
