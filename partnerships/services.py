@@ -740,8 +740,9 @@ def import_batches_tidy(*, now=None) -> TidyResult:
       rolled back, nothing was written): it is marked failed with a message saying so.
     - A confirmed import still pending after as long lost its task (e.g. the broker restarted):
       its id is returned to be queued again (the claim makes a double run impossible).
-    - An upload whose file was not read (its read task was lost, or never queued because the
-      broker was down) after as long is returned to be read again.
+    - An upload whose file was never read (its read task was lost, or never queued because the
+      broker was down) after as long is returned to be read again; one whose reading started
+      and fell silent as long lost its worker and is marked failed, as a running import.
     - An upload left unconfirmed for IMPORT_UNCONFIRMED_MAX_AGE_HOURS is deleted with its file.
     - A failed import (a refused upload, command or API request) keeps its stored file for
       IMPORT_REFUSED_FILE_RETENTION_DAYS; then the file is deleted and the batch says so.
@@ -763,8 +764,23 @@ def import_batches_tidy(*, now=None) -> TidyResult:
     result.lost_tasks = list(ImportBatch.objects.filter(
         status=ImportStatus.PENDING, confirmed_at__lt=stale
     ).values_list("pk", flat=True))
-    result.lost_reads = list(ImportBatch.objects.filter(
-        silent, status=ImportStatus.PENDING, confirmed_at__isnull=True, preview__isnull=True
+    unread = ImportBatch.objects.filter(status=ImportStatus.PENDING, confirmed_at__isnull=True,
+                                        preview__isnull=True)
+    # A read that started and went silent lost its worker, perhaps to the file itself (out of
+    # memory): it fails like a lost import rather than being read again on every pass.
+    read_lost = Q(heartbeat_at__lt=stale)
+    read_message = RowError(None, None, "", "reading the file stopped before it finished (its "
+                            "worker was lost); nothing was imported: upload it again, or "
+                            "split it into smaller files").as_dict()
+    for batch_id in unread.filter(read_lost).values_list("pk", flat=True):
+        if unread.filter(read_lost, pk=batch_id).update(
+            status=ImportStatus.FAILED, errors=[read_message], error_count=1, progress=100,
+            finished_at=now,
+        ):
+            result.lost_workers.append(batch_id)
+    # Never started (its task was lost, or not queued while the broker was down): read again.
+    result.lost_reads = list(unread.filter(
+        heartbeat_at__isnull=True, created_at__lt=stale
     ).values_list("pk", flat=True))
     result.files_removed = _refused_files_remove(now=now)
     abandoned = now - dt.timedelta(hours=settings.IMPORT_UNCONFIRMED_MAX_AGE_HOURS)

@@ -132,3 +132,18 @@ def test_an_upload_never_read_is_read_again(acme_agreement, host_manager, tmp_pa
     unread.refresh_from_db(), fresh.refresh_from_db()
     assert counts["reread"] == 1 and unread.preview["total_rows"] == 1
     assert fresh.preview is None
+
+
+def test_an_upload_whose_reading_fell_silent_is_failed_not_read_again():
+    # Its reader was lost, perhaps to the file itself: reading it again on every pass would
+    # lose a worker each time.
+    silent = batch(age=dt.timedelta(hours=1), heartbeat=NOW - dt.timedelta(minutes=11),
+                   with_file=True)
+    reading = batch(age=dt.timedelta(hours=1), heartbeat=NOW - dt.timedelta(minutes=1),
+                    with_file=True)
+    result = import_batches_tidy(now=NOW)
+    assert result.lost_reads == []
+    assert result.lost_workers == [silent.pk]
+    silent.refresh_from_db(), reading.refresh_from_db()
+    assert silent.status == "failed" and "reading the file stopped" in silent.errors[0]["message"]
+    assert reading.status == "pending"
