@@ -19,13 +19,13 @@ from .selectors import (
     agreement_months,
     agreement_recent_imports,
     agreement_scorecards,
+    change_sign,
     month_shift,
     tier_cutoffs_kept,
     tier_hint,
     tier_policy,
     tier_since,
 )
-from .templatetags.numbers import score_text
 from .views import HtmxHttpRequest, agreement_visible, month_asked, month_neighbours
 
 # How many months, up to the selected one, the small trends of KPIs and categories cover.
@@ -49,12 +49,8 @@ def _category_rows(*, card: Scorecard | None, by_period: dict, window: list[str]
         before = (getattr(previous, name)
                   if previous is not None and previous.has_scorecard else None)
         change = now - before if now is not None and before is not None else None
-        # A change that rounds to 0.0 on screen is no change.
-        shown_change = score_text(change)
         rows.append({
-            "name": name, "value": now, "change": change,
-            "change_sign": "" if not shown_change.strip("-0.,")
-            else ("up" if change > 0 else "down"),
+            "name": name, "value": now, "change": change, "change_sign": change_sign(change),
             "trend": charts.trend_svg(
                 trend=charts.trend_line(values=values, width=48),
                 label=f"{name} score {window[0]} to {window[-1]}" if window else ""),
