@@ -60,11 +60,6 @@ CATEGORY_COLOURS = {
 }
 
 
-def _rounded(value: float | None) -> float | None:
-    # The same one-decimal figure the page shows (and the export, to 4 decimals).
-    return rounded(value, places=1)
-
-
 def _layout(title: str, **extra) -> dict:
     return {
         "template": "none",
@@ -122,8 +117,8 @@ def score_history_figure(*, scorecards: list, bands: list | None = None) -> dict
     shapes, annotations = _band_shapes(bands or [])
     months = [card.period for card in scorecards]
     days = _month_days(months)
-    overall = [_rounded(card.overall) if card.has_scorecard else None for card in scorecards]
-    rolling = [_rounded(card.rolling) for card in scorecards]
+    overall = [rounded(card.overall) if card.has_scorecard else None for card in scorecards]
+    rolling = [rounded(card.rolling) for card in scorecards]
     return _unchecked_figure(
         [
             {"type": "scatter", "x": days, "y": overall, "customdata": months,
@@ -150,7 +145,7 @@ def score_history_figure(*, scorecards: list, bands: list | None = None) -> dict
 
 def category_scores_figure(*, scorecard, period: str) -> dict:
     """The four category scores of a month as bars in their fixed colours."""
-    values = [_rounded(getattr(scorecard, name)) for name in CATEGORIES]
+    values = [rounded(getattr(scorecard, name)) for name in CATEGORIES]
     return _unchecked_figure(
         [{
             "type": "bar", "x": list(CATEGORIES), "y": values,
