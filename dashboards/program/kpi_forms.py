@@ -19,6 +19,7 @@ from partnerships.models import (
     KPITemplateItem,
     Objective,
 )
+from partnerships.program import PERCENT_RANGE
 
 NUMBER_ERROR = "Enter a number, e.g. 1500 or 2.5 (a dot as decimal point, no thousands separator)."
 
@@ -107,7 +108,7 @@ class KPIDefinitionForm(forms.ModelForm):
         cleaned = super().clean()
         # As in the program file: a percentage left without a bound gets 0 or 100.
         if cleaned.get("value_type") == KPIDefinition.ValueType.PERCENTAGE:
-            for name, default in (("minimum", 0.0), ("maximum", 100.0)):
+            for name, default in zip(("minimum", "maximum"), PERCENT_RANGE, strict=True):
                 if cleaned.get(name) is None and name not in self.errors:
                     cleaned[name] = default
         return cleaned
