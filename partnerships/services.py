@@ -11,8 +11,8 @@ Metric imports (issue 4), for the upload page, the `import_metrics` command and 
   with the file's problems. Queue it with `partnerships.tasks.import_batch_read_start(batch=)`.
 - `import_batch_preview(batch=) -> MetricFilePreview | None`: the stored preview; never reads.
 - `observations_import(batch_id=, progress=None) -> ImportResult`: reads, validates and writes
-  a pending batch, all rows or none; safe to run twice. Queue it with
-  `partnerships.tasks.import_batch_enqueue(batch=)` (Celery, after commit).
+  a pending batch, all rows or none; safe to run twice. Queue it, once the confirmation is
+  committed, with `partnerships.tasks.import_batch_start(batch=)`.
 - `observations_import_records(records=, user=, idempotency_key=None) -> ImportBatch`: the API
   path, synchronous, same rules; row = index of the record.
 - `import_errors_csv(errors=) -> str`: the error report (`batch.errors` or `result.errors`).
