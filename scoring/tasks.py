@@ -71,11 +71,9 @@ def scoring_enqueue(*, trigger: str, user=None, scheduled_for=None, attempt: int
     run = services.scoring_run_request(
         trigger=trigger, user=user, scheduled_for=scheduled_for, attempt=attempt
     )
-    if transaction.get_connection().in_atomic_block:
-        # Inside the caller's transaction a worker could not see the run yet.
-        transaction.on_commit(lambda: _dispatch(run))
-    else:
-        _dispatch(run)
+    # Inside the caller's transaction a worker could not see the run yet: queued at its commit.
+    # Outside one, on_commit runs at once, so the caller gets ScoringQueueUnavailable here.
+    transaction.on_commit(lambda: _dispatch(run))
     return run
 
 
