@@ -54,6 +54,7 @@ from partnerships.models import (
     Side,
     number_text,
 )
+from partnerships.queue import TaskQueueUnavailable
 from partnerships.services import (
     ImportNotAllowed,
     MetricFilePreview,
@@ -63,7 +64,7 @@ from partnerships.services import (
     import_errors_csv,
     import_uploader,
 )
-from partnerships.tasks import TaskQueueUnavailable, import_batch_read_start, import_batch_start
+from partnerships.tasks import import_batch_read_start, import_batch_start
 from scoring.exports import iter_csv_lines, safe_text
 
 from .exports_views import csv_filename, csv_response, export_audit

@@ -1,61 +1,31 @@
 """Celery tasks of metric imports: thin, take ids, safe to run twice (the batch is claimed).
 
 Requests queue tasks with `import_batch_read_start` and `import_batch_start`: they publish at
-once, on a connection of their own that gives up after TASK_PUBLISH_TIMEOUT_SECONDS, and raise
-`TaskQueueUnavailable` instead of hanging or failing the request when the broker is down.
+once through `partnerships.queue.task_publish`, which raises `TaskQueueUnavailable` within
+seconds instead of hanging or failing the request when the broker is down.
 """
 
 import logging
 
 from celery import shared_task
-from django.conf import settings
-from kombu.exceptions import KombuError
 
 from .audit import audit_record
 from .models import AuditAction, ImportBatch
+from .queue import task_publish
 from .services import import_batch_read, import_batches_tidy, observations_import
 
 logger = logging.getLogger(__name__)
 
 
-class TaskQueueUnavailable(RuntimeError):
-    """The broker could not be reached in time: the task was not queued."""
-
-
-def _publish(task, *args) -> None:
-    """Queue a task now, or raise TaskQueueUnavailable within about the publish timeout."""
-    app = task.app
-    if app.conf.task_always_eager:
-        task.apply(args, throw=True)
-        return
-    timeout = settings.TASK_PUBLISH_TIMEOUT_SECONDS
-    # A connection of its own: the shared pool would retry for as long as the broker settings
-    # allow, with the user waiting on the answer.
-    connection = app.connection_for_write(
-        connect_timeout=timeout,
-        transport_options={"socket_connect_timeout": timeout, "socket_timeout": timeout,
-                           "max_retries": 1, "interval_start": 0, "interval_step": 0.2},
-    )
-    try:
-        with connection:
-            task.apply_async(args, connection=connection, retry=True, retry_policy={
-                "max_retries": 1, "interval_start": 0, "interval_step": 0.2,
-                "interval_max": 0.2,
-            })
-    except (KombuError, OSError) as error:
-        logger.warning("Could not queue %s%r: %s", task.name, args, error)
-        raise TaskQueueUnavailable(str(error)) from error
-
-
 def import_batch_read_start(*, batch: ImportBatch) -> None:
     """Queue the reading of a stored upload; raises TaskQueueUnavailable (the maintenance task
     queues it again once the broker is back)."""
-    _publish(import_batch_read_run, batch.pk)
+    task_publish(import_batch_read_run.si(batch.pk))
 
 
 def import_batch_start(*, batch: ImportBatch) -> None:
     """Queue a confirmed import now; call it after the confirmation is committed."""
-    _publish(import_batch_run, batch.pk)
+    task_publish(import_batch_run.si(batch.pk))
 
 
 def import_batch_enqueue(*, batch: ImportBatch) -> None:
