@@ -38,26 +38,22 @@ def _send(signature) -> None:
         raise ScoringQueueUnavailable() from exc
 
 
-def _run_task(run_id: int):
-    return run_scoring.si(run_id).set(link_error=scoring_task_ended.si(run_id=run_id))
+def _signature(item: services.Requeue):
+    """The task of a run's part, with the supervisor as its error callback."""
+    if item.task == "chunk":
+        return score_chunk.si(item.run_id, item.index).set(
+            link_error=scoring_task_ended.si(run_id=item.run_id, index=item.index)
+        )
+    task = run_scoring if item.task == "run" else publish_run
+    return task.si(item.run_id).set(link_error=scoring_task_ended.si(run_id=item.run_id))
 
 
 def _requeue(requeue: list[services.Requeue], *, again: bool = True) -> None:
     """Queue the tasks named (again, when the supervisor found them lost); what the broker
     refuses waits for the supervisor's next pass."""
     for item in requeue:
-        if item.task == "run":
-            signature = _run_task(item.run_id)
-        elif item.task == "publish":
-            signature = publish_run.si(item.run_id).set(
-                link_error=scoring_task_ended.si(run_id=item.run_id)
-            )
-        else:
-            signature = score_chunk.si(item.run_id, item.index).set(
-                link_error=scoring_task_ended.si(run_id=item.run_id, index=item.index)
-            )
         try:
-            _send(signature)
+            _send(_signature(item))
         except ScoringQueueUnavailable:
             logger.error("Could not queue %s: the task queue is unavailable", item)
             return
@@ -79,7 +75,7 @@ def scoring_enqueue(*, trigger: str, user=None, scheduled_for=None, attempt: int
 
 def _dispatch(run: ScoringRun) -> None:
     try:
-        _send(_run_task(run.id))
+        _send(_signature(services.Requeue("run", run.id)))
     except ScoringQueueUnavailable as unavailable:
         if services.scoring_run_unqueued(run_id=run.id, error=str(unavailable)):
             logger.error("Scoring run %s not queued: the task queue is unavailable", run.id)
