@@ -118,7 +118,7 @@ def scoring_run_panel(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
 @manager_required
 @require_POST
 def scoring_run_start(request: HtmxHttpRequest) -> HttpResponse:
-    notice, level = "", "warning"
+    notice, level = "", messages.WARNING
     try:
         run = scoring_enqueue(trigger=ScoringRun.Trigger.USER, user=request.user)
         audit_record(action=AuditAction.SCORING_RUN, request=request,
@@ -127,14 +127,13 @@ def scoring_run_start(request: HtmxHttpRequest) -> HttpResponse:
         run, notice = refused.active, str(refused)
     except ScoringQueueUnavailable as unavailable:
         # No run was left behind: the panel shows the latest run as it was.
-        run, notice, level = ScoringRun.objects.first(), str(unavailable), "error"
+        run, notice, level = ScoringRun.objects.first(), str(unavailable), messages.ERROR
     if not request.htmx:
         if notice:
-            messages.add_message(
-                request, messages.ERROR if level == "error" else messages.WARNING, notice
-            )
+            messages.add_message(request, level, notice)
         return redirect("scoring_runs")
     if run is not None:
         run.refresh_from_db()
-    context = _run_panel_context(request, run) | {"notice": notice, "notice_level": level}
+    context = _run_panel_context(request, run) | {
+        "notice": notice, "notice_level": messages.DEFAULT_TAGS[level]}
     return render(request, "dashboards/runs.html#run-panel", context)
