@@ -119,10 +119,12 @@ def scoring_run_request(
                 dispatches=1,
             )
     except IntegrityError:
-        same_night = ScoringRun.objects.filter(scheduled_for=scheduled_for, attempt=attempt)
-        if scheduled_for and same_night.exists():
-            raise ScoringAlreadyRunning(same_night.first()) from None
-        raise ScoringAlreadyRunning(ScoringRun.objects.filter(active=True).first()) from None
+        same_night = scheduled_for and ScoringRun.objects.filter(
+            scheduled_for=scheduled_for, attempt=attempt
+        ).first()
+        raise ScoringAlreadyRunning(
+            same_night or ScoringRun.objects.filter(active=True).first()
+        ) from None
 
 
 def scoring_run_unqueued(*, run_id: int, error: str) -> bool:
@@ -462,7 +464,7 @@ def scoring_run_staged(*, run_id: int) -> bool:
         # Asked after a chunk's commit: a dropped connection must not cost the staged chunk.
         if connection.in_atomic_block:
             raise
-        connection.close()
+        _fresh_connection()
         return check()
 
 
