@@ -236,7 +236,7 @@ def run_scenario(name: str, scenario: dict, args, env: dict, workdir: Path, redi
                 next_run = tasks.scoring_enqueue(trigger=ScoringRun.Trigger.USER)
             except services.ScoringAlreadyRunning:
                 refused += 1
-            except tasks.ScoringQueueUnavailable:
+            except tasks.TaskQueueUnavailable:
                 refused += 1
             time.sleep(1)
         if next_run is None:
@@ -286,7 +286,7 @@ def broker_down_at_start(redis: Redis, args) -> list[dict]:
             try:
                 tasks.scoring_enqueue(trigger=ScoringRun.Trigger.USER)
                 status = "queued?"
-            except tasks.ScoringQueueUnavailable:
+            except tasks.TaskQueueUnavailable:
                 status = "refused"
             seconds = time.monotonic() - started
             left = ScoringRun.objects.count() - before

@@ -10,9 +10,10 @@ from django_htmx.middleware import HtmxDetails
 from partnerships.access import agreements_for, host_required, manager_required, membership_of
 from partnerships.audit import audit_record
 from partnerships.models import Agreement, AuditAction, Stage
+from partnerships.queue import TaskQueueUnavailable
 from scoring.models import ScoringRun
 from scoring.services import ScoringAlreadyRunning
-from scoring.tasks import ScoringQueueUnavailable, scoring_enqueue
+from scoring.tasks import scoring_enqueue
 
 from .charts import agreements_by_stage_figure
 from .program.overdue import home_overdue_actions
@@ -125,7 +126,7 @@ def scoring_run_start(request: HtmxHttpRequest) -> HttpResponse:
                      target=f"scoring run {run.pk}", detail={"trigger": "user"})
     except ScoringAlreadyRunning as refused:
         run, notice = refused.active, str(refused)
-    except ScoringQueueUnavailable as unavailable:
+    except TaskQueueUnavailable as unavailable:
         # No run was left behind: the panel shows the latest run as it was.
         run, notice, level = ScoringRun.objects.first(), str(unavailable), messages.ERROR
     if not request.htmx:

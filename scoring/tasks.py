@@ -11,31 +11,13 @@ import logging
 from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
-from kombu.exceptions import OperationalError as BrokerError
+
+from partnerships.queue import TaskQueueUnavailable, task_publish
 
 from . import services
 from .models import ScoringRun
 
 logger = logging.getLogger(__name__)
-
-
-class ScoringQueueUnavailable(Exception):
-    """The task queue (the broker) did not take the run's task; nothing was started."""
-
-    def __init__(self):
-        super().__init__("The task queue is unavailable; nothing was started.")
-
-
-def _send(signature) -> None:
-    """Queue one task, giving up within about two connection timeouts when the broker is down."""
-    try:
-        signature.apply_async(retry=True, retry_policy={
-            # One retry: a pooled connection that a broker restart closed fails once, then a
-            # new connection works. CELERY_BROKER_CONNECT_TIMEOUT bounds each try.
-            "max_retries": 1, "interval_start": 0.2, "interval_step": 0, "interval_max": 0.2,
-        })
-    except (BrokerError, OSError) as exc:
-        raise ScoringQueueUnavailable() from exc
 
 
 def _signature(item: services.Requeue):
@@ -53,8 +35,8 @@ def _requeue(requeue: list[services.Requeue], *, again: bool = True) -> None:
     refuses waits for the supervisor's next pass."""
     for item in requeue:
         try:
-            _send(_signature(item))
-        except ScoringQueueUnavailable:
+            task_publish(_signature(item))
+        except TaskQueueUnavailable:
             logger.error("Could not queue %s: the task queue is unavailable", item)
             return
         if again:
@@ -62,21 +44,21 @@ def _requeue(requeue: list[services.Requeue], *, again: bool = True) -> None:
 
 
 def scoring_enqueue(*, trigger: str, user=None, scheduled_for=None, attempt: int = 1) -> ScoringRun:
-    """Request a run and queue its task; raise ScoringQueueUnavailable, leaving no pending run
+    """Request a run and queue its task; raise TaskQueueUnavailable, leaving no pending run
     behind, when the broker does not take it."""
     run = services.scoring_run_request(
         trigger=trigger, user=user, scheduled_for=scheduled_for, attempt=attempt
     )
     # Inside the caller's transaction a worker could not see the run yet: queued at its commit.
-    # Outside one, on_commit runs at once, so the caller gets ScoringQueueUnavailable here.
+    # Outside one, on_commit runs at once, so the caller gets TaskQueueUnavailable here.
     transaction.on_commit(lambda: _dispatch(run))
     return run
 
 
 def _dispatch(run: ScoringRun) -> None:
     try:
-        _send(_signature(services.Requeue("run", run.id)))
-    except ScoringQueueUnavailable as unavailable:
+        task_publish(_signature(services.Requeue("run", run.id)))
+    except TaskQueueUnavailable as unavailable:
         if services.scoring_run_unqueued(run_id=run.id, error=str(unavailable)):
             logger.error("Scoring run %s not queued: the task queue is unavailable", run.id)
             raise
@@ -127,8 +109,8 @@ def publish_run(run_id: int) -> str:
     if run:
         # The new results are visible now; removing the old ones need not hold anything up.
         try:
-            _send(scoring_cleanup.si())
-        except ScoringQueueUnavailable:
+            task_publish(scoring_cleanup.si())
+        except TaskQueueUnavailable:
             logger.warning("Old scoring results not removed now: the task queue is unavailable")
     return "published" if run else "skipped"
 
@@ -155,7 +137,7 @@ def _nightly(*, scheduled_for, attempt: int) -> str:
     except services.ScoringAlreadyRunning as refused:
         logger.warning("Nightly scoring skipped: %s", refused)
         return "skipped"
-    except ScoringQueueUnavailable:
+    except TaskQueueUnavailable:
         # Recorded as a failed run: the supervisor tries the night again.
         return "queue unavailable"
     return f"queued run {run.id}"

@@ -246,7 +246,7 @@ def test_no_observations_gives_an_empty_published_run(acme_agreement):
 def test_enqueue_waits_for_the_commit(scored_program, django_capture_on_commit_callbacks,
                                       monkeypatch):
     sent = []
-    monkeypatch.setattr(tasks, "_send", lambda signature: sent.append(signature.args))
+    monkeypatch.setattr(tasks, "task_publish", lambda signature: sent.append(signature.args))
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         run = tasks.scoring_enqueue(trigger="user")
         assert sent == []
