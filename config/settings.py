@@ -298,15 +298,13 @@ IMPORT_STALE_AFTER_SECONDS = env_int("IMPORT_STALE_AFTER_SECONDS", 600)
 IMPORT_UNCONFIRMED_MAX_AGE_HOURS = env_int("IMPORT_UNCONFIRMED_MAX_AGE_HOURS", 24)
 # What one metric file may hold, checked before its rows are read into memory: data rows,
 # cells of the sheet's (or CSV's) rectangle, and what an XLSX may unpack to. Together they keep
-# an import's peak memory below 1 GiB (bench/import_metrics.py --largest-xlsx).
+# an import's peak memory below 1 GiB (bench/import_memory.py).
 METRIC_FILE_MAX_ROWS = env_int("METRIC_FILE_MAX_ROWS", 1_000_000)
 METRIC_FILE_MAX_CELLS = env_int("METRIC_FILE_MAX_CELLS", 8_000_000)
 METRIC_FILE_MAX_UNPACKED_BYTES = env_int("METRIC_FILE_MAX_UNPACKED_BYTES", 300 * 1024 * 1024)
 # The stored file of a failed import (a refused upload or API request) is deleted after this
 # many days; the batch and its errors stay.
 IMPORT_REFUSED_FILE_RETENTION_DAYS = env_int("IMPORT_REFUSED_FILE_RETENTION_DAYS", 30)
-# Seconds a request may spend handing a task to the broker before it says the queue is down.
-TASK_PUBLISH_TIMEOUT_SECONDS = env_int("TASK_PUBLISH_TIMEOUT_SECONDS", 2)
 # No observation may exceed this magnitude (a row error on every import path). 10**12 is above
 # any monthly figure of one partnership (a trillion USD, leads or days) yet far below where
 # float64 fails: up to it a value with cents has at most 15 significant digits (what a
