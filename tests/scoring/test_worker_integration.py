@@ -228,17 +228,26 @@ def test_worker_killed_with_its_pool_mid_chunk_is_recovered_by_a_new_worker(
     next_run_goes_through(done, worker=worker)
 
 
+def terminated_mid_chunk() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND EXISTS ("
+            "  SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+            "  AND pid <> pg_backend_pid() AND state = 'idle in transaction')"
+        )
+        return cursor.fetchone()[0] >= 1
+
+
 def test_terminated_database_connections_mid_run_are_recovered(program, start_worker):
     worker = start_worker(SCORING_CHUNK_SIZE="3", SCORING_CHUNK_WORK_MS="1500")
     start_worker(command="beat")
     run = tasks.scoring_enqueue(trigger="user")
     wait_for(lambda: chunks_staged(run.id, 2), timeout=90, worker=worker, what="two chunks")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        assert cursor.fetchone()[0] >= 1
+    # Terminate every connection of the worker at a moment when one of them is inside a chunk's
+    # transaction (one snapshot of pg_stat_activity decides both), so that the fault hits a
+    # chunk at work rather than an idle connection between two chunks.
+    wait_for(terminated_mid_chunk, timeout=30, worker=worker, what="a chunk at work")
     fault_at = time.monotonic()
     done = ends_within_a_minute(run.id, fault_at=fault_at, worker=worker)
     assert max(ScoringChunk.objects.filter(run=done).values_list("attempts", flat=True)) == 2
