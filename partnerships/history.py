@@ -1,20 +1,33 @@
-"""The program's change history: one function every editing page calls after it saves.
+"""The program's change history, and the two functions every write of the program goes through.
 
-    before = history_snapshot(agreement)          # before the form is applied
-    ... save ...
-    history_record(user=request.user, obj=agreement, kind=ChangeKind.UPDATED, before=before)
+The services of each concept (`partner_update`, `objective_delete`, …) validate their input,
+then save or delete with `change_save` / `change_delete`, which in one transaction
 
-A change records who, when, which object (type, id, label, its agreement and partner) and, for
-each field that changed, its old and new value as the page shows them ("Active", not "active").
-Saving without a change records nothing. Both sides read the history of an agreement; only the
-host edits, so only host users appear in it, apart from partner users updating their actions.
+- validate the object with its model's rules (`full_clean`), whatever path the change came by;
+- write it;
+- record its history: who, when, which object (type, id, label, its agreement and partner) and,
+  for each field that changed, its old and new value as the page shows them ("Active", not
+  "active"); saving without a change records nothing;
+- record an audit event (`program_changed`), unless the caller records one for a whole batch
+  (the program file records one `program_loaded` per load);
+- tell the pages that the program changed (`partnerships.changes.program_changed`).
+
+Both sides read the history of an agreement; only the host edits, so only host users appear in
+it, apart from partner users updating their actions. A change made without a user (a command
+run without --user) is recorded under a named system actor.
 """
 
 from decimal import Decimal
 
-from django.db import models
+from django.db import models, transaction
+from django.http import HttpRequest
 
-from .models import Agreement, ChangeKind, Partner, ProgramChange
+from .audit import audit_record
+from .changes import program_changed
+from .models import Agreement, AuditAction, ChangeKind, Partner, ProgramChange
+
+# The name recorded for changes made by the system rather than by a user.
+SYSTEM_ACTOR = "system"
 
 # Never shown in a history: bookkeeping, not content.
 SKIPPED_FIELDS = {"id", "created_at", "updated_at"}
@@ -63,13 +76,15 @@ def _owners(obj: models.Model) -> tuple[Partner | None, Agreement | None]:
 
 def history_record(*, user, obj: models.Model, kind: str,
                    before: dict[str, str] | None = None,
-                   fields: dict[str, list[str]] | None = None) -> ProgramChange | None:
+                   fields: dict[str, list[str]] | None = None,
+                   actor: str = SYSTEM_ACTOR) -> ProgramChange | None:
     """Record one change of `obj` by `user`.
 
     `kind` is a ChangeKind. For an update pass `before` (a `history_snapshot` taken before the
     change); the fields that differ are recorded and nothing is recorded when none does. For a
     creation every non-empty field is recorded as new; for a deletion call this before deleting.
     `fields` ({label: [old, new]}) overrides the computed fields, e.g. for a stage move.
+    Without an authenticated `user` the change is recorded under `actor`.
     """
     if fields is None:
         after = history_snapshot(obj)
@@ -88,7 +103,7 @@ def history_record(*, user, obj: models.Model, kind: str,
     authenticated = user is not None and user.is_authenticated
     return ProgramChange.objects.create(
         user=user if authenticated else None,
-        username=user.get_username()[:150] if authenticated else "",
+        username=(user.get_username() if authenticated else actor)[:150],
         kind=kind,
         object_type=str(obj._meta.verbose_name),
         object_id=obj.pk,
@@ -97,6 +112,70 @@ def history_record(*, user, obj: models.Model, kind: str,
         agreement=agreement,
         fields=fields,
     )
+
+
+def _audit(*, change: ProgramChange, user, request: HttpRequest | None, actor: str) -> None:
+    authenticated = user is not None and user.is_authenticated
+    audit_record(
+        action=AuditAction.PROGRAM_CHANGED, request=request,
+        user=user if authenticated else None,
+        username="" if authenticated else actor,
+        partner=change.partner, target=f"{change.object_type}: {change.object_label}",
+        detail={"change": change.pk, "kind": change.kind, "fields": sorted(change.fields)},
+    )
+
+
+def change_save(*, user, obj: models.Model, before: dict[str, str] | None = None,
+                request: HttpRequest | None = None, audit: bool = True,
+                actor: str = SYSTEM_ACTOR, validate: bool = True,
+                exclude: list[str] | None = None) -> ProgramChange | None:
+    """Validate and save `obj` (created when new), with its history, audit event and page notice.
+
+    For an update pass `before`, a `history_snapshot` taken before the object was changed in
+    memory; without it an existing object's change is recorded as if every field were new.
+    Returns the recorded change, or None when nothing changed (then nothing else is written).
+    Raises django.core.exceptions.ValidationError, with nothing written, when the model refuses.
+    """
+    creating = obj._state.adding or obj.pk is None
+    with transaction.atomic():
+        if validate:
+            obj.full_clean(exclude=exclude)
+        obj.save()
+        change = history_record(
+            user=user, obj=obj, kind=ChangeKind.CREATED if creating else ChangeKind.UPDATED,
+            before=None if creating else (before if before is not None else {}), actor=actor)
+        if change is None:
+            return None
+        if audit:
+            _audit(change=change, user=user, request=request, actor=actor)
+        program_changed()
+    return change
+
+
+def change_record(*, user, obj: models.Model, kind: str, fields: dict[str, list[str]] | None = None,
+                  before: dict[str, str] | None = None, request: HttpRequest | None = None,
+                  audit: bool = True, actor: str = SYSTEM_ACTOR) -> ProgramChange | None:
+    """Record a change a service wrote itself (a stage move, a bulk update): its history, audit
+    event and page notice. Call it inside the service's transaction."""
+    change = history_record(user=user, obj=obj, kind=kind, before=before, fields=fields,
+                            actor=actor)
+    if change is not None:
+        if audit:
+            _audit(change=change, user=user, request=request, actor=actor)
+        program_changed()
+    return change
+
+
+def change_delete(*, user, obj: models.Model, request: HttpRequest | None = None,
+                  audit: bool = True, actor: str = SYSTEM_ACTOR) -> ProgramChange:
+    """Delete `obj`, with its history (every field, old → empty), audit event and page notice."""
+    with transaction.atomic():
+        change = history_record(user=user, obj=obj, kind=ChangeKind.DELETED, actor=actor)
+        if audit:
+            _audit(change=change, user=user, request=request, actor=actor)
+        obj.delete()
+        program_changed()
+    return change
 
 
 def history_for_agreement(agreement: Agreement):

@@ -10,7 +10,7 @@ import datetime as dt
 from django.db import transaction
 from django.utils import timezone
 
-from .history import history_record
+from .history import SYSTEM_ACTOR, change_record
 from .models import STAGE_TRANSITIONS, Agreement, ChangeKind, Stage, StageTransition
 
 
@@ -31,11 +31,12 @@ def stage_move_label(*, from_stage: str, to_stage: str) -> str:
 
 
 def agreement_stage_move(*, agreement: Agreement, to_stage: str, user, reason: str,
-                         today: dt.date | None = None) -> StageTransition:
+                         today: dt.date | None = None, request=None, audit: bool = True,
+                         actor: str = SYSTEM_ACTOR) -> StageTransition:
     """Move the agreement to `to_stage` if STAGE_TRANSITIONS allows it from its current stage;
-    record who, when and why (StageTransition and ProgramChange). Moving to ended sets the end
-    date to today when it is empty or later. Raises StageMoveRefused and writes nothing
-    otherwise."""
+    record who, when and why (StageTransition, ProgramChange and the audit event). Moving to
+    ended sets the end date to today when it is empty or later. Raises StageMoveRefused and
+    writes nothing otherwise."""
     reason = (reason or "").strip()
     if not reason:
         raise StageMoveRefused("Say why the stage changes: the reason is kept in the history.")
@@ -71,6 +72,7 @@ def agreement_stage_move(*, agreement: Agreement, to_stage: str, user, reason: s
             by=user if user is not None and user.is_authenticated else None, reason=reason,
         )
         fields["Reason"] = ["", reason]
-        history_record(user=user, obj=locked, kind=ChangeKind.STAGE, fields=fields)
+        change_record(user=user, obj=locked, kind=ChangeKind.STAGE, fields=fields,
+                      request=request, audit=audit, actor=actor)
     agreement.stage, agreement.end_date = locked.stage, locked.end_date
     return transition

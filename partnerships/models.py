@@ -807,6 +807,7 @@ class AuditAction(models.TextChoices):
     USER_REACTIVATED = "user_reactivated", "User reactivated"
     IMPORT = "import", "Metrics imported"
     PROGRAM_LOADED = "program_loaded", "Program loaded"
+    PROGRAM_CHANGED = "program_changed", "Program changed"
     SCORING_RUN = "scoring_run", "Scoring run"
     EXPORT = "export", "Export downloaded"
     ADMIN_CHANGE = "admin_change", "Admin change"
