@@ -11,6 +11,8 @@ from django.db.models import F, Q
 from django.db.models.lookups import Exact
 from django.utils import timezone
 
+from .validators import agreement_code_validator
+
 
 class Side(models.TextChoices):
     HOST = "host", "Host"
@@ -286,7 +288,8 @@ class Agreement(TimeStamped):
     partner = models.ForeignKey(
         Partner, on_delete=models.PROTECT, related_name="agreements", verbose_name="partner"
     )
-    code = models.CharField("code", max_length=64, unique=True)
+    code = models.CharField("code", max_length=64, unique=True,
+                            validators=[agreement_code_validator])
     title = models.CharField("title", max_length=200, blank=True)
     type = models.CharField("type", max_length=32, choices=AgreementType.choices)
     stage = models.CharField("stage", max_length=16, choices=Stage.choices, default=Stage.PROSPECT)

@@ -4,8 +4,6 @@ Every rule the database holds is also checked here, so a bad entry gets a senten
 its field (and the input is kept) instead of an integrity error.
 """
 
-import re
-
 from django import forms
 from django.core.exceptions import ValidationError
 
@@ -19,9 +17,9 @@ from partnerships.models import (
     PartnerStatus,
     Stage,
 )
+from partnerships.validators import agreement_code_validator
 
 WEIGHT_FIELDS = tuple(CATEGORY_WEIGHT_FIELDS.values())
-CODE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 TEXTAREA = {"rows": 3}
 
 
@@ -323,9 +321,7 @@ class AgreementForm(forms.ModelForm):
 
     def clean_code(self):
         code = self.cleaned_data["code"].strip()
-        if not CODE_PATTERN.match(code):
-            raise ValidationError(
-                "Use letters, digits, “-”, “_” and “.” only, starting with a letter or digit.")
+        agreement_code_validator(code)
         if (Agreement.objects.filter(code__iexact=code).exclude(pk=self.instance.pk).exists()):
             raise ValidationError("Another agreement already has this code: choose another one.")
         return code
