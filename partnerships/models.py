@@ -1,6 +1,7 @@
 """Partners, agreements, KPI definitions, observations and imports: the inputs of scoring."""
 
 import math
+import re
 from decimal import Decimal
 
 from django.conf import settings
@@ -471,6 +472,20 @@ class Objective(TimeStamped):
     def __str__(self) -> str:
         return self.success_metric
 
+    def clean(self) -> None:
+        errors = {}
+        if self.target_value is not None and not math.isfinite(self.target_value):
+            errors["target_value"] = "Enter a finite number."
+        if self.set_on and self.deadline and self.deadline < self.set_on:
+            errors["deadline"] = (f"The deadline comes before the day the objective was set "
+                                  f"({self.set_on:%Y-%m-%d}): choose a later one.")
+        # Progress is measured from the KPI's scores on this agreement: another's has none.
+        if self.kpi_id and self.agreement_id and not AgreementKPI.objects.filter(
+                agreement_id=self.agreement_id, kpi_id=self.kpi_id).exists():
+            errors["kpi"] = "Choose one of this agreement's KPIs."
+        if errors:
+            raise ValidationError(errors)
+
 
 class IncentivePlan(TimeStamped):
     agreement = models.OneToOneField(
@@ -508,6 +523,16 @@ class IncentivePlan(TimeStamped):
 
     def __str__(self) -> str:
         return f"Incentive plan of {self.agreement.code}"
+
+    def clean(self) -> None:
+        self.currency = (self.currency or "").strip().upper()
+        errors = {}
+        if not re.fullmatch(r"[A-Z]{3}", self.currency):
+            errors["currency"] = "Enter a three-letter currency code, e.g. USD."
+        if self.baseline_score is not None and not math.isfinite(self.baseline_score):
+            errors["baseline_score"] = "Enter a finite number."
+        if errors:
+            raise ValidationError(errors)
 
 
 class ProgramSettings(models.Model):
@@ -1034,6 +1059,11 @@ class Review(TimeStamped):
     def __str__(self) -> str:
         return f"{self.get_kind_display()} of {self.agreement.code} on {self.held_on}"
 
+    def clean(self) -> None:
+        if self.held_on and self.held_on > timezone.localdate():
+            raise ValidationError({"held_on": "A review is recorded once it has been held: "
+                                              "the date cannot be in the future."})
+
 
 class Raci(models.TextChoices):
     RESPONSIBLE = "responsible", "Responsible"
@@ -1086,6 +1116,11 @@ class ActionItem(TimeStamped):
 
     def __str__(self) -> str:
         return self.description[:60]
+
+    def clean(self) -> None:
+        if (self.review_id and self.agreement_id
+                and self.review.agreement_id != self.agreement_id):
+            raise ValidationError({"review": "Choose a review of this agreement."})
 
     @property
     def is_closed(self) -> bool:
