@@ -1,6 +1,18 @@
-from django.contrib import admin
+"""The admin: a place to look, not a second way to change the program.
 
+Every row here is written by the services (partnerships/history.py and the `*_services`
+modules), which validate, keep the change history and record the audit event; the program pages,
+the program file and the API call them. So the admin shows these models read-only (view, filter,
+search). The scoring settings have no page: their admin form saves through the settings service.
+"""
+
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest
+
+from .history import change_save, history_snapshot
 from .models import (
+    ActionItem,
     Agreement,
     AgreementKPI,
     ApiToken,
@@ -8,59 +20,87 @@ from .models import (
     ImportBatch,
     IncentivePlan,
     KPIDefinition,
+    KPITemplateItem,
     Membership,
     MetricObservation,
     Objective,
     ObservationChange,
     Partner,
+    PartnerAssessment,
+    ProgramChange,
     ProgramSettings,
+    Review,
+    StageTransition,
 )
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Viewed, filtered and searched in the admin, never written there: only the services write
+    these rows (they check every value and keep the change history; the audit log is a record)."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Partner)
-class PartnerAdmin(admin.ModelAdmin):
+class PartnerAdmin(ReadOnlyAdmin):
     list_display = ["name", "slug", "industry", "status", "updated_at"]
     list_filter = ["status", "industry"]
     search_fields = ["name", "slug", "website"]
-    prepopulated_fields = {"slug": ["name"]}
 
 
 @admin.register(KPIDefinition)
-class KPIDefinitionAdmin(admin.ModelAdmin):
+class KPIDefinitionAdmin(ReadOnlyAdmin):
     list_display = ["code", "name", "unit", "category", "aggregation", "source"]
     list_filter = ["category", "aggregation", "source"]
     search_fields = ["code", "name", "description"]
 
 
-class AgreementKPIInline(admin.TabularInline):
+class AgreementKPIInline(ReadOnlyInline):
     model = AgreementKPI
-    extra = 0
-    autocomplete_fields = ["kpi"]
 
     def get_queryset(self, request):
         # Each row's label names the agreement and KPI codes: load them with the rows.
         return super().get_queryset(request).select_related("agreement", "kpi")
 
 
-class ObjectiveInline(admin.TabularInline):
+class ObjectiveInline(ReadOnlyInline):
     model = Objective
-    extra = 0
     fields = ["goal_type", "success_metric", "kpi", "target_value", "set_on", "deadline",
               "priority"]
 
 
-class IncentivePlanInline(admin.StackedInline):
+class IncentivePlanInline(ReadOnlyInline):
     model = IncentivePlan
-    extra = 0
 
 
 @admin.register(Agreement)
-class AgreementAdmin(admin.ModelAdmin):
+class AgreementAdmin(ReadOnlyAdmin):
     list_display = ["code", "partner", "type", "stage", "start_date", "end_date", "owner"]
     list_filter = ["stage", "type", "review_cadence", "partner"]
     search_fields = ["code", "title", "partner__name", "partner__slug"]
     list_select_related = ["partner", "owner"]
-    autocomplete_fields = ["partner", "owner"]
     date_hierarchy = "start_date"
     inlines = [AgreementKPIInline, ObjectiveInline, IncentivePlanInline]
     fieldsets = [
@@ -80,61 +120,59 @@ class AgreementAdmin(admin.ModelAdmin):
 
 
 @admin.register(AgreementKPI)
-class AgreementKPIAdmin(admin.ModelAdmin):
+class AgreementKPIAdmin(ReadOnlyAdmin):
     list_display = ["agreement", "kpi", "target", "floor", "weight"]
     list_filter = ["kpi__category"]
     search_fields = ["agreement__code", "kpi__code"]
     list_select_related = ["agreement", "kpi"]
-    autocomplete_fields = ["agreement", "kpi"]
 
 
 @admin.register(Objective)
-class ObjectiveAdmin(admin.ModelAdmin):
+class ObjectiveAdmin(ReadOnlyAdmin):
     list_display = ["success_metric", "agreement", "goal_type", "target_value", "set_on",
                     "deadline", "priority"]
     list_filter = ["goal_type", "priority"]
     search_fields = ["success_metric", "agreement__code"]
     list_select_related = ["agreement"]
-    autocomplete_fields = ["agreement", "kpi"]
 
 
 @admin.register(IncentivePlan)
-class IncentivePlanAdmin(admin.ModelAdmin):
+class IncentivePlanAdmin(ReadOnlyAdmin):
     list_display = ["agreement", "base_amount", "currency", "baseline_score",
                     "multiplier_transactional", "multiplier_growth", "multiplier_strategic"]
     search_fields = ["agreement__code"]
-    autocomplete_fields = ["agreement"]
 
 
 @admin.register(ProgramSettings)
 class ProgramSettingsAdmin(admin.ModelAdmin):
+    """The scoring settings: no page edits them, so the admin does, through the write service."""
+
     list_display = ["tier_policy", "strategic_threshold", "growth_threshold", "hysteresis",
                     "updated_at"]
 
+    def has_add_permission(self, request) -> bool:
+        return not ProgramSettings.objects.exists()
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: ProgramSettings, form, change: bool) -> None:
+        before = history_snapshot(ProgramSettings.objects.get(pk=obj.pk)) if change else None
+        try:
+            change_save(user=request.user, obj=obj, before=before, request=request)
+        except ValidationError as refused:
+            # The form validated the same model: only a rule outside it can refuse here.
+            self.message_user(request, "; ".join(refused.messages), level="error")
+
 
 @admin.register(ImportBatch)
-class ImportBatchAdmin(admin.ModelAdmin):
+class ImportBatchAdmin(ReadOnlyAdmin):
     list_display = ["id", "created_at", "source", "status", "side", "partner", "user",
                     "file_name", "rows_total", "inserted", "updated", "unchanged", "error_count"]
     list_filter = ["source", "status", "side"]
     search_fields = ["file_name", "sha256", "user__username"]
     list_select_related = ["partner", "user"]
     readonly_fields = ["created_at", "finished_at"]
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Viewed, filtered and searched in the admin, never written there: only the services write
-    these rows (imports check every value and keep the change history; the audit log is a
-    record)."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(MetricObservation)
@@ -160,12 +198,11 @@ class ObservationChangeAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(ReadOnlyAdmin):
     list_display = ["user", "role", "partner", "created_at"]
     list_filter = ["role", "partner"]
     search_fields = ["user__username", "user__email", "partner__name"]
     list_select_related = ["user", "partner"]
-    autocomplete_fields = ["user", "partner"]
 
 
 @admin.register(AuditEvent)
@@ -179,7 +216,56 @@ class AuditEventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(ReadOnlyAdmin):
     list_display = ["name", "user", "prefix", "created_at", "last_used_at", "revoked_at"]
     search_fields = ["name", "user__username", "prefix"]
-    readonly_fields = ["prefix", "key_hash", "created_at", "last_used_at"]
+    exclude = ["key_hash"]
+
+
+@admin.register(ProgramChange)
+class ProgramChangeAdmin(ReadOnlyAdmin):
+    list_display = ["at", "username", "kind", "object_type", "object_label", "agreement",
+                    "partner"]
+    list_filter = ["kind", "object_type"]
+    search_fields = ["username", "object_label", "agreement__code", "partner__name"]
+    list_select_related = ["agreement", "partner"]
+    date_hierarchy = "at"
+
+
+@admin.register(StageTransition)
+class StageTransitionAdmin(ReadOnlyAdmin):
+    list_display = ["at", "agreement", "from_stage", "to_stage", "by", "reason"]
+    list_filter = ["to_stage"]
+    search_fields = ["agreement__code", "reason"]
+    list_select_related = ["agreement", "by"]
+
+
+@admin.register(Review)
+class ReviewAdmin(ReadOnlyAdmin):
+    list_display = ["agreement", "kind", "held_on", "created_at"]
+    list_filter = ["kind"]
+    search_fields = ["agreement__code"]
+    list_select_related = ["agreement"]
+
+
+@admin.register(ActionItem)
+class ActionItemAdmin(ReadOnlyAdmin):
+    list_display = ["description", "agreement", "owner_name", "owner_side", "status",
+                    "due_date"]
+    list_filter = ["status", "owner_side"]
+    search_fields = ["description", "owner_name", "agreement__code"]
+    list_select_related = ["agreement"]
+
+
+@admin.register(PartnerAssessment)
+class PartnerAssessmentAdmin(ReadOnlyAdmin):
+    list_display = ["partner", "assessed_on"]
+    search_fields = ["partner__name"]
+    list_select_related = ["partner"]
+
+
+@admin.register(KPITemplateItem)
+class KPITemplateItemAdmin(ReadOnlyAdmin):
+    list_display = ["agreement_type", "kpi", "target", "floor", "weight"]
+    list_filter = ["agreement_type"]
+    list_select_related = ["kpi"]

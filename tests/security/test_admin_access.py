@@ -104,24 +104,104 @@ def test_host_admins_manage_totp_devices_in_the_admin(client, django_user_model,
     assert "acme-viewer" in response.content.decode()
 
 
-def test_admin_changes_are_audited_with_the_address(client, django_user_model, acme):
-    from partnerships.models import AuditEvent, Partner
+def superuser_of_host(django_user_model, username="host-admin"):
+    user = make_user(django_user_model, username, Role.HOST_ADMIN)
+    user.is_staff = user.is_superuser = True
+    user.save()
+    return user
 
-    host_admin = make_user(django_user_model, "host-admin", Role.HOST_ADMIN)
-    host_admin.is_staff = host_admin.is_superuser = True
-    host_admin.save()
+
+def test_scoring_settings_saved_in_the_admin_keep_their_history_and_audit(
+        client, django_user_model):
+    from partnerships.models import AuditEvent, ProgramChange, ProgramSettings
+
+    host_admin = superuser_of_host(django_user_model)
     client.force_login(host_admin)
-    url = reverse("admin:partnerships_partner_change", args=[acme.pk])
-    response = client.post(url, {"slug": "acme", "name": "Acme Renamed", "website": "",
-                                 "industry": "", "status": "active"}, REMOTE_ADDR="198.51.100.7")
+    ProgramSettings.objects.create(pk=1)
+    url = reverse("admin:partnerships_programsettings_change", args=[1])
+    response = client.post(url, {"tier_policy": "threshold", "strategic_threshold": "85",
+                                 "growth_threshold": "65", "hysteresis": "2"},
+                           REMOTE_ADDR="198.51.100.7")
     assert response.status_code == 302
-    assert Partner.objects.get(pk=acme.pk).name == "Acme Renamed"
-    event = AuditEvent.objects.get(action="admin_change")
+    assert ProgramSettings.objects.get().growth_threshold == 65
+    change = ProgramChange.objects.get()
+    assert change.user == host_admin and change.object_type == "program settings"
+    assert change.fields["Tier policy"][1].startswith("Threshold")
+    assert change.fields["Growth threshold"] == ["70", "65"]
+    event = AuditEvent.objects.get(action="program_changed")
     assert (event.user, event.ip_address) == (host_admin, "198.51.100.7")
-    assert "Acme Renamed" in event.target and event.detail["action"] == "changed"
+    assert event.detail["change"] == change.pk
+    # Django's own record of the admin action is audited as well.
+    assert AuditEvent.objects.filter(action="admin_change", detail__action="changed").exists()
 
-    client.post(reverse("admin:partnerships_partner_delete", args=[acme.pk]), {"post": "yes"})
-    assert AuditEvent.objects.filter(action="admin_change", detail__action="deleted").exists()
+
+def test_scoring_settings_the_model_refuses_are_not_saved_from_the_admin(
+        client, django_user_model):
+    from partnerships.models import ProgramChange, ProgramSettings
+
+    client.force_login(superuser_of_host(django_user_model))
+    ProgramSettings.objects.create(pk=1)
+    response = client.post(
+        reverse("admin:partnerships_programsettings_change", args=[1]),
+        {"tier_policy": "threshold", "strategic_threshold": "60", "growth_threshold": "80",
+         "hysteresis": "2"})
+    assert response.status_code == 200  # the form again, with the error
+    assert ProgramSettings.objects.get().growth_threshold == 70
+    assert not ProgramChange.objects.exists()
+
+
+PROGRAM_MODELS_READ_ONLY = [
+    "partner", "kpidefinition", "agreement", "agreementkpi", "objective", "incentiveplan",
+    "importbatch", "membership", "apitoken", "programchange", "stagetransition", "review",
+    "actionitem", "partnerassessment", "kpitemplateitem", "auditevent",
+]
+
+
+@pytest.mark.parametrize("model", PROGRAM_MODELS_READ_ONLY)
+def test_the_program_is_read_only_in_the_admin(model, client, django_user_model):
+    client.force_login(superuser_of_host(django_user_model))
+    assert client.get(reverse(f"admin:partnerships_{model}_changelist")).status_code == 200
+    assert client.get(reverse(f"admin:partnerships_{model}_add")).status_code == 403
+
+
+def test_a_partner_cannot_be_changed_or_deleted_in_the_admin(client, django_user_model, acme):
+    from partnerships.models import Partner, ProgramChange
+
+    client.force_login(superuser_of_host(django_user_model))
+    url = reverse("admin:partnerships_partner_change", args=[acme.pk])
+    page = client.get(url)
+    assert page.status_code == 200 and 'name="_save"' not in page.text
+    refused = client.post(url, {"slug": "acme", "name": "Acme Renamed", "website": "",
+                                "industry": "", "status": "active"})
+    assert refused.status_code == 403
+    deleted = client.post(reverse("admin:partnerships_partner_delete", args=[acme.pk]),
+                          {"post": "yes"})
+    assert deleted.status_code == 403
+    assert Partner.objects.get(pk=acme.pk).name == "Acme Corp"
+    assert not ProgramChange.objects.exists()
+
+
+@pytest.mark.parametrize("model", ["scoringrun", "scorecard", "kpiscore"])
+def test_scoring_runs_and_results_are_read_only_in_the_admin(model, client, django_user_model):
+    client.force_login(superuser_of_host(django_user_model))
+    assert client.get(reverse(f"admin:scoring_{model}_changelist")).status_code == 200
+    assert client.get(reverse(f"admin:scoring_{model}_add")).status_code == 403
+
+
+def test_a_published_scorecard_cannot_be_deleted_in_the_admin(
+        client, django_user_model, acme_agreement, kpis):
+    from scoring.models import Scorecard
+    from scoring.services import scoring_run_inline
+    from tests.conftest import write_observations
+
+    write_observations([(acme_agreement, kpis["revenue"], "host", "2025-01-05", 10)])
+    scoring_run_inline()
+    card = Scorecard.objects.first()
+    client.force_login(superuser_of_host(django_user_model))
+    response = client.post(reverse("admin:scoring_scorecard_delete", args=[card.pk]),
+                           {"post": "yes"})
+    assert response.status_code == 403
+    assert Scorecard.objects.filter(pk=card.pk).exists()
 
 
 def test_observations_their_history_and_the_audit_log_are_read_only_in_the_admin(
