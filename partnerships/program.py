@@ -6,10 +6,11 @@ upserts in one transaction; see docs/program-file.md for the format.
 
 import datetime as dt
 import difflib
+import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +21,9 @@ from django.core.validators import URLValidator
 from django.db import connection, models, transaction
 from django.utils import timezone
 
-from .changes import program_changed
+from .audit import audit_record
+from .history import SYSTEM_ACTOR, change_delete, change_save, history_snapshot
+from .lifecycle import StageMoveRefused, agreement_stage_move, stage_moves_from
 from .models import (
     CATEGORY_WEIGHT_FIELDS,
     DEFAULT_CATEGORY_WEIGHTS,
@@ -28,10 +31,12 @@ from .models import (
     Agreement,
     AgreementKPI,
     AgreementType,
+    AuditAction,
     Category,
     GoalType,
     IncentivePlan,
     KPIDefinition,
+    KPITemplateItem,
     Objective,
     Partner,
     PartnerStatus,
@@ -44,6 +49,7 @@ from .models import (
     ValueType,
     kpi_value_rules_problems,
 )
+from .validators import AGREEMENT_CODE_RULE, agreement_code_validator
 
 # Two loads at once would both find a slug missing and both try to create it; on PostgreSQL
 # they queue on this lock (SQLite transactions start IMMEDIATE, so they already queue).
@@ -51,7 +57,7 @@ PROGRAM_LOAD_LOCK = 7_240_002
 
 KINDS = (
     "partners", "kpis", "agreements", "agreement_kpis", "objectives", "incentive_plans",
-    "settings",
+    "kpi_templates", "settings",
 )
 TERM_FIELDS = (
     "value_financial", "value_strategic", "value_operational", "attribution_method",
@@ -60,7 +66,7 @@ TERM_FIELDS = (
     "messaging_approval", "shared_costs", "dispute_resolution", "exit_criteria",
 )
 TOP_LEVEL_REQUIRED = ("partners", "kpis", "agreements")
-TOP_LEVEL_OPTIONAL = ("scoring",)
+TOP_LEVEL_OPTIONAL = ("scoring", "kpi_templates")
 PARTNER_REQUIRED = ("slug", "name")
 PARTNER_OPTIONAL = ("website", "industry", "status")
 KPI_REQUIRED = ("code", "name", "unit", "category", "aggregation", "source")
@@ -71,6 +77,7 @@ AGREEMENT_OPTIONAL = (
     "objectives", "incentive",
 )
 AGREEMENT_KPI_REQUIRED = ("kpi", "target", "floor", "weight")
+KPI_TEMPLATE_REQUIRED = ("type", *AGREEMENT_KPI_REQUIRED)
 OBJECTIVE_REQUIRED = ("goal_type", "success_metric", "target_value", "deadline")
 OBJECTIVE_OPTIONAL = ("kpi", "priority", "set_on")
 INCENTIVE_REQUIRED = ("base_amount",)
@@ -133,7 +140,7 @@ class ProgramLoadResult:
                 f"{kind + ':':<{width}} {counts.created} created, {counts.updated} updated, "
                 f"{counts.unchanged} unchanged"
             )
-            if kind in ("agreement_kpis", "objectives", "incentive_plans"):
+            if kind in ("agreement_kpis", "objectives", "incentive_plans", "kpi_templates"):
                 line += f", {counts.deleted} deleted"
             lines.append(line)
         return lines
@@ -257,6 +264,8 @@ class _Reader:
 
     def __init__(self) -> None:
         self.problems: list[str] = []
+        # (where, KPI code) of the KPI templates, checked against the KPIs like agreements'.
+        self.template_references: list[tuple[str, Any]] = []
 
     def add(self, where: str, message: str) -> None:
         self.problems.append(f"{where}: {message}")
@@ -316,6 +325,13 @@ class _Reader:
         if value is not INVALID and value != value.strip():
             self.add(_at(where, key), f"must not start or end with spaces, got {value!r}")
             return INVALID
+        if value is not INVALID:
+            try:
+                agreement_code_validator(value)
+            except ValidationError:
+                self.add(_at(where, key), f"agreement code {value!r} cannot be carried by the "
+                                          f"pages' addresses: use {AGREEMENT_CODE_RULE}")
+                return INVALID
         return value
 
     def choice(self, where: str, entry: dict, key: str, choices: type[models.TextChoices], *,
@@ -436,6 +452,7 @@ class _Plan:
     partners: dict[str, dict] = field(default_factory=dict)
     kpis: dict[str, dict] = field(default_factory=dict)
     agreements: list[_AgreementSpec] = field(default_factory=list)
+    kpi_templates: Any = KEEP  # {(agreement type, KPI code): fields} or KEEP
     settings: Any = KEEP  # dict of fields or KEEP
 
 
@@ -444,6 +461,8 @@ def _check_document(document: dict, reader: _Reader) -> _Plan:
     reader.entry("", document, TOP_LEVEL_REQUIRED, TOP_LEVEL_OPTIONAL)
     if "scoring" in document:
         plan.settings = _check_scoring(document["scoring"], reader)
+    if "kpi_templates" in document:
+        plan.kpi_templates = _check_kpi_templates(document, reader)
     hint = " (write [] for none)"
     partners = reader.sequence("", document, "partners", hint=hint)
     kpis = reader.sequence("", document, "kpis", hint=hint)
@@ -477,7 +496,7 @@ def _check_document(document: dict, reader: _Reader) -> _Plan:
         code = reader.slug(where, entry, "code", what="code")
         fields = {
             "name": reader.text(where, entry, "name", max_length=200, blank=False),
-            "unit": reader.text(where, entry, "unit", max_length=32, blank=False),
+            "unit": reader.text(where, entry, "unit", max_length=32),
             "category": reader.choice(where, entry, "category", Category, what="category"),
             "aggregation": reader.choice(
                 where, entry, "aggregation", Aggregation, what="aggregation"
@@ -588,13 +607,7 @@ def _check_agreement(where: str, entry: dict, reader: _Reader) -> _AgreementSpec
         if kpi_entry is None:
             continue
         kpi = reader.slug(kpi_where, kpi_entry, "kpi", what="KPI code")
-        target = reader.number(kpi_where, kpi_entry, "target")
-        floor = reader.number(kpi_where, kpi_entry, "floor")
-        weight = reader.number(kpi_where, kpi_entry, "weight")
-        if target is not INVALID and floor is not INVALID and floor == target:
-            reader.add(f"{kpi_where}.floor", f"floor equals target ({kpi_entry['target']})")
-        if weight is not INVALID and weight <= 0:
-            reader.add(f"{kpi_where}.weight", f"must be greater than 0, got {kpi_entry['weight']}")
+        numbers = _check_kpi_numbers(kpi_where, kpi_entry, reader)
         if kpi is not INVALID and kpi in first_seen:
             reader.add(
                 f"{kpi_where}.kpi",
@@ -603,9 +616,13 @@ def _check_agreement(where: str, entry: dict, reader: _Reader) -> _AgreementSpec
             continue
         if kpi is not INVALID:
             first_seen[kpi] = str(index)
-        kpis.append(_AgreementKPISpec(
-            where=kpi_where, kpi=kpi, fields={"target": target, "floor": floor, "weight": weight}
-        ))
+        kpis.append(_AgreementKPISpec(where=kpi_where, kpi=kpi, fields=numbers))
+    objectives = _check_objectives(where, entry, reader)
+    for objective in objectives if objectives is not KEEP else []:
+        # Progress is measured from the KPI's scores on this agreement: another's has none.
+        if objective.kpi not in (None, INVALID) and objective.kpi not in first_seen:
+            reader.add(_at(objective.where, "kpi"),
+                       f"KPI {objective.kpi!r} is not one of this agreement's kpis")
     return _AgreementSpec(
         where=where,
         code=code,
@@ -613,9 +630,47 @@ def _check_agreement(where: str, entry: dict, reader: _Reader) -> _AgreementSpec
         owner=owner,
         fields=fields,
         kpis=kpis,
-        objectives=_check_objectives(where, entry, reader),
+        objectives=objectives,
         incentive=_check_incentive(where, entry, reader),
     )
+
+
+def _check_kpi_numbers(where: str, entry: dict, reader: _Reader) -> dict:
+    """Target, floor and weight of a KPI on an agreement or in a template."""
+    target = reader.number(where, entry, "target")
+    floor = reader.number(where, entry, "floor")
+    weight = reader.number(where, entry, "weight")
+    if target is not INVALID and floor is not INVALID and floor == target:
+        reader.add(f"{where}.floor", f"floor equals target ({entry['target']})")
+    if weight is not INVALID and weight <= 0:
+        reader.add(f"{where}.weight", f"must be greater than 0, got {entry['weight']}")
+    return {"target": target, "floor": floor, "weight": weight}
+
+
+def _check_kpi_templates(document: dict, reader: _Reader) -> dict:
+    """The standard KPIs of each agreement type, copied onto new agreements of that type."""
+    raw = reader.sequence("", document, "kpi_templates", hint=" (write [] for none)")
+    items: dict[tuple[str, str], dict] = {}
+    first_seen: dict[tuple[str, str], int] = {}
+    for index, item in enumerate(raw if raw is not INVALID else []):
+        where = f"kpi_templates[{index}]"
+        entry = reader.entry(where, item, KPI_TEMPLATE_REQUIRED)
+        if entry is None:
+            continue
+        agreement_type = reader.choice(where, entry, "type", AgreementType, what="type")
+        kpi = reader.slug(where, entry, "kpi", what="KPI code")
+        fields = _check_kpi_numbers(where, entry, reader)
+        if INVALID in (agreement_type, kpi):
+            continue
+        key = (agreement_type, kpi)
+        if key in first_seen:
+            reader.add(_at(where, "kpi"), f"duplicate KPI {kpi!r} for type {agreement_type} "
+                                          f"(first at kpi_templates[{first_seen[key]}])")
+            continue
+        first_seen[key] = index
+        items[key] = fields
+        reader.template_references.append((where, kpi))
+    return items
 
 
 def _check_weights(where: str, entry: dict, reader: _Reader) -> dict:
@@ -794,7 +849,7 @@ def _check_references(plan: _Plan, reader: _Reader) -> None:
         (objective.where, objective.kpi)
         for a in plan.agreements if a.objectives is not KEEP
         for objective in a.objectives if objective.kpi is not None
-    ]
+    ] + reader.template_references
     wanted_kpis = {code for _, code in references if code is not INVALID}
     known_kpis = set(plan.kpis) | set(
         KPIDefinition.objects.filter(code__in=wanted_kpis - set(plan.kpis))
@@ -839,62 +894,155 @@ def _lock_program_writes() -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [PROGRAM_LOAD_LOCK])
 
 
-def _upsert(model: type[models.Model], key_field: str, rows: dict[Any, dict],
-            now: dt.datetime) -> tuple[KindCounts, dict[Any, models.Model]]:
-    """Create missing rows and update changed ones, comparing first: equal rows are untouched."""
+def _check_stage_moves(plan: _Plan, reader: _Reader, today: dt.date) -> None:
+    """An existing agreement changes stage only by a move the program pages allow."""
+    current = dict(
+        Agreement.objects.filter(code__in=[a.code for a in plan.agreements if a.code
+                                           is not INVALID]).values_list("code", "stage")
+    )
+    for agreement in plan.agreements:
+        from_stage, to_stage = current.get(agreement.code), agreement.fields.get("stage")
+        if from_stage is None or to_stage in (INVALID, None, from_stage):
+            continue
+        if to_stage not in stage_moves_from(from_stage):
+            reader.add(_at(agreement.where, "stage"),
+                       f"agreement {agreement.code} cannot move from {from_stage} to {to_stage} "
+                       f"(the program pages refuse this move)")
+        elif to_stage == Stage.ENDED:
+            _check_end_of_move(agreement, reader, today)
+
+
+def _check_end_of_move(agreement: _AgreementSpec, reader: _Reader, today: dt.date) -> None:
+    # Moving to ended sets an empty or later end date to today (partnerships.lifecycle): a file
+    # that said otherwise would disagree with the database after the load, and every load of
+    # it would change the agreement again.
+    start, end = agreement.fields["start_date"], agreement.fields["end_date"]
+    if start is INVALID or end is INVALID:
+        return
+    ended_on = end if end is not None and end <= today else max(today, start)
+    if end != ended_on:
+        reader.add(_at(agreement.where, "end"),
+                   f"agreement {agreement.code} moves to ended, which ends it on "
+                   f"{ended_on.isoformat()}: write end: {ended_on.isoformat()} (or an earlier day)")
+
+
+@dataclass
+class _Writer:
+    """Writes one object at a time through partnerships.history, so that each change gets its
+    field-level history; the load records one audit event for all of them."""
+
+    user: Any
+    actor: str
+    reason: str
+    today: dt.date
+
+    def create(self, obj: models.Model) -> None:
+        change_save(user=self.user, obj=obj, audit=False, actor=self.actor)
+
+    def update(self, obj: models.Model, fields: dict) -> bool:
+        """Set the fields that differ and save; an equal object is not saved at all."""
+        changed = {name: value for name, value in fields.items() if getattr(obj, name) != value}
+        if not changed:
+            return False
+        before = history_snapshot(obj)
+        for name, value in changed.items():
+            setattr(obj, name, value)
+        change_save(user=self.user, obj=obj, before=before, audit=False, actor=self.actor)
+        return True
+
+    def delete(self, obj: models.Model) -> None:
+        change_delete(user=self.user, obj=obj, audit=False, actor=self.actor)
+
+    def move(self, agreement: Agreement, to_stage: str) -> None:
+        from_stage = agreement.stage
+        try:
+            agreement_stage_move(agreement=agreement, to_stage=to_stage, user=self.user,
+                                 reason=self.reason, audit=False, actor=self.actor)
+        except StageMoveRefused as refusal:
+            # Checked before writing; a move made on a page meanwhile can still refuse it.
+            raise ProgramError([f"agreement {agreement.code} cannot move from {from_stage} "
+                                f"to {to_stage}: {refusal}"]) from None
+
+    def upsert(self, obj: models.Model | None, fields: dict, new: Any,
+               counts: KindCounts) -> models.Model:
+        """Update `obj` with `fields`, or create `new()` when there is none; count which."""
+        if obj is None:
+            obj = new()
+            self.create(obj)
+            counts.created += 1
+        elif self.update(obj, fields):
+            counts.updated += 1
+        else:
+            counts.unchanged += 1
+        return obj
+
+
+def _write_keyed(writer: _Writer, model: type[models.Model], key_field: str,
+                 rows: dict[Any, dict]) -> tuple[KindCounts, dict[Any, models.Model]]:
     counts = KindCounts()
     existing = model.objects.in_bulk(list(rows), field_name=key_field)
-    to_create, to_update, changed_fields = [], [], set()
-    for key, fields in rows.items():
-        row = existing.get(key)
-        if row is None:
-            to_create.append(model(**{key_field: key}, **fields))
-            continue
-        changed = [name for name, value in fields.items() if getattr(row, name) != value]
-        if not changed:
-            counts.unchanged += 1
-            continue
-        for name in changed:
-            setattr(row, name, fields[name])
-        row.updated_at = now  # bulk_update leaves auto_now fields alone
-        to_update.append(row)
-        changed_fields.update(changed)
-    model.objects.bulk_create(to_create)
-    if to_update:
-        model.objects.bulk_update(to_update, [*sorted(changed_fields), "updated_at"])
-    counts.created, counts.updated = len(to_create), len(to_update)
-    return counts, model.objects.in_bulk(list(rows), field_name=key_field)
+    written = {
+        key: writer.upsert(existing.get(key), fields,
+                           lambda key=key, fields=fields: model(**{key_field: key}, **fields),
+                           counts)
+        for key, fields in rows.items()
+    }
+    return counts, written
 
 
-def _write_agreement_kpis(plan: _Plan, agreements: dict, kpis: dict) -> KindCounts:
+def _write_agreements(writer: _Writer, plan: _Plan) -> tuple[KindCounts, dict[str, Agreement]]:
+    """A new agreement starts in the file's stage; an existing one moves there by a stage move."""
+    counts = KindCounts()
+    partner_ids = dict(Partner.objects.filter(slug__in={a.partner for a in plan.agreements})
+                       .values_list("slug", "pk"))
+    owner_ids = dict(get_user_model().objects.filter(
+        username__in={a.owner for a in plan.agreements if a.owner}).values_list("username", "pk"))
+    existing = Agreement.objects.in_bulk([a.code for a in plan.agreements], field_name="code")
+    written = {}
+    for spec in plan.agreements:
+        fields = {"partner_id": partner_ids[spec.partner],
+                  "owner_id": owner_ids[spec.owner] if spec.owner else None, **spec.fields}
+        agreement = existing.get(spec.code)
+        if agreement is None:
+            agreement = Agreement(code=spec.code, **fields)
+            writer.create(agreement)
+            counts.created += 1
+        else:
+            to_stage = fields.pop("stage")
+            updated = writer.update(agreement, fields)
+            moved = to_stage != agreement.stage
+            if moved:
+                writer.move(agreement, to_stage)
+            if updated or moved:
+                counts.updated += 1
+            else:
+                counts.unchanged += 1
+        written[spec.code] = agreement
+    return counts, written
+
+
+def _write_agreement_kpis(writer: _Writer, plan: _Plan, agreements: dict,
+                          kpis: dict) -> KindCounts:
     """The file is the truth for each agreement it names: KPIs left out are removed."""
     counts = KindCounts()
     existing: dict[tuple[int, int], AgreementKPI] = {
         (row.agreement_id, row.kpi_id): row
         for row in AgreementKPI.objects.filter(
             agreement_id__in=[agreements[a.code].pk for a in plan.agreements]
-        )
+        ).select_related("agreement__partner", "kpi")
     }
     wanted = {
         (agreements[a.code].pk, kpis[spec.kpi].pk): spec.fields
         for a in plan.agreements for spec in a.kpis
     }
-    to_delete = [row.pk for key, row in existing.items() if key not in wanted]
-    to_create, to_update = [], []
+    for key, row in existing.items():
+        if key not in wanted:
+            writer.delete(row)
+            counts.deleted += 1
     for (agreement_id, kpi_id), fields in wanted.items():
-        row = existing.get((agreement_id, kpi_id))
-        if row is None:
-            to_create.append(AgreementKPI(agreement_id=agreement_id, kpi_id=kpi_id, **fields))
-        elif any(getattr(row, name) != value for name, value in fields.items()):
-            for name, value in fields.items():
-                setattr(row, name, value)
-            to_update.append(row)
-        else:
-            counts.unchanged += 1
-    AgreementKPI.objects.filter(pk__in=to_delete).delete()
-    AgreementKPI.objects.bulk_update(to_update, ["target", "floor", "weight"])
-    AgreementKPI.objects.bulk_create(to_create)
-    counts.created, counts.updated, counts.deleted = len(to_create), len(to_update), len(to_delete)
+        writer.upsert(existing.get((agreement_id, kpi_id)), fields,
+                      lambda a=agreement_id, k=kpi_id, f=fields:
+                      AgreementKPI(agreement_id=a, kpi_id=k, **f), counts)
     return counts
 
 
@@ -904,7 +1052,8 @@ def _objective_key(objective: Objective) -> tuple:
     ))
 
 
-def _write_objectives(plan: _Plan, agreements: dict, kpis: dict) -> KindCounts:
+def _write_objectives(writer: _Writer, plan: _Plan, agreements: dict,
+                      kpis: dict) -> KindCounts:
     """Objectives have no natural key: keep the equal ones, delete the rest, create the new.
     An equal one whose `set_on` the file gives differently is updated."""
     counts = KindCounts()
@@ -912,81 +1061,85 @@ def _write_objectives(plan: _Plan, agreements: dict, kpis: dict) -> KindCounts:
     existing: dict[int, list[Objective]] = {}
     for objective in Objective.objects.filter(
         agreement_id__in=[agreements[a.code].pk for a in replaced]
-    ).order_by("pk"):
+    ).select_related("agreement__partner").order_by("pk"):
         existing.setdefault(objective.agreement_id, []).append(objective)
-    to_delete, to_create, to_update = [], [], []
     for agreement in replaced:
         agreement_id = agreements[agreement.code].pk
         new_by_key: dict[tuple, list[tuple[Objective, Any]]] = {}
         for spec in agreement.objectives:
+            # Without set_on a new objective is set today, or on its deadline when that has
+            # passed already (it was agreed before then; a deadline precedes no objective).
+            set_on = spec.set_on or min(writer.today, spec.fields["deadline"])
             objective = Objective(
                 agreement_id=agreement_id, kpi_id=kpis[spec.kpi].pk if spec.kpi else None,
-                **spec.fields, **({"set_on": spec.set_on} if spec.set_on else {}),
+                set_on=set_on, **spec.fields,
             )
             new_by_key.setdefault(_objective_key(objective), []).append((objective,
                                                                          spec.set_on))
         for objective in existing.get(agreement_id, []):
             waiting = new_by_key.get(_objective_key(objective))
             if not waiting:
-                to_delete.append(objective.pk)
+                writer.delete(objective)
+                counts.deleted += 1
                 continue
             _, set_on = waiting.pop()
-            if set_on is not None and set_on != objective.set_on:
-                objective.set_on = set_on
-                objective.updated_at = timezone.now()  # bulk_update leaves auto_now alone
-                to_update.append(objective)
+            if set_on is not None and writer.update(objective, {"set_on": set_on}):
+                counts.updated += 1
             else:
                 counts.unchanged += 1
-        to_create.extend(new for group in new_by_key.values() for new, _ in group)
-    Objective.objects.filter(pk__in=to_delete).delete()
-    Objective.objects.bulk_update(to_update, ["set_on", "updated_at"])
-    Objective.objects.bulk_create(to_create)
-    counts.created, counts.updated = len(to_create), len(to_update)
-    counts.deleted = len(to_delete)
+        for group in new_by_key.values():
+            for objective, _ in group:
+                writer.create(objective)
+                counts.created += 1
     return counts
 
 
-def _write_incentives(plan: _Plan, agreements: dict, now: dt.datetime) -> KindCounts:
+def _write_incentives(writer: _Writer, plan: _Plan, agreements: dict) -> KindCounts:
     counts = KindCounts()
     managed = [a for a in plan.agreements if a.incentive is not KEEP]
     existing = {
         plan_row.agreement_id: plan_row
         for plan_row in IncentivePlan.objects.filter(
             agreement_id__in=[agreements[a.code].pk for a in managed]
-        )
+        ).select_related("agreement__partner")
     }
     for agreement in managed:
         agreement_id = agreements[agreement.code].pk
         row = existing.get(agreement_id)
-        if agreement.incentive is None:
-            if row is not None:
-                row.delete()
-                counts.deleted += 1
-        elif row is None:
-            IncentivePlan.objects.create(agreement_id=agreement_id, **agreement.incentive)
-            counts.created += 1
-        elif changed := [n for n, v in agreement.incentive.items() if getattr(row, n) != v]:
-            for name in changed:
-                setattr(row, name, agreement.incentive[name])
-            row.save(update_fields=[*changed, "updated_at"])
-            counts.updated += 1
-        else:
-            counts.unchanged += 1
+        if agreement.incentive is not None:
+            writer.upsert(row, agreement.incentive,
+                          lambda a=agreement_id, f=agreement.incentive:
+                          IncentivePlan(agreement_id=a, **f), counts)
+        elif row is not None:
+            writer.delete(row)
+            counts.deleted += 1
     return counts
 
 
-def _write_settings(fields: dict) -> KindCounts:
-    row = ProgramSettings.objects.filter(pk=1).first()
-    if row is None:
-        ProgramSettings.objects.create(pk=1, **fields)
-        return KindCounts(created=1)
-    changed = [name for name, value in fields.items() if getattr(row, name) != value]
-    if not changed:
-        return KindCounts(unchanged=1)
-    for name in changed:
-        setattr(row, name, fields[name])
-    row.save(update_fields=[*changed, "updated_at"])
-    return KindCounts(updated=1)
+def _write_kpi_templates(writer: _Writer, items: dict[tuple[str, str], dict],
+                         kpis: dict) -> KindCounts:
+    """The section is the whole standard set: items left out of it are removed."""
+    counts = KindCounts()
+    existing = {(row.agreement_type, row.kpi_id): row
+                for row in KPITemplateItem.objects.select_related("kpi")}
+    wanted = {(agreement_type, kpis[code].pk): fields
+              for (agreement_type, code), fields in items.items()}
+    for key, row in existing.items():
+        if key not in wanted:
+            writer.delete(row)
+            counts.deleted += 1
+    for (agreement_type, kpi_id), fields in wanted.items():
+        writer.upsert(existing.get((agreement_type, kpi_id)), fields,
+                      lambda t=agreement_type, k=kpi_id, f=fields:
+                      KPITemplateItem(agreement_type=t, kpi_id=k, **f), counts)
+    return counts
+
+
+def _write_settings(writer: _Writer, fields: dict) -> KindCounts:
+    counts = KindCounts()
+    writer.upsert(ProgramSettings.objects.filter(pk=1).first(), fields,
+                  lambda: ProgramSettings(pk=1, **fields), counts)
+    return counts
 
 
 def _check_user(user) -> None:
@@ -997,11 +1150,14 @@ def _check_user(user) -> None:
         )
 
 
-def program_load(*, document: dict | str, user=None) -> ProgramLoadResult:
-    """Check a program document (a mapping, or YAML text) fully, then upsert it atomically."""
+def program_load(*, document: dict | str, user=None, file_name: str = "",
+                 sha256: str = "", actor: str = SYSTEM_ACTOR) -> ProgramLoadResult:
+    """Check a program document (a mapping, or YAML text) fully, then upsert it atomically,
+    with the history of every change and one `program_loaded` audit event."""
     if user is not None:
         _check_user(user)
     if isinstance(document, str):
+        sha256 = sha256 or hashlib.sha256(document.encode()).hexdigest()
         document = program_parse(text=document)
     elif not isinstance(document, dict):
         raise ProgramError([f"document: must be a mapping, got {_describe(document)}"])
@@ -1009,47 +1165,52 @@ def program_load(*, document: dict | str, user=None) -> ProgramLoadResult:
     plan = _check_document(document, reader)
     with transaction.atomic():
         _lock_program_writes()
-        # References are checked inside the transaction, after the lock, so that what was
-        # checked is what is written.
+        # References and stage moves are checked inside the transaction, after the lock, so
+        # that what was checked is what is written.
         _check_references(plan, reader)
+        today = timezone.localdate()
+        _check_stage_moves(plan, reader, today)
         if reader.problems:
             raise ProgramError(reader.problems)
-        result = _write(plan)
-        # Agreements written in bulk, without the signals of each save.
-        program_changed()
+        reason = f"Program file {file_name}" if file_name else "Program file"
+        result = _write(plan, _Writer(user=user, actor=actor, reason=reason, today=today))
+        _audit_load(result, user=user, actor=actor, file_name=file_name, sha256=sha256)
         return result
 
 
-def _write(plan: _Plan) -> ProgramLoadResult:
+def _audit_load(result: ProgramLoadResult, *, user, actor: str, file_name: str,
+                sha256: str) -> None:
+    username = user.get_username() if user is not None else actor
+    audit_record(
+        action=AuditAction.PROGRAM_LOADED, user=user, username=username,
+        target=f"program file {file_name}".strip(),
+        detail={"file": file_name, "sha256": sha256, "user": username,
+                "counts": {kind: asdict(counts) for kind, counts in result.counts.items()}},
+    )
+
+
+def _write(plan: _Plan, writer: _Writer) -> ProgramLoadResult:
     result = ProgramLoadResult()
-    now = timezone.now()
-    result.counts["partners"], _ = _upsert(Partner, "slug", plan.partners, now)
-    result.counts["kpis"], _ = _upsert(KPIDefinition, "code", plan.kpis, now)
-    partner_ids = dict(
-        Partner.objects.filter(slug__in={a.partner for a in plan.agreements})
-        .values_list("slug", "pk")
-    )
-    owner_ids = dict(
-        get_user_model().objects.filter(
-            username__in={a.owner for a in plan.agreements if a.owner}
-        ).values_list("username", "pk")
-    )
-    agreement_rows = {
-        a.code: {
-            "partner_id": partner_ids[a.partner],
-            "owner_id": owner_ids[a.owner] if a.owner else None,
-            **a.fields,
-        }
-        for a in plan.agreements
-    }
-    result.counts["agreements"], agreements = _upsert(Agreement, "code", agreement_rows, now)
-    kpi_codes = {k.kpi for a in plan.agreements for k in a.kpis} | {
-        o.kpi for a in plan.agreements if a.objectives is not KEEP for o in a.objectives if o.kpi
-    }
-    kpis = KPIDefinition.objects.in_bulk(list(kpi_codes), field_name="code")
-    result.counts["agreement_kpis"] = _write_agreement_kpis(plan, agreements, kpis)
-    result.counts["objectives"] = _write_objectives(plan, agreements, kpis)
-    result.counts["incentive_plans"] = _write_incentives(plan, agreements, now)
-    if plan.settings is not KEEP:
-        result.counts["settings"] = _write_settings(plan.settings)
+    try:
+        result.counts["partners"], _ = _write_keyed(writer, Partner, "slug", plan.partners)
+        result.counts["kpis"], _ = _write_keyed(writer, KPIDefinition, "code", plan.kpis)
+        result.counts["agreements"], agreements = _write_agreements(writer, plan)
+        kpi_codes = {k.kpi for a in plan.agreements for k in a.kpis} | {
+            o.kpi for a in plan.agreements if a.objectives is not KEEP
+            for o in a.objectives if o.kpi
+        } | ({code for _, code in plan.kpi_templates} if plan.kpi_templates is not KEEP
+             else set())
+        kpis = KPIDefinition.objects.in_bulk(list(kpi_codes), field_name="code")
+        result.counts["agreement_kpis"] = _write_agreement_kpis(writer, plan, agreements, kpis)
+        result.counts["objectives"] = _write_objectives(writer, plan, agreements, kpis)
+        result.counts["incentive_plans"] = _write_incentives(writer, plan, agreements)
+        if plan.kpi_templates is not KEEP:
+            result.counts["kpi_templates"] = _write_kpi_templates(
+                writer, plan.kpi_templates, kpis)
+        if plan.settings is not KEEP:
+            result.counts["settings"] = _write_settings(writer, plan.settings)
+    except ValidationError as error:
+        # The file's checks mirror the models' rules; a row already in the database that
+        # breaks one of them (written before the rule) is reported rather than crashing.
+        raise ProgramError([f"the model refuses a row: {'; '.join(error.messages)}"]) from None
     return result
