@@ -133,10 +133,12 @@ def change_save(*, user, obj: models.Model, before: dict[str, str] | None = None
 
     For an update pass `before`, a `history_snapshot` taken before the object was changed in
     memory; without it an existing object's change is recorded as if every field were new.
-    Returns the recorded change, or None when nothing changed (then nothing else is written).
+    Returns the recorded change, or None when nothing changed (then nothing is written at all).
     Raises django.core.exceptions.ValidationError, with nothing written, when the model refuses.
     """
     creating = obj._state.adding or obj.pk is None
+    if not creating and before is not None and history_snapshot(obj) == before:
+        return None  # nothing to write: not even the time of the last change moves
     with transaction.atomic():
         if validate:
             obj.full_clean(exclude=exclude)
