@@ -7,93 +7,74 @@ has been scored, from its latest scored month).
 
 from decimal import Decimal
 
-import numpy as np
 from django.contrib import messages
-from django.db import transaction
+from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
-from dashboards.templatetags.numbers import money_text
+from dashboards.templatetags.numbers import money_text, score_text
+from partnerships import governance_services
 from partnerships.access import host_required, manager_required
-from partnerships.history import history_record, history_snapshot
-from partnerships.models import Agreement, ChangeKind, IncentivePlan, Tier
-from scoring import rules
+from partnerships.models import Agreement, IncentivePlan, Tier
+from scoring import incentives
 from scoring.models import Scorecard, ScoringRun
 
 from ..confirm import Confirmation, confirmation_page, confirmed
-from ..selectors import one_decimal
 from ..views import HtmxHttpRequest, agreement_visible, redirect_after_change
 from .kpi_forms import IncentivePlanForm
 from .kpis import partial_or_page, validating, validation_response
+from .refusals import refusal_into_form
 
-EXAMPLE_OVERALL = 90.0
-
-
-def incentive_payout(*, plan: IncentivePlan, overall: float | None, rolling: float | None,
-                     tier: str, complete: bool) -> float:
-    """The payout of one month under `plan`, by the scoring rules' own `payout` (DOMAIN.md §
-    Incentives): `base × multiplier(tier) × min(overall, 120) / 100` when the scorecard is
-    complete, the agreement has a tier and the rolling score is at least the baseline B."""
-    if overall is None or rolling is None:
-        return 0.0
-    multipliers = {
-        Tier.TRANSACTIONAL: plan.multiplier_transactional, Tier.GROWTH: plan.multiplier_growth,
-        Tier.STRATEGIC: plan.multiplier_strategic,
-    }
-    amount = rules.payout(
-        overall=np.array([overall], dtype=float), rolling=np.array([rolling], dtype=float),
-        complete=np.array([bool(complete)]),
-        tier=np.array([rules.TIERS.index(tier) if tier in rules.TIERS else -1]),
-        base_amount=np.array([float(plan.base_amount)]),
-        baseline=np.array([float(plan.baseline_score)]),
-        multipliers=np.array([[float(multipliers[name]) for name in rules.TIERS]]),
-    )
-    return float(amount[0])
+TIER_LABELS = {Tier.TRANSACTIONAL: "transactional", Tier.GROWTH: "growth",
+               Tier.STRATEGIC: "strategic"}
 
 
 def _money(amount: float | Decimal, currency: str) -> str:
     return f"{money_text(amount)} {currency}"
 
 
-def _examples(plan: IncentivePlan, agreement: Agreement) -> dict:
-    rolling = max(plan.baseline_score, 75.0)
-    tiers = []
-    for tier, label, multiplier in (
-            (Tier.TRANSACTIONAL, "transactional", plan.multiplier_transactional),
-            (Tier.GROWTH, "growth", plan.multiplier_growth),
-            (Tier.STRATEGIC, "strategic", plan.multiplier_strategic)):
-        payout = incentive_payout(plan=plan, overall=EXAMPLE_OVERALL, rolling=rolling,
-                                  tier=tier, complete=True)
-        tiers.append({
-            "tier": tier, "label": label, "multiplier": f"{multiplier.normalize():f}",
-            "payout": _money(payout, plan.currency),
-        })
-    latest = None
+def _reason_texts(plan: IncentivePlan, card: Scorecard) -> list[str]:
+    texts = {
+        incentives.INCOMPLETE: "the scorecard is incomplete",
+        incentives.NO_TIER: "the agreement has no tier yet",
+        incentives.NO_ROLLING: "the rolling score is not defined yet",
+        incentives.BELOW_BASELINE: f"the rolling score {score_text(card.rolling)} is below "
+                                   f"the baseline {plan.baseline_score:g}",
+    }
+    return [texts[reason] for reason in incentives.no_payout_reasons(
+        plan=plan, rolling=card.rolling, tier=card.tier, incomplete=card.incomplete)]
+
+
+def _latest_card(agreement: Agreement) -> Scorecard | None:
     run = ScoringRun.objects.current()
-    if run is not None:
-        card = (Scorecard.objects.filter(run=run, agreement=agreement, has_scorecard=True)
-                .order_by("-period").first())
-        if card is not None:
-            payout = incentive_payout(plan=plan, overall=card.overall, rolling=card.rolling,
-                                      tier=card.tier, complete=not card.incomplete)
-            reasons = []
-            if card.incomplete:
-                reasons.append("the scorecard is incomplete")
-            if not card.tier:
-                reasons.append("the agreement has no tier yet")
-            if card.rolling is None:
-                reasons.append("the rolling score is not defined yet")
-            elif card.rolling < plan.baseline_score:
-                reasons.append(f"the rolling score {one_decimal(card.rolling)} is below "
-                               f"the baseline {plan.baseline_score:g}")
-            latest = {"card": card, "overall": one_decimal(card.overall),
-                      "rolling": one_decimal(card.rolling),
-                      "payout": _money(payout, plan.currency), "reasons": reasons}
+    if run is None:
+        return None
+    return (Scorecard.objects.filter(run=run, agreement=agreement, has_scorecard=True)
+            .order_by("-period").first())
+
+
+def _examples(plan: IncentivePlan, agreement: Agreement) -> dict:
+    tiers = [
+        {"tier": tier, "label": TIER_LABELS[tier], "multiplier": f"{multiplier.normalize():f}",
+         "payout": _money(payout, plan.currency)}
+        for tier, multiplier, payout in incentives.example_payouts(plan)
+    ]
+    latest = None
+    card = _latest_card(agreement)
+    if card is not None:
+        payout = incentives.incentive_payout(
+            plan=plan, overall=card.overall, rolling=card.rolling, tier=card.tier,
+            complete=not card.incomplete)
+        latest = {"card": card, "overall": score_text(card.overall),
+                  "rolling": score_text(card.rolling),
+                  "payout": _money(payout, plan.currency),
+                  "reasons": _reason_texts(plan, card)}
     return {
-        "example_overall": f"{EXAMPLE_OVERALL:g}", "example_rolling": f"{rolling:g}",
+        "example_overall": f"{incentives.EXAMPLE_OVERALL:g}",
+        "example_rolling": f"{incentives.example_rolling(plan):g}",
         "base": _money(plan.base_amount, plan.currency), "tiers": tiers, "latest": latest,
     }
 
@@ -126,7 +107,6 @@ def incentive_plan(request: HtmxHttpRequest, code: str) -> HttpResponse:
 @manager_required
 def _plan_save(request: HtmxHttpRequest, agreement: Agreement,
                plan: IncentivePlan | None) -> HttpResponse:
-    before = history_snapshot(plan) if plan else None
     form = IncentivePlanForm(request.POST, instance=plan or IncentivePlan(agreement=agreement))
     valid = form.is_valid()
     if validating(request):
@@ -136,15 +116,18 @@ def _plan_save(request: HtmxHttpRequest, agreement: Agreement,
             "examples": _examples(shown, agreement) if shown is not None else None,
             "oob": True}, request=request)
         return validation_response(request, form, extra=mark_safe(formula))
-    if not valid:
-        return _page(request, agreement, plan, form)
-    with transaction.atomic():
-        saved = form.save()
-        history_record(user=request.user, obj=saved,
-                       kind=ChangeKind.UPDATED if plan else ChangeKind.CREATED, before=before)
-    messages.success(request, "Incentive plan saved." if plan else "Incentive plan created.")
-    target = reverse("program_incentive_plan", args=[agreement.code])
-    return redirect_after_change(request, target)
+    if valid:
+        try:
+            governance_services.incentive_plan_save(
+                agreement=agreement, user=request.user, request=request, **form.cleaned_data)
+        except ValidationError as error:
+            refusal_into_form(form, error)
+        else:
+            messages.success(request,
+                             "Incentive plan saved." if plan else "Incentive plan created.")
+            target = reverse("program_incentive_plan", args=[agreement.code])
+            return redirect_after_change(request, target)
+    return _page(request, agreement, plan, form)
 
 
 @manager_required
@@ -162,9 +145,8 @@ def incentive_plan_delete(request: HtmxHttpRequest, code: str) -> HttpResponse:
                         "stay in the agreement's history.",
             action="Remove", cancel_url=target))
     else:
-        with transaction.atomic():
-            history_record(user=request.user, obj=plan, kind=ChangeKind.DELETED)
-            plan.delete()
+        governance_services.incentive_plan_delete(plan=plan, user=request.user,
+                                                  request=request)
         messages.success(request, f"Incentive plan of {agreement.code} removed: no payouts "
                                   "from the next scoring run on.")
     return redirect_after_change(request, target)

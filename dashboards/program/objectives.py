@@ -5,21 +5,22 @@ on the agreement dashboard). Host managers and admins add, edit and delete.
 """
 
 from django.contrib import messages
-from django.db import transaction
+from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from partnerships import governance_services
 from partnerships.access import host_required, manager_required
-from partnerships.history import history_record, history_snapshot
-from partnerships.models import Agreement, ChangeKind, Objective
+from partnerships.models import Agreement, Objective
 
 from ..confirm import Confirmation, confirmation_page, confirmed
 from ..views import HtmxHttpRequest, agreement_visible, redirect_after_change
 from .kpi_forms import ObjectiveForm
-from .kpis import form_create, partial_or_page, validating, validation_response
+from .kpis import partial_or_page, validating, validation_response
 from .progress import objectives_progress
+from .refusals import refusal_into_form
 
 
 def objectives_for_dashboard(*, agreement: Agreement, run=None) -> list:
@@ -60,30 +61,41 @@ def agreement_objectives(request: HtmxHttpRequest, code: str) -> HttpResponse:
 
 @manager_required
 def _objective_add(request: HtmxHttpRequest, agreement: Agreement) -> HttpResponse:
-    return form_create(
-        request, ObjectiveForm(request.POST, agreement=agreement),
-        invalid_page=lambda form: _page(request, agreement, form),
-        notice=lambda objective: f"Objective “{objective.success_metric}” added.",
-        target=reverse("program_objectives", args=[agreement.code]))
+    form = ObjectiveForm(request.POST, agreement=agreement)
+    valid = form.is_valid()
+    if validating(request):
+        return validation_response(request, form)
+    if valid:
+        try:
+            objective = governance_services.objective_create(
+                agreement=agreement, user=request.user, request=request, **form.cleaned_data)
+        except ValidationError as error:
+            refusal_into_form(form, error)
+        else:
+            messages.success(request, f"Objective “{objective.success_metric}” added.")
+            return _redirect(request, agreement)
+    return _page(request, agreement, form)
 
 
 @manager_required
 def objective_edit(request: HtmxHttpRequest, code: str, objective_id: int) -> HttpResponse:
     agreement = agreement_visible(request=request, code=code)
     objective = get_object_or_404(Objective, agreement=agreement, pk=objective_id)
-    before = history_snapshot(objective)
     if request.method == "POST":
         form = ObjectiveForm(request.POST, instance=objective, agreement=agreement)
         valid = form.is_valid()
         if validating(request):
             return validation_response(request, form)
         if valid:
-            with transaction.atomic():
-                form.save()
-                history_record(user=request.user, obj=objective, kind=ChangeKind.UPDATED,
-                               before=before)
-            messages.success(request, f"Objective “{objective.success_metric}” saved.")
-            return _redirect(request, agreement)
+            try:
+                saved = governance_services.objective_update(
+                    objective=objective, user=request.user, request=request,
+                    **form.cleaned_data)
+            except ValidationError as error:
+                refusal_into_form(form, error)
+            else:
+                messages.success(request, f"Objective “{saved.success_metric}” saved.")
+                return _redirect(request, agreement)
     else:
         form = ObjectiveForm(instance=objective, agreement=agreement)
     context = {
@@ -104,8 +116,7 @@ def objective_delete(request: HtmxHttpRequest, code: str, objective_id: int) -> 
             consequence="Both sides stop seeing it and its progress. The deletion is kept in "
                         "the agreement's history.",
             action="Delete", cancel_url=reverse("program_objectives", args=[agreement.code])))
-    with transaction.atomic():
-        history_record(user=request.user, obj=objective, kind=ChangeKind.DELETED)
-        objective.delete()
+    governance_services.objective_delete(objective=objective, user=request.user,
+                                         request=request)
     messages.success(request, f"Objective “{objective.success_metric}” deleted.")
     return _redirect(request, agreement)

@@ -40,14 +40,9 @@ class ReviewForm(forms.ModelForm):
         self.fields["kind"].choices = [("", "— choose —"), *Review.Kind.choices]
         # ISO only: "03/04/2026" means two different days on the two sides of the Atlantic.
         self.fields["held_on"].input_formats = ISO_DATE
+        # The date may not be in the future: the model's rule (Review.clean), which the form
+        # runs too; the date picker stops at today.
         self.fields["held_on"].widget.attrs["max"] = timezone.localdate().isoformat()
-
-    def clean_held_on(self):
-        held_on = self.cleaned_data["held_on"]
-        if held_on > timezone.localdate():
-            raise forms.ValidationError(
-                "A review is recorded once it has been held: the date cannot be in the future.")
-        return held_on
 
 
 class ActionItemForm(forms.ModelForm):
@@ -81,7 +76,7 @@ class ActionItemForm(forms.ModelForm):
 
     def __init__(self, *args, agreement, **kwargs):
         super().__init__(*args, **kwargs)
-        self.agreement = agreement
+        self.agreement = self.instance.agreement = agreement  # for the model's own rules
         self.fields["review"].queryset = Review.objects.filter(agreement=agreement)
         self.fields["review"].label_from_instance = (
             lambda review: f"{review.held_on:%Y-%m-%d} · {review.get_kind_display()}")

@@ -7,20 +7,23 @@ with htmx the form panel is swapped in place with its errors, and a status chang
 the one table row that changed.
 """
 
+from collections.abc import Callable
+
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
-from django.db import transaction
-from django.db.models import Count, Prefetch, Q
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, Model, Prefetch, Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
+from django.views.decorators.vary import vary_on_headers
 
+from partnerships import governance_services
 from partnerships.access import (
     action_items_for,
     manager_required,
@@ -28,12 +31,13 @@ from partnerships.access import (
     membership_of,
     reviews_for,
 )
-from partnerships.history import history_record, history_snapshot
-from partnerships.models import ActionItem, ActionStatus, Agreement, ChangeKind
+from partnerships.models import ActionItem, ActionStatus, Agreement
+from partnerships.reviews import OPEN_STATUSES
 
 from ..confirm import Confirmation, confirmation_page, confirmed
 from ..views import HtmxHttpRequest, agreement_visible, redirect_after_change
-from .overdue import OPEN_STATUSES, annotate_actions, overdue_for
+from .overdue import annotate_actions, overdue_for
+from .refusals import refusal_into_form
 from .review_forms import ActionItemForm, ActionStatusForm, ReviewForm
 
 PAGE = "program/reviews/page.html"
@@ -56,15 +60,11 @@ def _can_manage(request: HtmxHttpRequest) -> bool:
     return membership is not None and membership.is_host and membership.can_manage
 
 
-def _vary(response: HttpResponse) -> HttpResponse:
-    patch_vary_headers(response, ["HX-Request"])
-    return response
-
-
 # ---- The reviews page (both sides) ------------------------------------------------------------
 
 
 @login_required
+@vary_on_headers("HX-Request")
 def agreement_reviews(request: HtmxHttpRequest, code: str) -> HttpResponse:
     agreement = agreement_visible(request=request, code=code)
     today = timezone.localdate()
@@ -95,28 +95,38 @@ def agreement_reviews(request: HtmxHttpRequest, code: str) -> HttpResponse:
         "status_choices": ActionStatus.choices,
         "today": today,
     }
-    return _vary(render(request, PAGE, context))
+    return render(request, PAGE, context)
 
 
 # ---- Reviews (host managers) ------------------------------------------------------------------
 
 
+def _saved(form: forms.ModelForm, save: Callable[[dict], Model]) -> Model | None:
+    """A posted, valid form saved by `save(cleaned_data)` (a service): the saved object; None
+    when nothing was posted or the form (or the service, on the form) refused it."""
+    if not form.is_bound or not form.is_valid():
+        return None
+    try:
+        return save(form.cleaned_data)
+    except ValidationError as error:
+        refusal_into_form(form, error)
+        return None
+
+
 def _form_page(request: HtmxHttpRequest, template: str, context: dict) -> HttpResponse:
     if request.htmx:
         template += "#form-panel"
-    return _vary(render(request, template, context))
+    return render(request, template, context)
 
 
 @manager_required
+@vary_on_headers("HX-Request")
 def review_create(request: HtmxHttpRequest, code: str) -> HttpResponse:
     agreement = agreement_visible(request=request, code=code)
     form = ReviewForm(request.POST or None, agreement=agreement)
-    if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            review = form.save(commit=False)
-            review.agreement, review.created_by = agreement, request.user
-            review.save()
-            history_record(user=request.user, obj=review, kind=ChangeKind.CREATED)
+    review = _saved(form, lambda fields: governance_services.review_create(
+        agreement=agreement, user=request.user, request=request, **fields))
+    if review is not None:
         url = reverse("program_action_new", args=[agreement.code]) + f"?review={review.pk}"
         return _done(request, url, f"{review.get_kind_display()} of {review.held_on:%Y-%m-%d} "
                                    "recorded. Add its action items below, or go back to the "
@@ -126,16 +136,14 @@ def review_create(request: HtmxHttpRequest, code: str) -> HttpResponse:
 
 
 @manager_required
+@vary_on_headers("HX-Request")
 def review_edit(request: HtmxHttpRequest, review_id: int) -> HttpResponse:
     review = get_object_or_404(
         reviews_for(user=request.user).select_related("agreement__partner"), pk=review_id)
     agreement = review.agreement
-    before = history_snapshot(review)
     form = ReviewForm(request.POST or None, instance=review, agreement=agreement)
-    if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            form.save()
-            history_record(user=request.user, obj=review, kind=ChangeKind.UPDATED, before=before)
+    if _saved(form, lambda fields: governance_services.review_update(
+            review=review, user=request.user, request=request, **fields)):
         return _done(request, _reviews_url(agreement, f"review-{review.pk}"), "Review saved.")
     return _form_page(request, "program/reviews/review_form.html",
                       {"form": form, "agreement": agreement, "review": review})
@@ -144,17 +152,14 @@ def review_edit(request: HtmxHttpRequest, review_id: int) -> HttpResponse:
 KEPT_IN_HISTORY = "Both sides stop seeing it. The deletion is kept in the agreement's history."
 
 
-def _delete(request: HtmxHttpRequest, obj, *, notice: str, question: str,
-            consequence: str) -> HttpResponse:
-    """Unless confirmed: ask; confirmed: delete the review or action, with its history entry."""
-    agreement = obj.agreement
+def _delete(request: HtmxHttpRequest, agreement: Agreement, delete: Callable[[], None], *,
+            notice: str, question: str, consequence: str) -> HttpResponse:
+    """Unless confirmed: ask; confirmed: `delete()` the review or action (a service)."""
     if not confirmed(request):
         return confirmation_page(request, Confirmation(
             question=question, consequence=consequence, action="Delete",
             cancel_url=_reviews_url(agreement)))
-    with transaction.atomic():
-        history_record(user=request.user, obj=obj, kind=ChangeKind.DELETED)
-        obj.delete()
+    delete()
     return _done(request, _reviews_url(agreement), notice)
 
 
@@ -168,7 +173,9 @@ def review_delete(request: HtmxHttpRequest, review_id: int) -> HttpResponse:
         if count:
             consequence = (f"Its {count} action item{pluralize(count)} stay{pluralize(count, 's,')}"
                            " on the agreement, no longer tied to a review. " + consequence)
-    return _delete(request, review,
+    return _delete(request, review.agreement,
+                   lambda: governance_services.review_delete(review=review, user=request.user,
+                                                             request=request),
                    question=f"Delete the {review.get_kind_display().lower()} of "
                             f"{review.held_on:%Y-%m-%d} ({review.agreement.code})?",
                    consequence=consequence,
@@ -179,6 +186,7 @@ def review_delete(request: HtmxHttpRequest, review_id: int) -> HttpResponse:
 
 
 @manager_required
+@vary_on_headers("HX-Request")
 def action_create(request: HtmxHttpRequest, code: str) -> HttpResponse:
     agreement = agreement_visible(request=request, code=code)
     initial = {}
@@ -187,12 +195,9 @@ def action_create(request: HtmxHttpRequest, code: str) -> HttpResponse:
         initial["review"] = (reviews_for(user=request.user)
                              .filter(agreement=agreement, pk=review_id).first())
     form = ActionItemForm(request.POST or None, agreement=agreement, initial=initial)
-    if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            action = form.save(commit=False)
-            action.agreement = agreement
-            action.save()
-            history_record(user=request.user, obj=action, kind=ChangeKind.CREATED)
+    action = _saved(form, lambda fields: governance_services.action_item_create(
+        agreement=agreement, user=request.user, request=request, **fields))
+    if action is not None:
         notice = f"Action “{action}” added, due {action.due_date:%Y-%m-%d}."
         if "add_another" in request.POST:
             url = reverse("program_action_new", args=[agreement.code])
@@ -219,28 +224,17 @@ def _other_copies(action: ActionItem, previous_status: str, row_prefix: str) -> 
     return [prefix for prefix in drawn if prefix != row_prefix]
 
 
-def _closing_time(action: ActionItem, previous_status: str) -> None:
-    """Done stamps the completion time; leaving done (reopening, cancelling) clears it."""
-    if action.status == ActionStatus.DONE and previous_status != ActionStatus.DONE:
-        action.completed_at = timezone.now()
-    elif action.status != ActionStatus.DONE:
-        action.completed_at = None
-
-
 @manager_required
+@vary_on_headers("HX-Request")
 def action_edit(request: HtmxHttpRequest, action_id: int) -> HttpResponse:
     action = get_object_or_404(
         action_items_for(user=request.user).select_related("agreement__partner"), pk=action_id)
     agreement = action.agreement
-    before, previous_status = history_snapshot(action), action.status
     form = ActionItemForm(request.POST or None, instance=action, agreement=agreement)
-    if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            action = form.save(commit=False)
-            _closing_time(action, previous_status)
-            action.save()
-            history_record(user=request.user, obj=action, kind=ChangeKind.UPDATED, before=before)
-        anchor = f"review-{action.review_id}" if action.review_id else "open-actions"
+    saved = _saved(form, lambda fields: governance_services.action_item_update(
+        action=action, user=request.user, request=request, **fields))
+    if saved is not None:
+        anchor = f"review-{saved.review_id}" if saved.review_id else "open-actions"
         return _done(request, _reviews_url(agreement, anchor), "Action saved.")
     return _form_page(request, "program/reviews/action_form.html",
                       {"form": form, "agreement": agreement, "action": action})
@@ -250,7 +244,11 @@ def action_edit(request: HtmxHttpRequest, action_id: int) -> HttpResponse:
 def action_delete(request: HtmxHttpRequest, action_id: int) -> HttpResponse:
     action = get_object_or_404(
         action_items_for(user=request.user).select_related("agreement__partner"), pk=action_id)
-    return _delete(request, action, notice="Action deleted.",
+    return _delete(request, action.agreement,
+                   lambda: governance_services.action_item_delete(action=action,
+                                                                  user=request.user,
+                                                                  request=request),
+                   notice="Action deleted.",
                    question=f"Delete the action “{action.description}” of "
                             f"{action.agreement.code}?",
                    consequence=f"Owned by {action.owner_name} "
@@ -264,6 +262,7 @@ def action_delete(request: HtmxHttpRequest, action_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
+@vary_on_headers("HX-Request")
 def action_status(request: HtmxHttpRequest, code: str, action_id: int) -> HttpResponse:
     agreement = agreement_visible(request=request, code=code)
     action = (action_items_for(user=request.user).filter(agreement=agreement, pk=action_id)
@@ -276,16 +275,15 @@ def action_status(request: HtmxHttpRequest, code: str, action_id: int) -> HttpRe
     notice = error = ""
     previous_status = action.status
     if form.is_valid():
-        before = history_snapshot(action)
-        action.status = form.cleaned_data["status"]
-        _closing_time(action, previous_status)
-        if action.status != previous_status:
-            with transaction.atomic():
-                action.save(update_fields=["status", "completed_at", "updated_at"])
-                history_record(user=request.user, obj=action, kind=ChangeKind.UPDATED,
-                               before=before)
-        notice = f"Status: {action.get_status_display().lower()}."
-    else:
+        try:
+            action = governance_services.action_item_status_update(
+                action=action, user=request.user, status=form.cleaned_data["status"],
+                request=request)
+        except ValidationError as refused:
+            refusal_into_form(form, refused)
+        else:
+            notice = f"Status: {action.get_status_display().lower()}."
+    if form.errors:
         error = " ".join(message for errors in form.errors.values() for message in errors)
     if request.htmx:
         today, row_prefix = timezone.localdate(), request.POST.get("row_prefix", "")
@@ -293,7 +291,7 @@ def action_status(request: HtmxHttpRequest, code: str, action_id: int) -> HttpRe
         counts_on = {"-open": "page", "-review": "page", "-closed": "page",
                      "-panel": "panel"}.get(row_prefix, "")
         annotate_actions([action], user=request.user, today=today)
-        return _vary(render(request, f"{PAGE}#status-response", {
+        return render(request, f"{PAGE}#status-response", {
             "oob_prefixes": _other_copies(action, previous_status, row_prefix),
             "action": action, "agreement": agreement, "row_notice": notice, "row_error": error,
             "status_choices": ActionStatus.choices, "today": today,
@@ -306,7 +304,7 @@ def action_status(request: HtmxHttpRequest, code: str, action_id: int) -> HttpRe
                 agreement=agreement, status__in=OPEN_STATUSES).aggregate(
                 open_actions=Count("pk"), overdue_actions=Count("pk", filter=Q(
                     due_date__lt=today))) if counts_on else {},
-        }))
+        })
     if error:
         messages.error(request, error)
     else:

@@ -5,9 +5,8 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from dashboards.program.incentives import incentive_payout
 from dashboards.program.kpi_forms import IncentivePlanForm
-from partnerships.models import IncentivePlan, ProgramChange
+from partnerships.models import AuditAction, AuditEvent, IncentivePlan, ProgramChange
 from scoring.services import scoring_run_inline
 from tests.conftest import write_observations
 
@@ -53,20 +52,6 @@ def test_defaults_are_the_domains():
         Decimal("1.0"), Decimal("1.25"), Decimal("1.5")]
 
 
-def test_payout_formula():
-    plan = IncentivePlan(base_amount=Decimal("1000"), baseline_score=60,
-                         multiplier_growth=Decimal("1.25"))
-    assert incentive_payout(plan=plan, overall=90, rolling=75, tier="growth",
-                            complete=True) == pytest.approx(1125)
-    assert incentive_payout(plan=plan, overall=130, rolling=75, tier="growth",
-                            complete=True) == pytest.approx(1500)  # capped at 120
-    assert incentive_payout(plan=plan, overall=90, rolling=59.9, tier="growth",
-                            complete=True) == 0
-    assert incentive_payout(plan=plan, overall=90, rolling=75, tier="", complete=True) == 0
-    assert incentive_payout(plan=plan, overall=90, rolling=75, tier="growth",
-                            complete=False) == 0
-
-
 def test_create_edit_remove_with_history(manager_client, host_manager, acme_agreement):
     page = manager_client.get(plan_url(acme_agreement)).text
     assert "no incentive plan" in page and 'value="60' in page
@@ -84,6 +69,9 @@ def test_create_edit_remove_with_history(manager_client, host_manager, acme_agre
     assert sorted(changes.values_list("kind", flat=True)) == ["created", "deleted", "updated"]
     assert changes.get(kind="updated").fields == {"Baseline rolling score": ["60", "70"]}
     assert changes.get(kind="created").user == host_manager
+    events = AuditEvent.objects.filter(action=AuditAction.PROGRAM_CHANGED)
+    assert sorted(event.detail["change"] for event in events) == sorted(
+        changes.values_list("pk", flat=True))
 
 
 def test_page_states_the_formula_and_an_example_from_the_values(manager_client, acme_agreement):

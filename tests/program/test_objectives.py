@@ -10,18 +10,18 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dashboards.program.kpi_forms import ObjectiveForm
-from dashboards.program.progress import (
-    AT_RISK,
-    DONE,
-    NO_DATA,
-    NOT_MEASURED,
-    ON_TRACK,
-    OVERDUE,
-    objectives_progress,
-)
+from dashboards.program.progress import objectives_progress
 from partnerships.demo import demo_generate
-from partnerships.models import AgreementKPI, KPIDefinition, Objective, ProgramChange
+from partnerships.models import (
+    AgreementKPI,
+    AuditAction,
+    AuditEvent,
+    KPIDefinition,
+    Objective,
+    ProgramChange,
+)
 from partnerships.program import ProgramError, program_load
+from scoring.objectives import AT_RISK, DONE, NO_DATA, NOT_MEASURED, ON_TRACK, OVERDUE
 from scoring.services import scoring_run_inline
 from tests.conftest import write_observations
 
@@ -352,6 +352,9 @@ def test_create_edit_delete_record_history(manager_client, host_manager, acme_ag
     assert updated.fields["Target value"] == ["200", "250"]
     assert updated.fields["Linked KPI"] == ["Partner-sourced revenue (revenue)", ""]
     assert updated.user == host_manager
+    events = AuditEvent.objects.filter(action=AuditAction.PROGRAM_CHANGED)
+    assert sorted(event.detail["change"] for event in events) == sorted(
+        changes.values_list("pk", flat=True))
 
 
 def test_htmx_submission_with_errors_answers_the_form_and_keeps_input(

@@ -12,9 +12,9 @@ from dashboards.program.overdue import (
     home_overdue_actions,
     overdue_for,
     overdue_totals,
-    review_interval_days,
 )
 from partnerships.models import ActionItem, Review
+from partnerships.reviews import review_interval_days
 from scoring.models import Scorecard, ScoringRun
 from tests.conftest import make_agreement
 
@@ -130,12 +130,6 @@ def test_a_growth_tier_needs_a_monthly_check_in(acme_agreement):
     publish_tiers({acme_agreement: "growth"})
     state = overdue_for(agreement_ids=[acme_agreement.pk], today=TODAY)[acme_agreement.pk]
     assert (state.tier, state.interval_days, state.review_overdue_days) == ("growth", 31, 9)
-
-
-def test_a_cadence_tighter_than_the_tier_wins():
-    assert review_interval_days(cadence="biweekly", tier="transactional") == 14
-    assert review_interval_days(cadence="semiannual", tier="transactional") == 92
-    assert review_interval_days(cadence="semiannual", tier="") == 183
 
 
 # ---- Agreements without reviews, prospects and ended agreements -----------------------------

@@ -9,10 +9,12 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from partnerships.models import ActionItem, ProgramChange, Review, Role
+from partnerships.models import ActionItem, AuditAction, AuditEvent, ProgramChange, Review, Role
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
+
+HTMX = {"HX-Request": "true"}
 
 
 @pytest.fixture
@@ -536,3 +538,51 @@ def test_the_portfolios_overdue_counts_follow_every_change_at_once(
     assert figures()["overdue_reviews"] == 0
     other.delete()
     assert figures() == {"overdue_reviews": 0, "overdue_actions": 0, "open_actions": 0}
+
+
+# ---- Every change goes through the services ----------------------------------------------------
+
+
+def test_every_change_of_reviews_and_actions_leaves_one_audit_event_with_its_address(
+        client, host_manager, acme_viewer, acme_agreement):
+    client.force_login(host_manager)
+    client.post(reverse("program_review_new", args=[acme_agreement.code]), review_form())
+    review = Review.objects.get()
+    client.post(reverse("program_review_edit", args=[review.pk]),
+                review_form(decisions="Expand to APAC"))
+    client.post(reverse("program_action_new", args=[acme_agreement.code]),
+                action_form(review=review.pk))
+    action = ActionItem.objects.get()
+    client.post(reverse("program_action_edit", args=[action.pk]),
+                action_form(review=review.pk, status="open", owner_name="Ann Lee"))
+    client.force_login(acme_viewer)
+    client.post(status_url(action), {"status": "in_progress"})
+    client.force_login(host_manager)
+    client.post(reverse("program_action_delete", args=[action.pk]), {"confirm": "yes"})
+    client.post(reverse("program_review_delete", args=[review.pk]), {"confirm": "yes"})
+    changes = list(ProgramChange.objects.order_by("id"))
+    assert [(change.object_type, change.kind) for change in changes] == [
+        ("business review", "created"), ("business review", "updated"),
+        ("action item", "created"), ("action item", "updated"), ("action item", "updated"),
+        ("action item", "deleted"), ("business review", "deleted")]
+    events = AuditEvent.objects.filter(action=AuditAction.PROGRAM_CHANGED).order_by("id")
+    assert [event.detail["change"] for event in events] == [change.pk for change in changes]
+    assert all(event.ip_address == "127.0.0.1" for event in events)
+    assert events[4].user == acme_viewer
+
+
+def test_an_unchanged_status_records_nothing(client, acme_viewer, acme_agreement):
+    item = make_action(acme_agreement, status="in_progress")
+    client.force_login(acme_viewer)
+    response = client.post(status_url(item), {"status": "in_progress"}, headers=HTMX)
+    assert response.status_code == 200 and "Status: in progress." in response.text
+    assert not ProgramChange.objects.exists()
+    assert not AuditEvent.objects.filter(action=AuditAction.PROGRAM_CHANGED).exists()
+
+
+@pytest.mark.parametrize("name", ["agreement_reviews", "program_review_new",
+                                  "program_action_new"])
+def test_the_reviews_pages_vary_on_htmx(client, host_manager, acme_agreement, name):
+    client.force_login(host_manager)
+    response = client.get(reverse(name, args=[acme_agreement.code]))
+    assert response.status_code == 200 and "HX-Request" in response["Vary"]
