@@ -16,6 +16,7 @@ from .program import incentives as program_incentives
 from .program import kpis as program_kpis
 from .program import objectives as program_objectives
 from .program import partners as program_partners
+from .program import program_file
 from .program import reviews as program_reviews
 
 urlpatterns = [
@@ -68,6 +69,8 @@ urlpatterns = [
     path("account/api-tokens/revoke/", api.api_token_revoke_view, name="api_token_revoke"),
     # Program management: partners, assessments, agreements and their stages (host managers);
     # an agreement's history (both sides).
+    path("program/export.yaml", program_file.program_file_download,
+         name="program_file_download"),
     path("program/partners/", program_partners.partner_list, name="program_partners"),
     path("program/partners/new/", program_partners.partner_create,
          name="program_partner_new"),
