@@ -525,6 +525,7 @@ ROUTES: dict[str, Route] = {
     # Public: whoever holds a live link may open it; signed-in users are told to log out.
     # Program management: partners, assessments, agreements and their stages (host
     # managers); an agreement's history (both sides, their own agreements only).
+    "program_file_download": Route(roles=MANAGERS, missing=None),
     "program_partners": Route(roles=HOST, htmx=True, missing=None,
                               query={"q": SLUG, "status": "active"}),
     "program_partner_new": Route(
