@@ -10,22 +10,25 @@ Two ways to treat the KPIs the agreement already has:
   lacks are removed.
 
 `kpi_set_plan` says what a copy would do (the preview); `kpi_set_copy` does it in one
-transaction, recording every added, changed and removed agreement KPI in the history.
+transaction through the services of agreement KPIs (partnerships/program_services.py), so every
+added, changed and removed agreement KPI is validated and recorded in the history.
 """
 
 from dataclasses import dataclass, field
 from typing import Literal
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.http import HttpRequest
 
-from .history import history_record, history_snapshot
-from .models import Agreement, AgreementKPI, ChangeKind, KPIDefinition, KPITemplateItem
+from .models import Agreement, AgreementKPI, KPIDefinition, KPITemplateItem
+from .program_services import agreement_kpi_add, agreement_kpi_remove, agreement_kpi_update
 
 Mode = Literal["keep", "replace"]
 MODES: tuple[Mode, ...] = ("keep", "replace")
 
 
-class KpiSetRefused(Exception):
+class KpiSetRefused(ValidationError):
     """A copy that would break the agreement (nothing was written)."""
 
 
@@ -95,7 +98,7 @@ def kpi_set_plan(*, agreement: Agreement, items: list[SourceItem], mode: Mode) -
 
 @transaction.atomic
 def kpi_set_copy(*, agreement: Agreement, items: list[SourceItem], mode: Mode,
-                 user) -> KpiSetPlan:
+                 user, request: HttpRequest | None = None) -> KpiSetPlan:
     """Copy a KPI set onto the agreement, all or nothing; each change goes to the history.
 
     Refused (KpiSetRefused, nothing written) when `replace` would remove a KPI that one of the
@@ -114,15 +117,11 @@ def kpi_set_copy(*, agreement: Agreement, items: list[SourceItem], mode: Mode,
                 "existing KPIs."
             )
     for row in plan.removed:
-        history_record(user=user, obj=row, kind=ChangeKind.DELETED)
-        row.delete()
+        agreement_kpi_remove(agreement_kpi=row, user=user, request=request)
     for row, item in plan.updated:
-        before = history_snapshot(row)
-        row.target, row.floor, row.weight = item.target, item.floor, item.weight
-        row.save(update_fields=["target", "floor", "weight"])
-        history_record(user=user, obj=row, kind=ChangeKind.UPDATED, before=before)
+        agreement_kpi_update(agreement_kpi=row, user=user, request=request, target=item.target,
+                             floor=item.floor, weight=item.weight)
     for item in plan.added:
-        row = AgreementKPI.objects.create(agreement=agreement, kpi=item.kpi, target=item.target,
-                                          floor=item.floor, weight=item.weight)
-        history_record(user=user, obj=row, kind=ChangeKind.CREATED)
+        agreement_kpi_add(agreement=agreement, user=user, request=request, kpi=item.kpi,
+                          target=item.target, floor=item.floor, weight=item.weight)
     return plan
