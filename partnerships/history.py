@@ -24,7 +24,7 @@ from django.http import HttpRequest
 
 from .audit import audit_record
 from .changes import program_changed
-from .models import Agreement, AuditAction, ChangeKind, Partner, ProgramChange
+from .models import Agreement, AuditAction, ChangeKind, Partner, ProgramChange, number_text
 
 # The name recorded for changes made by the system rather than by a user.
 SYSTEM_ACTOR = "system"
@@ -45,7 +45,8 @@ def _display(obj: models.Model, field: models.Field) -> str:
     if isinstance(field, models.BooleanField):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:g}"
+        # Every digit: a change in the seventh digit is a change (`:g` would hide it).
+        return number_text(value)
     if isinstance(value, Decimal):
         return format(value.normalize(), "f")
     return str(value)
