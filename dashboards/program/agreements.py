@@ -4,32 +4,29 @@ moves with a reason, and the read-only history that both sides read for their ow
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
+from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
+from django.views.decorators.vary import vary_on_headers
 
+from partnerships import program_services
 from partnerships.access import host_required, manager_required, partners_for
-from partnerships.history import history_for_agreement, history_record, history_snapshot
+from partnerships.history import history_for_agreement
 from partnerships.lifecycle import (
     StageMoveRefused,
     agreement_stage_move,
     stage_move_label,
     stage_moves_from,
 )
-from partnerships.models import ChangeKind, Stage
+from partnerships.models import Stage
 
 from ..views import HtmxHttpRequest, agreement_visible
-from .forms import AgreementForm, StageMoveForm, weights_check
+from .forms import AgreementForm, StageMoveForm, service_fields, weights_check
+from .refusals import refusal_into_form
 
 HISTORY_SHOWN = 100
-
-
-def _vary_on_htmx(response: HttpResponse) -> HttpResponse:
-    patch_vary_headers(response, ["HX-Request"])
-    return response
 
 
 def _stage_context(agreement, form: StageMoveForm | None = None, notice: str = "") -> dict:
@@ -63,15 +60,17 @@ def agreement_create(request: HtmxHttpRequest) -> HttpResponse:
             initial["partner"] = partner.slug
     form = AgreementForm(request.POST or None, user=request.user, initial=initial)
     if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            agreement = form.save(commit=False)
-            agreement.stage = form.cleaned_data["initial_stage"]
-            agreement.save()
-            history_record(user=request.user, obj=agreement, kind=ChangeKind.CREATED)
-        messages.success(
-            request, f"Agreement {agreement.code} created as a "
-            f"{agreement.get_stage_display().lower()}. Add its KPIs and objectives next.")
-        return redirect("program_agreement_edit", code=agreement.code)
+        try:
+            agreement = program_services.agreement_create(
+                user=request.user, request=request, stage=form.cleaned_data["initial_stage"],
+                **service_fields(form))
+        except ValidationError as refusal:
+            refusal_into_form(form, refusal)
+        else:
+            messages.success(
+                request, f"Agreement {agreement.code} created as a "
+                f"{agreement.get_stage_display().lower()}. Add its KPIs and objectives next.")
+            return redirect("program_agreement_edit", code=agreement.code)
     return render(request, "program/agreements/form.html",
                   {"form": form, "agreement": None, **_weights_context(form)})
 
@@ -79,13 +78,15 @@ def agreement_create(request: HtmxHttpRequest) -> HttpResponse:
 @manager_required
 def agreement_edit(request: HtmxHttpRequest, code: str) -> HttpResponse:
     agreement = agreement_visible(request=request, code=code)
-    before = history_snapshot(agreement)
     form = AgreementForm(request.POST or None, instance=agreement, user=request.user)
     if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            agreement = form.save()
-            change = history_record(user=request.user, obj=agreement,
-                                    kind=ChangeKind.UPDATED, before=before)
+        try:
+            change = program_services.agreement_update(
+                agreement=agreement, user=request.user, request=request,
+                **service_fields(form))
+        except ValidationError as refusal:
+            refusal_into_form(form, refusal)
+            return _edit_page(request, code, form)
         if change:
             messages.success(request, f"Agreement {agreement.code} saved: "
                              f"{len(change.fields)} field{'s' if len(change.fields) != 1 else ''}"
@@ -106,15 +107,16 @@ def _edit_page(request: HtmxHttpRequest, code: str, form: AgreementForm,
 
 
 @host_required
+@vary_on_headers("HX-Request")
 def agreement_weights(request: HtmxHttpRequest) -> HttpResponse:
     """The sum of the four weights as typed, re-rendered on every input (htmx)."""
-    response = render(request, "program/agreements/form.html#weights-check",
-                      {"check": weights_check(request.GET)})
-    return _vary_on_htmx(response)
+    return render(request, "program/agreements/form.html#weights-check",
+                  {"check": weights_check(request.GET)})
 
 
 @manager_required
 @require_POST
+@vary_on_headers("HX-Request")
 def agreement_stage(request: HtmxHttpRequest, code: str) -> HttpResponse:
     agreement = agreement_visible(request=request, code=code)
     form = StageMoveForm(request.POST)
@@ -122,7 +124,8 @@ def agreement_stage(request: HtmxHttpRequest, code: str) -> HttpResponse:
         from_stage = agreement.get_stage_display().lower()
         try:
             agreement_stage_move(agreement=agreement, to_stage=form.cleaned_data["to_stage"],
-                                 user=request.user, reason=form.cleaned_data["reason"])
+                                 user=request.user, reason=form.cleaned_data["reason"],
+                                 request=request)
         except StageMoveRefused as refusal:
             form.add_error("to_stage", str(refusal))
         else:
@@ -131,14 +134,13 @@ def agreement_stage(request: HtmxHttpRequest, code: str) -> HttpResponse:
             if agreement.stage == Stage.ENDED and agreement.end_date:
                 notice += f" Its end date is {agreement.end_date:%Y-%m-%d}."
             if request.htmx:
-                return _vary_on_htmx(render(
-                    request, "program/agreements/form.html#stage-panel",
-                    _stage_context(agreement, notice=notice)))
+                return render(request, "program/agreements/form.html#stage-panel",
+                              _stage_context(agreement, notice=notice))
             messages.success(request, notice)
             return redirect("program_agreement_edit", code=agreement.code)
     if request.htmx:
-        return _vary_on_htmx(render(request, "program/agreements/form.html#stage-panel",
-                                    _stage_context(agreement, form)))
+        return render(request, "program/agreements/form.html#stage-panel",
+                      _stage_context(agreement, form))
     return _edit_page(request, code, AgreementForm(instance=agreement, user=request.user),
                       stage_form=form)
 

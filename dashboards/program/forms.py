@@ -5,7 +5,7 @@ its field (and the input is kept) instead of an integrity error.
 """
 
 from django import forms
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
 from partnerships.access import host_managers_for, partners_for
 from partnerships.models import (
@@ -17,10 +17,18 @@ from partnerships.models import (
     PartnerStatus,
     Stage,
 )
+from partnerships.program_services import agreement_problems, weights_sum_message
 from partnerships.validators import agreement_code_validator
 
 WEIGHT_FIELDS = tuple(CATEGORY_WEIGHT_FIELDS.values())
 TEXTAREA = {"rows": 3}
+
+
+def service_fields(form: forms.ModelForm) -> dict:
+    """The model fields of a valid form as cleaned, for a service; a disabled field is not
+    the user's input."""
+    return {name: form.cleaned_data[name] for name in form._meta.fields
+            if name in form.cleaned_data and not form.fields[name].disabled}
 
 
 # ---- Partners -----------------------------------------------------------------------------
@@ -169,14 +177,6 @@ class WeightsForm(forms.Form):
     weight_strategic = _weight_field("Strategic")
     weight_operational = _weight_field("Operational")
     weight_relationship = _weight_field("Relationship")
-
-
-def weights_sum_message(total: int) -> str:
-    if total == 100:
-        return "The weights add up to 100."
-    if total < 100:
-        return f"The weights add up to {total}: {100 - total} short of 100."
-    return f"The weights add up to {total}: {total - 100} over 100."
 
 
 def weights_check(data) -> dict:
@@ -328,14 +328,13 @@ class AgreementForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        start, end = cleaned.get("start_date"), cleaned.get("end_date")
-        if start and end and end < start:
-            self.add_error("end_date", "The end date is before the start date.")
-        weights = [cleaned.get(name) for name in WEIGHT_FIELDS]
-        if all(weight is not None for weight in weights) and sum(weights) != 100:
-            self.weights_error = (
-                weights_sum_message(sum(weights))
-                + " Change them so that they add up to exactly 100.")
+        problems = agreement_problems(
+            start_date=cleaned.get("start_date"), end_date=cleaned.get("end_date"),
+            weights=[cleaned.get(name) for name in WEIGHT_FIELDS])
+        self.weights_error = problems.pop(NON_FIELD_ERRORS, "")
+        for name, message in problems.items():
+            self.add_error(name, message)
+        if self.weights_error:
             self.add_error(None, self.weights_error)
         return cleaned
 

@@ -20,6 +20,11 @@ from partnerships.models import (
     Objective,
 )
 from partnerships.program import PERCENT_RANGE
+from partnerships.program_services import (
+    agreement_kpi_duplicate_problem,
+    kpi_template_item_duplicate_problem,
+    target_floor_weight_problems,
+)
 
 NUMBER_ERROR = "Enter a number, e.g. 1500 or 2.5 (a dot as decimal point, no thousands separator)."
 
@@ -128,12 +133,11 @@ class TargetFloorWeightMixin:
 
     def clean(self):
         cleaned = super().clean()
-        target, floor, weight = (cleaned.get(name) for name in ("target", "floor", "weight"))
-        if target is not None and floor is not None and target == floor:
-            self.add_error("floor", "The floor must differ from the target: a floor above the "
-                                    "target means lower is better, below it higher is better.")
-        if weight is not None and weight <= 0:
-            self.add_error("weight", "The weight must be greater than 0.")
+        problems = target_floor_weight_problems(
+            target=cleaned.get("target"), floor=cleaned.get("floor"),
+            weight=cleaned.get("weight"))
+        for name, message in problems.items():
+            self.add_error(name, message)
         return cleaned
 
 
@@ -168,14 +172,9 @@ class AgreementKPIAddForm(AgreementKPIValuesForm):
 
     def clean_kpi(self):
         kpi = self.cleaned_data["kpi"]
-        if AgreementKPI.objects.filter(agreement=self.agreement, kpi=kpi).exists():
-            raise forms.ValidationError(
-                f"{kpi.name} is already on this agreement: edit its row instead.")
+        if problem := agreement_kpi_duplicate_problem(agreement=self.agreement, kpi=kpi):
+            raise forms.ValidationError(problem)
         return kpi
-
-    def save(self, commit: bool = True):
-        self.instance.agreement = self.agreement
-        return super().save(commit=commit)
 
 
 class TemplateItemForm(TargetFloorWeightMixin, forms.ModelForm):
@@ -201,11 +200,9 @@ class TemplateItemForm(TargetFloorWeightMixin, forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         agreement_type, kpi = cleaned.get("agreement_type"), cleaned.get("kpi")
-        if agreement_type and kpi:
-            clash = KPITemplateItem.objects.filter(agreement_type=agreement_type, kpi=kpi)
-            if clash.exclude(pk=self.instance.pk).exists():
-                self.add_error("kpi", f"{kpi.name} is already in the "
-                                      f"{AgreementType(agreement_type).label} set.")
+        if agreement_type and kpi and (problem := kpi_template_item_duplicate_problem(
+                agreement_type=agreement_type, kpi=kpi, item_id=self.instance.pk)):
+            self.add_error("kpi", problem)
         return cleaned
 
     def validate_unique(self):

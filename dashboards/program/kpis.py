@@ -8,19 +8,19 @@ agreement is edited in place.
 
 
 from django.contrib import messages
-from django.db import transaction
+from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
-from django.db.models.functions import Floor
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
+from django.views.decorators.vary import vary_on_headers
 
 from dashboards.templatetags.numbers import number_text
+from partnerships import program_services
 from partnerships.access import agreements_for, host_required, manager_required
-from partnerships.history import history_record, history_snapshot
 from partnerships.kpi_sets import (
     KpiSetRefused,
     kpi_set_copy,
@@ -33,7 +33,6 @@ from partnerships.models import (
     AgreementKPI,
     AgreementType,
     Category,
-    ChangeKind,
     KPIDefinition,
     KPITemplateItem,
     MetricObservation,
@@ -41,6 +40,7 @@ from partnerships.models import (
 
 from ..confirm import Confirmation, confirmation_page, confirmed
 from ..views import HtmxHttpRequest, agreement_visible, redirect_after_change
+from .forms import service_fields
 from .kpi_forms import (
     AgreementKPIAddForm,
     AgreementKPIValuesForm,
@@ -50,6 +50,7 @@ from .kpi_forms import (
     TemplateItemForm,
     partial_errors,
 )
+from .refusals import refusal_into_form
 
 # ---- Helpers shared by the program pages of an agreement ---------------------------------
 
@@ -71,35 +72,35 @@ def validating(request: HtmxHttpRequest) -> bool:
     return request.method == "POST" and request.GET.get("validate") == "1"
 
 
-def vary_on_htmx(response: HttpResponse) -> HttpResponse:
-    patch_vary_headers(response, ["HX-Request"])
-    return response
-
-
 def validation_response(request: HtmxHttpRequest, form, *, extra: str = "",
                         warn_fields: list[str] | tuple = (), warn_text: str = "") -> HttpResponse:
     """Inline validation: each field's messages, swapped in beside the field out of band."""
     partial_errors(form)
-    return vary_on_htmx(render(request, "program/kpis/_feedback.html", {
-        "form": form, "extra": extra, "warn_fields": warn_fields, "warn_text": warn_text}))
+    response = render(request, "program/kpis/_feedback.html", {
+        "form": form, "extra": extra, "warn_fields": warn_fields, "warn_text": warn_text})
+    patch_vary_headers(response, ["HX-Request"])
+    return response
 
 
 SCORING_WARNING = ("Changed: scores change on the next scoring run (the observations stay; "
                    "the way they are scored changes).")
 
 
-def form_create(request: HtmxHttpRequest, form, *, invalid_page, notice, target: str
+def form_create(request: HtmxHttpRequest, form, *, create, invalid_page, notice, target: str
                 ) -> HttpResponse:
-    """The POST of an add form: inline validation; or `invalid_page(form)` with its errors;
-    or the row saved with its history entry, `notice(row)` as a message and `target` next."""
+    """The POST of an add form: inline validation; or `invalid_page(form)` with its errors
+    (the form's, or the refusal of the service); or the row made by `create(form)`, a service
+    call, with `notice(row)` as a message and `target` next."""
     valid = form.is_valid()
     if validating(request):
         return validation_response(request, form)
     if not valid:
         return invalid_page(form)
-    with transaction.atomic():
-        row = form.save()
-        history_record(user=request.user, obj=row, kind=ChangeKind.CREATED)
+    try:
+        row = create(form)
+    except ValidationError as refusal:
+        refusal_into_form(form, refusal)
+        return invalid_page(form)
     messages.success(request, notice(row))
     return redirect_after_change(request, target)
 
@@ -109,13 +110,16 @@ def partial_or_page(request: HtmxHttpRequest, template: str, partial: str, conte
     """The named partial for htmx requests (unless `whole`), the whole page otherwise."""
     use_partial = request.htmx and not request.htmx.history_restore_request and not whole
     name = f"{template}#{partial}" if use_partial else template
-    return vary_on_htmx(render(request, name, context))
+    response = render(request, name, context)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
 
 
 # ---- The KPI library ---------------------------------------------------------------------
 
 
 @host_required
+@vary_on_headers("HX-Request")
 def kpi_library(request: HtmxHttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:100]
     kpis = KPIDefinition.objects.annotate(
@@ -125,8 +129,8 @@ def kpi_library(request: HtmxHttpRequest) -> HttpResponse:
                            | Q(unit__icontains=query) | Q(description__icontains=query))
     context = {"kpis": list(kpis), "q": query, "total": KPIDefinition.objects.count()}
     if request.htmx and not request.htmx.history_restore_request:
-        return vary_on_htmx(render(request, "program/kpis/library.html#results", context))
-    return vary_on_htmx(render(request, "program/kpis/library.html", context))
+        return render(request, "program/kpis/library.html#results", context)
+    return render(request, "program/kpis/library.html", context)
 
 
 def _observation_count(kpi: KPIDefinition) -> int:
@@ -146,10 +150,18 @@ def _kpi_form_page(request: HtmxHttpRequest, form: KPIDefinitionForm,
     return partial_or_page(request, "program/kpis/kpi_form.html", "kpi-form", context)
 
 
+def _kpi_write(request: HtmxHttpRequest, form: KPIDefinitionForm,
+               kpi: KPIDefinition | None) -> KPIDefinition:
+    if kpi is None:
+        return program_services.kpi_definition_create(user=request.user, request=request,
+                                                      **service_fields(form))
+    program_services.kpi_definition_update(kpi=kpi, user=request.user, request=request,
+                                           **service_fields(form))
+    return kpi
+
+
 def _kpi_save(request: HtmxHttpRequest, kpi: KPIDefinition | None) -> HttpResponse:
-    instance = kpi or KPIDefinition()
-    before = history_snapshot(instance) if kpi else None
-    form = KPIDefinitionForm(request.POST, instance=instance)
+    form = KPIDefinitionForm(request.POST, instance=kpi or KPIDefinition())
     valid = form.is_valid()
     scoring_changes = form.scoring_changes() if kpi and _observation_count(kpi) else []
     if validating(request):
@@ -157,10 +169,11 @@ def _kpi_save(request: HtmxHttpRequest, kpi: KPIDefinition | None) -> HttpRespon
                                    warn_text=SCORING_WARNING)
     if not valid:
         return _kpi_form_page(request, form, kpi)
-    with transaction.atomic():
-        saved = form.save()
-        history_record(user=request.user, obj=saved,
-                       kind=ChangeKind.UPDATED if kpi else ChangeKind.CREATED, before=before)
+    try:
+        saved = _kpi_write(request, form, kpi)
+    except ValidationError as refusal:
+        refusal_into_form(form, refusal)
+        return _kpi_form_page(request, form, kpi)
     messages.success(request, f"KPI {saved.name} ({saved.code}) {'saved' if kpi else 'added'}.")
     if scoring_changes:
         labels = ", ".join(str(form.fields[name].label) for name in scoring_changes)
@@ -168,7 +181,7 @@ def _kpi_save(request: HtmxHttpRequest, kpi: KPIDefinition | None) -> HttpRespon
                                   "observations are kept, and its scores (and the scorecards "
                                   "of the agreements using it) change on the next scoring run.")
     if kpi and any(name in form.changed_data for name in form.VALUE_FIELDS):
-        if outside := _observations_outside(saved):
+        if outside := program_services.kpi_observations_outside(kpi=saved):
             messages.warning(request, f"{outside} recorded observation{pluralize(outside)} of "
                                       f"{saved.name} {'are' if outside != 1 else 'is'} outside "
                                       f"its allowed values now ({saved.allowed_values}): "
@@ -176,20 +189,6 @@ def _kpi_save(request: HtmxHttpRequest, kpi: KPIDefinition | None) -> HttpRespon
                                       "values from now on.")
     target = reverse("program_kpis")
     return redirect_after_change(request, target)
-
-
-def _observations_outside(kpi: KPIDefinition) -> int:
-    """Recorded observations that the KPI's allowed values would refuse today."""
-    outside = Q()
-    if kpi.minimum is not None:
-        outside |= Q(value__lt=kpi.minimum)
-    if kpi.maximum is not None:
-        outside |= Q(value__gt=kpi.maximum)
-    if kpi.value_type == KPIDefinition.ValueType.COUNT:
-        outside |= Q(value__lt=0) | ~Q(value=Floor("value"))
-    if not outside:
-        return 0
-    return MetricObservation.objects.filter(kpi=kpi).filter(outside).count()
 
 
 @manager_required
@@ -211,29 +210,22 @@ def kpi_edit(request: HtmxHttpRequest, code: str) -> HttpResponse:
 @require_POST
 def kpi_delete(request: HtmxHttpRequest, code: str) -> HttpResponse:
     kpi = get_object_or_404(KPIDefinition, code=code)
-    agreements = list(AgreementKPI.objects.filter(kpi=kpi).order_by("agreement__code")
-                      .values_list("agreement__code", flat=True)[:6])
-    observations = _observation_count(kpi)
-    if agreements or observations:
-        reasons = []
-        if agreements:
-            shown = ", ".join(agreements[:5]) + (" and more" if len(agreements) > 5 else "")
-            reasons.append(f"agreements use it ({shown}): remove it from them first")
-        if observations:
-            reasons.append(f"{observations} observation{'s' if observations != 1 else ''} "
-                           "of it are recorded and would lose their meaning")
-        messages.error(request, f"{kpi.name} ({kpi.code}) cannot be deleted: "
-                                f"{'; '.join(reasons)}.")
-        return redirect_after_change(request, reverse("program_kpi_edit", args=[kpi.code]))
+    edit_url = reverse("program_kpi_edit", args=[kpi.code])
+    # Said before asking to confirm; the service checks again under its lock.
+    if refusal := program_services.kpi_definition_deletion_refusal(kpi=kpi):
+        messages.error(request, refusal)
+        return redirect_after_change(request, edit_url)
     if not confirmed(request):
         return confirmation_page(request, Confirmation(
             question=f"Delete the KPI “{kpi.name}” ({kpi.code}) from the library?",
             consequence="No agreement uses it and nothing of it is recorded; it also leaves "
                         "the standard KPI sets. The deletion is kept in the history.",
-            action="Delete", cancel_url=reverse("program_kpi_edit", args=[kpi.code])))
-    with transaction.atomic():
-        history_record(user=request.user, obj=kpi, kind=ChangeKind.DELETED)
-        kpi.delete()
+            action="Delete", cancel_url=edit_url))
+    try:
+        program_services.kpi_definition_delete(kpi=kpi, user=request.user, request=request)
+    except ValidationError as refusal:
+        messages.error(request, " ".join(refusal.messages))
+        return redirect_after_change(request, edit_url)
     messages.success(request, f"KPI {kpi.name} ({kpi.code}) deleted.")
     return redirect_after_change(request, reverse("program_kpis"))
 
@@ -287,6 +279,8 @@ def agreement_kpis(request: HtmxHttpRequest, code: str) -> HttpResponse:
 def _agreement_kpi_add(request: HtmxHttpRequest, agreement: Agreement) -> HttpResponse:
     return form_create(
         request, AgreementKPIAddForm(request.POST, agreement=agreement),
+        create=lambda form: program_services.agreement_kpi_add(
+            agreement=agreement, user=request.user, request=request, **service_fields(form)),
         invalid_page=lambda form: _kpis_page(request, agreement, form),
         notice=lambda row: f"{row.kpi.name} added to {agreement.code}.",
         target=reverse("program_agreement_kpis", args=[agreement.code]))
@@ -306,22 +300,22 @@ def _row_context(agreement: Agreement, row: AgreementKPI, form=None, notice: str
 
 
 @host_required
+@vary_on_headers("HX-Request")
 def agreement_kpi_row(request: HtmxHttpRequest, code: str, item_id: int) -> HttpResponse:
     """One KPI row as shown (htmx: after cancelling an edit); the page otherwise."""
     agreement = agreement_visible(request=request, code=code)
     row = _agreement_kpi(agreement, item_id)
     if not request.htmx:
         return redirect("program_agreement_kpis", code=agreement.code)
-    return vary_on_htmx(render(request, "program/kpis/agreement.html#kpi-row",
-                               _row_context(agreement, row)))
+    return render(request, "program/kpis/agreement.html#kpi-row", _row_context(agreement, row))
 
 
 @manager_required
+@vary_on_headers("HX-Request")
 def agreement_kpi_edit(request: HtmxHttpRequest, code: str, item_id: int) -> HttpResponse:
     """Edit target, floor and weight: in the row with htmx, on a page of its own without."""
     agreement = agreement_visible(request=request, code=code)
     row = _agreement_kpi(agreement, item_id)
-    before = history_snapshot(row)
     # Its own ids: the add form on the same page has fields of the same names.
     auto_id = f"id_row{row.pk}_%s"
     if request.method == "POST":
@@ -330,16 +324,19 @@ def agreement_kpi_edit(request: HtmxHttpRequest, code: str, item_id: int) -> Htt
         if validating(request):
             return validation_response(request, form)
         if valid:
-            with transaction.atomic():
-                form.save()
-                change = history_record(user=request.user, obj=row, kind=ChangeKind.UPDATED,
-                                        before=before)
-            notice = f"{row.kpi.name} saved." if change else "Nothing changed."
-            if request.htmx:
-                return vary_on_htmx(render(request, "program/kpis/agreement.html#kpi-row",
-                                           _row_context(agreement, row, notice=notice)))
-            messages.success(request, notice)
-            return redirect("program_agreement_kpis", code=agreement.code)
+            try:
+                change = program_services.agreement_kpi_update(
+                    agreement_kpi=row, user=request.user, request=request,
+                    **service_fields(form))
+            except ValidationError as refusal:
+                refusal_into_form(form, refusal)
+            else:
+                notice = f"{row.kpi.name} saved." if change else "Nothing changed."
+                if request.htmx:
+                    return render(request, "program/kpis/agreement.html#kpi-row",
+                                  _row_context(agreement, row, notice=notice))
+                messages.success(request, notice)
+                return redirect("program_agreement_kpis", code=agreement.code)
     else:
         form = AgreementKPIValuesForm(instance=row, auto_id=auto_id)
     context = _row_context(agreement, row, form=form)
@@ -347,8 +344,7 @@ def agreement_kpi_edit(request: HtmxHttpRequest, code: str, item_id: int) -> Htt
     if request.htmx:
         # Keyboard users land in the row they opened (htmx focuses [autofocus] after a swap).
         form.fields["target"].widget.attrs["autofocus"] = True
-        return vary_on_htmx(render(request, "program/kpis/agreement.html#kpi-row-edit",
-                                   context))
+        return render(request, "program/kpis/agreement.html#kpi-row-edit", context)
     return render(request, "program/kpis/kpi_row_edit.html", context)
 
 
@@ -357,12 +353,10 @@ def agreement_kpi_edit(request: HtmxHttpRequest, code: str, item_id: int) -> Htt
 def agreement_kpi_remove(request: HtmxHttpRequest, code: str, item_id: int) -> HttpResponse:
     agreement = agreement_visible(request=request, code=code)
     row = _agreement_kpi(agreement, item_id)
-    objectives = list(agreement.objectives.filter(kpi=row.kpi)
-                      .values_list("success_metric", flat=True))
     target = reverse("program_agreement_kpis", args=[agreement.code])
-    if objectives:
-        messages.error(request, f"{row.kpi.name} stays: the objective “{objectives[0]}” "
-                                "measures its progress with it. Unlink the objective first.")
+    # Said before asking to confirm; the service checks again under its lock.
+    if refusal := program_services.agreement_kpi_removal_refusal(agreement_kpi=row):
+        messages.error(request, refusal)
     elif not confirmed(request):
         return confirmation_page(request, Confirmation(
             question=f"Remove “{row.kpi.name}” from {agreement.code}?",
@@ -370,11 +364,14 @@ def agreement_kpi_remove(request: HtmxHttpRequest, code: str, item_id: int) -> H
                         "the next scoring run no longer counts it.",
             action="Remove", cancel_url=target))
     else:
-        with transaction.atomic():
-            history_record(user=request.user, obj=row, kind=ChangeKind.DELETED)
-            row.delete()
-        messages.success(request, f"{row.kpi.name} removed from {agreement.code}. Its "
-                                  "observations are kept.")
+        try:
+            program_services.agreement_kpi_remove(agreement_kpi=row, user=request.user,
+                                                  request=request)
+        except ValidationError as refusal:
+            messages.error(request, " ".join(refusal.messages))
+        else:
+            messages.success(request, f"{row.kpi.name} removed from {agreement.code}. Its "
+                                      "observations are kept.")
     return redirect_after_change(request, target)
 
 
@@ -440,9 +437,9 @@ def agreement_kpis_copy(request: HtmxHttpRequest, code: str) -> HttpResponse:
         return render(request, "program/kpis/copy.html", context)
     try:
         plan = kpi_set_copy(agreement=agreement, items=context["items"], mode=context["mode"],
-                            user=request.user)
+                            user=request.user, request=request)
     except KpiSetRefused as refusal:
-        context["refusal"] = str(refusal)
+        context["refusal"] = " ".join(refusal.messages)
         return render(request, "program/kpis/copy.html", context)
     messages.success(
         request, f"Copied from {context['source_label']}: {len(plan.added)} added, "
@@ -485,9 +482,12 @@ def _kpi_template_add(request: HtmxHttpRequest) -> HttpResponse:
         return validation_response(request, form)
     if not valid:
         return _templates_page(request, form)
-    with transaction.atomic():
-        item = form.save()
-        history_record(user=request.user, obj=item, kind=ChangeKind.CREATED)
+    try:
+        item = program_services.kpi_template_item_create(user=request.user, request=request,
+                                                         **service_fields(form))
+    except ValidationError as refusal:
+        refusal_into_form(form, refusal)
+        return _templates_page(request, form)
     messages.success(request, f"{item.kpi.name} added to the "
                               f"{item.get_agreement_type_display()} set.")
     target = reverse("program_kpi_templates") + f"#type-{item.agreement_type}"
@@ -497,21 +497,22 @@ def _kpi_template_add(request: HtmxHttpRequest) -> HttpResponse:
 @manager_required
 def kpi_template_edit(request: HtmxHttpRequest, item_id: int) -> HttpResponse:
     item = get_object_or_404(KPITemplateItem.objects.select_related("kpi"), pk=item_id)
-    before = history_snapshot(item)
     if request.method == "POST":
         form = TemplateItemForm(request.POST, instance=item)
         valid = form.is_valid()
         if validating(request):
             return validation_response(request, form)
         if valid:
-            with transaction.atomic():
-                form.save()
-                history_record(user=request.user, obj=item, kind=ChangeKind.UPDATED,
-                               before=before)
-            messages.success(request, f"{item.kpi.name} in the "
-                                      f"{item.get_agreement_type_display()} set saved.")
-            target = reverse("program_kpi_templates") + f"#type-{item.agreement_type}"
-            return redirect_after_change(request, target)
+            try:
+                program_services.kpi_template_item_update(
+                    item=item, user=request.user, request=request, **service_fields(form))
+            except ValidationError as refusal:
+                refusal_into_form(form, refusal)
+            else:
+                messages.success(request, f"{item.kpi.name} in the "
+                                          f"{item.get_agreement_type_display()} set saved.")
+                target = reverse("program_kpi_templates") + f"#type-{item.agreement_type}"
+                return redirect_after_change(request, target)
     else:
         form = TemplateItemForm(instance=item)
     return partial_or_page(request, "program/kpis/template_edit.html", "template-form",
@@ -530,9 +531,7 @@ def kpi_template_remove(request: HtmxHttpRequest, item_id: int) -> HttpResponse:
             consequence="Agreements that already have it keep it; only sets copied from now "
                         "on leave it out.",
             action="Remove", cancel_url=target))
-    with transaction.atomic():
-        history_record(user=request.user, obj=item, kind=ChangeKind.DELETED)
-        item.delete()
+    program_services.kpi_template_item_remove(item=item, user=request.user, request=request)
     messages.success(request, f"{item.kpi.name} removed from the "
                               f"{item.get_agreement_type_display()} set.")
     return redirect_after_change(request, target)

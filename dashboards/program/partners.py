@@ -8,15 +8,16 @@ pushes the URL, and a form with errors swaps only itself.
 from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.db.models import Count, Q
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.cache import patch_vary_headers
+from django.views.decorators.vary import vary_on_headers
 
+from partnerships import program_services
 from partnerships.access import (
     agreements_for,
     assessments_for,
@@ -25,22 +26,18 @@ from partnerships.access import (
     partner_members_for,
     partners_for,
 )
-from partnerships.history import history_for_partner, history_record, history_snapshot
-from partnerships.models import ChangeKind
+from partnerships.history import history_for_partner
 
 from ..views import HtmxHttpRequest, redirect_after_change
-from .forms import AssessmentForm, PartnerForm, PartnerSearchForm
+from .forms import AssessmentForm, PartnerForm, PartnerSearchForm, service_fields
+from .refusals import refusal_into_form
 
 HISTORY_SHOWN = 50
 PAGE_SIZE = 50
 
 
-def _vary_on_htmx(response: HttpResponse) -> HttpResponse:
-    patch_vary_headers(response, ["HX-Request"])
-    return response
-
-
 @host_required
+@vary_on_headers("HX-Request")
 def partner_list(request: HtmxHttpRequest) -> HttpResponse:
     form = PartnerSearchForm(request.GET or None)
     partners = partners_for(user=request.user).annotate(
@@ -62,7 +59,7 @@ def partner_list(request: HtmxHttpRequest) -> HttpResponse:
     template = "program/partners/list.html"
     if request.htmx and request.htmx.target == "partner-results":
         template += "#partner-results"
-    return _vary_on_htmx(render(request, template, context))
+    return render(request, template, context)
 
 
 def _form_page(request: HtmxHttpRequest, form: PartnerForm, partner=None) -> HttpResponse:
@@ -78,31 +75,38 @@ def _saved(request: HtmxHttpRequest, url: str, message: str) -> HttpResponse:
 
 
 @manager_required
+@vary_on_headers("HX-Request")
 def partner_create(request: HtmxHttpRequest) -> HttpResponse:
     form = PartnerForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            partner = form.save()
-            history_record(user=request.user, obj=partner, kind=ChangeKind.CREATED)
-        return _saved(request, reverse("program_partner", args=[partner.slug]),
-                      f"Partner {partner.name} created.")
-    return _vary_on_htmx(_form_page(request, form))
+        try:
+            partner = program_services.partner_create(user=request.user, request=request,
+                                                      **service_fields(form))
+        except ValidationError as refusal:
+            refusal_into_form(form, refusal)
+        else:
+            return _saved(request, reverse("program_partner", args=[partner.slug]),
+                          f"Partner {partner.name} created.")
+    return _form_page(request, form)
 
 
 @manager_required
+@vary_on_headers("HX-Request")
 def partner_edit(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     partner = get_object_or_404(partners_for(user=request.user), slug=slug)
-    before = history_snapshot(partner)
     form = PartnerForm(request.POST or None, instance=partner)
     if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            partner = form.save()
-            change = history_record(user=request.user, obj=partner, kind=ChangeKind.UPDATED,
-                                    before=before)
-        return _saved(request, reverse("program_partner", args=[partner.slug]),
-                      f"Partner {partner.name} saved." if change else "Nothing changed.")
-    return _vary_on_htmx(_form_page(request, form, partner=get_object_or_404(
-        partners_for(user=request.user), slug=slug)))
+        try:
+            change = program_services.partner_update(
+                partner=partner, user=request.user, request=request, **service_fields(form))
+        except ValidationError as refusal:
+            refusal_into_form(form, refusal)
+        else:
+            return _saved(request, reverse("program_partner", args=[partner.slug]),
+                          f"Partner {partner.name} saved." if change else "Nothing changed.")
+    # Fresh from the database: the form changed the instance in memory.
+    return _form_page(request, form, partner=get_object_or_404(
+        partners_for(user=request.user), slug=slug))
 
 
 @host_required
@@ -124,23 +128,24 @@ def partner_detail(request: HtmxHttpRequest, slug: str) -> HttpResponse:
 
 
 @manager_required
+@vary_on_headers("HX-Request")
 def assessment_create(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     partner = get_object_or_404(partners_for(user=request.user), slug=slug)
     form = AssessmentForm(request.POST or None,
                           initial={"assessed_on": timezone.localdate()})
     if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            assessment = form.save(commit=False)
-            assessment.partner = partner
-            assessment.assessed_by = request.user
-            assessment.save()
-            history_record(user=request.user, obj=assessment, kind=ChangeKind.CREATED)
-        return _saved(
-            request, reverse("program_partner", args=[partner.slug]) + "#assessments",
-            f"Assessment of {partner.name} recorded: partnership value "
-            f"{assessment.partnership_value:.1f}.")
+        try:
+            assessment = program_services.assessment_create(
+                partner=partner, user=request.user, request=request, **service_fields(form))
+        except ValidationError as refusal:
+            refusal_into_form(form, refusal)
+        else:
+            return _saved(
+                request, reverse("program_partner", args=[partner.slug]) + "#assessments",
+                f"Assessment of {partner.name} recorded: partnership value "
+                f"{assessment.partnership_value:.1f}.")
     template = "program/partners/assessment_form.html"
     if request.htmx:
         template += "#assessment-form"
-    return _vary_on_htmx(render(request, template, {"form": form, "partner": partner}))
+    return render(request, template, {"form": form, "partner": partner})
 
