@@ -14,6 +14,8 @@ from dashboards.program.kpi_forms import (
 from partnerships.kpi_sets import KpiSetRefused, kpi_set_copy, kpi_set_source_items
 from partnerships.models import (
     AgreementKPI,
+    AuditAction,
+    AuditEvent,
     KPIDefinition,
     KPITemplateItem,
     MetricObservation,
@@ -322,6 +324,9 @@ def test_row_edit_with_htmx_swaps_the_row(manager_client, acme_agreement):
     assert row.target == 250
     change = ProgramChange.objects.get(object_type="agreement KPI", kind="updated")
     assert change.fields == {"Monthly target": ["100", "250"]}
+    assert "HX-Request" in saved["Vary"]
+    event = AuditEvent.objects.get(action=AuditAction.PROGRAM_CHANGED)
+    assert event.detail["change"] == change.pk and event.ip_address == "127.0.0.1"
 
 
 def test_row_edit_refuses_bad_values_and_keeps_them(manager_client, acme_agreement):

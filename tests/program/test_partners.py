@@ -13,6 +13,8 @@ from django.urls import reverse
 
 from dashboards.program.forms import PartnerForm
 from partnerships.models import (
+    AuditAction,
+    AuditEvent,
     ChangeKind,
     Membership,
     Partner,
@@ -163,6 +165,8 @@ def test_edit_records_old_and_new_values(manager_client, acme):
     change = ProgramChange.objects.get()
     assert change.kind == ChangeKind.UPDATED
     assert change.fields == {"Industry": ["", "Retail"], "Status": ["Active", "Inactive"]}
+    event = AuditEvent.objects.get(action=AuditAction.PROGRAM_CHANGED)
+    assert event.user.username == "manager" and event.ip_address == "127.0.0.1"
 
 
 def test_saving_an_unchanged_partner_records_nothing(manager_client, acme):
