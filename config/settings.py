@@ -108,7 +108,7 @@ MIDDLEWARE = [
     # Before the host check and the HTTPS redirect, for the container's health check.
     "config.edge.HealthCheckMiddleware",
     # First: everything after it (axes, the audit log) reads the client address from REMOTE_ADDR.
-    "partnerships.security.TrustedProxyMiddleware",
+    "partnerships.middleware.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -119,12 +119,13 @@ MIDDLEWARE = [
     "config.edge.ResponseHeadersMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    # After messages (they say why a session ended) and OTP (request.user.is_verified()).
-    "partnerships.security.SessionLifetimeMiddleware",
-    "partnerships.security.TwoFactorMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    # After messages (they say why a session ended), OTP (request.user.is_verified()) and
+    # htmx (an htmx request is sent on with HX-Redirect).
+    "partnerships.middleware.SessionLifetimeMiddleware",
+    "partnerships.two_factor.TwoFactorMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
-    "django_htmx.middleware.HtmxMiddleware",
     # Last, as django-axes asks: turns a locked-out log-in into the lock-out answer.
     "axes.middleware.AxesMiddleware",
 ]
@@ -176,7 +177,7 @@ LOGOUT_REDIRECT_URL = "login"
 # address lock that pair for LOGIN_COOLOFF_MINUTES. Locking the pair, not the name, means an
 # attacker elsewhere cannot lock a real user out. The address is REMOTE_ADDR only; behind a
 # reverse proxy list it in TRUSTED_PROXIES (addresses or networks, e.g. "10.0.0.0/8") so that
-# partnerships.security.TrustedProxyMiddleware takes the client from X-Forwarded-For — never
+# partnerships.middleware.TrustedProxyMiddleware takes the client from X-Forwarded-For — never
 # set it without a proxy that overwrites that header, or clients could choose their address.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: refuses locked-out pairs before any check
@@ -199,7 +200,7 @@ AXES_DISABLE_ACCESS_LOG = True
 AXES_VERBOSE = False
 
 # Sessions: a new key at log-in (Django), an idle time-out renewed by every request, and an
-# absolute time-out after log-in (partnerships.security.SessionLifetimeMiddleware), in seconds.
+# absolute time-out after log-in (partnerships.middleware.SessionLifetimeMiddleware), in seconds.
 SESSION_COOKIE_AGE = env_int("SESSION_IDLE_MINUTES", 30) * 60
 SESSION_SAVE_EVERY_REQUEST = True
 SESSION_ABSOLUTE_TIMEOUT = env_int("SESSION_ABSOLUTE_HOURS", 12) * 3600

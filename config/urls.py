@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from partnerships import password_reset, security
+from partnerships import password_reset, two_factor
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
@@ -16,10 +16,10 @@ urlpatterns = [
     path("account/password-reset/done/", auth_views.PasswordResetCompleteView.as_view(
         template_name="registration/password_reset_complete.html"),
          name="password_reset_complete"),
-    path("account/security/", security.account_security, name="account_security"),
-    path("account/two-factor/setup/", security.two_factor_setup, name="two_factor_setup"),
-    path("account/two-factor/verify/", security.two_factor_verify, name="two_factor_verify"),
-    path("account/two-factor/remove/", security.two_factor_remove, name="two_factor_remove"),
+    path("account/security/", two_factor.account_security, name="account_security"),
+    path("account/two-factor/setup/", two_factor.two_factor_setup, name="two_factor_setup"),
+    path("account/two-factor/verify/", two_factor.two_factor_verify, name="two_factor_verify"),
+    path("account/two-factor/remove/", two_factor.two_factor_remove, name="two_factor_remove"),
     path("admin/", admin.site.urls),
     path("", include("dashboards.urls")),
 ]

@@ -17,21 +17,17 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
+from django.views.decorators.vary import vary_on_headers
 
 from partnerships.access import (
-    AccessChangeRefused,
     admin_required,
     audit_events_for,
     invitations_for,
     membership_of_any,
     partners_for,
-    user_deactivate,
-    user_reactivate,
-    user_role_change,
     users_for,
 )
 from partnerships.audit import audit_record
@@ -49,6 +45,12 @@ from partnerships.models import (
     PARTNER_ROLES,
     AuditAction,
     Role,
+)
+from partnerships.users import (
+    AccessChangeRefused,
+    user_deactivate,
+    user_reactivate,
+    user_role_change,
 )
 
 from .confirm import Confirmation, confirmation_page, confirmed
@@ -149,11 +151,6 @@ def _back(request: HtmxHttpRequest, default: str) -> HttpResponse:
     return redirect_after_change(request, target)
 
 
-def _vary_on_htmx(response: HttpResponse) -> HttpResponse:
-    patch_vary_headers(response, ["HX-Request"])
-    return response
-
-
 def _role_choices_for(membership) -> list[tuple[str, str]]:
     """The roles of the user's own side: the quick change on a row never moves a user
     between the host and a partner (that is done on the user's page, deliberately)."""
@@ -187,6 +184,7 @@ def _respond_after_change(
 # ---- Users and access -----------------------------------------------------------------------
 
 
+@vary_on_headers("HX-Request")
 @admin_required
 def users(request: HtmxHttpRequest) -> HttpResponse:
     partners = partners_for(user=request.user).order_by("name")
@@ -236,7 +234,7 @@ def users(request: HtmxHttpRequest) -> HttpResponse:
             "pending": sum(1 for i in invitations if i.current_state == "pending"),
         },
     }
-    return _vary_on_htmx(render(request, "dashboards/access/users.html", context))
+    return render(request, "dashboards/access/users.html", context)
 
 
 @admin_required
@@ -316,6 +314,7 @@ def user_reactivate_view(request: HtmxHttpRequest, user_id: int) -> HttpResponse
 # ---- Invitations ----------------------------------------------------------------------------
 
 
+@vary_on_headers("HX-Request")
 @admin_required
 def invite(request: HtmxHttpRequest) -> HttpResponse:
     initial = {}
@@ -351,7 +350,7 @@ def invite(request: HtmxHttpRequest) -> HttpResponse:
         template += "#invite-panel"
     context = {"form": form, "notice": notice,
                "max_age_hours": int(invitation_max_age().total_seconds() // 3600)}
-    return _vary_on_htmx(render(request, template, context))
+    return render(request, template, context)
 
 
 @admin_required
@@ -418,19 +417,38 @@ def invitation_accept_view(request: HtmxHttpRequest, token: str) -> HttpResponse
 # ---- Audit log ------------------------------------------------------------------------------
 
 
+def _access_text(side: dict) -> str:
+    if not side.get("role"):
+        return "no role"
+    role = side["role"]
+    label = Role(role).label.lower() if role in Role.values else role
+    return f"{label} ({side['partner']})" if side.get("partner") else label
+
+
+def _value_text(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _change_text(action: str, before: dict, after: dict) -> str:
+    """An audited change as "old → new": a role change as one access, else field by field."""
+    if action == AuditAction.ROLE_CHANGED:
+        return f"{_access_text(before)} → {_access_text(after)}"
+    return ", ".join(f"{key}: {_value_text(before.get(key))} → {_value_text(value)}"
+                     for key, value in after.items())
+
+
 def _detail_text(event) -> str:
-    detail = event.detail or {}
-    if event.action == AuditAction.ROLE_CHANGED and {"from", "to"} <= detail.keys():
-        def access(side: dict) -> str:
-            if not side.get("role"):
-                return "no role"
-            role = side["role"]
-            label = Role(role).label.lower() if role in Role.values else role
-            return f"{label} ({side['partner']})" if side.get("partner") else label
-        return f"{access(detail['from'])} → {access(detail['to'])}"
-    return ", ".join(f"{key}: {value}" for key, value in detail.items())
+    detail = dict(event.detail or {})
+    parts = []
+    if isinstance(detail.get("from"), dict) and isinstance(detail.get("to"), dict):
+        parts.append(_change_text(event.action, detail.pop("from"), detail.pop("to")))
+    parts += [f"{key}: {value}" for key, value in detail.items()]
+    return ", ".join(parts)
 
 
+@vary_on_headers("HX-Request")
 @admin_required
 def audit_log(request: HtmxHttpRequest) -> HttpResponse:
     form = AuditFilterForm(request.GET or None, user=request.user)
@@ -459,7 +477,7 @@ def audit_log(request: HtmxHttpRequest) -> HttpResponse:
     template = "dashboards/access/audit.html"
     if request.htmx:
         template += "#audit-results"
-    return _vary_on_htmx(render(request, template, context))
+    return render(request, template, context)
 
 
 def _start_of(day: dt.date) -> dt.datetime:

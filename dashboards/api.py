@@ -5,21 +5,18 @@
 per-user token (`Authorization: Bearer <key>`), made safe to retry by an `Idempotency-Key`.
 The contract is `dashboards/openapi.py` (served at /api/openapi.json) and docs/api.md.
 
-A token's key is shown once, when it is made; the database keeps its SHA-256 only, and a
-request's token is found by the hash of the key it presents (no secret is compared in Python,
-so there is nothing to time). The endpoint reads no cookie, so it needs no CSRF token.
+Tokens are made, revoked and checked by `partnerships.tokens` (a key is shown once; only its
+hash is stored). The endpoint reads no cookie, so it needs no CSRF token.
 """
 
-import hashlib
 import json
 import re
-import secrets
 
 from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import RequestDataTooBig
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -36,16 +33,17 @@ from partnerships.services import (
     import_uploader,
     observations_import_records,
 )
+from partnerships.tokens import (
+    TokenRefused,
+    api_token_authenticate,
+    api_token_create,
+    api_token_revoke,
+)
 
 from .confirm import Confirmation, confirmation_page, confirmed
-from .imports_views import uploader_required
+from .decorators import uploader_required
 from .views import HtmxHttpRequest, redirect_after_change
 
-KEY_PREFIX = "pp_"
-# Shown in lists so a user can tell their tokens apart; never enough to use one.
-SHOWN_PREFIX_LENGTH = 12
-MAX_KEY_LENGTH = 200
-MAX_ACTIVE_TOKENS = 20
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
 REALM = 'Bearer realm="metrics"'
 # Seconds a client waits before retrying a request whose Idempotency-Key is still in use.
@@ -53,49 +51,7 @@ IN_PROGRESS_RETRY_SECONDS = 2
 NEW_KEY_SESSION_KEY = "api_token_new_key"
 
 
-# ---- Tokens -----------------------------------------------------------------------------------
-
-
-def api_key_hash(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def api_token_create(*, user, name: str) -> tuple[ApiToken, str]:
-    """A new token of the user and its key (shown once; only its SHA-256 is stored)."""
-    key = KEY_PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken.objects.create(
-        user=user, name=name, prefix=key[:SHOWN_PREFIX_LENGTH], key_hash=api_key_hash(key)
-    )
-    return token, key
-
-
-def api_token_revoke(*, user, token_id: int) -> ApiToken | None:
-    """Revoke one of the user's own live tokens; None if they have no such token."""
-    with transaction.atomic():
-        token = (
-            ApiToken.objects.select_for_update()
-            .filter(user=user, pk=token_id, revoked_at__isnull=True).first()
-        )
-        if token is None:
-            return None
-        token.revoked_at = timezone.now()
-        token.save(update_fields=["revoked_at"])
-    return token
-
-
-def api_token_authenticate(*, authorization: str) -> ApiToken | None:
-    """The live token of an active user that the `Authorization: Bearer` value names, or None."""
-    scheme, _, key = authorization.strip().partition(" ")
-    key = key.strip()
-    if scheme.lower() != "bearer" or not key or len(key) > MAX_KEY_LENGTH:
-        return None
-    token = (
-        ApiToken.objects.select_related("user")
-        .filter(key_hash=api_key_hash(key), revoked_at__isnull=True).first()
-    )
-    if token is None or not token.user.is_active:
-        return None
-    return token
+# ---- The tokens page ---------------------------------------------------------------------------
 
 
 class TokenForm(forms.Form):
@@ -112,12 +68,12 @@ def api_tokens(request: HtmxHttpRequest) -> HttpResponse:
     form = TokenForm(request.POST or None)
     tokens = ApiToken.objects.filter(user=request.user).order_by("-created_at")
     if request.method == "POST" and form.is_valid():
-        if tokens.filter(revoked_at__isnull=True).count() >= MAX_ACTIVE_TOKENS:
-            form.add_error(None, f"You have {MAX_ACTIVE_TOKENS} live tokens already: revoke "
-                                 "one you no longer use first.")
-        else:
-            token, key = api_token_create(user=request.user,
+        try:
+            token, key = api_token_create(user=request.user, request=request,
                                           name=form.cleaned_data["name"].strip())
+        except TokenRefused as refused:
+            form.add_error(None, str(refused))
+        else:
             # Shown by the next page and forgotten at once: a reload neither shows it again
             # nor makes a second token.
             request.session[NEW_KEY_SESSION_KEY] = {"token": token.pk, "key": key}
@@ -149,7 +105,7 @@ def api_token_revoke_view(request: HtmxHttpRequest) -> HttpResponse:
                         "needs a new token. Imports already made with it stay.",
             action="Revoke", cancel_url=reverse("api_tokens")))
     if token is not None:
-        token = api_token_revoke(user=request.user, token_id=token.pk)
+        token = api_token_revoke(user=request.user, token_id=token.pk, request=request)
     if token is None:
         messages.warning(request, "No such live token of yours: nothing was revoked.")
     else:

@@ -1,32 +1,29 @@
-"""Who may see and do what: the one place that turns a user into querysets and permissions.
+"""Who may see and do what: the one place that turns a user into querysets and decisions.
 
 Every view gets its objects through these functions, never through `Model.objects` directly.
 Querysets are built from the user as loaded for *this* request, so a changed role, a deleted
 membership or a deactivated account takes effect on the next request.
 
-The decorators answer the way the pages promise: anonymous visitors are sent to log in,
+Decisions (`may_*`, `is_*`) are plain functions of the user (and object), so views, templates
+and services ask the same question the same way. The decorators built on them answer the way
+the pages promise: anonymous visitors are sent to log in,
 partner users get 404 for host pages (they do not learn those pages exist), and a host user
 whose role may not act gets 403.
 """
 
 from collections.abc import Callable
 from functools import wraps
-from importlib import import_module
 
 from django.conf import settings
-from django.contrib.auth import SESSION_KEY, get_user_model
+from django.contrib.auth import get_user_model
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
-from django.utils import timezone
 
-from .audit import audit_record
 from .models import (
     ActionItem,
     Agreement,
-    AuditAction,
     AuditEvent,
     ImportBatch,
     Invitation,
@@ -38,6 +35,7 @@ from .models import (
     Role,
     Side,
 )
+from .services import ImportNotAllowed, import_uploader
 
 View = Callable[..., HttpResponse]
 
@@ -55,9 +53,46 @@ def membership_of(user) -> Membership | None:
         return None
 
 
+def membership_of_any(user) -> Membership | None:
+    """The membership of a user as an admin sees it, whether or not the account is active."""
+    return Membership.objects.select_related("partner").filter(user=user).first()
+
+
+# ---- What the user may do -------------------------------------------------------------------
+
+
+def is_host(user) -> bool:
+    """Host staff, whatever their role: they see every partner and the host pages."""
+    membership = membership_of(user)
+    return membership is not None and membership.is_host
+
+
+def may_manage(user) -> bool:
+    """Host managers and admins: they change the program and start scoring runs."""
+    membership = membership_of(user)
+    return membership is not None and membership.is_host and membership.can_manage
+
+
 def is_host_admin(user) -> bool:
+    """Host admins: they manage users and access and read the audit log."""
     membership = membership_of(user)
     return membership is not None and membership.role == Role.HOST_ADMIN
+
+
+def may_see_imports(user) -> bool:
+    """Members of the host or of a partner (viewers included) see their side's imports."""
+    return membership_of(user) is not None
+
+
+def may_upload(user) -> bool:
+    """Users who may import metrics (host managers and admins, partner editors)."""
+    if membership_of(user) is None:
+        return False
+    try:
+        import_uploader(user=user)
+    except ImportNotAllowed:
+        return False
+    return True
 
 
 # ---- What the user may see ------------------------------------------------------------------
@@ -187,18 +222,15 @@ def audit_events_for(*, user) -> QuerySet[AuditEvent]:
 # ---- View decorators ------------------------------------------------------------------------
 
 
-def _host_side_required(
-    view: View, *, may_act: Callable[[Membership], bool], refusal: str
-) -> View:
+def _host_side_required(view: View, *, may_act: Callable[..., bool], refusal: str) -> View:
     @wraps(view)
     def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
-        membership = membership_of(request.user)
-        if membership is None or not membership.is_host:
+        if not is_host(request.user):
             # Partner users (and accounts without a side) do not learn host pages exist.
             raise Http404
-        if not may_act(membership):
+        if not may_act(request.user):
             raise PermissionDenied(refusal)
         return view(request, *args, **kwargs)
 
@@ -207,132 +239,19 @@ def _host_side_required(
 
 def host_required(view: View) -> View:
     """Host staff only: login redirect for anonymous visitors, 404 for partner users."""
-    return _host_side_required(view, may_act=lambda membership: True, refusal="")
+    return _host_side_required(view, may_act=is_host, refusal="")
 
 
 def manager_required(view: View) -> View:
     """Host managers and admins: 404 for partner users, 403 for a host user who may not act."""
     return _host_side_required(
-        view, may_act=lambda membership: membership.can_manage,
-        refusal="Only host managers and admins may do this.",
+        view, may_act=may_manage, refusal="Only host managers and admins may do this.",
     )
 
 
 def admin_required(view: View) -> View:
     """Host admins only: 404 for partner users, 403 for other host users."""
     return _host_side_required(
-        view, may_act=lambda membership: membership.role == Role.HOST_ADMIN,
+        view, may_act=is_host_admin,
         refusal="Only host admins manage users and read the audit log.",
     )
-
-
-# ---- Changing who has access ----------------------------------------------------------------
-
-
-class AccessChangeRefused(Exception):
-    """A change an admin may not make (to their own account, or one that breaks a rule)."""
-
-
-def _refuse_self(*, actor, target) -> None:
-    # An admin who demotes or deactivates themselves can lock the host out of user management.
-    if actor.pk == target.pk:
-        raise AccessChangeRefused("You cannot change your own access. Ask another host admin.")
-
-
-def user_sessions_end(*, user) -> int:
-    """Delete every stored session of the user, so they are logged out at once; the count.
-
-    Works with the database-backed session engines (db, cached_db), whose sessions can be
-    listed. Whatever the engine, ModelBackend refuses an inactive user on the next request."""
-    store_class = import_module(settings.SESSION_ENGINE).SessionStore
-    if not hasattr(store_class, "get_model_class"):
-        return 0
-    user_id = str(user.pk)
-    ended = 0
-    live = store_class.get_model_class().objects.filter(expire_date__gt=timezone.now())
-    # A session holds the user id only inside its encoded data: decode the live ones.
-    for session in live.iterator():
-        if str(session.get_decoded().get(SESSION_KEY)) == user_id:
-            # Through the store, so a cached_db engine forgets its cached copy as well.
-            store_class(session_key=session.session_key).delete()
-            ended += 1
-    return ended
-
-
-def _access_of(membership: Membership | None) -> dict:
-    if membership is None:
-        return {"role": None, "partner": None}
-    partner = membership.partner.slug if membership.partner else None
-    return {"role": membership.role, "partner": partner}
-
-
-@transaction.atomic
-def user_role_change(
-    *, actor, user, role: str, partner: Partner | None, request: HttpRequest | None = None
-) -> Membership:
-    """Give the user a role on the host (partner None) or on one partner; audited.
-
-    Takes effect on the user's next request: every request loads the membership afresh."""
-    _refuse_self(actor=actor, target=user)
-    if role not in Role.values:
-        raise AccessChangeRefused(f"Unknown role {role!r}.")
-    if role in (Role.PARTNER_EDITOR, Role.PARTNER_VIEWER):
-        if partner is None:
-            raise AccessChangeRefused("A partner role needs a partner.")
-    else:
-        partner = None
-    # Lock the membership row only: PostgreSQL cannot lock the nullable side of the join.
-    membership = (
-        Membership.objects.select_for_update(of=("self",)).select_related("partner")
-        .filter(user=user).first()
-    )
-    before = _access_of(membership)
-    previous_partner = membership.partner if membership else None
-    if membership is None:
-        membership = Membership(user=user)
-    membership.role, membership.partner = role, partner
-    after = _access_of(membership)
-    if before == after:
-        return membership
-    membership.save()
-    audit_record(
-        action=AuditAction.ROLE_CHANGED, request=request, user=actor,
-        partner=partner or previous_partner,
-        target=f"user {user.get_username()}", detail={"from": before, "to": after},
-    )
-    return membership
-
-
-@transaction.atomic
-def user_deactivate(*, actor, user, request: HttpRequest | None = None) -> int:
-    """Refuse the user's log-ins and end their sessions at once; audited. Sessions ended."""
-    _refuse_self(actor=actor, target=user)
-    type(user).objects.filter(pk=user.pk).update(is_active=False)
-    user.is_active = False
-    ended = user_sessions_end(user=user)
-    membership = membership_of_any(user)
-    audit_record(
-        action=AuditAction.USER_DEACTIVATED, request=request, user=actor,
-        partner=membership.partner if membership else None,
-        target=f"user {user.get_username()}", detail={"sessions_ended": ended},
-    )
-    return ended
-
-
-@transaction.atomic
-def user_reactivate(*, actor, user, request: HttpRequest | None = None) -> None:
-    """Let a deactivated user log in again (with their old password and role); audited."""
-    _refuse_self(actor=actor, target=user)
-    type(user).objects.filter(pk=user.pk).update(is_active=True)
-    user.is_active = True
-    membership = membership_of_any(user)
-    audit_record(
-        action=AuditAction.USER_REACTIVATED, request=request, user=actor,
-        partner=membership.partner if membership else None,
-        target=f"user {user.get_username()}",
-    )
-
-
-def membership_of_any(user) -> Membership | None:
-    """The membership of a user as an admin sees it, whether or not the account is active."""
-    return Membership.objects.select_related("partner").filter(user=user).first()

@@ -1,13 +1,12 @@
 """Invitations: a host admin invites someone by e-mail; the link creates their account, once.
 
-The link carries a random token; the database keeps only its SHA-256, so neither a database
-dump nor the admin who sent it can accept an invitation. A link works once (claimed by a
-conditional UPDATE, so two submissions cannot both create an account) and until it expires
-(`INVITATION_MAX_AGE_HOURS`).
+The link carries a random token; the database keeps only its hash (`tokens.token_hash`), so
+neither a database dump nor the admin who sent it can accept an invitation. A link works once
+(claimed by a conditional UPDATE, so two submissions cannot both create an account) and until
+it expires (`INVITATION_MAX_AGE_HOURS`).
 """
 
 import datetime as dt
-import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from django.utils import timezone
 
 from .audit import audit_record
 from .models import PARTNER_ROLES, AuditAction, Invitation, Membership, Partner, Role
+from .tokens import token_hash
 
 TOKEN_BYTES = 32
 
@@ -41,10 +41,6 @@ class InvitationUnusable(Exception):
 class SentInvitation:
     invitation: Invitation
     url: str
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def invitation_max_age() -> dt.timedelta:

@@ -47,7 +47,6 @@ from django.utils import timezone
 
 from partnerships.audit import audit_record
 from partnerships.history import history_record
-from partnerships.invitations import token_hash
 from partnerships.models import (
     ActionItem,
     Agreement,
@@ -68,6 +67,7 @@ from partnerships.models import (
     Role,
     StageTransition,
 )
+from partnerships.tokens import token_hash
 
 MARKER = "Zq7Leak"
 MISSING_ID = "987654321"

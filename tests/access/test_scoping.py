@@ -94,3 +94,28 @@ def test_manager_required_refuses_a_host_user_who_may_not_act(host_manager, monk
     monkeypatch.setattr(Membership, "can_manage", property(lambda self: False))
     with pytest.raises(PermissionDenied):
         call(access.manager_required, host_manager)
+
+
+def test_decisions_of_each_kind_of_user(host_manager, acme, acme_viewer, django_user_model):
+    admin = make_user(django_user_model, "admin-ann", "host_admin")
+    editor = make_user(django_user_model, "acme-editor", "partner_editor", acme)
+    sideless = django_user_model.objects.create_user("sideless", password="x")
+    decisions = (access.is_host, access.may_manage, access.is_host_admin,
+                 access.may_see_imports, access.may_upload)
+
+    def answers(user):
+        return [decide(user) for decide in decisions]
+
+    assert answers(admin) == [True, True, True, True, True]
+    assert answers(host_manager) == [True, True, False, True, True]
+    assert answers(editor) == [False, False, False, True, True]
+    assert answers(acme_viewer) == [False, False, False, True, False]
+    assert answers(sideless) == [False] * 5
+    assert answers(AnonymousUser()) == [False] * 5
+
+
+def test_a_deactivated_account_may_do_nothing(host_manager):
+    host_manager.is_active = False
+    assert not access.is_host(host_manager)
+    assert not access.may_manage(host_manager)
+    assert not access.may_upload(host_manager)

@@ -140,7 +140,8 @@ def test_deactivation_logs_out_at_once_and_blocks_the_next_request(
     assert answer.status_code == 302 and answer.url.startswith("/login/")
     event = AuditEvent.objects.get(action="user_deactivated")
     assert (event.user, event.partner, event.target) == (host_admin, acme, "user acme-viewer")
-    assert event.detail == {"sessions_ended": 1}
+    assert event.detail == {"from": {"active": True}, "to": {"active": False},
+                            "sessions_ended": 1}
 
 
 def test_deactivated_user_is_refused_even_with_a_surviving_session(client, acme_viewer):
@@ -162,7 +163,17 @@ def test_reactivation_lets_the_user_log_in_again(host_admin_client, host_admin, 
     assert response.status_code == 302
     acme_viewer.refresh_from_db()
     assert acme_viewer.is_active
-    assert AuditEvent.objects.filter(action="user_reactivated", user=host_admin).count() == 1
+    event = AuditEvent.objects.get(action="user_reactivated", user=host_admin)
+    assert event.detail == {"from": {"active": False}, "to": {"active": True}}
+
+
+def test_the_audit_page_shows_a_deactivation_as_old_and_new_value(
+    host_admin_client, acme_viewer
+):
+    host_admin_client.post(f"/access/users/{acme_viewer.pk}/deactivate/", {"confirm": "yes"})
+
+    page = host_admin_client.get("/access/audit/?action=user_deactivated").text
+    assert "active: yes → no" in page
 
 
 def test_an_admin_cannot_demote_or_deactivate_themselves(host_admin_client, host_admin):

@@ -40,7 +40,7 @@ def acme_editor(django_user_model, acme):
 
 
 def token_for(user, name: str = "CRM") -> str:
-    from dashboards.api import api_token_create
+    from partnerships.tokens import api_token_create
 
     return api_token_create(user=user, name=name)[1]
 
@@ -80,8 +80,8 @@ def test_good_observations_are_imported_201_with_counts(host_manager, acme_agree
     assert stored() == {("ACME-CM-2025", "revenue", "host", 40.0),
                         ("ACME-CM-2025", "defect_rate", "partner", 3.5)}
     assert (batch.source, batch.user) == ("api", host_manager)
-    event = AuditEvent.objects.get(action="import")
-    assert event.detail["step"] == "api" and event.detail["inserted"] == 2
+    event = AuditEvent.objects.get(action="import", detail__step="api")
+    assert event.detail["inserted"] == 2
     assert ApiToken.objects.get().last_used_at is not None
 
 
@@ -172,7 +172,7 @@ def test_a_retried_request_imports_once_and_answers_the_same(host_manager, acme_
     assert retry.json() == {**first.json(), "replayed": True}
     assert ImportBatch.objects.count() == 1
     assert MetricObservation.objects.get(kpi__code="revenue").value == 99  # not re-imported
-    assert AuditEvent.objects.filter(action="import").count() == 1
+    assert AuditEvent.objects.filter(action="import", detail__step="api").count() == 1
 
 
 def test_the_same_key_with_another_body_is_a_conflict(host_manager, acme_agreement):
@@ -347,3 +347,30 @@ def test_users_cannot_revoke_anothers_token(acme_editor, host_manager):
                 {"token": ApiToken.objects.get().pk, "confirm": "yes"})
     assert ApiToken.objects.get().revoked_at is None
     assert "no-store" in client.get("/account/api-tokens/")["Cache-Control"]
+
+
+def test_the_token_page_records_who_made_and_revoked_a_token_from_where(acme_editor, acme):
+    client = Client(REMOTE_ADDR="198.51.100.7")
+    client.force_login(acme_editor)
+    client.post("/account/api-tokens/", {"name": "ERP export"})
+    token = ApiToken.objects.get()
+    client.post("/account/api-tokens/revoke/", {"token": token.pk, "confirm": "yes"})
+
+    events = AuditEvent.objects.filter(detail__token=token.prefix).order_by("pk")
+    assert [(event.detail["step"], event.user, event.partner, event.ip_address)
+            for event in events] == [("token created", acme_editor, acme, "198.51.100.7"),
+                                     ("token revoked", acme_editor, acme, "198.51.100.7")]
+
+
+def test_the_token_page_refuses_a_token_beyond_the_limit_and_says_why(host_manager):
+    from partnerships.tokens import MAX_ACTIVE_TOKENS
+
+    for number in range(MAX_ACTIVE_TOKENS):
+        token_for(host_manager, name=f"token {number}")
+    client = Client()
+    client.force_login(host_manager)
+    response = client.post("/account/api-tokens/", {"name": "one more"})
+
+    assert response.status_code == 200
+    assert f"You have {MAX_ACTIVE_TOKENS} live tokens already" in response.text
+    assert ApiToken.objects.count() == MAX_ACTIVE_TOKENS

@@ -445,6 +445,18 @@ def test_host_sees_every_batch_with_its_partner_and_filters_by_status(
     assert "globex.csv" in only_failed and "acme.csv" not in only_failed
 
 
+def test_pages_that_answer_htmx_with_a_panel_vary_on_hx_request(host_manager, acme_agreement):
+    batch = _batch_of(host_manager, "acme.csv",
+                      "agreement,kpi,date,value\nACME-CM-2025,defect_rate,2025-03-01,2\n")
+    client = logged_in(host_manager)
+    for url in ("/imports/", "/imports/upload/", f"/imports/{batch.pk}/",
+                f"/imports/{batch.pk}/panel/"):
+        for headers in ({}, HTMX):
+            response = client.get(url, headers=headers)
+            assert response.status_code == 200, url
+            assert response.headers["Vary"].count("HX-Request") == 1, url
+
+
 def test_history_is_paginated(host_manager):
     for number in range(27):
         ImportBatch.objects.create(source="command", side="host", status="succeeded",

@@ -11,8 +11,8 @@ from django.contrib.sessions.models import Session
 from django.urls import reverse
 from django.utils import timezone
 
+from partnerships.middleware import LOGIN_AT_SESSION_KEY
 from partnerships.models import AuditAction, AuditEvent
-from partnerships.security import LOGIN_AT_SESSION_KEY
 
 from .conftest import log_in
 
