@@ -42,6 +42,7 @@ from .models import (
     ValueType,
     number_text,
 )
+from .spreadsheets import FORMULA_PREFIXES, spreadsheet_escape
 
 COLUMNS = ("agreement", "kpi", "side", "date", "value", "note")
 REQUIRED_COLUMNS = ("agreement", "kpi", "date", "value")
@@ -67,7 +68,6 @@ UNIT_OR_CURRENCY = re.compile(
     r"[%‰€$£¥₹₩¢]|\d\s*[A-Za-z]+\s*$|^\s*[A-Za-z]{1,3}\s*[+-]?\d", re.UNICODE
 )
 SEPARATORS = re.compile(r"^[+-]?\d[\d.,'\s\u00a0\u202f]*$")
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _CONTROL = {code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F]}
 
 
@@ -216,13 +216,6 @@ def shown(value: object) -> str:
     if len(text) > MAX_SHOWN_CHARS:
         text = text[:MAX_SHOWN_CHARS - 1] + "…"
     return text.translate(_CONTROL)
-
-
-def spreadsheet_escape(text: str) -> str:
-    """Text a spreadsheet must not run as a formula: `=`, `+`, `-`, `@`, tab or CR get a `'`."""
-    if text.startswith(FORMULA_START) and not _is_plain_number(text):
-        return "'" + text
-    return text
 
 
 def import_errors_csv(*, errors: Iterable[RowError | dict]) -> str:
@@ -1462,7 +1455,7 @@ def _number_problem(value: str) -> str:
     if SEPARATORS.match(text) and re.search(r"[,'\s\u00a0\u202f]|\..*\.", text):
         return ("has a thousands separator or a decimal comma: write the plain number with a "
                 "point as decimal separator, e.g. 1234.5")
-    if text.startswith(FORMULA_START):
+    if text.startswith(FORMULA_PREFIXES):
         return "not a number (a formula or text)"
     return "not a number"
 

@@ -357,8 +357,6 @@ def _agreement_digests(inputs: dict[str, pd.DataFrame]) -> dict[str, str]:
 
 SCORECARD_COLUMNS = ["agreement_id", "period", "has_scorecard", *SCORE_FIELDS, "coverage",
                      "rolling", "incomplete", "at_risk", "candidate_tier", "tier", "payout"]
-KPI_SCORE_COLUMNS = ["agreement_id", "kpi_id", "period", "actual", "other_side_actual",
-                     "target", "floor", "score"]
 
 
 def _insert_scorecards(*, run: ScoringRun, scorecards: pd.DataFrame) -> None:
@@ -376,7 +374,7 @@ def _insert_scorecards(*, run: ScoringRun, scorecards: pd.DataFrame) -> None:
 
 
 def _insert_kpi_scores(*, run: ScoringRun, kpi_scores: pd.DataFrame) -> None:
-    frame = kpi_scores[KPI_SCORE_COLUMNS].copy()
+    frame = kpi_scores[list(rules.KPI_SCORE_COLUMNS)].copy()
     frame.insert(0, "run_id", run.pk)
     frame_insert(table=KPIScore._meta.db_table, frame=frame)
 

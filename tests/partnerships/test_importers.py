@@ -552,9 +552,10 @@ def test_error_report_csv_escapes_formula_like_cells(acme_agreement, training):
     assert hyperlink[2].startswith("'=HYPERLINK(")
 
 
-def test_spreadsheet_escape_leaves_numbers_alone():
-    assert spreadsheet_escape("-5.25") == "-5.25"
-    assert spreadsheet_escape("+1") == "+1"
+def test_spreadsheet_escape_escapes_every_text_that_starts_like_a_formula():
+    # Text cells only: numbers are written by the number formatters, never escaped.
+    assert spreadsheet_escape("-5.25") == "'-5.25"
+    assert spreadsheet_escape("+1") == "'+1"
     assert spreadsheet_escape("-1+cmd|' /C calc'!A0") == "'-1+cmd|' /C calc'!A0"
     assert spreadsheet_escape("@SUM(A1)") == "'@SUM(A1)"
     assert spreadsheet_escape("\t=1") == "'\t=1"
