@@ -7,34 +7,25 @@ from django.shortcuts import render
 from partnerships.access import import_batches_for, membership_of
 from partnerships.models import Agreement
 from scoring.models import Scorecard, ScoringRun
+from scoring.rules import CANDIDATE_STAGES
 
 from . import charts
 from .program.objectives import objectives_for_dashboard
 from .program.overdue import agreement_review_panel
-from .selectors import (
+from .selectors.agreement import (
     FLAG_MEANINGS,
-    RANKED_STAGES,
     TIER_SERVICE,
     agreement_kpi_rows,
     agreement_months,
     agreement_recent_imports,
     agreement_scorecards,
-    change_sign,
-    month_shift,
-    tier_cutoffs_kept,
     tier_hint,
-    tier_policy,
     tier_since,
 )
+from .selectors.months import TREND_MONTHS, month_shift, trend_window
+from .selectors.runs import tier_cutoffs_kept, tier_policy
+from .templatetags.numbers import change_sign
 from .views import HtmxHttpRequest, agreement_visible, month_asked, month_neighbours
-
-# How many months, up to the selected one, the small trends of KPIs and categories cover.
-TREND_MONTHS = 12
-
-
-def trend_window(month: str) -> list[str]:
-    """The TREND_MONTHS calendar months up to `month`, oldest first."""
-    return [month_shift(month, offset) for offset in range(1 - TREND_MONTHS, 1)] if month else []
 
 
 def _category_rows(*, card: Scorecard | None, by_period: dict, window: list[str]) -> list[dict]:
@@ -107,8 +98,8 @@ def agreement_context(request: HtmxHttpRequest, agreement: Agreement, *,
         "tier_service": TIER_SERVICE.get(card.tier, "") if card else "",
         "tier_hint": tier_hint(card=card, stage=agreement.stage, cutoffs=cutoffs),
         # Ranked at all: its stage is, and the month has a rolling score to rank.
-        "ranked_stage": agreement.stage in RANKED_STAGES,
-        "tier_ranked": agreement.stage in RANKED_STAGES and card is not None
+        "ranked_stage": agreement.stage in CANDIDATE_STAGES,
+        "tier_ranked": agreement.stage in CANDIDATE_STAGES and card is not None
         and card.rolling is not None,
         "policy": policy, "bands": bands, "cutoffs": cutoffs,
         # On screen the last TREND_MONTHS months; print and the CSV have every month.

@@ -4,7 +4,7 @@ import datetime as dt
 
 import plotly.graph_objects as go
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.safestring import SafeString
 
 from partnerships.models import Stage
 
@@ -71,9 +71,10 @@ def _layout(title: str, **extra) -> dict:
     }
 
 
-# Tier bands behind the score history (Okabe–Ito, as the tier badges), faint enough that the
-# lines stay readable; the tier name is written in each band, so colour is never alone.
-BAND_COLOURS = {"strategic": "#0072B2", "growth": "#009E73", "transactional": "#E69F00"}
+# The tiers in Okabe–Ito, the colour-blind-safe palette of the tier badges (--tier-* in
+# app.css): the tier distribution and the bands behind the score history, faint enough there
+# that the lines stay readable; the tier name is always written too, so colour is never alone.
+TIER_COLOURS = {"strategic": "#0072B2", "growth": "#009E73", "transactional": "#E69F00"}
 
 
 def tier_bands(*, policy: dict) -> list[tuple[float, float, str]]:
@@ -92,7 +93,7 @@ def _band_shapes(bands: list[tuple[float, float, str]]) -> tuple[list, list]:
         if high <= low:
             continue
         shapes.append({"type": "rect", "xref": "paper", "x0": 0, "x1": 1, "yref": "y",
-                       "y0": low, "y1": high, "fillcolor": BAND_COLOURS[tier],
+                       "y0": low, "y1": high, "fillcolor": TIER_COLOURS[tier],
                        "opacity": 0.08, "line": {"width": 0}, "layer": "below"})
         annotations.append({"xref": "paper", "x": 1, "xanchor": "right", "yref": "y",
                             "y": high, "yanchor": "top", "showarrow": False,
@@ -166,9 +167,7 @@ def category_scores_figure(*, scorecard, period: str) -> dict:
 
 # ---- Portfolio and ecosystem pages ------------------------------------------------------------
 
-# Okabe–Ito, the colour-blind-safe palette of the tier badges (--tier-* in app.css).
-TIER_COLOURS = {"strategic": "#0072B2", "growth": "#009E73", "transactional": "#E69F00"}
-TIER_ORDER = ("strategic", "growth", "transactional")
+TIER_ORDER = tuple(TIER_COLOURS)
 AT_RISK_COLOUR = "#D55E00"
 # Further Okabe–Ito colours for series that are not tiers or categories.
 SERIES_COLOURS = (ACCENT, "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#0072B2")
@@ -356,9 +355,10 @@ def category_bars_figure(*, title: str, labels: list[str], values: list[int],
 
 
 def trend_line(*, values: list[float | None], width: int = 96, height: int = 24,
-               top: float = 120.0) -> dict | None:
+               top: float = 120.0, reference: float = 100.0) -> dict | None:
     """An inline-SVG sparkline (no script, no Plotly): one polyline per run of months with a
-    value on a fixed 0–`top` scale, a dot for the last value. None without any value."""
+    value on a fixed 0–`top` scale (so rows compare), a dot for a lone month and for the last
+    value, and a faint line at the `reference` score. None without any value."""
     if not any(value is not None for value in values):
         return None
     pad = 2.0
@@ -382,13 +382,61 @@ def trend_line(*, values: list[float | None], width: int = 96, height: int = 24,
     last = max(index for index, value in enumerate(values) if value is not None)
     return {
         "width": width, "height": height,
+        # A lone month between gaps is a dot rather than an invisible one-point line.
         "lines": [" ".join(f"{x},{y}" for x, y in segment) for segment in segments
                   if len(segment) > 1],
         "dots": [segment[0] for segment in segments if len(segment) == 1],
         "last": xy(last, values[last]),
-        # The "on target" line (score 100), faint, so the eye has a reference.
-        "target_y": xy(0, 100.0)[1],
+        "reference_y": xy(0, reference)[1],
     }
+
+
+def trend_svg(*, trend: dict | None, label: str, name: str = "trend",
+              reference: str = "target", missing: str = "no data") -> SafeString:
+    """The markup of a trend_line, its CSS classes named `name`: built here rather than by an
+    {% include %} per table row, which cost more than the rest of the row."""
+    if trend is None:
+        return format_html('<span class="muted">{}</span>', missing)
+    return format_html(
+        '<svg class="{name}" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" '
+        'aria-label="{label}" focusable="false"><title>{label}</title>'
+        '<line class="{name}__{reference}" x1="0" x2="{w}" y1="{ref}" y2="{ref}"/>'
+        '{lines}{dots}<circle class="{name}__last" cx="{lx}" cy="{ly}" r="2.5"/></svg>',
+        name=name, reference=reference, w=trend["width"], h=trend["height"], label=label,
+        ref=trend["reference_y"],
+        lines=format_html_join("", '<polyline class="{}__line" points="{}"/>',
+                               ((name, line) for line in trend["lines"])),
+        dots=format_html_join("", '<circle class="{}__dot" cx="{}" cy="{}" r="1.5"/>',
+                              ((name, x, y) for x, y in trend["dots"])),
+        lx=trend["last"][0], ly=trend["last"][1],
+    )
+
+
+def sparkline(*, points: list, width: int = 100, height: int = 24) -> dict | None:
+    """A row's overall score over its trend window (points with `period` and `overall`, None
+    for a month without a scorecard) as a trend_line over a baseline at 0, with the label
+    a screen reader reads. None when no month of the window has a score."""
+    trend = trend_line(values=[point.overall for point in points], width=width, height=height,
+                       reference=0.0)
+    if trend is None:
+        return None
+    scored = [point for point in points if point.overall is not None]
+    trend["label"] = (
+        f"Overall score {points[0].period} to {points[-1].period}: "
+        f"{len(scored)} of {len(points)} months scored, "
+        f"from {score_text(scored[0].overall)} ({scored[0].period}) "
+        f"to {score_text(scored[-1].overall)} ({scored[-1].period}); "
+        f"low {score_text(min(point.overall for point in scored))}, "
+        f"high {score_text(max(point.overall for point in scored))}"
+    )
+    return trend
+
+
+def sparkline_svg(*, points: list) -> SafeString:
+    """The sparkline of a row's trend as inline SVG; "no scores" without any."""
+    trend = sparkline(points=points)
+    return trend_svg(trend=trend, label=trend["label"] if trend else "", name="sparkline",
+                     reference="baseline", missing="no scores")
 
 
 # The print chart's frame: room on the left for the score ticks and the axis title, below for
@@ -424,7 +472,7 @@ def score_history_svg(*, scorecards: list, bands: list | None = None, width: int
         "left": margin["left"], "top": margin["top"],
         "plot_width": plot_width, "plot_height": plot_height,
         "bands": [{"y": y(high), "height": round(y(low) - y(high), 1), "tier": tier,
-                   "colour": BAND_COLOURS[tier], "label": f"{tier} ≥ {low:g}" if low else tier,
+                   "colour": TIER_COLOURS[tier], "label": f"{tier} ≥ {low:g}" if low else tier,
                    "label_y": y(high) + 12}
                   for low, high, tier in (bands or []) if high > low],
         "y_ticks": [{"y": y(value), "label": f"{value:g}"} for value in range(0, 121, 20)],
@@ -435,21 +483,3 @@ def score_history_svg(*, scorecards: list, bands: list | None = None, width: int
         "x_title_x": round(plot_width / 2, 1), "x_title_y": plot_height + 34,
         "first": months[0], "last": months[-1],
     }
-
-
-def trend_svg(*, trend: dict | None, label: str) -> SafeString:
-    """The markup of a trend_line: built here rather than by an {% include %} per table row,
-    which cost more than the rest of the row."""
-    if trend is None:
-        return mark_safe('<span class="muted">no data</span>')  # noqa: S308 - constant
-    return format_html(
-        '<svg class="trend" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
-        'aria-label="{label}"><line class="trend__target" x1="0" x2="{w}" y1="{t}" y2="{t}"/>'
-        '{lines}{dots}<circle class="trend__last" cx="{lx}" cy="{ly}" r="2.5"/></svg>',
-        w=trend["width"], h=trend["height"], label=label, t=trend["target_y"],
-        lines=format_html_join("", '<polyline class="trend__line" points="{}"/>',
-                               ((line,) for line in trend["lines"])),
-        dots=format_html_join("", '<circle class="trend__dot" cx="{}" cy="{}" r="1.5"/>',
-                              trend["dots"]),
-        lx=trend["last"][0], ly=trend["last"][1],
-    )

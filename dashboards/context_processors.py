@@ -1,6 +1,6 @@
 from django.http import HttpRequest
 
-from .selectors import scoring_status
+from .selectors.runs import scoring_status
 
 
 def freshness(request: HttpRequest) -> dict:

@@ -12,17 +12,22 @@ from django.http import HttpResponse, StreamingHttpResponse
 from partnerships.access import agreements_for, membership_of
 from partnerships.audit import audit_record
 from partnerships.models import AuditAction
-from scoring.exports import EXPORT_HEADER, iter_csv_lines, safe_text, scorecard_export_rows
-from scoring.models import ScoringRun
+from scoring.exports import (
+    EXPORT_HEADER,
+    iter_csv_lines,
+    scorecard_export_iter,
+    scorecard_export_queryset,
+)
+from scoring.models import Scorecard, ScoringRun
 
-from .agreement_views import agreement_context
-from .selectors import (
+from .csv_rows import (
     AGREEMENT_KPI_EXPORT_HEADER,
     AGREEMENT_MONTHS_EXPORT_HEADER,
     agreement_kpi_export_rows,
     agreement_months_export_rows,
 )
-from .views import HtmxHttpRequest, agreement_visible
+from .selectors.agreement import agreement_kpi_table, agreement_months_to, agreement_scorecards
+from .views import HtmxHttpRequest, agreement_visible, month_asked
 
 MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 BOM = "\ufeff"
@@ -50,30 +55,41 @@ def export_audit(request: HtmxHttpRequest, *, target: str, detail: dict) -> None
                  target=target, detail=detail)
 
 
+def _agreement_month(request: HtmxHttpRequest,
+                     agreement) -> tuple[ScoringRun | None, list[Scorecard], str]:
+    """The published run, the agreement's scorecards in it, and the month asked for (the
+    run's last by default), as the dashboard picks it."""
+    run = ScoringRun.objects.current()
+    scorecards = agreement_scorecards(run=run, agreement=agreement)
+    return run, scorecards, month_asked(request, [card.period for card in scorecards])
+
+
 @login_required
 def agreement_kpis_csv(request: HtmxHttpRequest, code: str) -> HttpResponse:
     """The KPI table of the dashboard for the month asked for (the run's last by default)."""
     agreement = agreement_visible(request=request, code=code)
-    context = agreement_context(request, agreement, printing=True)
-    rows = agreement_kpi_export_rows(agreement=agreement, period=context["month"],
-                                     rows=context["kpi_rows"])
+    run, _, month = _agreement_month(request, agreement)
+    rows = agreement_kpi_export_rows(
+        agreement=agreement, period=month,
+        rows=agreement_kpi_table(run=run, agreement=agreement, period=month))
     export_audit(request, target=f"KPI table of {agreement.code}",
-           detail={"agreement": agreement.code, "period": context["month"], "rows": len(rows)})
+                 detail={"agreement": agreement.code, "period": month, "rows": len(rows)})
     return csv_response(lines=iter_csv_lines(header=AGREEMENT_KPI_EXPORT_HEADER, rows=rows),
-                         filename=csv_filename(agreement.code, "kpis", context["month"]), bom=True)
+                        filename=csv_filename(agreement.code, "kpis", month), bom=True)
 
 
 @login_required
 def agreement_months_csv(request: HtmxHttpRequest, code: str) -> HttpResponse:
     """The tier and payout table of the dashboard: every month up to the one asked for."""
     agreement = agreement_visible(request=request, code=code)
-    context = agreement_context(request, agreement, printing=True)
-    rows = agreement_months_export_rows(agreement=agreement, months=context["month_rows"])
+    _, scorecards, month = _agreement_month(request, agreement)
+    rows = agreement_months_export_rows(
+        agreement=agreement, months=agreement_months_to(scorecards=scorecards, period=month))
     export_audit(request, target=f"tiers and payouts of {agreement.code}",
-           detail={"agreement": agreement.code, "period": context["month"], "rows": len(rows)})
+                 detail={"agreement": agreement.code, "period": month, "rows": len(rows)})
     return csv_response(
         lines=iter_csv_lines(header=AGREEMENT_MONTHS_EXPORT_HEADER, rows=rows),
-        filename=csv_filename(agreement.code, "months-to", context["month"]), bom=True)
+        filename=csv_filename(agreement.code, "months-to", month), bom=True)
 
 
 @login_required
@@ -85,16 +101,17 @@ def scorecard_export(request: HtmxHttpRequest) -> HttpResponse:
         return HttpResponse(f"period must be a month as YYYY-MM, not {period[:20]!r}.",
                             status=400, content_type="text/plain; charset=utf-8")
     membership = membership_of(request.user)
-    rows = scorecard_export_rows(run=ScoringRun.objects.current(), period=period or None)
-    if membership is None or not membership.is_host:
-        # The export's first cell is the (escaped) agreement code: keep the visible ones.
-        visible = {safe_text(code) for code in
-                   agreements_for(user=request.user).values_list("code", flat=True)}
-        rows = [row for row in rows if row[0] in visible]
+    host = membership is not None and membership.is_host
+    run = ScoringRun.objects.current()
+    # Partner users: the agreements the scoping layer gives them, by id.
+    visible = None if host else agreements_for(user=request.user).order_by().values("pk")
+    count = scorecard_export_queryset(run=run, period=period or None,
+                                      agreement_ids=visible).count()
     export_audit(request, target="scorecards",
-           detail={"period": period, "rows": len(rows),
-                   "scope": "program" if membership and membership.is_host else "partner"})
-    scope = "" if membership and membership.is_host else (
+                 detail={"period": period, "rows": count,
+                         "scope": "program" if host else "partner"})
+    scope = "" if host else (
         membership.partner.slug if membership and membership.partner else "none")
+    rows = scorecard_export_iter(run=run, period=period or None, agreement_ids=visible)
     return csv_response(lines=iter_csv_lines(header=EXPORT_HEADER, rows=rows),
-                         filename=csv_filename("scorecards", scope, period), bom=False)
+                        filename=csv_filename("scorecards", scope, period), bom=False)

@@ -64,8 +64,9 @@ from partnerships.services import (
     import_errors_csv,
     import_uploader,
 )
+from partnerships.spreadsheets import spreadsheet_escape as safe_text
 from partnerships.tasks import import_batch_read_start, import_batch_start
-from scoring.exports import iter_csv_lines, safe_text
+from scoring.exports import iter_csv_lines
 
 from .exports_views import csv_filename, csv_response, export_audit
 from .views import HtmxHttpRequest, agreement_visible

@@ -13,7 +13,8 @@ from django.utils.safestring import SafeString, mark_safe
 
 from partnerships.models import AgreementType, Stage
 
-from .selectors import TIER_LABELS, PortfolioRow
+from . import charts
+from .selectors.rows import TIER_LABELS, PortfolioRow
 from .templatetags.numbers import money_text, score_text, share_text
 
 TYPE_LABELS = dict(AgreementType.choices)
@@ -68,8 +69,9 @@ def portfolio_row_html(row: PortfolioRow, *, month: str) -> SafeString:
         f'<td data-label="Tier">{_tier_cell(row)}</td>'
         f'<td class="num" data-label="Overall">{_or_dash(score_text(row.overall))}</td>'
         f'<td class="num" data-label="Rolling">{_or_dash(score_text(row.rolling))}</td>'
-        # Built with format_html in selectors.sparkline_svg: escaped there.
-        f'<td data-label="Trend">{row.sparkline_svg}</td>'
+        # Built with format_html by charts.trend_svg: escaped there.
+        f'<td data-label="Trend">{row.sparkline_svg or charts.sparkline_svg(points=row.trend)}'
+        "</td>"
         f'<td class="num" data-label="Coverage">'
         f'{escape(coverage) + " %" if coverage else "—"}</td>'
         f'<td data-label="Flags">{_flags_cell(row)}</td>'

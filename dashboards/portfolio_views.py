@@ -2,6 +2,7 @@
 
 import math
 from dataclasses import dataclass
+from itertools import chain
 from urllib.parse import urlencode
 
 from django.core.paginator import Page, Paginator
@@ -16,22 +17,18 @@ from partnerships.models import Agreement, AgreementType, AuditAction, Stage, Ti
 from scoring.exports import iter_csv_lines
 from scoring.models import ScoringRun
 
-from . import charts
+from .csv_rows import PORTFOLIO_EXPORT_HEADER, portfolio_export_rows
 from .portfolio_table import portfolio_rows_html
 from .program.overdue import portfolio_review_figures
-from .selectors import (
+from .selectors.portfolio import (
     FLAG_CHOICES,
-    PORTFOLIO_EXPORT_HEADER,
     PORTFOLIO_SORTS,
-    SCORE_BIN,
     portfolio_export_queryset,
-    portfolio_export_rows,
-    portfolio_figures,
+    portfolio_figures_kept,
     portfolio_overview,
     portfolio_queryset,
     portfolio_row,
     portfolio_rows,
-    run_cached,
 )
 from .views import HtmxHttpRequest, month_asked, month_neighbours
 
@@ -151,41 +148,6 @@ def _portfolio_state(request: HtmxHttpRequest) -> PortfolioState:
                           last_id=overview["last_id"], shown=shown)
 
 
-def portfolio_figures_kept(*, agreements: QuerySet[Agreement], run: ScoringRun, month: str,
-                           total: int, last_id: int, active: int) -> dict:
-    """The headline cards and the tier and score charts of the given agreements (the whole
-    portfolio, not only the filtered rows). They depend on the run's scorecards alone (and,
-    for the number of active agreements, on today's stages): for all agreements they are
-    computed once per run, month and set of agreements (`total`, `last_id`)."""
-
-    def compute() -> dict:
-        figures = portfolio_figures(agreements=agreements, run=run, period=month,
-                                    active=active)
-        counts = figures["tier_counts"]
-        # Only months from the first one with a tier: leading empty months say nothing.
-        tiered = [item for item in sorted(counts) if any(counts[item].values())]
-        counts = {item: counts[item] for item in sorted(counts)
-                  if tiered and item >= tiered[0]}
-        # The chart bins the scores itself: one value per scorecard, at the bottom of its bin.
-        scores = [float(index * SCORE_BIN) for index, count in enumerate(figures["score_bins"])
-                  for _ in range(count)]
-        return {
-            "summary": figures["summary"],
-            "tier_figure": charts.tier_distribution_figure(counts=counts, period=month)
-            if tiered else None,
-            "score_figure": charts.score_distribution_figure(
-                values=scores, period=month,
-                cut_lines=charts.score_cut_lines(settings_snapshot=run.settings_snapshot or {}),
-            ) if scores else None,
-        }
-
-    if agreements.query.where:  # a narrower scope than the whole program
-        return compute()
-    figures = run_cached(run=run, name="portfolio-figures", compute=compute,
-                         parts=(month, total, last_id))
-    return {**figures, "summary": {**figures["summary"], "active": active}}
-
-
 def _portfolio_figures(state: PortfolioState) -> dict:
     return portfolio_figures_kept(agreements=state.agreements, run=state.run, month=state.month,
                                   total=state.total, last_id=state.last_id, active=state.active)
@@ -249,24 +211,27 @@ def portfolio(request: HtmxHttpRequest) -> HttpResponse:
     return response
 
 
+# Agreements read from the database at a time while the export streams.
+EXPORT_CHUNK = 500
+
+
 @host_required
 def portfolio_export(request: HtmxHttpRequest) -> StreamingHttpResponse:
-    """The filtered, sorted table as CSV: every row, not only the page."""
+    """The filtered, sorted table as CSV: every row, not only the page, streamed as the
+    database gives them (a chunk of agreements at a time)."""
     state = _portfolio_state(request)
-    rows = (portfolio_row(agreement) for agreement in portfolio_export_queryset(
-        queryset=state.shown, run=state.run, period=state.month).iterator(chunk_size=500)) \
-        if state.month else ()
-    cells = portfolio_export_rows(rows=rows, period=state.month)
+    shown = portfolio_export_queryset(queryset=state.shown, run=state.run, period=state.month) \
+        if state.month else Agreement.objects.none()
     audit_record(action=AuditAction.EXPORT, request=request,
                  target=f"portfolio {state.month or 'no month'}",
-                 detail={"rows": len(cells), "sort": state.sort,
+                 detail={"rows": state.shown.count() if state.month else 0, "sort": state.sort,
                          **{name: value for name, value in state.filters.items() if value}})
+    rows = (portfolio_row(agreement) for agreement in shown.iterator(chunk_size=EXPORT_CHUNK))
+    lines = iter_csv_lines(header=PORTFOLIO_EXPORT_HEADER,
+                           rows=portfolio_export_rows(rows=rows, period=state.month))
     # A BOM first, so spreadsheet programs read the file as UTF-8.
-    lines = iter_csv_lines(header=PORTFOLIO_EXPORT_HEADER, rows=cells)
-    response = StreamingHttpResponse(
-        (line for part in (["\ufeff"], lines) for line in part),
-        content_type="text/csv; charset=utf-8",
-    )
+    response = StreamingHttpResponse(chain(["\ufeff"], lines),
+                                     content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = (
         f'attachment; filename="portfolio-{state.month or "unscored"}.csv"'
     )

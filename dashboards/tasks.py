@@ -8,8 +8,8 @@ from django.core.cache import cache
 from partnerships.models import Agreement
 from scoring.models import ScoringRun
 
+from .cache import RUN_CACHE_SECONDS, run_key
 from .program.overdue import portfolio_review_figures
-from .selectors import RUN_CACHE_SECONDS, run_key
 from .warm import run_pages_warm
 
 logger = logging.getLogger(__name__)

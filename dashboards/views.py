@@ -17,7 +17,8 @@ from scoring.tasks import scoring_enqueue
 
 from .charts import agreements_by_stage_figure
 from .program.overdue import home_overdue_actions
-from .selectors import portfolio_rows, scoring_runs_recent, scoring_status
+from .selectors.portfolio import portfolio_rows
+from .selectors.runs import scoring_runs_recent, scoring_status
 
 
 class HtmxHttpRequest(HttpRequest):

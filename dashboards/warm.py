@@ -1,30 +1,21 @@
-"""What the pages keep of a published run, computed as soon as the run is published.
+"""The warm-up: what the pages keep of a published run (dashboards/cache.py), computed as soon
+as the run is published.
 
-The pages compute these on first need and keep them in the cache (`run_cached` in
-selectors.py); a task computes those of the run's latest month right after each run instead
-(the portfolio's figures and rows, every agreement's scorecards, KPI scores and objective
-actuals, the tier cut-offs), so that the first user to open a page in the morning does not
-wait for them.
+The pages compute these on first need and keep them; a beat task (dashboards/tasks.py) computes
+those of the run's latest month right after each run instead (the portfolio's figures and rows,
+every agreement's scorecards, KPI scores and objective actuals, the tier cut-offs), so that the
+first user to open a page in the morning does not wait for them. Reads selectors only: no view.
 """
-
-import logging
 
 from partnerships.models import Agreement
 from scoring.models import ScoringRun
 
-from .agreement_views import trend_window
-from .portfolio_views import portfolio_figures_kept
 from .program.overdue import current_tiers
 from .program.progress import objective_actuals_kept
-from .selectors import (
-    agreement_kpi_scores_kept,
-    agreement_scorecards_kept,
-    portfolio_overview,
-    row_cards_kept,
-    tier_cutoffs_kept,
-)
-
-logger = logging.getLogger(__name__)
+from .selectors.agreement import agreement_kpi_scores_kept, agreement_scorecards_kept
+from .selectors.months import trend_window
+from .selectors.portfolio import portfolio_figures_kept, portfolio_overview, row_cards_kept
+from .selectors.runs import tier_cutoffs_kept
 
 # Agreements per query of their scores.
 CHUNK = 200

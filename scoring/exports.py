@@ -5,13 +5,18 @@ import math
 from collections.abc import Iterable, Iterator
 from typing import TextIO
 
+from django.db import connections
+from django.db.models import F, QuerySet
+from django.db.models.functions import Collate
+
+from partnerships.spreadsheets import spreadsheet_escape
+
 from .models import Scorecard, ScoringRun
 
 EXPORT_HEADER = [
     "agreement", "partner", "period", "financial", "strategic", "operational", "relationship",
     "overall", "coverage", "rolling", "tier", "flags",
 ]
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def format_number(value: float | None) -> str:
@@ -22,36 +27,49 @@ def format_number(value: float | None) -> str:
     return "0.0000" if text == "-0.0000" else text
 
 
-def safe_text(value: str) -> str:
-    """Text a spreadsheet would run as a formula gets a leading apostrophe."""
-    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
-
-
-def scorecard_export_rows(*, run: ScoringRun | None, period: str | None = None) -> list[list[str]]:
-    """Rows of the export, sorted by agreement code (code points) then period."""
+def scorecard_export_queryset(*, run: ScoringRun | None, period: str | None = None,
+                              agreement_ids: QuerySet | Iterable[int] | None = None) -> QuerySet:
+    """The run's scorecards the export writes (of `agreement_ids` only, when given: the ones
+    a user may see), sorted by agreement code in code-point order, then period."""
     if run is None:
-        return []
+        return Scorecard.objects.none()
     scorecards = Scorecard.objects.filter(run=run, has_scorecard=True)
     if period:
         scorecards = scorecards.filter(period=period)
-    records = scorecards.values_list(
+    if agreement_ids is not None:
+        scorecards = scorecards.filter(agreement_id__in=agreement_ids)
+    # Compared byte by byte, as Python compares strings (UTF-8 bytes sort as code points); the
+    # database's default collation may ignore punctuation or order letters by locale.
+    vendor = connections[scorecards.db].vendor
+    code = Collate("agreement__code", {"postgresql": "C", "sqlite": "BINARY"}[vendor]) \
+        if vendor in ("postgresql", "sqlite") else F("agreement__code")
+    return scorecards.order_by(code.asc(), "period")
+
+
+def scorecard_export_iter(*, run: ScoringRun | None, period: str | None = None,
+                          agreement_ids: QuerySet | Iterable[int] | None = None,
+                          chunk_size: int = 2000) -> Iterator[list[str]]:
+    """Rows of the export one by one, read from the database in chunks."""
+    records = scorecard_export_queryset(
+        run=run, period=period, agreement_ids=agreement_ids,
+    ).values_list(
         "agreement__code", "agreement__partner__slug", "period", "financial", "strategic",
         "operational", "relationship", "overall", "coverage", "rolling", "tier", "incomplete",
         "at_risk",
     )
-    # Sorted on the raw codes in Python, which compares code points (a database collation
-    # might not), before any cell is escaped for spreadsheets.
-    rows = []
-    for code, partner, month, *scores, coverage, rolling, tier, incomplete, at_risk in sorted(
-        records, key=lambda record: (record[0], record[2])
-    ):
+    for code, partner, month, *scores, coverage, rolling, tier, incomplete, at_risk in (
+            records.iterator(chunk_size=chunk_size)):
         flags = [name for name, on in (("incomplete", incomplete), ("at_risk", at_risk)) if on]
-        rows.append([
-            safe_text(code), safe_text(partner), month,
+        yield [
+            spreadsheet_escape(code), spreadsheet_escape(partner), month,
             *(format_number(score) for score in scores),
             format_number(coverage), format_number(rolling), tier, ";".join(flags),
-        ])
-    return rows
+        ]
+
+
+def scorecard_export_rows(*, run: ScoringRun | None, period: str | None = None) -> list[list[str]]:
+    """Rows of the export, sorted by agreement code (code points) then period."""
+    return list(scorecard_export_iter(run=run, period=period))
 
 
 def write_csv(*, stream: TextIO, header: list[str], rows: Iterable[list[str]]) -> None:

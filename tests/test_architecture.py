@@ -49,3 +49,49 @@ def test_only_dashboards_use_plotly():
     }
     assert users == set()
 
+
+
+def dashboards_modules_imported(path: Path) -> set[str]:
+    """The dashboards modules `path` imports (relative imports resolved), dotted."""
+    package = path.relative_to(ROOT).with_suffix("").parts[:-1]
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.ImportFrom):
+            base = (node.module or "").split(".") if node.level == 0 else [
+                *package[:len(package) - node.level + 1], *(node.module or "").split(".")]
+            base = [part for part in base if part]
+            names.add(".".join(base))
+            names.update(".".join([*base, alias.name]) for alias in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return {name for name in names if name.startswith("dashboards")}
+
+
+def test_the_warm_up_and_the_selectors_import_no_view():
+    paths = [ROOT / "dashboards" / "warm.py", ROOT / "dashboards" / "cache.py",
+             *(ROOT / "dashboards" / "selectors").glob("*.py")]
+    views = {
+        str(path.relative_to(ROOT)): sorted(
+            name for name in dashboards_modules_imported(path)
+            if name.rsplit(".", 1)[-1].endswith("views") or name.rsplit(".", 1)[-1] == "api")
+        for path in paths
+    }
+    assert {path: names for path, names in views.items() if names} == {}
+
+
+def test_the_selectors_package_reexports_nothing():
+    tree = ast.parse((ROOT / "dashboards" / "selectors" / "__init__.py").read_text())
+    assert [node for node in tree.body
+            if isinstance(node, ast.Import | ast.ImportFrom | ast.Assign)] == []
+
+
+def test_one_spreadsheet_escaper():
+    """Every CSV writer escapes text with partnerships.spreadsheets: no module spells out the
+    formula characters again."""
+    spelled = {
+        str(path.relative_to(ROOT))
+        for app in ORDER
+        for path in (ROOT / app).rglob("*.py")
+        if '("=", "+", "-", "@"' in path.read_text()
+    }
+    assert spelled == {"partnerships/spreadsheets.py"}

@@ -30,7 +30,7 @@ from partnerships.models import (
 )
 from scoring.models import Scorecard, ScoringRun
 
-from ..selectors import run_cached
+from ..cache import run_cached
 
 OPEN_STATUSES = (ActionStatus.OPEN, ActionStatus.IN_PROGRESS)
 # Stages whose review falls due even before a first review was held.

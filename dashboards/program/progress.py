@@ -35,7 +35,7 @@ from django.utils import timezone
 from partnerships.models import AgreementKPI, Objective
 from scoring.models import KPIScore, ScoringRun
 
-from ..selectors import run_cached_each
+from ..cache import run_cached_each
 
 DONE, ON_TRACK, AT_RISK, OVERDUE = "done", "on_track", "at_risk", "overdue"
 NO_DATA, NOT_MEASURED = "no_data", "not_measured"

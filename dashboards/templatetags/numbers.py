@@ -122,6 +122,16 @@ def kpi_value_text(value, kpi) -> str:
     return number_text(value, places=2, trim=True)
 
 
+def change_sign(change) -> str:
+    """"up", "down" or "same" (a change that reads 0.0 on screen), "" when there is none."""
+    number = _finite(change)
+    if number is None:
+        return ""
+    if not score_text(number).strip("-0.,"):
+        return "same"
+    return "up" if number > 0 else "down"
+
+
 def _or_missing(text: str) -> str:
     return text or MISSING
 

@@ -5,6 +5,9 @@ import io
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
+from django.http import StreamingHttpResponse
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from partnerships.models import (
@@ -174,3 +177,36 @@ def test_text_cells_that_spreadsheets_would_run_are_escaped(client, host_manager
     assert revenue[6] == "-5.0000"
     months = body(client.get(reverse("agreement_months_csv", args=[agreement.code])))
     assert "\n'-ACME-2,2025-01," in months
+
+
+def test_scorecard_export_streams_a_partners_rows_chosen_by_agreement_not_by_text(
+        client, acme_viewer, acme, globex, kpis):
+    # Acme's code escaped for spreadsheets reads exactly as Globex's code does: a filter that
+    # compared the escaped text would hand Acme the other partner's row.
+    mine = make_agreement(acme, "-A1", kpis)
+    theirs = make_agreement(globex, "'-A1", kpis)
+    write_observations([(mine, kpis["revenue"], "host", "2025-01-10", 50),
+                        (theirs, kpis["revenue"], "host", "2025-01-10", 70)])
+    scoring_run_inline()
+    client.force_login(acme_viewer)
+    response = client.get(reverse("scorecard_export"))
+    assert isinstance(response, StreamingHttpResponse)
+    # The rows are read while the body streams, not before the response is returned.
+    with CaptureQueriesContext(connection) as queries:
+        rows = list(csv.reader(io.StringIO(body(response))))
+    assert any("scoring_scorecard" in query["sql"] for query in queries.captured_queries)
+    assert [row[:3] for row in rows[1:]] == [["'-A1", "acme", "2025-01"]]
+
+
+def test_portfolio_export_streams_and_partner_users_get_none_of_it(
+        client, host_manager, acme_viewer, scored):
+    client.force_login(host_manager)
+    response = client.get(reverse("portfolio_export"))
+    assert isinstance(response, StreamingHttpResponse)
+    with CaptureQueriesContext(connection) as queries:
+        rows = list(csv.reader(io.StringIO(body(response).removeprefix(BOM))))
+    assert any("partnerships_agreement" in query["sql"] for query in queries.captured_queries)
+    assert [row[2] for row in rows[1:]] == ["ACME-CM-2025", "GLOBEX-REF-2025"]
+    # The portfolio is the host's page: a partner user has no export of it at all.
+    client.force_login(acme_viewer)
+    assert client.get(reverse("portfolio_export")).status_code == 404

@@ -6,7 +6,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from dashboards.selectors import one_decimal
+from dashboards.templatetags.numbers import score_text as one_decimal
 from partnerships.models import Agreement, Partner
 from scoring.models import Scorecard, ScoringRun
 from scoring.services import scoring_run_inline
@@ -107,7 +107,7 @@ def test_partner_card_says_when_the_month_has_no_metrics(client, acme_viewer, wo
     client.force_login(acme_viewer)
     response = client.get(URL)
     row = next(row for row in cards(response) if row.agreement.code == "ACME-NEW-2025")
-    assert row.sparkline is None
+    assert not [point for point in row.trend if point.overall is not None]
     assert "No metrics imported for 2025-03." in response.text
     assert "no scores" in response.text
 

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from dashboards.program.kpis import number
-from dashboards.selectors import one_decimal
+from dashboards.templatetags.numbers import score_text as one_decimal
 from scoring.exports import format_number
 
 

@@ -9,8 +9,8 @@ import pytest
 from django.template import Context, Template
 from django.urls import reverse
 
-from dashboards.selectors import one_decimal
 from dashboards.templatetags.numbers import count, kpi_value, money, percent, score, share
+from dashboards.templatetags.numbers import score_text as one_decimal
 from partnerships.models import Agreement, AgreementKPI, IncentivePlan, KPIDefinition
 from scoring.models import ScoringRun
 from scoring.services import scoring_run_inline

@@ -3,8 +3,8 @@
 import pytest
 from django.urls import reverse
 
-from dashboards.selectors import one_decimal
 from dashboards.templatetags.numbers import score
+from dashboards.templatetags.numbers import score_text as one_decimal
 from partnerships.models import Agreement
 from scoring.exports import format_number
 from scoring.models import Scorecard, ScoringRun
@@ -228,7 +228,9 @@ def test_each_row_has_an_accessible_sparkline_without_inline_styles(
     row = next(row for row in rows_of(response) if row.agreement.code == "ACME-CM-2025")
     assert [point.period for point in row.trend][-3:] == ["2025-01", "2025-02", "2025-03"]
     assert len(row.trend) == 12
-    spark = row.sparkline
+    from dashboards.charts import sparkline
+
+    spark = sparkline(points=row.trend)
     # Three scored months in a row: one line of three points, on the right of the window.
     assert len(spark["lines"]) == 1 and len(spark["lines"][0].split()) == 3
     assert spark["last"][0] == 100
@@ -240,7 +242,8 @@ def test_each_row_has_an_accessible_sparkline_without_inline_styles(
 
 
 def test_sparkline_breaks_at_months_without_a_scorecard():
-    from dashboards.selectors import TrendPoint, sparkline
+    from dashboards.charts import sparkline
+    from dashboards.selectors.rows import TrendPoint
 
     points = [TrendPoint("2025-01", 60.0, ""), TrendPoint("2025-02", None, ""),
               TrendPoint("2025-03", 120.0, ""), TrendPoint("2025-04", 0.0, ""),
@@ -298,7 +301,7 @@ def test_every_column_sorts_both_ways(client, host_manager, acme, globex, kpis, 
             payout=100.0 * ((index * 7) % 4), at_risk=index == 2, incomplete=index == 1)
     client.force_login(host_manager)
 
-    from dashboards.selectors import portfolio_sort
+    from tests.dashboards.oracles import portfolio_sort
 
     ascending = rows_of(client.get(URL, {"sort": column}))
     descending = rows_of(client.get(URL, {"sort": "-" + column}))
@@ -472,7 +475,7 @@ def varied(acme, globex, kpis, django_user_model):
 
 
 def all_rows(run, period="2025-04"):
-    from dashboards.selectors import portfolio_rows
+    from dashboards.selectors.portfolio import portfolio_rows
 
     return portfolio_rows(agreements=Agreement.objects.all(), run=run, period=period)
 
@@ -483,7 +486,8 @@ def all_rows(run, period="2025-04"):
                                       "payout")
     for direction in ("", "-")])
 def test_sql_order_equals_the_python_sort_with_ties_and_missing_values(varied, sort):
-    from dashboards.selectors import portfolio_queryset, portfolio_sort
+    from dashboards.selectors.portfolio import portfolio_queryset
+    from tests.dashboards.oracles import portfolio_sort
 
     run, _ = varied
     expected = [row.agreement.code for row in portfolio_sort(rows=all_rows(run), sort=sort)]
@@ -493,7 +497,8 @@ def test_sql_order_equals_the_python_sort_with_ties_and_missing_values(varied, s
 
 
 def test_sql_filters_equal_the_python_filters(varied, host_manager):
-    from dashboards.selectors import portfolio_filter, portfolio_queryset
+    from dashboards.selectors.portfolio import portfolio_queryset
+    from tests.dashboards.oracles import portfolio_filter
 
     run, agreements = varied
     owner_id = agreements[1].owner_id
@@ -511,7 +516,8 @@ def test_sql_filters_equal_the_python_filters(varied, host_manager):
 
 def test_headline_figures_and_charts_equal_those_of_the_rows(client, host_manager, varied):
     from dashboards.charts import score_bins
-    from dashboards.selectors import portfolio_figures, portfolio_summary
+    from dashboards.selectors.portfolio import portfolio_figures
+    from tests.dashboards.oracles import portfolio_summary
 
     run, agreements = varied
     rows = all_rows(run)
@@ -535,7 +541,7 @@ def test_headline_figures_and_charts_equal_those_of_the_rows(client, host_manage
 
 
 def test_export_rows_equal_the_page_rows(client, host_manager, varied):
-    from dashboards.selectors import portfolio_export_rows
+    from dashboards.csv_rows import portfolio_export_rows
 
     run, _ = varied
     client.force_login(host_manager)
@@ -543,7 +549,8 @@ def test_export_rows_equal_the_page_rows(client, host_manager, varied):
     page = rows_of(client.get(URL, {"sort": "-trend"}))
     import csv
 
-    assert list(csv.reader(lines[1:])) == portfolio_export_rows(rows=page, period="2025-04")
+    assert list(csv.reader(lines[1:])) == list(portfolio_export_rows(rows=page,
+                                                                     period="2025-04"))
     trends = {row.agreement.code: row.trend_change for row in page}
     assert trends["V-7"] is None and trends["V-6"] is None and trends["V-1"] is not None
 
@@ -567,7 +574,7 @@ def test_rows_and_figures_read_from_the_cache_equal_those_read_from_the_database
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
-    from dashboards.selectors import run_cached_each
+    from dashboards.cache import run_cached_each
 
     run, agreements = varied
     client.force_login(host_manager)

@@ -5,7 +5,7 @@ import datetime as dt
 from django.contrib.auth import get_user_model
 
 from dashboards.portfolio_table import portfolio_row_html
-from dashboards.selectors import MonthCard, PortfolioRow, TrendPoint
+from dashboards.selectors.rows import MonthCard, PortfolioRow, TrendPoint
 from partnerships.models import Agreement, Partner
 
 

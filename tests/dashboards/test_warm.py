@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from dashboards.selectors import run_cached, run_cached_each
+from dashboards.cache import run_cached, run_cached_each
 from partnerships.models import Agreement, Objective
 from scoring.models import ScoringRun
 from scoring.services import scoring_run_inline
@@ -76,7 +76,7 @@ def test_each_run_is_kept_once_whichever_worker_gets_there_first(acme_agreement,
     # A worker lost while keeping them: another one keeps them after KEEPING_SECONDS.
     from django.core.cache import cache
 
-    from dashboards.selectors import run_key
+    from dashboards.cache import run_key
 
     run = ScoringRun.objects.current()
     cache.delete(run_key(run, "pages-kept"))
@@ -87,3 +87,21 @@ def test_each_run_is_kept_once_whichever_worker_gets_there_first(acme_agreement,
     write_observations([(acme_agreement, kpis["revenue"], "host", "2025-02-10", 60)])
     scoring_run_inline()  # a new run: kept again
     assert pages_warm() == "kept 1 agreements"
+
+
+@pytest.mark.parametrize("kept", [None, 0, [], {}])
+def test_a_kept_empty_value_is_read_back_not_computed_again(acme_agreement, kpis, kept):
+    write_observations([(acme_agreement, kpis["revenue"], "host", "2025-01-10", 50)])
+    scoring_run_inline()
+    run = ScoringRun.objects.current()
+
+    def computed_again(*_args):
+        pytest.fail("a kept empty value was taken for a miss")
+
+    assert run_cached(run=run, name="empty", compute=lambda: kept) == kept
+    assert run_cached(run=run, name="empty", compute=computed_again) == kept
+    pk = acme_agreement.pk
+    assert run_cached_each(run=run, name="empty-each", ids=[pk],
+                           compute=lambda missing: dict.fromkeys(missing, kept)) == {pk: kept}
+    assert run_cached_each(run=run, name="empty-each", ids=[pk],
+                           compute=computed_again) == {pk: kept}
