@@ -1,16 +1,12 @@
 """Overdue business reviews and action items, for one agreement or thousands at once.
 
-An action is overdue when its due date has passed (due before today) and it is neither done nor
-cancelled. A review is overdue when the agreement's last review (of any kind) is older than its
-review interval: the shorter of its review cadence (REVIEW_CADENCE_DAYS) and its tier's service
-level (TIER_REVIEW_DAYS, tier from the current published scorecard); or when an agreement in
-pilot, active or under review has had no review at all for longer than that interval since its
-start. Prospects and ended agreements are never overdue.
+The rules (when a review falls due, when an action is overdue) live in `partnerships.reviews`;
+this module reads what they need: the agreements, their last review, their open actions, and
+each agreement's tier from the current published scorecard.
 """
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from django.core.cache import cache
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
@@ -18,58 +14,18 @@ from django.utils import timezone
 
 from partnerships.access import action_items_for, may_update_action_status, membership_of
 from partnerships.changes import program_version
-from partnerships.models import (
-    REVIEW_CADENCE_DAYS,
-    TIER_REVIEW_DAYS,
-    ActionItem,
-    ActionStatus,
-    Agreement,
-    Review,
-    ReviewCadence,
-    Stage,
+from partnerships.models import ActionItem, ActionStatus, Agreement, Review
+from partnerships.reviews import (
+    OPEN_STATUSES,
+    UNREVIEWED_STAGES,
+    Overdue,
+    action_overdue_days,
+    review_state,
+    review_status,
 )
 from scoring.models import Scorecard, ScoringRun
 
 from ..cache import run_cached
-
-OPEN_STATUSES = (ActionStatus.OPEN, ActionStatus.IN_PROGRESS)
-# Stages whose review falls due even before a first review was held.
-REVIEWED_STAGES = (Stage.PILOT, Stage.ACTIVE, Stage.UNDER_REVIEW)
-# Stages that never have a review due.
-UNREVIEWED_STAGES = (Stage.PROSPECT, Stage.ENDED)
-
-
-@dataclass(frozen=True)
-class Overdue:
-    """Where an agreement stands with its reviews and actions on a given day."""
-
-    review_due: dt.date | None  # when the next review is due; None when none is due
-    review_overdue_days: int  # days past review_due; 0 when not overdue
-    overdue_actions: int  # open or in progress, due before today
-    open_actions: int  # open or in progress, overdue or not
-    last_review: dt.date | None = None
-    interval_days: int | None = None  # the shorter of the cadence's and the tier's
-    tier: str = ""
-
-    @property
-    def review_overdue(self) -> bool:
-        return self.review_overdue_days > 0
-
-
-def review_interval_days(*, cadence: str, tier: str = "") -> int:
-    """Days allowed between reviews: min(cadence days, tier's required days)."""
-    days = REVIEW_CADENCE_DAYS.get(cadence, REVIEW_CADENCE_DAYS[ReviewCadence.QUARTERLY])
-    if tier in TIER_REVIEW_DAYS:
-        days = min(days, TIER_REVIEW_DAYS[tier])
-    return days
-
-
-def action_is_overdue(action: ActionItem, *, today: dt.date) -> bool:
-    return action.status in OPEN_STATUSES and action.due_date < today
-
-
-def action_overdue_days(action: ActionItem, *, today: dt.date) -> int:
-    return (today - action.due_date).days if action_is_overdue(action, today=today) else 0
 
 
 def current_tiers(*, run: ScoringRun | None) -> dict[int, str]:
@@ -81,22 +37,6 @@ def current_tiers(*, run: ScoringRun | None) -> dict[int, str]:
     return run_cached(run=run, name="current-tiers", compute=lambda: dict(
         Scorecard.objects.filter(run=run, period=run.last_period).order_by()
         .values_list("agreement_id", "tier")))
-
-
-def review_status(*, stage: str, start: dt.date, cadence: str, tier: str,
-                  last_review: dt.date | None, today: dt.date) -> tuple[dt.date | None, int]:
-    """(the date the next review is due, days it is overdue) for one agreement."""
-    if stage in UNREVIEWED_STAGES:
-        return None, 0
-    interval = dt.timedelta(days=review_interval_days(cadence=cadence, tier=tier))
-    if last_review is not None:
-        due = last_review + interval
-    elif stage in REVIEWED_STAGES:
-        due = start + interval
-    else:
-        # An exiting agreement that was never reviewed: nothing left to fall due.
-        return None, 0
-    return due, max((today - due).days, 0)
 
 
 def _review_inputs(*, agreements: QuerySet[Agreement]):
@@ -142,23 +82,11 @@ def overdue_for(*, agreement_ids: Iterable[int] | QuerySet, today: dt.date | Non
     result = {}
     for pk, stage, start, cadence, last in rows:
         counts = action_counts.get(pk, {})
-        result[pk] = _state(stage=stage, start=start, cadence=cadence, tier=tiers.get(pk, ""),
-                            last_review=last, today=today, open_actions=counts.get("open", 0),
-                            overdue_actions=counts.get("overdue", 0))
+        result[pk] = review_state(
+            stage=stage, start=start, cadence=cadence, tier=tiers.get(pk, ""),
+            last_review=last, today=today, open_actions=counts.get("open", 0),
+            overdue_actions=counts.get("overdue", 0))
     return result
-
-
-def _state(*, stage: str, start: dt.date, cadence: str, tier: str,
-           last_review: dt.date | None, today: dt.date, open_actions: int,
-           overdue_actions: int) -> Overdue:
-    due, days = review_status(stage=stage, start=start, cadence=cadence, tier=tier,
-                              last_review=last_review, today=today)
-    return Overdue(
-        review_due=due, review_overdue_days=days, overdue_actions=overdue_actions,
-        open_actions=open_actions, last_review=last_review,
-        interval_days=None if due is None else review_interval_days(cadence=cadence, tier=tier),
-        tier=tier,
-    )
 
 
 def overdue_totals(*, agreements: QuerySet[Agreement], today: dt.date | None = None,
@@ -223,10 +151,10 @@ def agreement_review_panel(*, agreement: Agreement, user, limit: int = 5,
     open_actions = list(action_items_for(user=user)
                         .filter(agreement=agreement, status__in=OPEN_STATUSES)
                         .order_by("due_date", "id"))
-    state = _state(stage=agreement.stage, start=agreement.start_date,
-                   cadence=agreement.review_cadence, tier=tier, last_review=last_review,
-                   today=today, open_actions=len(open_actions),
-                   overdue_actions=sum(1 for action in open_actions if action.due_date < today))
+    state = review_state(
+        stage=agreement.stage, start=agreement.start_date, cadence=agreement.review_cadence,
+        tier=tier, last_review=last_review, today=today, open_actions=len(open_actions),
+        overdue_actions=sum(1 for action in open_actions if action.due_date < today))
     return {"agreement": agreement, "state": state, "today": today,
             "actions": annotate_actions(open_actions[:limit], user=user, today=today),
             "status_choices": ActionStatus.choices}
