@@ -936,8 +936,17 @@ class _Writer:
     reason: str
     today: dt.date
 
+    def _save(self, obj: models.Model, before: dict | None = None) -> None:
+        # The model's rules (fields, clean(), uniqueness) are checked here; its check
+        # constraints, each one also a check of the file, are left to the database, which
+        # refuses the whole load if one fails: a query per constraint and row would make a
+        # program of a few thousand rows take minutes.
+        obj.full_clean(validate_constraints=False)
+        change_save(user=self.user, obj=obj, before=before, audit=False, actor=self.actor,
+                    validate=False)
+
     def create(self, obj: models.Model) -> None:
-        change_save(user=self.user, obj=obj, audit=False, actor=self.actor)
+        self._save(obj)
 
     def update(self, obj: models.Model, fields: dict) -> bool:
         """Set the fields that differ and save; an equal object is not saved at all."""
@@ -947,7 +956,7 @@ class _Writer:
         before = history_snapshot(obj)
         for name, value in changed.items():
             setattr(obj, name, value)
-        change_save(user=self.user, obj=obj, before=before, audit=False, actor=self.actor)
+        self._save(obj, before)
         return True
 
     def delete(self, obj: models.Model) -> None:
@@ -1031,18 +1040,20 @@ def _write_agreement_kpis(writer: _Writer, plan: _Plan, agreements: dict,
             agreement_id__in=[agreements[a.code].pk for a in plan.agreements]
         ).select_related("agreement__partner", "kpi")
     }
+    # New rows get the objects, not their ids: their history names both without a query.
     wanted = {
-        (agreements[a.code].pk, kpis[spec.kpi].pk): spec.fields
+        (agreements[a.code].pk, kpis[spec.kpi].pk): (agreements[a.code], kpis[spec.kpi],
+                                                     spec.fields)
         for a in plan.agreements for spec in a.kpis
     }
     for key, row in existing.items():
         if key not in wanted:
             writer.delete(row)
             counts.deleted += 1
-    for (agreement_id, kpi_id), fields in wanted.items():
-        writer.upsert(existing.get((agreement_id, kpi_id)), fields,
-                      lambda a=agreement_id, k=kpi_id, f=fields:
-                      AgreementKPI(agreement_id=a, kpi_id=k, **f), counts)
+    for key, (agreement, kpi, fields) in wanted.items():
+        writer.upsert(existing.get(key), fields,
+                      lambda a=agreement, k=kpi, f=fields: AgreementKPI(agreement=a, kpi=k, **f),
+                      counts)
     return counts
 
 
@@ -1071,7 +1082,7 @@ def _write_objectives(writer: _Writer, plan: _Plan, agreements: dict,
             # passed already (it was agreed before then; a deadline precedes no objective).
             set_on = spec.set_on or min(writer.today, spec.fields["deadline"])
             objective = Objective(
-                agreement_id=agreement_id, kpi_id=kpis[spec.kpi].pk if spec.kpi else None,
+                agreement=agreements[agreement.code], kpi=kpis[spec.kpi] if spec.kpi else None,
                 set_on=set_on, **spec.fields,
             )
             new_by_key.setdefault(_objective_key(objective), []).append((objective,
@@ -1108,8 +1119,8 @@ def _write_incentives(writer: _Writer, plan: _Plan, agreements: dict) -> KindCou
         row = existing.get(agreement_id)
         if agreement.incentive is not None:
             writer.upsert(row, agreement.incentive,
-                          lambda a=agreement_id, f=agreement.incentive:
-                          IncentivePlan(agreement_id=a, **f), counts)
+                          lambda a=agreements[agreement.code], f=agreement.incentive:
+                          IncentivePlan(agreement=a, **f), counts)
         elif row is not None:
             writer.delete(row)
             counts.deleted += 1
