@@ -18,13 +18,9 @@ left unconfirmed are removed after IMPORT_UNCONFIRMED_MAX_AGE_HOURS (partnership
 """
 
 import datetime as dt
-from collections.abc import Callable
-from functools import wraps
 
 from django import forms
-from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, Q
@@ -32,13 +28,14 @@ from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
 
 from partnerships.access import (
     agreements_for,
     import_batches_for,
-    membership_of,
+    is_host,
+    may_upload,
     observations_for,
 )
 from partnerships.audit import audit_record
@@ -56,18 +53,17 @@ from partnerships.models import (
 )
 from partnerships.queue import TaskQueueUnavailable
 from partnerships.services import (
-    ImportNotAllowed,
     MetricFilePreview,
     RowError,
     import_batch_create,
     import_batch_preview,
     import_errors_csv,
-    import_uploader,
 )
 from partnerships.spreadsheets import spreadsheet_escape as safe_text
 from partnerships.tasks import import_batch_read_start, import_batch_start
 from scoring.exports import iter_csv_lines
 
+from .decorators import imports_visible, uploader_required
 from .exports_views import csv_filename, csv_response, export_audit
 from .views import HtmxHttpRequest, agreement_visible
 
@@ -80,65 +76,6 @@ QUEUE_DOWN_UPLOAD = ("The task queue is unavailable, so reading your file waits:
 # The page lists this many errors; the CSV report has every error kept (up to 1,000).
 ERRORS_SHOWN = 100
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
-NO_SIDE_MESSAGE = (
-    "Your account is not linked to the host or to a partner yet, so there are no imports to "
-    "show. Ask an administrator to give you a role."
-)
-
-
-# ---- Access ---------------------------------------------------------------------------------
-
-
-def _forbidden(request: HtmxHttpRequest, message: str) -> HttpResponse:
-    return render(request, "dashboards/imports/forbidden.html", {"message": message},
-                  status=403)
-
-
-def imports_visible(view: Callable) -> Callable:
-    """Signed-in members of the host or of a partner (viewers included): they see imports."""
-
-    @wraps(view)
-    def wrapped(request: HtmxHttpRequest, *args, **kwargs) -> HttpResponse:
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
-        if membership_of(request.user) is None:
-            return _forbidden(request, NO_SIDE_MESSAGE)
-        return view(request, *args, **kwargs)
-
-    return wrapped
-
-
-def uploader_required(view: Callable) -> Callable:
-    """Users who may import (host managers and admins, partner editors); 403 for viewers.
-
-    The view gets the `Uploader` (side and partner) as `request.uploader`."""
-
-    @wraps(view)
-    def wrapped(request: HtmxHttpRequest, *args, **kwargs) -> HttpResponse:
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
-        if membership_of(request.user) is None:
-            return _forbidden(request, NO_SIDE_MESSAGE)
-        try:
-            request.uploader = import_uploader(user=request.user)
-        except ImportNotAllowed as refused:
-            return _forbidden(request, str(refused))
-        return view(request, *args, **kwargs)
-
-    return wrapped
-
-
-def may_upload(user) -> bool:
-    try:
-        import_uploader(user=user)
-    except ImportNotAllowed:
-        return False
-    return membership_of(user) is not None
-
-
-def _vary_on_htmx(response: HttpResponse) -> HttpResponse:
-    patch_vary_headers(response, ["HX-Request"])
-    return response
 
 
 # ---- Forms ----------------------------------------------------------------------------------
@@ -210,7 +147,7 @@ def panel_context(request: HtmxHttpRequest, batch: ImportBatch | None, *,
     own = batch.user_id == request.user.pk
     context["may_confirm"] = stage == "preview" and own
     context["may_cancel"] = stage in ("reading", "preview") and (
-        own or membership_of(request.user).is_host)
+        own or is_host(request.user))
     if stage == "preview":
         preview = preview or import_batch_preview(batch=batch)
         context.update(preview=preview, **_preview_facts(preview))
@@ -236,6 +173,7 @@ def _audit(request: HtmxHttpRequest, batch: ImportBatch, step: str, **detail) ->
 # ---- Upload, confirm, cancel ------------------------------------------------------------------
 
 
+@vary_on_headers("HX-Request")
 @uploader_required
 def import_upload(request: HtmxHttpRequest) -> HttpResponse:
     form = UploadForm(request.POST or None, request.FILES or None, uploader=request.uploader)
@@ -261,18 +199,19 @@ def import_upload(request: HtmxHttpRequest) -> HttpResponse:
             return redirect(url)
         response = _panel(request, batch, notice=notice)
         response["HX-Push-Url"] = url
-        return _vary_on_htmx(response)
+        return response
     if request.htmx and request.method == "POST":
-        return _vary_on_htmx(_panel(request, None, form=form))
+        return _panel(request, None, form=form)
     context = panel_context(request, None, form=form)
     context["uploader"] = request.uploader
     context["template_agreements"] = template_agreements(user=request.user,
                                                          uploader=request.uploader)
     context["template_ready"] = any(agreement.template_kpis
                                     for agreement in context["template_agreements"])
-    return _vary_on_htmx(render(request, "dashboards/imports/upload.html", context))
+    return render(request, "dashboards/imports/upload.html", context)
 
 
+@vary_on_headers("HX-Request")
 @uploader_required
 @require_POST
 def import_confirm(request: HtmxHttpRequest, batch_id: int) -> HttpResponse:
@@ -316,15 +255,16 @@ def import_confirm(request: HtmxHttpRequest, batch_id: int) -> HttpResponse:
         if notice:
             messages.warning(request, notice)
         return redirect("import_batch", batch_id=batch.pk)
-    return _vary_on_htmx(_panel(request, batch, notice=notice))
+    return _panel(request, batch, notice=notice)
 
 
+@vary_on_headers("HX-Request")
 @uploader_required
 @require_POST
 def import_cancel(request: HtmxHttpRequest, batch_id: int) -> HttpResponse:
     batches = import_batches_for(user=request.user)
     batch = get_object_or_404(batches, pk=batch_id)
-    may_cancel = batch.user_id == request.user.pk or membership_of(request.user).is_host
+    may_cancel = batch.user_id == request.user.pk or is_host(request.user)
     cancelled = False
     if may_cancel:
         with transaction.atomic():
@@ -348,7 +288,7 @@ def import_cancel(request: HtmxHttpRequest, batch_id: int) -> HttpResponse:
         notice = "This import cannot be cancelled any more: it was confirmed already."
     if not cancelled:
         if request.htmx:
-            return _vary_on_htmx(_panel(request, batch, notice=notice))
+            return _panel(request, batch, notice=notice)
         messages.warning(request, notice)
         return redirect("import_batch", batch_id=batch.pk)
     if not request.htmx:
@@ -357,12 +297,13 @@ def import_cancel(request: HtmxHttpRequest, batch_id: int) -> HttpResponse:
     form = UploadForm(uploader=request.uploader)
     response = _panel(request, None, form=form, notice=notice)
     response["HX-Push-Url"] = reverse("import_upload")
-    return _vary_on_htmx(response)
+    return response
 
 
 # ---- History, one batch, its panel ----------------------------------------------------------
 
 
+@vary_on_headers("HX-Request")
 @imports_visible
 @require_GET
 def import_history(request: HtmxHttpRequest) -> HttpResponse:
@@ -380,14 +321,15 @@ def import_history(request: HtmxHttpRequest) -> HttpResponse:
     context = {
         "form": form, "page": page, "query": query.urlencode(), "filtered": bool(status),
         "can_upload": may_upload(request.user),
-        "is_host": membership_of(request.user).is_host,
+        "is_host": is_host(request.user),
     }
     template = "dashboards/imports/history.html"
     if request.htmx:
         template += "#history-results"
-    return _vary_on_htmx(render(request, template, context))
+    return render(request, template, context)
 
 
+@vary_on_headers("HX-Request")
 @imports_visible
 @require_GET
 def import_batch(request: HtmxHttpRequest, batch_id: int) -> HttpResponse:
@@ -409,19 +351,20 @@ def import_batch(request: HtmxHttpRequest, batch_id: int) -> HttpResponse:
     context = panel_context(request, batch) | {
         "changes": Paginator(changes, DETAIL_PAGE_SIZE).get_page(request.GET.get("changes")),
         "inserted": Paginator(inserted, DETAIL_PAGE_SIZE).get_page(request.GET.get("rows")),
-        "is_host": membership_of(request.user).is_host,
+        "is_host": is_host(request.user),
     }
     template = "dashboards/imports/batch.html"
     if request.htmx and request.GET.get("section") in ("changes", "inserted"):
         template += f"#{request.GET['section']}"
-    return _vary_on_htmx(render(request, template, context))
+    return render(request, template, context)
 
 
+@vary_on_headers("HX-Request")
 @imports_visible
 @require_GET
 def import_panel(request: HtmxHttpRequest, batch_id: int) -> HttpResponse:
     batch = get_object_or_404(import_batches_for(user=request.user), pk=batch_id)
-    return _vary_on_htmx(_panel(request, batch))
+    return _panel(request, batch)
 
 
 # ---- Downloads --------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
 from partnerships.access import agreements_for, host_required, manager_required, membership_of
@@ -57,9 +58,7 @@ def redirect_after_change(request: HtmxHttpRequest, url: str) -> HttpResponse:
     """After a saved form or an action: the next page, loaded whole. htmx follows the
     HX-Redirect header of an empty answer; without JavaScript it is a plain redirect."""
     if request.htmx:
-        response = HttpResponse(status=204)
-        response["HX-Redirect"] = url
-        return response
+        return HttpResponseClientRedirect(url, status=204)
     return redirect(url)
 
 
