@@ -19,6 +19,7 @@ from scoring.models import ScoringRun
 
 from . import charts
 from . import ecosystem as queries
+from .templatetags.numbers import rounded
 from .views import HtmxHttpRequest
 
 SPANS = (6, 12, 24, 36)
@@ -110,7 +111,7 @@ def ecosystem(request: HtmxHttpRequest) -> HttpResponse:
         ],
         "revenue_kpis": [f"{name} ({unit})" if unit else name for name, unit in revenue],
         "revenue_left_out": revenue_left_out,
-        "value_max_abs": f"{settings.METRIC_VALUE_MAX_ABS:,}",
+        "value_max_abs": settings.METRIC_VALUE_MAX_ABS,
         "tier_moves": tier_moves,
         "at_risk_figure": figure(
             any(at_risk), title="Agreements at risk per month", subtitle=period_label,
@@ -120,8 +121,8 @@ def ecosystem(request: HtmxHttpRequest) -> HttpResponse:
         "satisfaction_figure": figure(
             any(value is not None for value in satisfaction["values"]),
             title="Satisfaction per month", subtitle=period_label,
-            series=[("satisfaction", [None if value is None else round(value, 1)
-                                      for value in satisfaction["values"]])],
+            # Rounded as the page writes a score, so the hover text agrees with it.
+            series=[("satisfaction", [rounded(value) for value in satisfaction["values"]])],
             y_title="mean score (0–120)", kind="line", value_format=".1f", tick_format=",d",
             y_range=[0, 125]),
         "churn_figure": figure(
