@@ -17,6 +17,11 @@ from partnerships.models import (
     Role,
 )
 from partnerships.services import observations_write
+from tests import write_guard
+
+# Every request of every test: a write of the program without its history row and audit event
+# fails the request (tests/write_guard.py).
+write_guard.install()
 
 
 def make_user(django_user_model, username: str, role: str, partner: Partner | None = None):
@@ -100,6 +105,13 @@ def write_observations(rows: list[tuple], *, side: str = "host", user=None):
         columns=["agreement_id", "kpi_id", "side", "date", "value"],
     )
     return batch, observations_write(rows=frame, batch=batch, user=user)
+
+
+@pytest.fixture(autouse=True)
+def program_writes_watched():
+    write_guard.reset()
+    yield
+    write_guard.reset()
 
 
 @pytest.fixture(autouse=True)
