@@ -10,7 +10,6 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
-from .history import change_save, history_snapshot
 from .models import (
     ActionItem,
     Agreement,
@@ -32,6 +31,7 @@ from .models import (
     Review,
     StageTransition,
 )
+from .program_services import SETTINGS_FIELDS, program_settings_update
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -157,9 +157,9 @@ class ProgramSettingsAdmin(admin.ModelAdmin):
         return False
 
     def save_model(self, request: HttpRequest, obj: ProgramSettings, form, change: bool) -> None:
-        before = history_snapshot(ProgramSettings.objects.get(pk=obj.pk)) if change else None
         try:
-            change_save(user=request.user, obj=obj, before=before, request=request)
+            program_settings_update(user=request.user, request=request,
+                                    **{name: getattr(obj, name) for name in SETTINGS_FIELDS})
         except ValidationError as refused:
             # The form validated the same model: only a rule outside it can refuse here.
             self.message_user(request, "; ".join(refused.messages), level="error")

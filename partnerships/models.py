@@ -836,6 +836,7 @@ class AuditAction(models.TextChoices):
     IMPORT = "import", "Metrics imported"
     PROGRAM_LOADED = "program_loaded", "Program loaded"
     PROGRAM_CHANGED = "program_changed", "Program changed"
+    API_TOKEN = "api_token", "API token created or revoked"
     SCORING_RUN = "scoring_run", "Scoring run"
     EXPORT = "export", "Export downloaded"
     ADMIN_CHANGE = "admin_change", "Admin change"

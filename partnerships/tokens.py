@@ -34,10 +34,9 @@ def token_hash(token: str) -> str:
 
 
 def _audit_token(*, step: str, token: ApiToken, request: HttpRequest | None) -> None:
-    # Tokens exist to import metrics: their events sit with the imports' other steps.
     membership = membership_of_any(token.user)
     audit_record(
-        action=AuditAction.IMPORT, request=request, user=token.user,
+        action=AuditAction.API_TOKEN, request=request, user=token.user,
         partner=membership.partner if membership else None,
         target=f"API token {token.prefix}…",
         detail={"step": step, "token": token.prefix, "name": token.name},

@@ -79,7 +79,7 @@ class KPIDefinitionForm(forms.ModelForm):
             "code": forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
         }
         help_texts = {
-            "code": "Lower-case letters, digits, hyphens and underscores, e.g. qualified_leads. "
+            "code": "Letters, digits, hyphens and underscores, e.g. qualified_leads. "
                     "Metric files and the API refer to the KPI by this code.",
             "unit": "e.g. USD, %, days, leads.",
             "value_type": "Imports refuse what the KPI cannot be: a count takes whole numbers "
@@ -94,16 +94,15 @@ class KPIDefinitionForm(forms.ModelForm):
         }
         error_messages = {
             "code": {
-                "invalid": "Use only lower-case letters, digits, hyphens and underscores.",
+                "invalid": "Use only letters, digits, hyphens and underscores.",
                 "unique": "Another KPI already has this code.",
             },
         }
 
     def clean_code(self) -> str:
+        # The pattern is the model field's (a slug), checked when the form validates the model:
+        # the program file and the services apply the same rule.
         code = self.cleaned_data["code"].strip()
-        if not re.fullmatch(r"[a-z0-9_-]+", code):
-            raise forms.ValidationError(
-                "Use only lower-case letters, digits, hyphens and underscores.")
         clash = KPIDefinition.objects.filter(code=code).exclude(pk=self.instance.pk)
         if clash.exists():
             raise forms.ValidationError("Another KPI already has this code.")

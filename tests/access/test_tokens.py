@@ -51,7 +51,7 @@ def test_making_and_revoking_a_token_are_audited_with_its_prefix(acme_editor, ac
     token, _key = api_token_create(user=acme_editor, name="CRM nightly export")
     api_token_revoke(user=acme_editor, token_id=token.pk)
 
-    events = AuditEvent.objects.filter(action="import").order_by("pk")
+    events = AuditEvent.objects.filter(action="api_token").order_by("pk")
     assert [event.detail["step"] for event in events] == ["token created", "token revoked"]
     for event in events:
         assert (event.user, event.partner) == (acme_editor, acme)

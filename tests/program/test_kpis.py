@@ -73,7 +73,7 @@ def test_library_search_answers_htmx_with_the_results_only(manager_client, kpis,
 
 
 @pytest.mark.parametrize(("code", "message"), [
-    ("Revenue Total", "Use only lower-case letters, digits, hyphens and underscores."),
+    ("Revenue Total", "Use only letters, digits, hyphens and underscores."),
     ("revenue", "Another KPI already has this code."),
 ])
 def test_kpi_code_must_be_a_new_slug(kpis, code, message):
