@@ -22,11 +22,13 @@ from .models import (
     KPITemplateItem,
     Membership,
     MetricObservation,
+    MonthEvent,
     Objective,
     ObservationChange,
     Partner,
     PartnerAssessment,
     ProgramChange,
+    ProgramMonth,
     ProgramSettings,
     Review,
     StageTransition,
@@ -269,3 +271,16 @@ class KPITemplateItemAdmin(ReadOnlyAdmin):
     list_display = ["agreement_type", "kpi", "target", "floor", "weight"]
     list_filter = ["agreement_type"]
     list_select_related = ["kpi"]
+
+
+@admin.register(ProgramMonth)
+class ProgramMonthAdmin(ReadOnlyAdmin):
+    list_display = ["month", "closed", "closed_at", "closed_by"]
+    list_filter = ["closed"]
+
+
+@admin.register(MonthEvent)
+class MonthEventAdmin(ReadOnlyAdmin):
+    list_display = ["at", "month", "action", "username", "reason"]
+    list_filter = ["action"]
+    search_fields = ["month", "username", "reason"]

@@ -837,6 +837,9 @@ class AuditAction(models.TextChoices):
     PROGRAM_LOADED = "program_loaded", "Program loaded"
     PROGRAM_CHANGED = "program_changed", "Program changed"
     API_TOKEN = "api_token", "API token created or revoked"
+    MONTH_CLOSED = "month_closed", "Months closed"
+    MONTH_REOPENED = "month_reopened", "Month reopened"
+    STATEMENT_APPROVED = "statement_approved", "Statement approved"
     SCORING_RUN = "scoring_run", "Scoring run"
     EXPORT = "export", "Export downloaded"
     ADMIN_CHANGE = "admin_change", "Admin change"
@@ -1251,3 +1254,81 @@ class ProgramChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.username or '-'} {self.kind} {self.object_label}"
+
+
+MONTH_REGEX = r"^\d{4}-(0[1-9]|1[0-2])\Z"
+
+
+class MonthQuerySet(models.QuerySet):
+    def closed(self) -> "MonthQuerySet":
+        return self.filter(closed=True)
+
+    def last_closed(self) -> str | None:
+        """The last closed month ("YYYY-MM"), or None while every month is open."""
+        return self.closed().order_by("-month").values_list("month", flat=True).first()
+
+
+class ProgramMonth(models.Model):
+    """A calendar month of the program and whether it is closed (DOMAIN.md § Closing months).
+
+    A month without a row is open. Months close in calendar order, so the closed months are
+    always every month up to the last closed one that has a row; `MonthEvent` keeps each close
+    and reopening with who, when and why."""
+
+    month = models.CharField("month", max_length=7, unique=True)
+    closed = models.BooleanField("closed", default=False)
+    closed_at = models.DateTimeField("closed at", null=True, blank=True)
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+", verbose_name="closed by",
+    )
+
+    objects = MonthQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["month"]
+        verbose_name = "program month"
+        constraints = [
+            models.CheckConstraint(condition=Q(month__regex=MONTH_REGEX),
+                                   name="program_month_format"),
+            models.CheckConstraint(condition=Q(closed=False) | Q(closed_at__isnull=False),
+                                   name="program_month_closed_when"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.month} ({'closed' if self.closed else 'open'})"
+
+
+class MonthAction(models.TextChoices):
+    CLOSED = "closed", "Closed"
+    REOPENED = "reopened", "Reopened"
+
+
+class MonthEvent(models.Model):
+    """One close or reopening of a month: who, when and, for a reopening, why."""
+
+    month = models.CharField("month", max_length=7)
+    action = models.CharField("action", max_length=8, choices=MonthAction.choices)
+    at = models.DateTimeField("when", default=timezone.now)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )
+    username = models.CharField("user name", max_length=150, blank=True)
+    reason = models.TextField("reason", blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = "month event"
+        indexes = [models.Index(fields=["month", "-at"], name="month_event_recent")]
+        constraints = [
+            models.CheckConstraint(condition=Q(action__in=MonthAction.values),
+                                   name="month_event_action_valid"),
+            models.CheckConstraint(condition=Q(month__regex=MONTH_REGEX),
+                                   name="month_event_month_format"),
+            models.CheckConstraint(condition=~Q(action="reopened") | ~Q(reason=""),
+                                   name="month_event_reopen_reason"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.month} {self.action} by {self.username or '-'}"

@@ -29,7 +29,7 @@ HISTORY_MODELS = (
 OTHER_MODELS = (
     program.MetricObservation, program.ObservationChange, program.ImportBatch,
     program.Membership, program.ApiToken, program.AuditEvent, program.Invitation,
-    program.ProgramChange, program.StageTransition,
+    program.ProgramChange, program.StageTransition, program.ProgramMonth, program.MonthEvent,
 )
 AUDIT_ACTIONS = ("program_changed", "program_loaded")
 
