@@ -181,8 +181,8 @@ def health_tier_moves(*, run, agreements: QuerySet[Agreement], month: str) -> di
     previous = month_shift(month, -1)
     if run is not None:
         tiers: dict[int, dict[str, str]] = defaultdict(dict)
-        for agreement_id, period, tier in Scorecard.objects.filter(
-            run=run, period__in=(previous, month), agreement__in=agreements
+        for agreement_id, period, tier in Scorecard.objects.of_run(run).filter(
+            period__in=(previous, month), agreement__in=agreements
         ).values_list("agreement_id", "period", "tier"):
             tiers[agreement_id][period] = tier
         for by_period in tiers.values():
@@ -204,7 +204,7 @@ def health_at_risk(*, run, agreements: QuerySet[Agreement], months: list[str]) -
     """Agreements flagged at risk per month (published scorecards)."""
     if run is None:
         return [0] * len(months)
-    rows = (Scorecard.objects.filter(run=run, at_risk=True, period__gte=months[0],
+    rows = (Scorecard.objects.of_run(run).filter(at_risk=True, period__gte=months[0],
                                      period__lte=months[-1], agreement__in=agreements)
             .order_by().values("period").annotate(n=Count("id")).values_list("period", "n"))
     return _series(months, dict(rows))
@@ -222,7 +222,7 @@ def health_satisfaction(*, run, agreements: QuerySet[Agreement], months: list[st
         source = "mean score of " + ", ".join(name for _, name in kpis)
         if run is not None:
             means = dict(
-                KPIScore.objects.filter(run=run, kpi_id__in=[pk for pk, _ in kpis],
+                KPIScore.objects.of_run(run).filter(kpi_id__in=[pk for pk, _ in kpis],
                                         period__gte=months[0], period__lte=months[-1],
                                         agreement__in=agreements, score__isnull=False)
                 .order_by().values("period").annotate(mean=Avg("score"))
@@ -231,7 +231,7 @@ def health_satisfaction(*, run, agreements: QuerySet[Agreement], months: list[st
         source = "mean relationship category score (no KPI named like satisfaction or NPS)"
         if run is not None:
             means = dict(
-                Scorecard.objects.filter(run=run, has_scorecard=True,
+                Scorecard.objects.of_run(run).filter(has_scorecard=True,
                                          relationship__isnull=False, period__gte=months[0],
                                          period__lte=months[-1], agreement__in=agreements)
                 .order_by().values("period").annotate(mean=Avg("relationship"))

@@ -5,7 +5,7 @@ from django.contrib import admin
 
 from partnerships.admin import ReadOnlyAdmin
 
-from .models import KPIScore, Scorecard, ScoringRun
+from .models import KPIScore, Scorecard, ScoringRun, StatementApproval, StatementLine
 
 
 @admin.register(ScoringRun)
@@ -22,8 +22,8 @@ class ScoringRunAdmin(ReadOnlyAdmin):
 @admin.register(Scorecard)
 class ScorecardAdmin(ReadOnlyAdmin):
     list_display = ["agreement", "period", "overall", "coverage", "rolling", "tier",
-                    "incomplete", "at_risk", "payout", "run"]
-    list_filter = ["tier", "incomplete", "at_risk", "period"]
+                    "incomplete", "at_risk", "payout", "run", "frozen"]
+    list_filter = ["tier", "incomplete", "at_risk", "frozen", "period"]
     search_fields = ["agreement__code"]
     list_select_related = ["agreement"]
     show_full_result_count = False
@@ -37,3 +37,19 @@ class KPIScoreAdmin(ReadOnlyAdmin):
     search_fields = ["agreement__code", "kpi__code"]
     list_select_related = ["agreement", "kpi"]
     show_full_result_count = False
+
+
+@admin.register(StatementLine)
+class StatementLineAdmin(ReadOnlyAdmin):
+    # Written by closing a month, never changed: a correction is an adjustment line.
+    list_display = ["period", "agreement", "kind", "tier", "overall", "rolling", "multiplier",
+                    "base_amount", "currency", "amount", "reason", "created_at", "username"]
+    list_filter = ["kind", "period"]
+    search_fields = ["agreement__code", "reason"]
+    list_select_related = ["agreement"]
+
+
+@admin.register(StatementApproval)
+class StatementApprovalAdmin(ReadOnlyAdmin):
+    list_display = ["month", "approved_by", "approved_at", "closing"]
+    list_select_related = ["approved_by", "closing"]

@@ -33,7 +33,7 @@ def scorecard_export_queryset(*, run: ScoringRun | None, period: str | None = No
     a user may see), sorted by agreement code in code-point order, then period."""
     if run is None:
         return Scorecard.objects.none()
-    scorecards = Scorecard.objects.filter(run=run, has_scorecard=True)
+    scorecards = Scorecard.objects.of_run(run).filter(has_scorecard=True)
     if period:
         scorecards = scorecards.filter(period=period)
     if agreement_ids is not None:

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from partnerships.models import Agreement, KPIDefinition, Tier
+from partnerships.models import Agreement, KPIDefinition, MonthEvent, Tier
 
 
 class ScoringRunQuerySet(models.QuerySet):
@@ -52,6 +52,9 @@ class ScoringRun(models.Model):
     publish_attempts = models.PositiveSmallIntegerField("publishing started", default=0)
     requeued_at = models.DateTimeField("last queued again", null=True, blank=True)
     rules_version = models.PositiveSmallIntegerField("rules version")
+    # The first month the run computed ("YYYY-MM"); blank when it computed every month. The
+    # months before it are shown from the frozen results of the closed months.
+    open_from = models.CharField("first month computed", max_length=7, blank=True)
     fingerprint = models.CharField("input fingerprint", max_length=64, blank=True)
     settings_snapshot = models.JSONField("scoring settings", default=dict, blank=True)
     stage = models.CharField("stage", max_length=40, blank=True)
@@ -147,8 +150,26 @@ class ScoringChunk(models.Model):
         return f"Chunk {self.index} of run {self.run_id}"
 
 
+def run_results_q(run: ScoringRun, prefix: str = "") -> Q:
+    """The results a reader sees for `run`: its own rows, and the frozen rows of the closed
+    months before the first month it computed. `prefix` names the relation ("scorecards__")."""
+    own = Q(**{f"{prefix}run": run})
+    if not run.open_from:
+        return own
+    return own | Q(**{f"{prefix}frozen": True, f"{prefix}period__lt": run.open_from})
+
+
+class RunResultsQuerySet(models.QuerySet):
+    def of_run(self, run: ScoringRun) -> "RunResultsQuerySet":
+        """The rows readers see for `run` (`run_results_q`): use it instead of filter(run=)."""
+        return self.filter(run_results_q(run))
+
+
 class Scorecard(models.Model):
-    """One agreement and month of a run. Months without a scorecard still carry rolling and tier."""
+    """One agreement and month of a run. Months without a scorecard still carry rolling and tier.
+
+    Closing a month marks the current run's rows of that month `frozen`: they are kept (the
+    cleanup of old runs leaves them) and shown by every later run that starts after them."""
 
     # The unique (run, agreement, period) index serves every lookup by run and agreement.
     run = models.ForeignKey(
@@ -174,6 +195,12 @@ class Scorecard(models.Model):
     )
     tier = models.CharField("tier", max_length=16, choices=Tier.choices, blank=True)
     payout = models.FloatField("payout", null=True)
+    # The hysteresis streak at the end of the month (rule 8), kept with the tier at close.
+    # Defaults in the database too: runs write their rows by COPY, naming the columns they fill.
+    streak = models.SmallIntegerField("streak", default=0, db_default=0)
+    frozen = models.BooleanField("frozen (closed month)", default=False, db_default=False)
+
+    objects = RunResultsQuerySet.as_manager()
 
     class Meta:
         ordering = ["agreement", "period"]
@@ -182,11 +209,20 @@ class Scorecard(models.Model):
             models.UniqueConstraint(
                 fields=["run", "agreement", "period"], name="scorecard_unique"
             ),
+            models.UniqueConstraint(
+                fields=["agreement", "period"], condition=Q(frozen=True),
+                name="scorecard_one_frozen",
+            ),
             models.CheckConstraint(
                 condition=Q(coverage__gte=0, coverage__lte=1), name="scorecard_coverage_range"
             ),
         ]
-        indexes = [models.Index(fields=["run", "period"], name="scorecard_run_period")]
+        indexes = [
+            models.Index(fields=["run", "period"], name="scorecard_run_period"),
+            # Serves of_run's `frozen AND period < open_from`.
+            models.Index(fields=["period"], condition=Q(frozen=True),
+                         name="scorecard_frozen_period"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.agreement_id} {self.period}"
@@ -219,6 +255,9 @@ class KPIScore(models.Model):
     target = models.FloatField("target")
     floor = models.FloatField("floor")
     score = models.FloatField("score", null=True)
+    frozen = models.BooleanField("frozen (closed month)", default=False, db_default=False)
+
+    objects = RunResultsQuerySet.as_manager()
 
     class Meta:
         ordering = ["agreement", "kpi", "period"]
@@ -227,7 +266,92 @@ class KPIScore(models.Model):
             models.UniqueConstraint(
                 fields=["run", "agreement", "kpi", "period"], name="kpi_score_unique"
             ),
+            models.UniqueConstraint(
+                fields=["agreement", "kpi", "period"], condition=Q(frozen=True),
+                name="kpi_score_one_frozen",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["period"], condition=Q(frozen=True),
+                         name="kpi_score_frozen_period"),
         ]
 
     def __str__(self) -> str:
         return f"{self.agreement_id}/{self.kpi_id} {self.period}"
+
+
+class StatementKind(models.TextChoices):
+    PAYOUT = "payout", "Payout"
+    ADJUSTMENT = "adjustment", "Adjustment"
+
+
+class StatementLine(models.Model):
+    """One line of a closed month's payout statement (DOMAIN.md § Closing months).
+
+    Written when a month closes, never changed or deleted: a different amount at a later close
+    is an `adjustment` line, so the sum of an agreement's lines of a month is what is due."""
+
+    agreement = models.ForeignKey(
+        Agreement, on_delete=models.PROTECT, related_name="statement_lines"
+    )
+    period = models.CharField("month", max_length=7)
+    kind = models.CharField("kind", max_length=10, choices=StatementKind.choices)
+    tier = models.CharField("tier", max_length=16, choices=Tier.choices, blank=True)
+    overall = models.FloatField("overall", null=True)
+    rolling = models.FloatField("rolling score", null=True)
+    multiplier = models.DecimalField("multiplier", max_digits=5, decimal_places=3, null=True)
+    base_amount = models.DecimalField("base amount", max_digits=12, decimal_places=2, null=True)
+    currency = models.CharField("currency", max_length=3, blank=True)
+    amount = models.DecimalField("amount", max_digits=14, decimal_places=2)
+    reason = models.TextField("reason", blank=True)
+    # The close that wrote the line.
+    closing = models.ForeignKey(
+        MonthEvent, on_delete=models.PROTECT, related_name="+", verbose_name="close"
+    )
+    created_at = models.DateTimeField("written", auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+", verbose_name="written by",
+    )
+    username = models.CharField("user name", max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["period", "agreement", "id"]
+        verbose_name = "statement line"
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=StatementKind.values),
+                                   name="statement_line_kind_valid"),
+            models.CheckConstraint(condition=Q(kind="adjustment") | Q(reason=""),
+                                   name="statement_line_reason_on_adjustments"),
+        ]
+        indexes = [models.Index(fields=["period", "agreement"], name="statement_line_month")]
+
+    def __str__(self) -> str:
+        return f"{self.period} {self.agreement_id} {self.kind} {self.amount}"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise ValueError("A statement line is never changed: add an adjustment line.")
+        super().save(*args, **kwargs)
+
+
+class StatementApproval(models.Model):
+    """A closed month's statement approved for payment, for one close of the month: a month
+    reopened and closed again needs a new approval."""
+
+    month = models.CharField("month", max_length=7)
+    closing = models.OneToOneField(
+        MonthEvent, on_delete=models.PROTECT, related_name="+", verbose_name="close approved"
+    )
+    approved_at = models.DateTimeField("approved at", auto_now_add=True)
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+",
+        verbose_name="approved by",
+    )
+
+    class Meta:
+        ordering = ["-approved_at", "-id"]
+        verbose_name = "statement approval"
+
+    def __str__(self) -> str:
+        return f"{self.month} approved by {self.approved_by_id}"

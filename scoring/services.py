@@ -499,6 +499,42 @@ def _program_inputs() -> tuple[pd.DataFrame, pd.DataFrame, str]:
     return stages, plans, program_digest
 
 
+def inputs_fingerprint(*, rules_version: int, settings_snapshot: dict, periods: list[str],
+                       program_digest: str, digests: dict[str, str]) -> str:
+    """The fingerprint a published run records: sha256 of its rules version, settings, months,
+    program digest and each agreement's digest in agreement order."""
+    return hashlib.sha256(
+        json.dumps(
+            {
+                "rules_version": rules_version,
+                "settings": settings_snapshot,
+                "periods": periods,
+                "program": program_digest,
+                "agreements": [digests[key] for key in sorted(digests, key=int)],
+            },
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()
+
+
+def scoring_inputs_fingerprint(*, chunk_size: int | None = None) -> str:
+    """The fingerprint a run started now would publish: the inputs as they are, read chunk by
+    chunk like a run reads them."""
+    chunk_size = chunk_size or settings.SCORING_CHUNK_SIZE
+    periods = _program_periods()
+    agreement_ids = list(Agreement.objects.order_by("id").values_list("id", flat=True))
+    digests: dict[str, str] = {}
+    for start in range(0, len(agreement_ids), chunk_size):
+        inputs = load_chunk_inputs(agreement_ids=agreement_ids[start:start + chunk_size],
+                                   periods=periods)
+        digests.update(_agreement_digests(inputs))
+    return inputs_fingerprint(
+        rules_version=rules.RULES_VERSION, settings_snapshot=_settings_snapshot(),
+        periods=[periods[0], periods[-1]] if periods else ["", ""],
+        program_digest=_program_inputs()[2], digests=digests,
+    )
+
+
 def _staged_scorecards(run: ScoringRun) -> pd.DataFrame:
     columns = ["agreement_id", "period", "has_scorecard", *SCORE_FIELDS, "coverage", "rolling",
                "incomplete"]
@@ -556,18 +592,11 @@ def scoring_run_publish(*, run_id: int) -> ScoringRun | None:
         digests: dict[str, str] = {}
         for chunk in chunks:
             digests.update(chunk.digests)
-        fingerprint = hashlib.sha256(
-            json.dumps(
-                {
-                    "rules_version": run.rules_version,
-                    "settings": snapshot,
-                    "periods": [run.first_period, run.last_period],
-                    "program": program_digest,
-                    "agreements": [digests[key] for key in sorted(digests, key=int)],
-                },
-                sort_keys=True,
-            ).encode()
-        ).hexdigest()
+        fingerprint = inputs_fingerprint(
+            rules_version=run.rules_version, settings_snapshot=snapshot,
+            periods=[run.first_period, run.last_period], program_digest=program_digest,
+            digests=digests,
+        )
         now = _now()
         run.status = ScoringRun.Status.SUCCEEDED
         run.active = None
@@ -729,6 +758,7 @@ def scoring_results_cleanup() -> int:
     """Delete the results of finished runs other than the published one; return rows deleted.
 
     Only finished runs: a run requested while this runs must keep the chunks it just planned.
+    Frozen rows (closed months) are kept, whichever run wrote them.
     """
     current = ScoringRun.objects.current()
     # Plain DELETEs: results have no dependants, and these tables hold millions of rows.
@@ -738,8 +768,9 @@ def scoring_results_cleanup() -> int:
     deleted = 0
     with connection.cursor() as cursor:
         for model in (KPIScore, Scorecard, ScoringChunk):
+            kept = "" if model is ScoringChunk else " AND NOT frozen"
             cursor.execute(
-                f"DELETE FROM {model._meta.db_table} WHERE run_id IN ({finished})",
+                f"DELETE FROM {model._meta.db_table} WHERE run_id IN ({finished}){kept}",
                 [current.pk if current else 0],
             )
             deleted += cursor.rowcount if model is not ScoringChunk else 0

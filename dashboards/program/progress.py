@@ -24,7 +24,7 @@ def _latest_actuals_of_each(*, run: ScoringRun, ids: list[int]) -> dict[int, dic
     result: dict[int, dict] = {pk: {} for pk in ids}
     # Oldest month first: the last one written for a KPI is its latest month.
     for agreement_id, kpi_id, period, actual in (
-            KPIScore.objects.filter(run=run, agreement_id__in=ids, actual__isnull=False)
+            KPIScore.objects.of_run(run).filter(agreement_id__in=ids, actual__isnull=False)
             .order_by("period").values_list("agreement_id", "kpi_id", "period", "actual")):
         # Runs before non-finite actuals were refused may hold ±inf: that month has no value.
         if math.isfinite(actual):

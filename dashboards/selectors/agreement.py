@@ -26,7 +26,7 @@ def agreement_scorecards(*, run, agreement: Agreement) -> list[Scorecard]:
 
 def _scorecards_of_each(*, run, ids: list[int]) -> dict[int, list[Scorecard]]:
     result: dict[int, list[Scorecard]] = {pk: [] for pk in ids}
-    for card in Scorecard.objects.filter(run=run, agreement_id__in=ids).order_by(
+    for card in Scorecard.objects.of_run(run).filter(agreement_id__in=ids).order_by(
             "agreement_id", "period"):
         result[card.agreement_id].append(card)
     return result
@@ -63,8 +63,8 @@ def _kpi_scores_of_each(*, run, ids: list[int], period: str,
     """For each agreement: the month's KPI_TABLE_COLUMNS of each KPI, and each KPI's score by
     month of `trend_periods`. One query."""
     result: dict[int, tuple[list, dict]] = {pk: ([], {}) for pk in ids}
-    for values in KPIScore.objects.filter(
-        run=run, agreement_id__in=ids, period__in={period, *trend_periods}
+    for values in KPIScore.objects.of_run(run).filter(
+        agreement_id__in=ids, period__in={period, *trend_periods}
     ).order_by().values_list("agreement_id", "period", "score", *KPI_TABLE_COLUMNS):
         month, trends = result[values[0]]
         if values[1] == period:

@@ -26,7 +26,7 @@ from django.db.models.functions import Coalesce, Collate, Concat, Lower, NullIf,
 from django.utils.safestring import mark_safe
 
 from partnerships.models import Agreement, AgreementType, Stage, Tier
-from scoring.models import Scorecard, ScoringRun
+from scoring.models import Scorecard, ScoringRun, run_results_q
 
 from .. import charts
 from ..cache import run_cached, run_cached_each
@@ -64,8 +64,8 @@ def _row_cards(*, ids: list[int], run, period: str, trend_months: int) -> dict[i
     previous_period = month_shift(period, -1)
     window = month_range(last=period, count=trend_months)
     cards: dict[tuple[int, str], tuple] = {
-        (values[0], values[1]): values[2:] for values in Scorecard.objects.filter(
-            run=run, period__gte=min(window[0], previous_period), period__lte=period,
+        (values[0], values[1]): values[2:] for values in Scorecard.objects.of_run(run).filter(
+            period__gte=min(window[0], previous_period), period__lte=period,
             agreement_id__in=ids,
         ).order_by().values_list("agreement_id", "period", *CARD_COLUMNS)
     }
@@ -167,7 +167,8 @@ def with_month_cards(queryset: QuerySet[Agreement], *, run, period: str,
                 None, output_field=CharField()) for column in columns})
             continue
         queryset = queryset.annotate(**{f"{name}_join": FilteredRelation(
-            "scorecards", condition=Q(scorecards__run=run, scorecards__period=month))})
+            "scorecards",
+            condition=run_results_q(run, "scorecards__") & Q(scorecards__period=month))})
         queryset = queryset.annotate(**{f"_{name}_{column}": F(f"{name}_join__{column}")
                                         for column in columns})
     return queryset
@@ -177,8 +178,8 @@ def _trend_annotations(*, run, period: str, trend_months: int = TREND_MONTHS) ->
     """`_trend`: the last minus the first scored overall score of the trend window, NULL below
     two scored months (PortfolioRow.trend_change in SQL). Three correlated index lookups."""
     window = month_range(last=period, count=trend_months)
-    scored = Scorecard.objects.filter(
-        run=run, period__gte=window[0], period__lte=period, has_scorecard=True,
+    scored = Scorecard.objects.of_run(run).filter(
+        period__gte=window[0], period__lte=period, has_scorecard=True,
         overall__isnull=False, agreement=OuterRef("pk")).order_by()
     return {
         "_trend_last_period": Subquery(scored.order_by("-period").values("period")[:1]),
@@ -327,7 +328,7 @@ def portfolio_overview(*, agreements: QuerySet[Agreement]) -> dict:
 def _scorecards_of(*, agreements: QuerySet[Agreement], run) -> QuerySet[Scorecard]:
     """The run's scorecards of the given (already scoped) agreements. Every scorecard has an
     agreement: when the user sees them all (host staff), the semi-join would only cost."""
-    scorecards = Scorecard.objects.filter(run=run)
+    scorecards = Scorecard.objects.of_run(run)
     if agreements.query.where or agreements.query.is_sliced:
         scorecards = scorecards.filter(agreement__in=agreements.order_by().values("pk"))
     return scorecards

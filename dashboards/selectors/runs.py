@@ -43,7 +43,7 @@ def tier_cutoffs(*, run, period: str, policy: dict) -> dict:
                 "growth": policy["growth_threshold"], "ranked": None}
     if run is None:
         return {"strategic": None, "growth": None, "ranked": 0}
-    return Scorecard.objects.filter(run=run, period=period).aggregate(
+    return Scorecard.objects.of_run(run).filter(period=period).aggregate(
         strategic=Min("rolling", filter=Q(candidate_tier=Tier.STRATEGIC)),
         growth=Min("rolling", filter=Q(candidate_tier__in=(Tier.STRATEGIC, Tier.GROWTH))),
         ranked=Count("pk", filter=~Q(candidate_tier="")),

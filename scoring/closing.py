@@ -1,0 +1,213 @@
+"""Closing and reopening months, and approving a closed month's statement (DOMAIN.md § Closing
+months).
+
+- `months_close(through=, user=, request=None)`: closes every open month up to and including
+  `through`, in calendar order, when it has ended and the published run is current; freezes
+  that run's scorecards and KPI scores of those months and writes their statement lines.
+- `month_reopen(month=, reason=, user=, request=None)`: a host admin reopens a month and every
+  later closed month, with a reason. Their frozen rows stay shown until a run computes those
+  months again; their next close replaces them.
+- `statement_approve(month=, user=, request=None)`: a host admin other than the one who closed
+  the month approves its statement for payment (for that close only).
+
+Each runs in one transaction, records a `MonthEvent` per month and an audit event. `user=None`
+is the system actor (a command run without --user, the schedule). Refusals raise
+`ClosingRefused` (the rules) or `PermissionDenied` (the user's role), with nothing written.
+"""
+
+import re
+
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from partnerships.access import is_host_admin, may_manage
+from partnerships.audit import audit_record
+from partnerships.changes import program_changed
+from partnerships.history import SYSTEM_ACTOR
+from partnerships.models import AuditAction, MonthAction, MonthEvent, ProgramMonth
+from partnerships.services import _lock_observation_writes as lock_observation_writes
+
+from .models import KPIScore, Scorecard, ScoringRun, StatementApproval
+from .services import scoring_inputs_fingerprint
+from .statements import statement_lines_write
+
+MONTH_PATTERN = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+
+
+class ClosingRefused(Exception):
+    """A close, reopening or approval the rules do not allow; the message says why."""
+
+
+def month_checked(month: str) -> str:
+    """`month` when it is a month written YYYY-MM; else ClosingRefused."""
+    if not isinstance(month, str) or not MONTH_PATTERN.fullmatch(month):
+        raise ClosingRefused(f"A month is written YYYY-MM, not {month!r}.")
+    return month
+
+
+def month_after(month: str) -> str:
+    year, number = int(month[:4]), int(month[5:7])
+    return f"{year + number // 12:04d}-{number % 12 + 1:02d}"
+
+
+def months_from_to(first: str, last: str) -> list[str]:
+    """Every month from `first` to `last`, both included, in calendar order."""
+    months = []
+    while first <= last:
+        months.append(first)
+        first = month_after(first)
+    return months
+
+
+def current_month() -> str:
+    """The month in progress, by the local date: it has not ended, so it cannot close."""
+    return timezone.localdate().strftime("%Y-%m")
+
+
+def _authenticated(user):
+    return user if user is not None and user.is_authenticated else None
+
+
+def _audit(*, action: str, user, request: HttpRequest | None, target: str, detail: dict) -> None:
+    actor = _authenticated(user)
+    audit_record(action=action, request=request, user=actor,
+                 username="" if actor else SYSTEM_ACTOR, target=target, detail=detail)
+
+
+def _event(*, month: str, action: str, user, at, reason: str = "") -> MonthEvent:
+    actor = _authenticated(user)
+    return MonthEvent.objects.create(
+        month=month, action=action, at=at, user=actor, reason=reason,
+        username=actor.get_username() if actor else SYSTEM_ACTOR,
+    )
+
+
+def _months_to_close(*, last_closed: str | None, through: str, run: ScoringRun) -> list[str]:
+    if last_closed:
+        return months_from_to(month_after(last_closed), through)
+    # Nothing closed yet: from the first month the program has (scored, or reopened once).
+    firsts = [through, run.first_period,
+              ProgramMonth.objects.order_by("month").values_list("month", flat=True).first()]
+    return months_from_to(min(month for month in firsts if month), through)
+
+
+def _freeze(*, run: ScoringRun, months: list[str]) -> None:
+    """Mark the run's rows of `months` frozen, unmarking what an earlier close of them froze.
+
+    A month before the run's `open_from` was not computed by it: its frozen rows are the ones
+    the run shows, and stay."""
+    computed = [month for month in months if not run.open_from or month >= run.open_from]
+    for model in (Scorecard, KPIScore):
+        model.objects.filter(frozen=True, period__in=computed).exclude(run=run).update(
+            frozen=False)
+        model.objects.filter(run=run, period__in=computed, frozen=False).update(frozen=True)
+
+
+def _current_run_or_refuse() -> ScoringRun:
+    run = ScoringRun.objects.current()
+    if run is None:
+        raise ClosingRefused("No published scoring run yet: run scoring first.")
+    if run.fingerprint != scoring_inputs_fingerprint():
+        raise ClosingRefused(
+            "The scores are not current (observations, terms or settings changed since the "
+            f"last published run, run {run.pk}): run scoring first.")
+    return run
+
+
+def months_close(*, through: str, user, request: HttpRequest | None = None) -> list[str]:
+    """Close every open month up to and including `through`; return the months closed."""
+    month_checked(through)
+    if user is not None and not may_manage(user):
+        raise PermissionDenied("Only host managers and admins close months.")
+    if through >= current_month():
+        raise ClosingRefused(
+            f"{through} has not ended yet: only a month that has ended can be closed.")
+    with transaction.atomic():
+        # The lock of every observation writer: no import writes into a month while it closes,
+        # and two closes (or a close and a reopening) take turns.
+        lock_observation_writes()
+        last_closed = ProgramMonth.objects.last_closed()
+        if last_closed and through <= last_closed:
+            return []
+        run = _current_run_or_refuse()
+        months = _months_to_close(last_closed=last_closed, through=through, run=run)
+        now = timezone.now()
+        closings = {}
+        for month in months:
+            ProgramMonth.objects.update_or_create(month=month, defaults={
+                "closed": True, "closed_at": now, "closed_by": _authenticated(user)})
+            closings[month] = _event(month=month, action=MonthAction.CLOSED, user=user, at=now)
+        _freeze(run=run, months=months)
+        lines = statement_lines_write(run=run, closings=closings, user=_authenticated(user))
+        _audit(action=AuditAction.MONTH_CLOSED, user=user, request=request,
+               target=f"months {months[0]} to {months[-1]}",
+               detail={"months": months, "run": run.pk, "statement_lines": lines})
+        program_changed()
+    return months
+
+
+def month_reopen(*, month: str, reason: str, user,
+                 request: HttpRequest | None = None) -> list[str]:
+    """Reopen `month` and every later closed month, with a reason; return the months reopened."""
+    month_checked(month)
+    reason = (reason or "").strip()
+    if user is not None and not is_host_admin(user):
+        raise PermissionDenied("Only a host admin reopens a month.")
+    if not reason:
+        raise ClosingRefused("Say why the month is reopened: a reason is required.")
+    with transaction.atomic():
+        lock_observation_writes()
+        last_closed = ProgramMonth.objects.last_closed()
+        if last_closed is None or month > last_closed:
+            raise ClosingRefused(f"{month} is not closed.")
+        months = months_from_to(month, last_closed)
+        now = timezone.now()
+        for each in months:
+            ProgramMonth.objects.update_or_create(month=each, defaults={
+                "closed": False, "closed_at": None, "closed_by": None})
+            _event(month=each, action=MonthAction.REOPENED, user=user, at=now, reason=reason)
+        _audit(action=AuditAction.MONTH_REOPENED, user=user, request=request,
+               target=f"months {months[0]} to {months[-1]}",
+               detail={"months": months, "reason": reason})
+        program_changed()
+    return months
+
+
+def last_close(month: str) -> MonthEvent | None:
+    """The latest close of `month` (the one its statement is approved for)."""
+    return (MonthEvent.objects.filter(month=month, action=MonthAction.CLOSED)
+            .order_by("-at", "-id").first())
+
+
+def statement_approve(*, month: str, user,
+                      request: HttpRequest | None = None) -> StatementApproval:
+    """Approve the closed month's statement for payment: a host admin other than its closer."""
+    month_checked(month)
+    if user is None or not is_host_admin(user):
+        raise PermissionDenied("Only a host admin approves a statement for payment.")
+    with transaction.atomic():
+        state = ProgramMonth.objects.select_for_update().filter(month=month).first()
+        if state is None or not state.closed:
+            raise ClosingRefused(f"{month} is not closed: only a closed month's statement "
+                                 "is approved.")
+        closing = last_close(month)
+        if closing.user_id == user.pk:
+            raise ClosingRefused(f"{month} was closed by {user.get_username()}: its statement "
+                                 "is approved by another host admin.")
+        if StatementApproval.objects.filter(closing=closing).exists():
+            raise ClosingRefused(f"The statement of {month} is approved already.")
+        approval = StatementApproval.objects.create(month=month, closing=closing,
+                                                    approved_by=user)
+        _audit(action=AuditAction.STATEMENT_APPROVED, user=user, request=request,
+               target=f"statement {month}", detail={"month": month, "close": closing.pk})
+    return approval
+
+
+def statement_approved(month: str) -> bool:
+    """Whether the closed month's statement is approved (for its latest close)."""
+    closing = last_close(month)
+    return (closing is not None
+            and ProgramMonth.objects.filter(month=month, closed=True).exists()
+            and StatementApproval.objects.filter(closing=closing).exists())
