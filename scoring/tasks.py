@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from partnerships.queue import TaskQueueUnavailable, task_publish
 
-from . import services
+from . import closing, services
 from .models import ScoringRun
 
 logger = logging.getLogger(__name__)
@@ -147,6 +147,12 @@ def _nightly(*, scheduled_for, attempt: int) -> str:
 def scoring_nightly() -> str:
     """The beat entry: one run per night; a second beat or a run in progress is skipped."""
     return _nightly(scheduled_for=timezone.localdate(), attempt=1)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def months_auto_close() -> str:
+    """On beat, daily: close the months MONTH_AUTO_CLOSE_DAYS after they end (when set)."""
+    return closing.months_auto_close()
 
 
 @shared_task(acks_late=True, ignore_result=True)

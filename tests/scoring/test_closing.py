@@ -1,6 +1,7 @@
 """Closing and reopening months (DOMAIN.md § Closing months): order, refusals, frozen rows,
 the cleanup, `of_run`, and the commands."""
 
+import datetime as dt
 import io
 
 import pytest
@@ -15,7 +16,14 @@ from partnerships.models import (
     Role,
 )
 from scoring import services
-from scoring.closing import ClosingRefused, current_month, month_reopen, months_close
+from scoring.closing import (
+    ClosingRefused,
+    auto_close_refusal,
+    current_month,
+    month_reopen,
+    months_auto_close,
+    months_close,
+)
 from scoring.exports import scorecard_export_rows
 from scoring.models import KPIScore, Scorecard, ScoringRun
 from tests.conftest import make_user, write_observations
@@ -238,3 +246,44 @@ def test_reopen_month_command(three_months, host_manager, host_admin):
         run_command("reopen_month", "2025-02", "--reason", "late data")
     assert run_command("reopen_month", "2025-01", "--reason", "late data") == (
         "Reopened 2025-01.\n")
+
+
+# ---- Closing on a schedule ----------------------------------------------------------------
+
+
+def test_automatic_closing_is_off_by_default(three_months, settings):
+    settings.MONTH_AUTO_CLOSE_DAYS = 0
+    assert months_auto_close(today=dt.date(2025, 6, 1)) == "automatic closing is off"
+    assert not ProgramMonth.objects.exists()
+
+
+def test_months_close_automatically_the_set_number_of_days_after_they_end(three_months,
+                                                                         settings):
+    settings.MONTH_AUTO_CLOSE_DAYS = 5
+    # 2025-03 ended on April 1st: closed from April 6th on.
+    assert months_auto_close(today=dt.date(2025, 4, 5)) == "closed 2025-01, 2025-02"
+    assert months_auto_close(today=dt.date(2025, 4, 6)) == "closed 2025-03"
+    assert months_auto_close(today=dt.date(2025, 4, 7)) == "nothing to close (closed up to 2025-03)"
+    assert MonthEvent.objects.filter(action="closed", username="system").count() == 3
+
+
+def test_a_refused_automatic_close_says_why_and_is_tried_again_the_next_day(three_months,
+                                                                            settings, kpis):
+    acme, _ = three_months
+    settings.MONTH_AUTO_CLOSE_DAYS = 1
+    write_observations([(acme, kpis["revenue"], "host", "2025-03-20", 10)])
+    assert "run scoring first" in months_auto_close(today=dt.date(2025, 4, 2))
+    assert not ProgramMonth.objects.exists()
+    refusal = auto_close_refusal()
+    assert refusal["through"] == "2025-03" and "run scoring first" in refusal["refused"]
+    services.scoring_run_inline()
+    assert months_auto_close(today=dt.date(2025, 4, 3)) == "closed 2025-01, 2025-02, 2025-03"
+    assert auto_close_refusal() is None
+
+
+def test_a_reopened_month_is_not_closed_again_automatically(three_months, settings, host_admin):
+    settings.MONTH_AUTO_CLOSE_DAYS = 1
+    months_close(through="2025-03", user=None)
+    month_reopen(month="2025-02", reason="late data", user=host_admin)
+    assert months_auto_close(today=dt.date(2025, 5, 2)) == "nothing to close (closed up to 2025-01)"
+    assert ProgramMonth.objects.last_closed() == "2025-01"
