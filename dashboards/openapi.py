@@ -206,6 +206,14 @@ def openapi_document(*, server_url: str) -> dict:
                         "value": {"type": "string",
                                   "description": "The value sent, as text (cut to 80 "
                                                  "characters)."},
+                        "observation": {
+                            "type": ["object", "null"],
+                            "description": "The observation at fault: its agreement, kpi "
+                                           "and date as sent (null for the request as a "
+                                           "whole).",
+                            "properties": {name: {"type": ["string", "null"]}
+                                           for name in ("agreement", "kpi", "date")},
+                        },
                     },
                 },
             },

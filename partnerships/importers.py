@@ -42,6 +42,7 @@ from .models import (
     ValueType,
     number_text,
 )
+from .months import last_closed_month, month_closed_message
 from .spreadsheets import FORMULA_PREFIXES, spreadsheet_escape
 
 COLUMNS = ("agreement", "kpi", "side", "date", "value", "note")
@@ -115,8 +116,9 @@ class MetricFilePreview:
     `format` is "csv" or "xlsx" (None when unrecognisable); `encoding` ("utf-8" or
     "utf-8 with BOM") and `delimiter` ("," ";" or a tab) for CSV; `sheet` is the sheet read
     from an XLSX. `rows` holds the first data rows as display strings in the file's column
-    order, `total_rows` counts every non-blank data row. `errors` are file-level problems (the
-    import would fail at once); row-level checks (codes, dates, values) run only on import.
+    order, `total_rows` counts every non-blank data row. `errors` are file-level problems and
+    rows dated in a closed month (the import would fail at once); the other row-level checks
+    (codes, dates, values) run only on import.
     """
 
     file_name: str
@@ -201,6 +203,8 @@ class ValidatedRows:
     rows_total: int
     errors: list[RowError]
     error_count: int
+    # The spreadsheet row (or record index) of each row of `frame`, for errors found on write.
+    rows: np.ndarray | None = None
 
     @property
     def ok(self) -> bool:
@@ -302,6 +306,7 @@ def metric_file_preview(*, path: Path, file_name: str, max_rows: int = 10,
         )
     head = table.data.head(max_rows)
     ordered = [name for name in table.header if name in head.columns]
+    closed_errors, closed_count = _closed_month_errors(table)
     return MetricFilePreview(
         file_name=file_name,
         format=table.format,
@@ -312,7 +317,21 @@ def metric_file_preview(*, path: Path, file_name: str, max_rows: int = 10,
         rows=[[shown(cell) for cell in row] for row in head[ordered].itertuples(index=False)],
         total_rows=len(table),
         notes=table.notes,
+        errors=closed_errors,
+        error_count=closed_count,
     )
+
+
+def _closed_month_errors(table: MetricTable) -> tuple[list[RowError], int]:
+    """The rows dated in a closed month, shown before the upload is confirmed."""
+    log = _ErrorLog(table.rows)
+    bad = np.zeros(len(table), dtype=bool)
+    for mask, column, _message, _values in table.problems:
+        if column in ("date", ""):  # a cell the import refuses for another reason
+            bad |= mask
+    days, date_ok = _date_rows(table.data["date"], bad, _ErrorLog(table.rows))
+    _log_closed_months(log, date_ok & closed_month_mask(days), days, table.data["date"])
+    return log.errors(), log.count
 
 
 def _file_format(path: Path, file_name: str) -> str:
@@ -1179,7 +1198,8 @@ def metric_rows_validate(*, table: MetricTable, uploader: Uploader, default_side
 
     Per row: known agreement (one of the partner's own, for a partner editor), known KPI that
     is part of the agreement, side host/partner (a partner editor only `partner`), an ISO date
-    not in the future and within the agreement's start and end, a finite number within the
+    not in a closed month, not in the future and within the agreement's start and end (a date
+    in a closed month gets that error only), a finite number within the
     program's magnitude limit and the KPI's allowed values (a count whole and ≥ 0, its minimum
     and maximum), a note of at most 500 characters, and no key (agreement, kpi, side, date)
     twice in the table.
@@ -1210,6 +1230,9 @@ def metric_rows_validate(*, table: MetricTable, uploader: Uploader, default_side
     side_codes, side_ok = _side_rows(data.get("side"), n, uploader, default_side,
                                      bad["side"], log)
     days, date_ok = _date_rows(data["date"], bad["date"], log)
+    closed = date_ok & closed_month_mask(days)
+    _log_closed_months(log, closed, days, data["date"])
+    date_ok &= ~closed
     future = date_ok & (days > np.datetime64(today, "D"))
     log.add(future, "date", f"the date is in the future (today is {today.isoformat()})",
             data["date"])
@@ -1246,7 +1269,7 @@ def metric_rows_validate(*, table: MetricTable, uploader: Uploader, default_side
         "value": values,
         "note": notes.to_numpy(dtype=object) if notes is not None else "",
     })
-    return ValidatedRows(frame, n, [], 0)
+    return ValidatedRows(frame, n, [], 0, rows=table.rows)
 
 
 @dataclass
@@ -1364,6 +1387,37 @@ def _date_rows(column: pd.Series, bad: np.ndarray,
     log.add((iso & np.isnat(unique_days))[codes] & ~bad, "date", "not a valid calendar date",
             column)
     return days, ~np.isnat(days) & ~bad
+
+
+def closed_month_mask(days: np.ndarray, last_closed: str | None = None) -> np.ndarray:
+    """Rows whose day (datetime64[D]; NaT for none) falls in a closed month.
+
+    One query for the last closed month (unless given), then one comparison over the rows:
+    months close in calendar order, so every month up to the last closed one is closed.
+    """
+    last_closed = last_closed_month() if last_closed is None else last_closed
+    if last_closed is None:
+        return np.zeros(len(days), dtype=bool)
+    months = np.asarray(days, dtype="datetime64[D]").astype("datetime64[M]")
+    return ~np.isnat(months) & (months <= np.datetime64(last_closed, "M"))
+
+
+def closed_month_errors(*, days: np.ndarray, rows: np.ndarray,
+                        last_closed: str | None = None) -> tuple[list[RowError], int]:
+    """The error of each row (numbered by `rows`) dated in a closed month, and their count."""
+    days = np.asarray(days, dtype="datetime64[D]")
+    log = _ErrorLog(np.asarray(rows))
+    _log_closed_months(log, closed_month_mask(days, last_closed), days,
+                       lambda kept: np.datetime_as_string(days[kept], unit="D"))
+    return log.errors(), log.count
+
+
+def _log_closed_months(log: "_ErrorLog", closed: np.ndarray, days: np.ndarray,
+                       values: pd.Series | Callable) -> None:
+    log.add(closed, "date", lambda kept: [
+        month_closed_message(month)
+        for month in np.datetime_as_string(days[kept].astype("datetime64[M]"), unit="M")
+    ], values)
 
 
 def _value_rows(table: MetricTable, bad: np.ndarray, log: _ErrorLog, *,
