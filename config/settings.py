@@ -93,6 +93,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    # The built-in widget templates, for the project's form renderer (FORM_RENDERER).
+    "django.forms",
     "django_htmx",
     "axes",
     "django_otp",
@@ -150,6 +152,9 @@ TEMPLATES = [
         },
     },
 ]
+
+# Forms and fields render through templates/forms/ (one markup for every form).
+FORM_RENDERER = "config.forms.FormRenderer"
 
 DATABASES = {
     "default": database_from_url(env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"))

@@ -136,6 +136,8 @@ class AcceptInvitationForm(UserCreationForm):
         self.fields["username"].help_text = (
             "Letters, digits and @ . + - _ only; this is what you will log in with."
         )
+        for field in self.fields.values():
+            field.template_name = "forms/field_rich_help.html"
 
 
 # ---- Helpers --------------------------------------------------------------------------------

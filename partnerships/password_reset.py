@@ -67,6 +67,10 @@ def password_reset_mail_send(*, email: str, domain: str, use_https: bool) -> int
 class ThrottledPasswordResetForm(PasswordResetForm):
     """Django's form, saved through the throttled request above instead of sending at once."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["email"].label = "E-mail address"
+
     def save(self, *, request=None, **_options) -> None:
         password_reset_request(email=self.cleaned_data["email"], request=request)
 

@@ -98,14 +98,23 @@ class TwoFactorMiddleware:
 
 
 class TwoFactorCodeForm(forms.Form):
-    # Rendered by registration/_token_field.html (numeric keypad, one-time-code autofill).
-    token = forms.CharField(label="Six-digit code", max_length=12)
+    # A numeric keypad on phones and the one-time-code autofill of the browser.
+    token = forms.CharField(label="Six-digit code", max_length=12, widget=forms.TextInput(attrs={
+        "class": "input-code", "inputmode": "numeric", "autocomplete": "one-time-code",
+        "spellcheck": "false"}))
 
     def clean_token(self) -> str:
         token = re.sub(r"\s", "", self.cleaned_data["token"])
         if not re.fullmatch(r"[0-9]{6}", token):
             raise forms.ValidationError("Enter the six digits your authenticator app shows.")
         return token
+
+
+class TwoFactorVerifyForm(TwoFactorCodeForm):
+    # The code is all the log-in step asks for: the cursor starts in it.
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["token"].widget.attrs["autofocus"] = True
 
 
 WRONG_CODE = ("That code did not match. Enter the newest code from your authenticator app "
@@ -214,7 +223,7 @@ def two_factor_verify(request: HttpRequest) -> HttpResponse:
     if device is None:
         return redirect("two_factor_setup" if two_factor_required(user) else "home")
 
-    form = TwoFactorCodeForm(request.POST or None)
+    form = TwoFactorVerifyForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         allowed, _ = device.verify_is_allowed()
         verified = allowed and verify_token(user, device.persistent_id,

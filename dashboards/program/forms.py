@@ -43,6 +43,8 @@ class PartnerSearchForm(forms.Form):
 
 
 class PartnerForm(forms.ModelForm):
+    error_summary = "Please correct the marked field"
+
     class Meta:
         model = Partner
         fields = ["name", "slug", "website", "industry", "status"]
@@ -91,6 +93,7 @@ def _score_field(label: str, help_text: str) -> forms.IntegerField:
 
 
 class AssessmentForm(forms.ModelForm):
+    error_summary = "Please correct the marked field"
     strategic_fit = _score_field(
         "Strategic fit", "1 = their goals pull another way, 5 = they need what we offer and we "
         "need what they have.")
@@ -135,6 +138,11 @@ class AssessmentForm(forms.ModelForm):
             "horizon_options": "Which future options it opens (markets, products, an "
                                "investment).",
         }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in PartnerAssessment.ALIGNMENT_FIELDS:
+            self.fields[name].template_name = "forms/field_check.html"
 
     @property
     def score_fields(self):

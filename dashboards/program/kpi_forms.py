@@ -11,6 +11,7 @@ import re
 from django import forms
 from django.utils import timezone
 
+from config.forms import LiveFeedbackRenderer
 from partnerships.models import (
     AgreementKPI,
     AgreementType,
@@ -58,6 +59,8 @@ def partial_errors(form: forms.BaseForm) -> None:
 
 
 class KPIDefinitionForm(forms.ModelForm):
+    default_renderer = LiveFeedbackRenderer  # messages beside each field, checked as typed
+
     SCORING_FIELDS = ("category", "aggregation", "source")
     VALUE_FIELDS = ("value_type", "minimum", "maximum")
 
@@ -141,6 +144,8 @@ class TargetFloorWeightMixin:
 
 
 class AgreementKPIValuesForm(TargetFloorWeightMixin, forms.ModelForm):
+    default_renderer = LiveFeedbackRenderer  # messages beside each field, checked as typed
+
     target = FiniteFloatField(label="Monthly target", widget=number_input())
     floor = FiniteFloatField(
         label="Floor", widget=number_input(),
@@ -177,6 +182,8 @@ class AgreementKPIAddForm(AgreementKPIValuesForm):
 
 
 class TemplateItemForm(TargetFloorWeightMixin, forms.ModelForm):
+    default_renderer = LiveFeedbackRenderer  # messages beside each field, checked as typed
+
     agreement_type = forms.ChoiceField(label="Agreement type", choices=AgreementType.choices)
     kpi = forms.ModelChoiceField(
         label="KPI", queryset=KPIDefinition.objects.none(), to_field_name="code",
@@ -210,11 +217,14 @@ class TemplateItemForm(TargetFloorWeightMixin, forms.ModelForm):
 
 
 class CopyFromAgreementForm(forms.Form):
+    default_renderer = LiveFeedbackRenderer  # messages beside each field, checked as typed
+
     source = forms.ModelChoiceField(
         label="Copy the KPIs of", queryset=None, to_field_name="code",
         empty_label="— choose an agreement —")
     mode = forms.ChoiceField(
         label="KPIs this agreement already has", widget=forms.RadioSelect, initial="keep",
+        template_name="forms/field_radios.html",
         choices=[("keep", "Keep them as they are; add only the KPIs it lacks"),
                  ("replace", "Replace them: the set becomes exactly the copied one "
                              "(KPIs it lacks are removed)")])
@@ -229,14 +239,20 @@ class CopyFromAgreementForm(forms.Form):
 
 class CopyFromTemplateForm(forms.Form):
     mode = forms.ChoiceField(label="KPIs this agreement already has", widget=forms.RadioSelect,
-                             initial="keep", choices=CopyFromAgreementForm.base_fields[
-                                 "mode"].choices)
+                             initial="keep", template_name="forms/field_radios.html",
+                             choices=CopyFromAgreementForm.base_fields["mode"].choices)
+
+    def __init__(self, *args, **kwargs):
+        # Shown on the same page as the agreement form, whose field has the same name.
+        super().__init__(*args, auto_id="template-%s", **kwargs)
 
 
 # ---- Objectives ----------------------------------------------------------------------------
 
 
 class ObjectiveForm(forms.ModelForm):
+    default_renderer = LiveFeedbackRenderer  # messages beside each field, checked as typed
+
     target_value = FiniteFloatField(
         label="Target value", widget=number_input(),
         help_text="In the unit of the success metric (of the linked KPI, if any).")
@@ -297,6 +313,8 @@ class ObjectiveForm(forms.ModelForm):
 
 
 class IncentivePlanForm(forms.ModelForm):
+    default_renderer = LiveFeedbackRenderer  # messages beside each field, checked as typed
+
     baseline_score = FiniteFloatField(
         label="Baseline rolling score B", min_value=0, max_value=120, initial=60,
         widget=number_input(min="0", max="120"),

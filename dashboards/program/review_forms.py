@@ -12,6 +12,8 @@ DATE_WIDGET = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
 class ReviewForm(forms.ModelForm):
     """A review as it was held: recorded afterwards, so its date is never in the future."""
 
+    mark_required = True  # labels say which fields are required
+
     class Meta:
         model = Review
         fields = ["kind", "held_on", "host_attendees", "partner_attendees", "notes",
@@ -47,6 +49,8 @@ class ReviewForm(forms.ModelForm):
 
 class ActionItemForm(forms.ModelForm):
     """An action: what, who (name and side), their RACI role and by when."""
+
+    mark_required = True
 
     review = forms.ModelChoiceField(
         label="Review", queryset=Review.objects.none(), required=False,
