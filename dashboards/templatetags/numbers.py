@@ -41,6 +41,10 @@ def _finite(value) -> float | Decimal | None:
     return None
 
 
+# Not partnerships.models.number_text, on purpose: that one writes a bound or a value in an
+# error or history message exactly as it is stored (2.5, 1e+20, no separators, no rounding)
+# so a person can compare it with what they typed; this one writes a figure for reading,
+# rounded as the CSV exports round it and grouped in thousands.
 def number_text(value, *, places: int, exported: int = EXPORTED_PLACES,
                 trim: bool = False) -> str:
     """`value` with thousands separators and `places` decimals, rounded half away from zero
