@@ -54,7 +54,7 @@ from partnerships.users import (
 )
 
 from .confirm import Confirmation, confirmation_page, confirmed
-from .views import HtmxHttpRequest, redirect_after_change
+from .http import HtmxHttpRequest, redirect_after_change
 
 AUDIT_PAGE_SIZE = 50
 INVITATIONS_SHOWN = 50

@@ -10,6 +10,7 @@ from scoring.models import Scorecard, ScoringRun
 from scoring.rules import CANDIDATE_STAGES
 
 from . import charts
+from .http import HtmxHttpRequest, agreement_visible, month_asked, month_neighbours
 from .program.objectives import objectives_for_dashboard
 from .program.overdue import agreement_review_panel
 from .selectors.agreement import (
@@ -25,7 +26,6 @@ from .selectors.agreement import (
 from .selectors.months import TREND_MONTHS, month_shift, trend_window
 from .selectors.runs import tier_cutoffs_kept, tier_policy
 from .templatetags.numbers import change_sign
-from .views import HtmxHttpRequest, agreement_visible, month_asked, month_neighbours
 
 
 def _category_rows(*, card: Scorecard | None, by_period: dict, window: list[str]) -> list[dict]:

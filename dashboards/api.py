@@ -41,8 +41,7 @@ from partnerships.tokens import (
 )
 
 from .confirm import Confirmation, confirmation_page, confirmed
-from .decorators import uploader_required
-from .views import HtmxHttpRequest, redirect_after_change
+from .http import HtmxHttpRequest, redirect_after_change, uploader_required
 
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
 REALM = 'Bearer realm="metrics"'

@@ -1,14 +1,19 @@
-"""What the pages keep of a published run: the keys, how long, and how a miss is told apart.
+"""What the pages keep: the keys, how long, how a miss is told apart, and what invalidates each.
 
-A published run's scorecards never change, so a value computed from them alone is kept under a
-key that names the run (its id and when it was published): it cannot go stale, and the next
-run publishes under new keys. The pages compute these values on first need (`run_cached`,
-`run_cached_each`); the warm-up computes those of the run's last month right after the run
-(`run_pages_warm` in dashboards/warm.py, on beat), so that the first user to open a page in
-the morning does not wait for them.
+Two kinds, one scheme (a key that names what the value was computed from, a `MISS` sentinel,
+computed on first need and then read):
 
-The portfolio's overdue counts follow every edit of the program rather than the run: they are
-kept under the program's change counter (partnerships/changes.py) instead.
+- Of a published run (`run_cached`, `run_cached_each`). A published run's scorecards never
+  change, so a value computed from them alone is kept under a key that names the run (its id
+  and when it was published): it cannot go stale, and the next run publishes under new keys.
+  The warm-up computes those of the run's last month right after the run (`run_pages_warm` in
+  dashboards/warm.py, on beat), so that the first user to open a page in the morning does not
+  wait for them.
+- Of the program's rows (`program_cached`): figures computed from agreements, reviews and
+  action items (the portfolio's overdue counts) are kept under a key that names the program's
+  change counter (partnerships/changes.py). The write services move it on explicitly, through
+  `partnerships.history` (`change_save`, `change_record`, `change_delete`): no signal. A bulk
+  writer (the demo generator) calls `program_changed` itself.
 """
 
 from collections.abc import Callable, Iterable
@@ -16,6 +21,7 @@ from typing import Any
 
 from django.core.cache import cache
 
+from partnerships.changes import program_version
 from scoring.models import ScoringRun
 
 # A nightly run's whole day and some: the next run publishes under new keys anyway.
@@ -68,3 +74,35 @@ def run_cached_each(*, run: ScoringRun, name: str, parts: Iterable = (), ids: li
         cache.set_many({keys[pk]: computed[pk] for pk in missing}, RUN_CACHE_SECONDS)
         values.update(computed)
     return values
+
+
+# ---- Kept under the program's change counter ------------------------------------------------
+
+# At most: a writer that bypassed the services would show within this time.
+PROGRAM_CACHE_SECONDS = 300
+
+
+def program_key(name: str, parts: Iterable = ()) -> str:
+    """The cache key of a value computed from the program's rows: the change counter now."""
+    return ":".join([f"program{RUN_CACHE_FORMAT}", str(program_version()), name,
+                     *(str(part) for part in parts)])
+
+
+def run_label(run: ScoringRun | None) -> str:
+    """The published run in a key of `program_cached` ('' without one): a value that also
+    reads the run's results names it in its `parts`."""
+    return f"{run.pk}-{run.published_at.isoformat()}" if run and run.published_at else ""
+
+
+def program_cached(*, name: str, parts: Iterable = (), compute: Callable[[], Any],
+                   seconds: int = PROGRAM_CACHE_SECONDS) -> Any:
+    """`compute()` kept until the program changes (the counter moves on) or `seconds` pass.
+
+    The key is taken before computing: a change committed meanwhile moves the counter on, so
+    a value computed from the rows before it is never read after it."""
+    key = program_key(name, parts)
+    value = cache.get(key, MISS)
+    if value is MISS:
+        value = compute()
+        cache.set(key, value, seconds)
+    return value

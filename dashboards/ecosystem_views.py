@@ -19,8 +19,8 @@ from scoring.models import ScoringRun
 
 from . import charts
 from . import ecosystem as queries
+from .http import HtmxHttpRequest
 from .templatetags.numbers import rounded
-from .views import HtmxHttpRequest
 
 SPANS = (6, 12, 24, 36)
 DEFAULT_SPAN = 12

@@ -26,8 +26,8 @@ from .csv_rows import (
     agreement_kpi_export_rows,
     agreement_months_export_rows,
 )
+from .http import HtmxHttpRequest, agreement_visible, month_asked
 from .selectors.agreement import agreement_kpi_table, agreement_months_to, agreement_scorecards
-from .views import HtmxHttpRequest, agreement_visible, month_asked
 
 MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 BOM = "\ufeff"

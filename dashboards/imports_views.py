@@ -13,8 +13,9 @@ awaiting confirmation; nothing is started and nothing is lost.
 An uploaded file is stored on a pending batch at once, so the preview and the import read the
 same bytes. A pending batch is "awaiting confirmation" until its uploader confirms it:
 confirming sets `confirmed_at` in one conditional UPDATE, and cancelling deletes the batch only
-while `confirmed_at` is still empty, so a batch is confirmed or cancelled, never both. Uploads
-left unconfirmed are removed after IMPORT_UNCONFIRMED_MAX_AGE_HOURS (partnerships.tasks).
+while `confirmed_at` is still empty, so a batch is confirmed or cancelled, never both: the
+services `import_batch_confirm` and `import_batch_cancel` write, these views decide who may.
+Uploads left unconfirmed are removed after IMPORT_UNCONFIRMED_MAX_AGE_HOURS (partnerships.tasks).
 """
 
 import datetime as dt
@@ -22,7 +23,6 @@ import datetime as dt
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.db.models import Count, Q
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -30,6 +30,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import push_url
 
 from partnerships.access import (
     agreements_for,
@@ -55,17 +56,18 @@ from partnerships.queue import TaskQueueUnavailable
 from partnerships.services import (
     MetricFilePreview,
     RowError,
+    import_batch_cancel,
+    import_batch_confirm,
     import_batch_create,
     import_batch_preview,
     import_errors_csv,
 )
 from partnerships.spreadsheets import spreadsheet_escape as safe_text
-from partnerships.tasks import import_batch_read_start, import_batch_start
+from partnerships.tasks import import_batch_read_start
 from scoring.exports import iter_csv_lines
 
-from .decorators import imports_visible, uploader_required
 from .exports_views import csv_filename, csv_response, export_audit
-from .views import HtmxHttpRequest, agreement_visible
+from .http import HtmxHttpRequest, agreement_visible, imports_visible, uploader_required
 
 HISTORY_PAGE_SIZE = 25
 DETAIL_PAGE_SIZE = 50
@@ -197,9 +199,7 @@ def import_upload(request: HtmxHttpRequest) -> HttpResponse:
             if notice:
                 messages.warning(request, notice)
             return redirect(url)
-        response = _panel(request, batch, notice=notice)
-        response["HX-Push-Url"] = url
-        return response
+        return push_url(_panel(request, batch, notice=notice), url)
     if request.htmx and request.method == "POST":
         return _panel(request, None, form=form)
     context = panel_context(request, None, form=form)
@@ -223,32 +223,10 @@ def import_confirm(request: HtmxHttpRequest, batch_id: int) -> HttpResponse:
     elif batch_stage(batch) == "reading":
         notice = "The file is still being read; confirm once its preview is shown."
     else:
-        confirmed_at = timezone.now()
-        queue_down = []
-
-        def start() -> None:
-            # After the commit (the worker must find the batch confirmed) and within this
-            # request, so that a broker that is down is told to the user, not a 500.
-            try:
-                import_batch_start(batch=batch)
-            except TaskQueueUnavailable:
-                # Nothing was queued: the batch awaits confirmation again, as before.
-                batches.filter(pk=batch.pk, status=ImportStatus.PENDING,
-                               confirmed_at=confirmed_at).update(confirmed_at=None)
-                _audit(request, batch, "not queued", reason="task queue unavailable")
-                queue_down.append(True)
-
-        with transaction.atomic():
-            confirmed = batches.filter(
-                pk=batch.pk, user=request.user, status=ImportStatus.PENDING,
-                confirmed_at__isnull=True, preview__isnull=False,
-            ).update(confirmed_at=confirmed_at)
-            if confirmed:
-                _audit(request, batch, "confirmed", sha256=batch.sha256)
-                transaction.on_commit(start)
-        if not confirmed:
+        outcome = import_batch_confirm(batch=batch, user=request.user, request=request)
+        if not outcome.confirmed:
             notice = "This import was confirmed or cancelled already."
-        elif queue_down:
+        elif outcome.queue_down:
             notice = QUEUE_DOWN_CONFIRM
     batch.refresh_from_db()
     if not request.htmx:
@@ -265,21 +243,8 @@ def import_cancel(request: HtmxHttpRequest, batch_id: int) -> HttpResponse:
     batches = import_batches_for(user=request.user)
     batch = get_object_or_404(batches, pk=batch_id)
     may_cancel = batch.user_id == request.user.pk or is_host(request.user)
-    cancelled = False
-    if may_cancel:
-        with transaction.atomic():
-            # Locked, then deleted only if still unconfirmed: a confirm racing with this
-            # cancel either finds the batch gone or makes this delete find nothing.
-            pending = batches.select_for_update().filter(
-                pk=batch.pk, status=ImportStatus.PENDING, confirmed_at__isnull=True
-            ).first()
-            if pending is not None:
-                stored, storage = pending.file.name, pending.file.storage
-                _audit(request, pending, "cancelled", sha256=pending.sha256)
-                pending.delete()
-                if stored:
-                    transaction.on_commit(lambda: storage.delete(stored))
-                cancelled = True
+    cancelled = may_cancel and import_batch_cancel(batch=batch, user=request.user,
+                                                   request=request)
     if cancelled:
         notice = f"The upload of {batch.file_name} was cancelled; nothing was imported."
     elif not may_cancel:
@@ -295,9 +260,7 @@ def import_cancel(request: HtmxHttpRequest, batch_id: int) -> HttpResponse:
         messages.success(request, notice)
         return redirect("import_upload")
     form = UploadForm(uploader=request.uploader)
-    response = _panel(request, None, form=form, notice=notice)
-    response["HX-Push-Url"] = reverse("import_upload")
-    return response
+    return push_url(_panel(request, None, form=form, notice=notice), reverse("import_upload"))
 
 
 # ---- History, one batch, its panel ----------------------------------------------------------

@@ -18,6 +18,7 @@ from scoring.exports import iter_csv_lines
 from scoring.models import ScoringRun
 
 from .csv_rows import PORTFOLIO_EXPORT_HEADER, portfolio_export_rows
+from .http import HtmxHttpRequest, month_asked, month_neighbours
 from .portfolio_table import portfolio_rows_html
 from .program.overdue import portfolio_review_figures
 from .selectors.portfolio import (
@@ -30,7 +31,6 @@ from .selectors.portfolio import (
     portfolio_row,
     portfolio_rows,
 )
-from .views import HtmxHttpRequest, month_asked, month_neighbours
 
 PAGE_SIZE = 50
 FILTERS = ("type", "stage", "tier", "flag", "owner", "q")

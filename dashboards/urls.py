@@ -6,10 +6,11 @@ from . import (
     api,
     ecosystem_views,
     exports_views,
+    home_views,
     imports_views,
     openapi,
     portfolio_views,
-    views,
+    runs_views,
 )
 from .program import agreements as program_agreements
 from .program import incentives as program_incentives
@@ -20,7 +21,7 @@ from .program import program_file
 from .program import reviews as program_reviews
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", home_views.home, name="home"),
     path("portfolio/", portfolio_views.portfolio, name="portfolio"),
     path("portfolio/export.csv", portfolio_views.portfolio_export, name="portfolio_export"),
     path("ecosystem/", ecosystem_views.ecosystem, name="ecosystem"),
@@ -33,9 +34,10 @@ urlpatterns = [
     path("agreements/<str:code>/months.csv", exports_views.agreement_months_csv,
          name="agreement_months_csv"),
     path("exports/scorecards.csv", exports_views.scorecard_export, name="scorecard_export"),
-    path("scoring/runs/", views.scoring_runs, name="scoring_runs"),
-    path("scoring/runs/start/", views.scoring_run_start, name="scoring_run_start"),
-    path("scoring/runs/<int:run_id>/panel/", views.scoring_run_panel, name="scoring_run_panel"),
+    path("scoring/runs/", runs_views.scoring_runs, name="scoring_runs"),
+    path("scoring/runs/start/", runs_views.scoring_run_start, name="scoring_run_start"),
+    path("scoring/runs/<int:run_id>/panel/", runs_views.scoring_run_panel,
+         name="scoring_run_panel"),
     # Access management and the audit log (host admins); accepting an invitation (public).
     path("access/users/", access_views.users, name="access_users"),
     path("access/users/<int:user_id>/", access_views.user_detail, name="access_user"),

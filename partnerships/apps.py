@@ -22,17 +22,6 @@ class PartnershipsConfig(AppConfig):
         user_locked_out.connect(
             security.on_user_locked_out, dispatch_uid="partnerships.audit.locked_out")
 
-        # What the figures of many agreements are computed from (partnerships/changes.py).
-        from django.db.models.signals import post_delete, post_save
-
-        from .changes import program_changed
-        from .models import ActionItem, Agreement, Review
-
-        for model in (Agreement, Review, ActionItem):
-            for name, signal in (("save", post_save), ("delete", post_delete)):
-                signal.connect(program_changed, sender=model,
-                               dispatch_uid=f"partnerships.changes.{name}.{model.__name__}")
-
 
 class HostAdminConfig(AdminConfig):
     """django.contrib.admin with our site: host staff only, behind the second factor."""

@@ -1,9 +1,11 @@
-"""A counter of changes to the program's agreements, reviews and action items.
+"""A counter of changes to the program (its agreements, reviews, action items, …).
 
-Pages may keep figures computed from these (the portfolio's overdue reviews and actions) in the
-cache under a key that names the counter: every change moves it on, so a kept figure is not
-read after the rows under it changed. Saves and deletes through the ORM move it by themselves
-(signals connected in apps.py); writers that bypass them (bulk loads) call `program_changed`.
+Pages may keep figures computed from the program's rows (the portfolio's overdue reviews and
+actions) in the cache under a key that names the counter (dashboards/cache.py): every change
+moves it on, so a kept figure is not read after the rows under it changed. The write services
+move it explicitly: `change_save`, `change_record` and `change_delete` (partnerships/history.py)
+call `program_changed` in their transaction; a writer in bulk (the demo generator) calls it
+itself. No signal: a bare ORM save does not move it, and nothing in the project saves bare.
 It moves at once and again when the transaction commits, so that a figure computed from the
 rows before the commit, meanwhile, is not kept either.
 """
@@ -36,10 +38,11 @@ def _move_on() -> None:
         cache.set(VERSION_KEY, time.time_ns(), VERSION_SECONDS)
 
 
-def program_changed(**_signal) -> None:
+def program_changed() -> None:
+    """Tell the pages that the program changed: now, and again when the transaction commits."""
     _move_on()
     connection = transaction.get_connection()
     if connection.in_atomic_block and any(
             entry[1] is _move_on for entry in connection.run_on_commit):
-        return  # this transaction moves it on at commit already (a cascade of deletes)
+        return  # this transaction moves it on at commit already (a service writing many rows)
     transaction.on_commit(_move_on)

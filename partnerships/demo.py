@@ -391,6 +391,7 @@ def demo_reset() -> None:
     """Delete all partners, KPI definitions, agreements, imports and observations (not users)."""
     with transaction.atomic():
         _delete_partnership_data()
+        program_changed()
 
 
 def _demo_user(*, username: str, password: str, role: str, partner: Partner | None = None,
@@ -701,7 +702,7 @@ def demo_generate(
             np.random.default_rng(seed + 1), agreements=list(Agreement.objects.all()),
             partners=partner_rows, manager=manager, today=today,
         )
-        # Agreements, reviews and actions written in bulk, without the signals of each save.
+        # Agreements, reviews and actions written in bulk, not through the services: told once.
         program_changed()
     return DemoSummary(
         partners=partners, agreements=agreements, kpi_definitions=len(KPI_LIBRARY),

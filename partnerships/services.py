@@ -10,6 +10,10 @@ Metric imports (issue 4), for the upload page, the `import_metrics` command and 
   (bounded: see `partnerships.importers`) and stores its preview on the batch, or fails the batch
   with the file's problems. Queue it with `partnerships.tasks.import_batch_read_start(batch=)`.
 - `import_batch_preview(batch=) -> MetricFilePreview | None`: the stored preview; never reads.
+- `import_batch_confirm(batch=, user=, request=None) -> ImportConfirmation`: the uploader
+  confirms a previewed upload; its import is queued once the confirmation is committed.
+- `import_batch_cancel(batch=, user=, request=None) -> bool`: deletes an upload not confirmed
+  yet, and its file. Both record their audit event; the page decides who may (`access`).
 - `observations_import(batch_id=, progress=None) -> ImportResult`: reads, validates and writes
   a pending batch, all rows or none; safe to run twice. Queue it, once the confirmation is
   committed, with `partnerships.tasks.import_batch_start(batch=)`.
@@ -38,8 +42,10 @@ from django.core.files import File
 from django.core.files.base import ContentFile
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 from django.db.models import Q
+from django.http import HttpRequest
 from django.utils import timezone
 
+from .audit import audit_record
 from .importers import (
     MetricFilePreview,
     MetricFileRejected,
@@ -53,6 +59,7 @@ from .importers import (
     metric_rows_validate,
 )
 from .models import (
+    AuditAction,
     ImportBatch,
     ImportSource,
     ImportStatus,
@@ -61,10 +68,12 @@ from .models import (
     Role,
     Side,
 )
+from .queue import TaskQueueUnavailable
 
 __all__ = [
     "IdempotencyConflict", "ImportNotAllowed", "ImportResult", "MetricFilePreview", "RowError",
-    "WriteCounts", "import_batch_create", "import_batch_preview", "import_errors_csv",
+    "ImportConfirmation", "WriteCounts", "import_batch_cancel", "import_batch_confirm",
+    "import_batch_create", "import_batch_preview", "import_errors_csv",
     "import_uploader",
     "metric_file_preview", "observations_import", "observations_import_records",
     "observations_write",
@@ -514,6 +523,76 @@ def import_batch_read(*, batch_id: int) -> MetricFilePreview | None:
     unread.update(preview=preview.as_dict(), rows_total=preview.total_rows,
                   notes=preview.notes, progress=0, heartbeat_at=None)
     return preview
+
+
+def _import_audit(*, batch: ImportBatch, step: str, user, request: HttpRequest | None,
+                  **detail) -> None:
+    audit_record(action=AuditAction.IMPORT, request=request, user=user, partner=batch.partner,
+                 target=f"import batch {batch.pk}",
+                 detail={"step": step, "file": batch.file_name, **detail})
+
+
+@dataclass
+class ImportConfirmation:
+    """What confirming an upload did. `queue_down` is set when the commit found the task
+    queue down: nothing was queued, and the batch awaits confirmation again."""
+
+    confirmed: bool
+    queue_down: bool = False
+
+
+def import_batch_confirm(*, batch: ImportBatch, user,
+                         request: HttpRequest | None = None) -> ImportConfirmation:
+    """Confirm the user's own previewed upload, audited, and queue its import once committed."""
+    outcome = ImportConfirmation(confirmed=False)
+    confirmed_at = timezone.now()
+
+    def start() -> None:
+        # After the commit (the worker must find the batch confirmed) and within the caller's
+        # request, so that a task queue that is down is told to the user, not a 500.
+        from .tasks import import_batch_start  # the tasks module imports this one
+
+        try:
+            import_batch_start(batch=batch)
+        except TaskQueueUnavailable:
+            # Nothing was queued: the batch awaits confirmation again, as before.
+            with transaction.atomic():
+                ImportBatch.objects.filter(pk=batch.pk, status=ImportStatus.PENDING,
+                                           confirmed_at=confirmed_at).update(confirmed_at=None)
+                _import_audit(batch=batch, step="not queued", user=user, request=request,
+                              reason="task queue unavailable")
+            outcome.queue_down = True
+
+    with transaction.atomic():
+        # One conditional UPDATE: a batch is confirmed once, and never once cancelled.
+        outcome.confirmed = bool(ImportBatch.objects.filter(
+            pk=batch.pk, user=user, status=ImportStatus.PENDING, confirmed_at__isnull=True,
+            preview__isnull=False,
+        ).update(confirmed_at=confirmed_at))
+        if outcome.confirmed:
+            _import_audit(batch=batch, step="confirmed", user=user, request=request,
+                          sha256=batch.sha256)
+            transaction.on_commit(start)
+    return outcome
+
+
+def import_batch_cancel(*, batch: ImportBatch, user, request: HttpRequest | None = None) -> bool:
+    """Delete an upload not confirmed yet, audited, and its file once committed; False when it
+    was confirmed (or removed) already."""
+    with transaction.atomic():
+        # Locked, then deleted only if still unconfirmed: a confirm racing with this
+        # cancel either finds the batch gone or makes this delete find nothing.
+        pending = ImportBatch.objects.select_for_update().filter(
+            pk=batch.pk, status=ImportStatus.PENDING, confirmed_at__isnull=True).first()
+        if pending is None:
+            return False
+        stored, storage = pending.file.name, pending.file.storage
+        _import_audit(batch=pending, step="cancelled", user=user, request=request,
+                      sha256=pending.sha256)
+        pending.delete()
+        if stored:
+            transaction.on_commit(lambda: storage.delete(stored))
+    return True
 
 
 def observations_import(*, batch_id: int,

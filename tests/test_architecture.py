@@ -95,3 +95,115 @@ def test_one_spreadsheet_escaper():
         if '("=", "+", "-", "@"' in path.read_text()
     }
     assert spelled == {"partnerships/spreadsheets.py"}
+
+
+# ---- The views' shared helpers live in dashboards/http.py --------------------------------
+
+SHARED_VIEW_HELPERS = {
+    "HtmxHttpRequest", "agreement_visible", "month_asked", "month_neighbours",
+    "redirect_after_change", "partial_or_page", "validating", "validation_response",
+    "refusal_into_form", "imports_visible", "uploader_required",
+}
+
+
+def dashboards_modules() -> list[Path]:
+    return sorted((ROOT / "dashboards").rglob("*.py"))
+
+
+def test_the_shared_view_helpers_are_defined_once_in_dashboards_http():
+    defined = {
+        (str(path.relative_to(ROOT)), node.name)
+        for path in dashboards_modules()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+        if isinstance(node, ast.FunctionDef | ast.ClassDef) and node.name in SHARED_VIEW_HELPERS
+    }
+    assert defined == {("dashboards/http.py", name) for name in SHARED_VIEW_HELPERS}
+
+
+def test_no_view_module_writes_its_own_htmx_plumbing():
+    """Vary and the htmx response headers come from Django and django-htmx: no function of
+    ours named for Vary, no htmx response header (HX-Redirect, HX-Push-Url, …) or Vary spelt
+    out. Reading the HX-Request header (to vary on it) is what the decorators are given."""
+    spelt = set()
+    for path in dashboards_modules():
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            name = str(path.relative_to(ROOT))
+            if isinstance(node, ast.FunctionDef) and "vary" in node.name.lower():
+                spelt.add((name, node.name))
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and (
+                    node.value.lower() == "vary"
+                    or (node.value.upper().startswith("HX-") and node.value != "HX-Request")):
+                spelt.add((name, node.value))
+    assert spelt == set()
+
+
+# ---- Only services write ------------------------------------------------------------------
+
+WRITE_METHODS = {"save", "delete", "create", "bulk_create", "bulk_update", "get_or_create",
+                 "update_or_create"}
+# What the dashboards may still write themselves, with the reason.
+WRITES_ALLOWED = {
+    # The API token's time of last use: bookkeeping of authentication on every API call, not
+    # a change of the program (the token's creation and revocation are services).
+    ("dashboards/api.py", "update"),
+}
+
+
+QUERYSET_STEPS = {"filter()", "exclude()", "all()", "select_for_update()"}
+
+
+def _receiver_chain(node: ast.expr) -> list[str]:
+    """The names, attributes and calls a call's receiver is made of, innermost first:
+    `ApiToken.objects.filter(pk=1)` → ['ApiToken', 'objects', 'filter()']."""
+    chain = []
+    while True:
+        call = isinstance(node, ast.Call)
+        if call:
+            node = node.func
+        if isinstance(node, ast.Attribute):
+            chain.append(node.attr + ("()" if call else ""))
+            node = node.value
+            continue
+        if isinstance(node, ast.Name):
+            chain.append(node.id + ("()" if call else ""))
+        return chain[::-1]
+
+
+def _is_write(call: ast.Call) -> bool:
+    if not isinstance(call.func, ast.Attribute):
+        return False
+    method, receiver = call.func.attr, _receiver_chain(call.func.value)
+    if method == "update":  # a dict's update is no write; a queryset's is
+        return "objects" in receiver or bool(QUERYSET_STEPS & set(receiver))
+    if method not in WRITE_METHODS:
+        return False
+    if receiver[:1] == ["cache"] or receiver == ["super()"]:
+        # The page cache; a form's own save() handing on to Django's (its caller is checked).
+        return False
+    unsaved = any(keyword.arg == "commit" and isinstance(keyword.value, ast.Constant)
+                  and keyword.value.value is False for keyword in call.keywords)
+    return not unsaved
+
+
+def test_no_dashboards_module_writes_to_the_database_itself():
+    """Views, forms and selectors call services (partnerships, scoring) to write."""
+    writes = {
+        (str(path.relative_to(ROOT)), node.func.attr)
+        for path in dashboards_modules()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+        if isinstance(node, ast.Call) and _is_write(node)
+    }
+    assert writes - WRITES_ALLOWED == set()
+    assert WRITES_ALLOWED <= writes  # an allowance no longer needed is removed
+
+
+def test_the_write_check_finds_the_writes_it_names():
+    def writes(source: str) -> bool:
+        return _is_write(ast.parse(source).body[0].value)
+
+    assert writes("batch.delete()") and writes("Review.objects.create(kind='x')")
+    assert writes("ImportBatch.objects.filter(pk=1).update(confirmed_at=None)")
+    assert writes("batches.filter(pk=1).update(confirmed_at=None)")
+    assert writes("form.save()") and writes("ActionItem.objects.bulk_create(rows)")
+    assert not writes("context.update(run=run)") and not writes("cache.delete(key)")
+    assert not writes("form.save(commit=False)") and not writes("super().save(commit=commit)")

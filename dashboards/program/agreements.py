@@ -22,9 +22,8 @@ from partnerships.lifecycle import (
 )
 from partnerships.models import Stage
 
-from ..views import HtmxHttpRequest, agreement_visible
+from ..http import HtmxHttpRequest, agreement_visible, refusal_into_form
 from .forms import AgreementForm, StageMoveForm, service_fields, weights_check
-from .refusals import refusal_into_form
 
 HISTORY_SHOWN = 100
 

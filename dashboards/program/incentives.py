@@ -23,10 +23,16 @@ from scoring import incentives
 from scoring.models import Scorecard, ScoringRun
 
 from ..confirm import Confirmation, confirmation_page, confirmed
-from ..views import HtmxHttpRequest, agreement_visible, redirect_after_change
+from ..http import (
+    HtmxHttpRequest,
+    agreement_visible,
+    partial_or_page,
+    redirect_after_change,
+    refusal_into_form,
+    validating,
+    validation_response,
+)
 from .kpi_forms import IncentivePlanForm
-from .kpis import partial_or_page, validating, validation_response
-from .refusals import refusal_into_form
 
 TIER_LABELS = {Tier.TRANSACTIONAL: "transactional", Tier.GROWTH: "growth",
                Tier.STRATEGIC: "strategic"}

@@ -14,7 +14,6 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
 
@@ -39,7 +38,15 @@ from partnerships.models import (
 )
 
 from ..confirm import Confirmation, confirmation_page, confirmed
-from ..views import HtmxHttpRequest, agreement_visible, redirect_after_change
+from ..http import (
+    HtmxHttpRequest,
+    agreement_visible,
+    partial_or_page,
+    redirect_after_change,
+    refusal_into_form,
+    validating,
+    validation_response,
+)
 from .forms import service_fields
 from .kpi_forms import (
     AgreementKPIAddForm,
@@ -48,9 +55,7 @@ from .kpi_forms import (
     CopyFromTemplateForm,
     KPIDefinitionForm,
     TemplateItemForm,
-    partial_errors,
 )
-from .refusals import refusal_into_form
 
 # ---- Helpers shared by the program pages of an agreement ---------------------------------
 
@@ -65,21 +70,6 @@ def with_display(row):
     row.target_display, row.floor_display = number(row.target), number(row.floor)
     row.weight_display = number(row.weight)
     return row
-
-
-def validating(request: HtmxHttpRequest) -> bool:
-    """An inline-validation request: check the form, save nothing."""
-    return request.method == "POST" and request.GET.get("validate") == "1"
-
-
-def validation_response(request: HtmxHttpRequest, form, *, extra: str = "",
-                        warn_fields: list[str] | tuple = (), warn_text: str = "") -> HttpResponse:
-    """Inline validation: each field's messages, swapped in beside the field out of band."""
-    partial_errors(form)
-    response = render(request, "program/kpis/_feedback.html", {
-        "form": form, "extra": extra, "warn_fields": warn_fields, "warn_text": warn_text})
-    patch_vary_headers(response, ["HX-Request"])
-    return response
 
 
 SCORING_WARNING = ("Changed: scores change on the next scoring run (the observations stay; "
@@ -103,16 +93,6 @@ def form_create(request: HtmxHttpRequest, form, *, create, invalid_page, notice,
         return invalid_page(form)
     messages.success(request, notice(row))
     return redirect_after_change(request, target)
-
-
-def partial_or_page(request: HtmxHttpRequest, template: str, partial: str, context: dict,
-                    *, whole: bool = False) -> HttpResponse:
-    """The named partial for htmx requests (unless `whole`), the whole page otherwise."""
-    use_partial = request.htmx and not request.htmx.history_restore_request and not whole
-    name = f"{template}#{partial}" if use_partial else template
-    response = render(request, name, context)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
 
 
 # ---- The KPI library ---------------------------------------------------------------------

@@ -16,11 +16,17 @@ from partnerships.access import host_required, manager_required
 from partnerships.models import Agreement, Objective
 
 from ..confirm import Confirmation, confirmation_page, confirmed
-from ..views import HtmxHttpRequest, agreement_visible, redirect_after_change
+from ..http import (
+    HtmxHttpRequest,
+    agreement_visible,
+    partial_or_page,
+    redirect_after_change,
+    refusal_into_form,
+    validating,
+    validation_response,
+)
 from .kpi_forms import ObjectiveForm
-from .kpis import partial_or_page, validating, validation_response
 from .progress import objectives_progress
-from .refusals import refusal_into_form
 
 
 def objectives_for_dashboard(*, agreement: Agreement, run=None) -> list:

@@ -8,12 +8,10 @@ each agreement's tier from the current published scorecard.
 import datetime as dt
 from collections.abc import Iterable
 
-from django.core.cache import cache
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from partnerships.access import action_items_for, may_update_action_status, membership_of
-from partnerships.changes import program_version
 from partnerships.models import ActionItem, ActionStatus, Agreement, Review
 from partnerships.reviews import (
     OPEN_STATUSES,
@@ -25,7 +23,7 @@ from partnerships.reviews import (
 )
 from scoring.models import Scorecard, ScoringRun
 
-from ..cache import run_cached
+from ..cache import program_cached, run_cached, run_label
 
 
 def current_tiers(*, run: ScoringRun | None) -> dict[int, str]:
@@ -160,27 +158,20 @@ def agreement_review_panel(*, agreement: Agreement, user, limit: int = 5,
             "status_choices": ActionStatus.choices}
 
 
-# How long the portfolio keeps its overdue counts at most: writers that bypass the change
-# counter (partnerships/changes.py) show within this time.
-OVERDUE_TOTALS_SECONDS = 300
-
-
 def portfolio_review_figures(*, agreements: QuerySet[Agreement],
                              run: ScoringRun | None = None) -> dict[str, int]:
     """The portfolio's headline figures: overdue reviews and overdue actions (both sides) of
     the given (already scoped) agreements. Two or three queries however many agreements; for
-    the whole program, kept in the cache until today, the published run or any agreement,
-    review or action item changes."""
+    the whole program, kept in the cache until today, the published run or the program
+    changes (dashboards/cache.py)."""
     if run is None:
         run = ScoringRun.objects.current()
     today = timezone.localdate()
     if agreements.query.where:  # a narrower scope than the whole program
         return overdue_totals(agreements=agreements, today=today, run=run)
-    published = f"{run.pk}-{run.published_at.isoformat()}" if run and run.published_at else ""
-    key = f"overdue-totals:{today.isoformat()}:{published}:{program_version()}"
-    return cache.get_or_set(
-        key, lambda: overdue_totals(agreements=agreements, today=today, run=run),
-        OVERDUE_TOTALS_SECONDS)
+    return program_cached(
+        name="overdue-totals", parts=(today.isoformat(), run_label(run)),
+        compute=lambda: overdue_totals(agreements=agreements, today=today, run=run))
 
 
 def home_overdue_actions(*, user, limit: int = 10) -> dict:

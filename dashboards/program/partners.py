@@ -28,9 +28,8 @@ from partnerships.access import (
 )
 from partnerships.history import history_for_partner
 
-from ..views import HtmxHttpRequest, redirect_after_change
+from ..http import HtmxHttpRequest, redirect_after_change, refusal_into_form
 from .forms import AssessmentForm, PartnerForm, PartnerSearchForm, service_fields
-from .refusals import refusal_into_form
 
 HISTORY_SHOWN = 50
 PAGE_SIZE = 50

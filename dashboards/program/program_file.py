@@ -11,7 +11,7 @@ from partnerships.access import manager_required
 from partnerships.program_export import program_export, program_export_filename
 
 from ..exports_views import export_audit
-from ..views import HtmxHttpRequest
+from ..http import HtmxHttpRequest
 
 
 @require_GET

@@ -35,9 +35,8 @@ from partnerships.models import ActionItem, ActionStatus, Agreement
 from partnerships.reviews import OPEN_STATUSES
 
 from ..confirm import Confirmation, confirmation_page, confirmed
-from ..views import HtmxHttpRequest, agreement_visible, redirect_after_change
+from ..http import HtmxHttpRequest, agreement_visible, redirect_after_change, refusal_into_form
 from .overdue import annotate_actions, overdue_for
-from .refusals import refusal_into_form
 from .review_forms import ActionItemForm, ActionStatusForm, ReviewForm
 
 PAGE = "program/reviews/page.html"

@@ -3,8 +3,8 @@
 import pytest
 from django.core.exceptions import ValidationError
 
+from dashboards.http import refusal_into_form
 from dashboards.program.kpi_forms import ObjectiveForm
-from dashboards.program.refusals import refusal_into_form
 
 pytestmark = pytest.mark.django_db
 

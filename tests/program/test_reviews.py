@@ -513,8 +513,11 @@ def test_the_portfolio_counts_overdue_reviews_and_actions(
 
 def test_the_portfolios_overdue_counts_follow_every_change_at_once(
         client, host_manager, acme_agreement, globex_agreement, kpis):
-    """The counts are kept between requests, and not one request after a change: a status
-    changed through the page, a review recorded, an agreement ended, an action deleted."""
+    """The counts are kept between requests, and not one request after a change through the
+    services: a status changed through the page, a review recorded, an agreement ended, an
+    action deleted."""
+    from partnerships.governance_services import action_item_delete, review_create
+    from partnerships.lifecycle import agreement_stage_move
     from scoring.services import scoring_run_inline
     from tests.conftest import write_observations
 
@@ -531,12 +534,14 @@ def test_the_portfolios_overdue_counts_follow_every_change_at_once(
     assert figures() == {"overdue_reviews": 2, "overdue_actions": 2, "open_actions": 2}
     client.post(status_url(late), {"status": "done"})
     assert figures() == {"overdue_reviews": 2, "overdue_actions": 1, "open_actions": 1}
-    make_review(acme_agreement, days_ago=3)
+    review_create(agreement=acme_agreement, user=host_manager, kind="monthly_results",
+                  held_on=today() - dt.timedelta(days=3))
     assert figures()["overdue_reviews"] == 1
-    globex_agreement.stage = "ended"
-    globex_agreement.save()
+    for stage in ("exiting", "ended"):
+        agreement_stage_move(agreement=globex_agreement, to_stage=stage, user=host_manager,
+                             reason="The partner leaves the program")
     assert figures()["overdue_reviews"] == 0
-    other.delete()
+    action_item_delete(action=other, user=host_manager)
     assert figures() == {"overdue_reviews": 0, "overdue_actions": 0, "open_actions": 0}
 
 

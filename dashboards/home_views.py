@@ -1,0 +1,45 @@
+"""The home page: what the user's side has, and what it owes (its overdue actions)."""
+
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count
+from django.http import HttpResponse
+from django.shortcuts import render
+
+from partnerships.access import agreements_for, membership_of
+from partnerships.models import Stage
+from scoring.models import ScoringRun
+
+from .charts import agreements_by_stage_figure
+from .http import HtmxHttpRequest
+from .program.overdue import home_overdue_actions
+from .selectors.portfolio import portfolio_rows
+
+# Agreements linked on a host's home page; the portfolio lists them all.
+HOME_LINKS = 20
+
+
+@login_required
+def home(request: HtmxHttpRequest) -> HttpResponse:
+    agreements = agreements_for(user=request.user)
+    counts = dict(agreements.order_by().values_list("stage").annotate(n=Count("id")))
+    total = sum(counts.values())
+    membership = membership_of(request.user)
+    context = {
+        "agreement_count": total,
+        "active_count": counts.get(Stage.ACTIVE, 0),
+        "stage_figure": agreements_by_stage_figure(counts=counts) if total else None,
+        # The overdue actions the user's own side owns (dashboards/program/overdue.py).
+        "overdue_actions": home_overdue_actions(user=request.user) if total else None,
+    }
+    if membership is not None and not membership.is_host and total:
+        # A partner's users see each of their own agreements as a card: the latest month's
+        # numbers of the published run, the same stored values as every other page.
+        run = ScoringRun.objects.current()
+        month = run.last_period if run is not None else ""
+        context.update(partner_home=True, run=run, month=month, agreement_cards=portfolio_rows(
+            agreements=agreements, run=run, period=month))
+    else:
+        # Links to the agreement dashboards; the host has the portfolio page for more.
+        context["agreement_links"] = list(
+            agreements.select_related("partner").order_by("code")[:HOME_LINKS]) if total else []
+    return render(request, "dashboards/home.html", context)
