@@ -21,6 +21,11 @@ Metric imports (issue 4), for the upload page, the `import_metrics` command and 
   path, synchronous, same rules; row = index of the record.
 - `import_errors_csv(errors=) -> str`: the error report (`batch.errors` or `result.errors`).
 
+A row dated in a closed month (`partnerships.months`) is an error of its row ("2026-03 is
+closed"): shown by the preview, found by validation, and checked again by `observations_write`
+under the observation write lock, which closing takes too, so a month closed meanwhile fails
+the batch with the same errors and nothing is written.
+
 `ImportBatch.errors` holds at most 1,000 errors as dicts {row, column, value, message}
 (`error_count` is the full count); row None means the whole file. Refusals raise
 `ImportNotAllowed` (a PermissionDenied: 403) or `IdempotencyConflict` (a ValueError).
@@ -52,6 +57,7 @@ from .importers import (
     RowError,
     Uploader,
     ValidatedRows,
+    closed_month_errors,
     import_errors_csv,
     metric_file_preview,
     metric_file_read,
@@ -71,10 +77,11 @@ from .models import (
 from .queue import TaskQueueUnavailable
 
 __all__ = [
-    "IdempotencyConflict", "ImportNotAllowed", "ImportResult", "MetricFilePreview", "RowError",
+    "ClosedMonthWrite", "IdempotencyConflict", "ImportNotAllowed", "ImportResult",
+    "MetricFilePreview", "RowError",
     "ImportConfirmation", "WriteCounts", "import_batch_cancel", "import_batch_confirm",
     "import_batch_create", "import_batch_preview", "import_errors_csv",
-    "import_uploader",
+    "import_uploader", "lock_observation_writes",
     "metric_file_preview", "observations_import", "observations_import_records",
     "observations_write",
 ]
@@ -92,11 +99,30 @@ class WriteCounts:
     unchanged: int
 
 
-def _lock_observation_writes() -> None:
+def lock_observation_writes() -> None:
+    """Hold the observation write lock until the transaction ends (call it inside one).
+
+    Every writer of observations takes it, and so does the closing of months: an import
+    cannot write into a month while it closes, and checks the closed months after taking it.
+    """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [OBSERVATION_WRITE_LOCK])
     # SQLite: transactions start IMMEDIATE (settings), so writers are already serialised.
+
+
+_lock_observation_writes = lock_observation_writes
+
+
+class ClosedMonthWrite(MetricFileRejected):
+    """Rows dated in a month that closed after they were validated; nothing was written."""
+
+
+def _refuse_closed_months(rows: pd.DataFrame, row_numbers: np.ndarray | None) -> None:
+    numbers = np.arange(len(rows)) if row_numbers is None else row_numbers
+    errors, count = closed_month_errors(days=rows["date"].to_numpy(), rows=numbers)
+    if count:
+        raise ClosedMonthWrite(errors, error_count=count)
 
 
 def _existing_observations(rows: pd.DataFrame) -> pd.DataFrame:
@@ -112,12 +138,15 @@ def _existing_observations(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def observations_write(*, rows: pd.DataFrame, batch: ImportBatch, user=None,
-                       progress: Callable[[float], None] | None = None) -> WriteCounts:
+                       progress: Callable[[float], None] | None = None,
+                       row_numbers: np.ndarray | None = None) -> WriteCounts:
     """Upsert validated observations by (agreement, KPI, side, date); record replaced values.
 
     `rows` holds agreement_id, kpi_id, side, date (datetime.date or datetime64), value (float)
     and note, with no duplicate keys. A key whose value and note are unchanged is left alone.
     PostgreSQL: COPY into a temporary table, then set-based SQL; `progress` gets 0..1.
+    A row dated in a closed month raises ClosedMonthWrite (its errors numbered by
+    `row_numbers`, default the 0-based positions) and nothing is written.
     """
     if rows.empty:
         return WriteCounts(0, 0, 0)
@@ -126,7 +155,9 @@ def observations_write(*, rows: pd.DataFrame, batch: ImportBatch, user=None,
         rows["note"] = ""
     rows["note"] = rows["note"].fillna("").astype(object)
     with transaction.atomic():
-        _lock_observation_writes()
+        lock_observation_writes()
+        # Under the lock, which closing takes too: a month may have closed since validation.
+        _refuse_closed_months(rows, row_numbers)
         # After the lock: a writer that waited for another must stamp its changes later.
         now = timezone.now()
         if connection.vendor == "postgresql":
@@ -722,16 +753,21 @@ def _batch_finish(batch: ImportBatch, validated: ValidatedRows, *, notes: list[s
     if not validated.ok:
         return _batch_fail(batch, validated.errors, validated.error_count, notes=notes,
                            rows_total=validated.rows_total)
-    with transaction.atomic():
-        counts = observations_write(
-            rows=validated.frame, batch=batch, user=batch.user,
-            progress=lambda share: reporter(40 + int(share * 59)),
-        )
-        ImportBatch.objects.filter(pk=batch.pk).update(
-            status=ImportStatus.SUCCEEDED, rows_total=validated.rows_total,
-            inserted=counts.inserted, updated=counts.updated, unchanged=counts.unchanged,
-            error_count=0, errors=[], progress=100, finished_at=timezone.now(), notes=notes,
-        )
+    try:
+        with transaction.atomic():
+            counts = observations_write(
+                rows=validated.frame, batch=batch, user=batch.user, row_numbers=validated.rows,
+                progress=lambda share: reporter(40 + int(share * 59)),
+            )
+            ImportBatch.objects.filter(pk=batch.pk).update(
+                status=ImportStatus.SUCCEEDED, rows_total=validated.rows_total,
+                inserted=counts.inserted, updated=counts.updated, unchanged=counts.unchanged,
+                error_count=0, errors=[], progress=100, finished_at=timezone.now(),
+                notes=notes,
+            )
+    except ClosedMonthWrite as closed:
+        return _batch_fail(batch, closed.errors, closed.error_count, notes=notes,
+                           rows_total=validated.rows_total)
     batch.refresh_from_db()
     if reporter.callback is not None:
         reporter.callback(100)
