@@ -371,7 +371,15 @@ SCORING_NIGHTLY_RETRY_AFTER_SECONDS = env_int("SCORING_NIGHTLY_RETRY_AFTER_SECON
 # chunk committed, or while a chunk holds its lock.
 SCORING_CHUNK_PAUSE_MS = env_int("SCORING_CHUNK_PAUSE_MS", 0)
 SCORING_CHUNK_WORK_MS = env_int("SCORING_CHUNK_WORK_MS", 0)
+# Close each month this many days after it ends (0: off, months are closed by hand). Checked
+# daily, four hours after the nightly run; a close refused (scores not current) is tried again
+# the next day, and the Months page says why.
+MONTH_AUTO_CLOSE_DAYS = env_int("MONTH_AUTO_CLOSE_DAYS", 0)
 CELERY_BEAT_SCHEDULE = {
+    "close-months": {
+        "task": "scoring.tasks.months_auto_close",
+        "schedule": crontab(hour=(SCORING_NIGHTLY_HOUR + 4) % 24, minute=SCORING_NIGHTLY_MINUTE),
+    },
     "nightly-scoring": {
         "task": "scoring.tasks.scoring_nightly",
         "schedule": crontab(hour=SCORING_NIGHTLY_HOUR, minute=SCORING_NIGHTLY_MINUTE),

@@ -31,7 +31,7 @@ from partnerships.audit import audit_record
 from partnerships.changes import program_changed
 from partnerships.history import SYSTEM_ACTOR
 from partnerships.models import AuditAction, AuditEvent, MonthAction, MonthEvent, ProgramMonth
-from partnerships.services import _lock_observation_writes as lock_observation_writes
+from partnerships.services import lock_observation_writes
 
 from .models import KPIScore, Scorecard, ScoringRun, StatementApproval
 from .services import scoring_inputs_fingerprint
