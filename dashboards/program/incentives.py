@@ -58,7 +58,7 @@ def _latest_card(agreement: Agreement) -> Scorecard | None:
     run = ScoringRun.objects.current()
     if run is None:
         return None
-    return (Scorecard.objects.filter(run=run, agreement=agreement, has_scorecard=True)
+    return (Scorecard.objects.of_run(run).filter(agreement=agreement, has_scorecard=True)
             .order_by("-period").first())
 
 

@@ -33,7 +33,7 @@ def current_tiers(*, run: ScoringRun | None) -> dict[int, str]:
     if run is None or not run.last_period:
         return {}
     return run_cached(run=run, name="current-tiers", compute=lambda: dict(
-        Scorecard.objects.filter(run=run, period=run.last_period).order_by()
+        Scorecard.objects.of_run(run).filter(period=run.last_period).order_by()
         .values_list("agreement_id", "tier")))
 
 
