@@ -169,9 +169,9 @@ def measure(args, env: dict) -> None:
         observations = cursor.fetchone()[0]
     run = ScoringRun.objects.current()
     # A typical agreement: active, with an incentive plan, scored in the run's last month.
-    code = (Scorecard.objects.filter(run=run, period=run.last_period, has_scorecard=True,
-                                     agreement__stage="active",
-                                     agreement__incentive_plan__isnull=False)
+    code = (Scorecard.objects.of_run(run).filter(period=run.last_period, has_scorecard=True,
+                                                 agreement__stage="active",
+                                                 agreement__incentive_plan__isnull=False)
             .order_by("agreement__code").values_list("agreement__code", flat=True).first())
     agreement_kpis = Agreement.objects.get(code=code).agreement_kpis.count()
     manager = get_user_model().objects.get(username="manager")
@@ -202,7 +202,7 @@ def measure(args, env: dict) -> None:
     pages = warm + cold
     results = timed(client, warm, repeat=args.repeat) + timed(client, cold, repeat=args.repeat)
     base_wall, base_cpu = results[0][0], results[0][1]
-    scorecards = Scorecard.objects.filter(run=run).count()
+    scorecards = Scorecard.objects.of_run(run).count()
     print(f"data: {Agreement.objects.count():,} agreements, {observations:,} observations, "
           f"{scorecards:,} scorecard rows over {len(run.periods)} months"
           f"; the agreement has {agreement_kpis} KPIs")
