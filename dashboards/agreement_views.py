@@ -18,6 +18,7 @@ from .selectors.agreement import (
     TIER_SERVICE,
     agreement_kpi_rows,
     agreement_months,
+    agreement_payouts,
     agreement_recent_imports,
     agreement_scorecards,
     tier_hint,
@@ -108,7 +109,8 @@ def agreement_context(request: HtmxHttpRequest, agreement: Agreement, *,
         "tier_changes": [row for row in reversed(month_rows) if row["changed"]],
         "flag_meanings": FLAG_MEANINGS,
         "plan": plan,
-        "payout_total": sum(item.payout or 0.0 for item in shown if item.payout),
+        # Closed months from their statements, open months as estimates; "paid up to".
+        **agreement_payouts(agreement=agreement, rows=month_rows),
         "kpi_rows": kpi_rows,
         # Reviews due, overdue and open actions of both sides (dashboards/program/overdue.py).
         "review_panel": agreement_review_panel(agreement=agreement, user=request.user,

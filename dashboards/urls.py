@@ -11,6 +11,7 @@ from . import (
     openapi,
     portfolio_views,
     runs_views,
+    statements_views,
 )
 from .program import agreements as program_agreements
 from .program import incentives as program_incentives
@@ -34,6 +35,9 @@ urlpatterns = [
     path("agreements/<str:code>/months.csv", exports_views.agreement_months_csv,
          name="agreement_months_csv"),
     path("exports/scorecards.csv", exports_views.scorecard_export, name="scorecard_export"),
+    # Payout statements of closed months (both sides, each their own agreements').
+    path("statements/", statements_views.statements, name="statements"),
+    path("statements/export.csv", statements_views.statements_csv, name="statements_csv"),
     path("scoring/runs/", runs_views.scoring_runs, name="scoring_runs"),
     path("scoring/runs/start/", runs_views.scoring_run_start, name="scoring_run_start"),
     path("scoring/runs/<int:run_id>/panel/", runs_views.scoring_run_panel,

@@ -200,6 +200,7 @@ def _second_factor_passed(client: Client, user) -> None:
 
 
 def build_world() -> World:
+    from scoring.closing import months_close
     from scoring.services import scoring_run_inline
 
     kpis = {
@@ -240,6 +241,9 @@ def build_world() -> World:
     globex_batch, globex_observation = _observations(
         globex_agreement, kpis, globex, globex_editor, MARKER)
     run = scoring_run_inline()
+    # January closed: each agreement has a line in its payout statement (Globex's must not
+    # reach Acme's users).
+    months_close(through="2025-01", user=None)
     # Business reviews and action items of both partners (Globex's carry the marker).
     for agreement, text in ((acme_agreement, "Acme"), (globex_agreement, MARKER)):
         _review_with_action(agreement, text)
@@ -464,6 +468,12 @@ ROUTES: dict[str, Route] = {
     "agreement_months_csv": Route(roles=SIGNED_IN, path={"code": GLOBEX_CODE}),
     # Partner users get their own agreements' rows, never Globex's (the leak check reads it).
     "scorecard_export": Route(roles=SIGNED_IN, hidden=False, missing=None),
+    # Payout statements: both sides, each their own agreements' lines (the leak check reads
+    # them); another partner's agreement filters exactly as one that does not exist.
+    "statements": Route(roles=SIGNED_IN, htmx=True, hidden=False, missing=None, parity=True,
+                        query={"agreement": GLOBEX_CODE, "month": "2025-01"}),
+    "statements_csv": Route(roles=SIGNED_IN, hidden=False, missing=400, partner_other=400,
+                            parity=True, query={"agreement": GLOBEX_CODE}),
     "scoring_run_start": Route(roles=MANAGERS, methods=("POST",), htmx=True),
     "scoring_run_panel": Route(
         roles=HOST, htmx=True, path={"run_id": Value(lambda w, p: str(w.run_id))}),

@@ -1,20 +1,24 @@
 """One agreement's dashboard: its scorecards month by month, its KPI table, its tier."""
 
-from django.db.models import QuerySet
+from decimal import Decimal
+
+from django.db.models import QuerySet, Sum
 
 from partnerships.models import (
     Agreement,
     ImportBatch,
     KPIDefinition,
     MetricObservation,
+    ProgramMonth,
     Stage,
     Tier,
 )
-from scoring.models import KPIScore, Scorecard
+from scoring.models import KPIScore, Scorecard, StatementLine
 from scoring.rules import CANDIDATE_STAGES
 
 from ..cache import run_cached_each
 from .months import month_shift, trend_window
+from .statements import APPROVED, REOPENED, statement_statuses
 
 
 def agreement_scorecards(*, run, agreement: Agreement) -> list[Scorecard]:
@@ -163,6 +167,41 @@ def agreement_months(*, scorecards: list[Scorecard]) -> list[dict]:
         previous_tier = card.tier or previous_tier
     rows.reverse()
     return rows
+
+
+def agreement_payouts(*, agreement: Agreement, rows: list[dict]) -> dict:
+    """The payouts of the tier-and-payout table: a closed month's is the sum of its statement
+    lines (approved or awaiting approval), an open month's the scorecard's payout, an estimate;
+    "paid up to" is the last month of `rows` whose statement is approved. Sets each row's
+    "payout", "payout_status" (approved, awaiting, estimate, no_statement) and "currency";
+    five queries."""
+    written = {period: (total, currency) for period, currency, total in (
+        StatementLine.objects.filter(agreement=agreement).order_by("period")
+        .values_list("period", "currency").annotate(total=Sum("amount")))}
+    statuses = statement_statuses(months=written)
+    last_closed = ProgramMonth.objects.last_closed() or ""
+    paid_through, paid_total = "", Decimal("0.00")
+    for row in rows:
+        status = statuses.get(row["period"])
+        if status is None or status.status == REOPENED:
+            # Closed without a line of this agreement (no plan then): nothing is due.
+            closed = row["period"] <= last_closed and status is None
+            row["payout_status"] = "no_statement" if closed else "estimate"
+            row["payout"] = None if closed else row["payout"]
+            row["currency"] = ""
+            continue
+        row["payout"], row["currency"] = written[row["period"]]
+        row["payout_status"] = status.status
+        if status.status == APPROVED:
+            paid_through = max(paid_through, row["period"])
+            paid_total += row["payout"]
+    return {
+        "payout_total": sum(float(row["payout"]) for row in rows if row["payout"]),
+        "paid_through": paid_through, "paid_total": paid_total,
+        "has_statements": bool(written),
+        "has_estimates": any(row["payout_status"] == "estimate" and row["payout"]
+                             for row in rows),
+    }
 
 
 def tier_hint(*, card: Scorecard | None, stage: str, cutoffs: dict) -> dict | None:
