@@ -62,16 +62,24 @@ def _series(months: list[str], counts: dict[str, float]) -> list:
 
 def ecosystem_latest_month(*, observations: QuerySet[MetricObservation], run,
                            today: dt.date) -> str:
-    """The month the page opens on: the latest one with data (an observation the user may
-    see, or a published scorecard), not after today's; today's month when there is none.
+    """The month the page opens on: the latest one that has ended and has data (an
+    observation the user may see, or a published scorecard); the month in progress, whose
+    figures are partial, only when no ended month has data; today's month when none has.
     Metrics arrive after their month ends, so today's month is usually still empty."""
     this_month = today.strftime("%Y-%m")
-    last_day = observations.filter(date__lte=today).order_by().aggregate(
-        last=Max("date"))["last"]
-    candidates = [last_day.strftime("%Y-%m")] if last_day is not None else []
-    if run is not None and run.last_period and run.last_period <= this_month:
-        candidates.append(run.last_period)
-    return max(candidates, default=this_month)
+    observed = observations.filter(date__lte=today).order_by().aggregate(
+        last=Max("date"), ended=Max("date", filter=Q(date__lt=today.replace(day=1))))
+
+    def latest_with_data(*, observed_day: dt.date | None, last_month: str) -> str | None:
+        candidates = [observed_day.strftime("%Y-%m")] if observed_day is not None else []
+        scored = [month for month in (run.periods if run is not None else [])
+                  if month <= last_month]
+        return max(candidates + scored[-1:], default=None)
+
+    return (latest_with_data(observed_day=observed["ended"],
+                             last_month=month_shift(this_month, -1))
+            or latest_with_data(observed_day=observed["last"], last_month=this_month)
+            or this_month)
 
 
 def ecosystem_months(*, end: str, span: int) -> list[str]:

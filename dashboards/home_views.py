@@ -12,6 +12,7 @@ from scoring.models import ScoringRun
 from .charts import agreements_by_stage_figure
 from .http import HtmxHttpRequest
 from .program.overdue import home_overdue_actions
+from .selectors.months import month_default
 from .selectors.portfolio import portfolio_rows
 
 # Agreements linked on a host's home page; the portfolio lists them all.
@@ -32,10 +33,11 @@ def home(request: HtmxHttpRequest) -> HttpResponse:
         "overdue_actions": home_overdue_actions(user=request.user) if total else None,
     }
     if membership is not None and not membership.is_host and total:
-        # A partner's users see each of their own agreements as a card: the latest month's
-        # numbers of the published run, the same stored values as every other page.
+        # A partner's users see each of their own agreements as a card: the numbers of the
+        # month a page opens on (the latest that has ended), the same stored values as every
+        # other page.
         run = ScoringRun.objects.current()
-        month = run.last_period if run is not None else ""
+        month = month_default(run.periods) if run is not None else ""
         context.update(partner_home=True, run=run, month=month, agreement_cards=portfolio_rows(
             agreements=agreements, run=run, period=month))
     else:

@@ -27,6 +27,7 @@ from partnerships.models import Agreement
 from partnerships.services import ImportNotAllowed, import_uploader
 
 from .program.kpi_forms import partial_errors
+from .selectors.months import month_default
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -48,11 +49,13 @@ def agreement_visible(*, request: HtmxHttpRequest, code: str) -> Agreement:
 
 
 def month_asked(request: HtmxHttpRequest, months: list[str]) -> str:
-    """The month (YYYY-MM) the request asks for if the run scored it, else the run's last."""
+    """The month (YYYY-MM) the request asks for if the run scored it, else the month a page
+    opens on: the latest of `months` that has ended, never the month in progress (its figures
+    are partial; it can still be asked for)."""
     asked = request.GET.get("month", "")
     if asked in months:
         return asked
-    return months[-1] if months else ""
+    return month_default(months)
 
 
 def month_neighbours(months: list[str], month: str) -> tuple[str, str]:
