@@ -8,6 +8,7 @@ from . import (
     exports_views,
     home_views,
     imports_views,
+    months_views,
     openapi,
     portfolio_views,
     runs_views,
@@ -42,6 +43,12 @@ urlpatterns = [
     path("scoring/runs/start/", runs_views.scoring_run_start, name="scoring_run_start"),
     path("scoring/runs/<int:run_id>/panel/", runs_views.scoring_run_panel,
          name="scoring_run_panel"),
+    # Closing months (host staff see, managers close, admins reopen and approve statements).
+    path("months/", months_views.months_page, name="months"),
+    path("months/close/", months_views.months_close_view, name="months_close"),
+    path("months/reopen/", months_views.month_reopen_view, name="month_reopen"),
+    path("months/approve/", months_views.month_statement_approve_view,
+         name="month_statement_approve"),
     # Access management and the audit log (host admins); accepting an invitation (public).
     path("access/users/", access_views.users, name="access_users"),
     path("access/users/<int:user_id>/", access_views.user_detail, name="access_user"),

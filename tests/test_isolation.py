@@ -477,6 +477,14 @@ ROUTES: dict[str, Route] = {
     "scoring_run_start": Route(roles=MANAGERS, methods=("POST",), htmx=True),
     "scoring_run_panel": Route(
         roles=HOST, htmx=True, path={"run_id": Value(lambda w, p: str(w.run_id))}),
+    # Closing months: host staff see, managers close, admins reopen and approve statements.
+    "months": Route(roles=HOST, missing=None),
+    "months_close": Route(roles=MANAGERS, methods=("POST",), htmx=True, missing=None,
+                          body={"through": "2025-01"}),
+    "month_reopen": Route(roles=ADMINS, methods=("POST",), missing=None,
+                          body={"month": "2025-01", "reason": "A late correction"}),
+    "month_statement_approve": Route(roles=ADMINS, methods=("POST",), missing=None,
+                                     body={"month": "2025-01"}),
     # Access management and the audit log.
     "access_users": Route(roles=ADMINS, query={"partner": SLUG}),
     "access_user": Route(roles=ADMINS, path={"user_id": GLOBEX_USER_ID}),
