@@ -682,6 +682,10 @@ def demo_generate(
                              is_staff=True, first_name="Morgan", last_name="Reyes")
         _demo_user(username="admin", password=password, role=Role.HOST_ADMIN, is_staff=True,
                    is_superuser=True, first_name="Avery", last_name="Stone")
+        # A second host admin: the demo's months are closed by one admin and their statements
+        # approved by another (scoring/demo.py), as a statement is never approved by its closer.
+        _demo_user(username="finance", password=password, role=Role.HOST_ADMIN,
+                   first_name="Riley", last_name="Chen")
         # A colleague owns every third agreement, so the portfolio's owner filter has a choice.
         colleague = _demo_user(username="sam.okafor", password=password,
                                role=Role.HOST_MANAGER, first_name="Sam", last_name="Okafor")
