@@ -9,7 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.views.decorators.http import require_GET
 
-from partnerships.access import agreements_for, membership_of
+from partnerships.access import agreements_for, is_host, membership_of
 from partnerships.models import Agreement
 from scoring.exports import iter_csv_lines
 from scoring.models import StatementLine
@@ -46,8 +46,10 @@ class StatementFilterForm(forms.Form):
         label="Status", required=False, choices=[("", "Any status"), *STATUS_LABELS.items()])
 
     def __init__(self, *args, agreements: QuerySet[Agreement],
-                 statuses: dict[str, StatementStatus], **kwargs):
+                 statuses: dict[str, StatementStatus], host: bool, **kwargs):
         super().__init__(*args, **kwargs)
+        if not host:
+            self.fields["agreement"].empty_label = "All your agreements"
         self.fields["month"].choices = [("", "All months"), *(
             (month, f"{month} · {status.label.lower()}")
             for month, status in sorted(statuses.items(), reverse=True))]
@@ -63,7 +65,8 @@ def _filtered(request: HtmxHttpRequest) -> tuple[StatementFilterForm, QuerySet |
     statuses = statement_statuses(months=StatementLine.objects.filter(
         agreement__in=agreements.order_by().values("pk")).order_by()
         .values_list("period", flat=True).distinct())
-    form = StatementFilterForm(request.GET or None, agreements=agreements, statuses=statuses)
+    form = StatementFilterForm(request.GET or None, agreements=agreements, statuses=statuses,
+                               host=is_host(request.user))
     if form.is_bound and not form.is_valid():
         return form, None, statuses
     chosen = form.cleaned_data if form.is_bound else {}
