@@ -1,7 +1,24 @@
-"""Scoring and incentive rules, version 1 (DOMAIN.md § Scoring, § Incentives).
+"""Scoring and incentive rules, versions 1 and 2 (DOMAIN.md § Scoring, § Incentives,
+§ Closing months).
 
 Pure pandas/numpy: no Django, no ORM. Everything is vectorised across agreements; only the
 hysteresis walks the months one by one, because a tier depends on the previous month's tier.
+
+Version 2 scores the open months after the last closed month C; months up to C are frozen and
+are not outputs. What the closed months carry in is an argument, a ``ClosedState``:
+
+- ``months``: the frozen (overall, complete) of C − 1 and C, the closed months that the windows
+  of rules 6 and 9 reach from the open months. A closed month without a row had no scorecard,
+  so it is not complete.
+- ``walk``: the frozen hysteresis state (tier, streak) at the end of C.
+
+Each open month is scored by rules 1–9 with the definitions and settings given, except that
+rule 6 (rolling) and rule 9 (at risk) take the frozen months of their window as they are, and
+rule 8 (hysteresis) continues the walk from the frozen tier and streak (an agreement without a
+tier at C starts as in version 1). Rule 7 ranks, in each open month, the agreements eligible in
+that month. ``score_agreements`` and ``assign_tiers`` take the same ``closed`` argument, and
+their periods are then the open months only. With no ``closed`` argument the results are
+version 1's; they are version 2's as well, since with no closed month the two agree to the bit.
 
 Bit-reproducibility: every sum runs in a canonical order (agreement, KPI or category, date,
 recorded order) with ``np.bincount``, which adds sequentially per bin, so a result depends only
@@ -12,10 +29,16 @@ together. Rolling means are explicit sums over shifts of a dense (agreement × m
 Tiers are returned as ``object`` columns holding a tier name (``str``) or ``None``.
 """
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 
+# A run without closed months keeps version 1: version 2 gives exactly its results then, so its
+# runs and their fingerprints stay comparable with earlier ones. A run given a carried-in state
+# of closed months is version 2 (see rules_version).
 RULES_VERSION = 1
+CLOSED_MONTHS_RULES_VERSION = 2
 
 CATEGORIES = ("financial", "strategic", "operational", "relationship")
 AGGREGATIONS = ("sum", "mean", "last")
@@ -56,10 +79,54 @@ SCORECARD_COLUMNS = (
     "complete",
     "rolling",
 )
-TIER_COLUMNS = ("candidate_tier", "tier", "at_risk", "payout")
+TIER_COLUMNS = ("candidate_tier", "tier", "streak", "at_risk", "payout")
 
 _NO_TIER = -1
 _TIER_NAMES = np.array([*TIERS, None], dtype=object)  # code -1 picks the trailing None
+# Rules 6 and 9 look back two months: the closed months they can reach from an open one.
+CARRIED_MONTHS = 2
+
+
+def _empty_months() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "agreement_id": pd.Series(dtype="int64"),
+            "period": pd.Series(dtype="str"),
+            "overall": pd.Series(dtype="float64"),
+            "complete": pd.Series(dtype=bool),
+        }
+    )
+
+
+def _empty_walk() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "agreement_id": pd.Series(dtype="int64"),
+            "tier": pd.Series(dtype=object),
+            "streak": pd.Series(dtype="int64"),
+        }
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class ClosedState:
+    """What the closed months carry into the scoring of the open months (rules version 2).
+
+    last_closed: C, the last closed month ("YYYY-MM"); the months after it are open.
+    months: frozen scorecards, columns agreement_id, period, overall, complete. Only C − 1 and C
+        are read (earlier rows are ignored); a closed month without a row had no scorecard.
+    walk: the hysteresis walk at the end of C, columns agreement_id, tier (a name in TIERS, or
+        None or "" for no tier), streak. An agreement without a row has no tier and streak 0.
+    """
+
+    last_closed: str
+    months: pd.DataFrame = field(default_factory=_empty_months)
+    walk: pd.DataFrame = field(default_factory=_empty_walk)
+
+
+def rules_version(*, closed: ClosedState | None) -> int:
+    """The rules version of a run: 1 without closed months, 2 with a carried-in state."""
+    return RULES_VERSION if closed is None else CLOSED_MONTHS_RULES_VERSION
 
 
 def month_number(*, periods: pd.Series | list[str] | np.ndarray) -> np.ndarray:
@@ -124,8 +191,24 @@ def overall_score(*, category_scores: np.ndarray, category_weights: np.ndarray) 
     return np.clip(overall, 0.0, 100.0 * SCORE_CAP)
 
 
-def rolling_score(*, overall: np.ndarray, complete: np.ndarray) -> np.ndarray:
-    """R(p) = Σ overall of complete months among p−2, p−1, p / their count, when count ≥ 2."""
+def rolling_score(
+    *,
+    overall: np.ndarray,
+    complete: np.ndarray,
+    carried_overall: np.ndarray | None = None,
+    carried_complete: np.ndarray | None = None,
+) -> np.ndarray:
+    """R(p) = Σ overall of complete months among p−2, p−1, p / their count, when count ≥ 2.
+
+    carried_overall, carried_complete: (agreements × 2) the two months before the grid's first
+    (frozen closed months, version 2); without them those months are not complete.
+    """
+    if carried_overall is not None and carried_complete is not None:
+        whole = rolling_score(
+            overall=np.concatenate([carried_overall, overall], axis=1),
+            complete=np.concatenate([carried_complete, complete], axis=1),
+        )
+        return whole[:, CARRIED_MONTHS:]
     total = np.zeros(overall.shape)
     count = np.zeros(overall.shape, dtype="int64")
     for lag in (2, 1, 0):
@@ -144,8 +227,13 @@ def score_agreements(
     agreement_kpis: pd.DataFrame,
     agreements: pd.DataFrame,
     periods: list[str],
+    closed: ClosedState | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """KPI scores and the dense (agreement × period) scorecards of rules 1–6."""
+    """KPI scores and the dense (agreement × period) scorecards of rules 1–6.
+
+    With `closed` (version 2) the periods are the open months after its last closed month, and
+    the rolling score reaches back into the frozen closed months.
+    """
     _check_periods(periods=periods)
     agreement_ids, category_weights = _agreement_weights(agreements=agreements)
     kpis = _prepare_agreement_kpis(agreement_kpis=agreement_kpis, agreement_ids=agreement_ids)
@@ -230,7 +318,19 @@ def score_agreements(
     incomplete = has_scorecard & (cell_coverage < COMPLETE_COVERAGE - COVERAGE_TOLERANCE)
     complete = has_scorecard & ~incomplete
     grid = (len(agreement_ids), period_count)
-    rolling = rolling_score(overall=overall.reshape(grid), complete=complete.reshape(grid))
+    carried_overall = carried_complete = None
+    if closed is not None:
+        carried_overall, carried_complete = _carried_months(
+            closed=closed,
+            agreement_ids=agreement_ids,
+            first_month=_first_open_month(closed=closed, periods=periods),
+        )
+    rolling = rolling_score(
+        overall=overall.reshape(grid),
+        complete=complete.reshape(grid),
+        carried_overall=carried_overall,
+        carried_complete=carried_complete,
+    )
 
     scorecards = pd.DataFrame(
         {
@@ -281,13 +381,46 @@ def candidate_tier(
     return codes
 
 
-def hysteresis_tier(*, candidates: np.ndarray, hysteresis: int = 2) -> np.ndarray:
+def hysteresis_tier(
+    *,
+    candidates: np.ndarray,
+    hysteresis: int = 2,
+    tier: np.ndarray | None = None,
+    streak: np.ndarray | None = None,
+) -> np.ndarray:
     """Tier per (agreement, month): switch to the candidate after `hysteresis` differing months."""
+    tiers, _ = hysteresis_walk(
+        candidates=candidates, hysteresis=hysteresis, tier=tier, streak=streak
+    )
+    return tiers
+
+
+def hysteresis_walk(
+    *,
+    candidates: np.ndarray,
+    hysteresis: int = 2,
+    tier: np.ndarray | None = None,
+    streak: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Tier and streak per (agreement, month) at the month's end, walked from (tier, streak).
+
+    `tier` and `streak` are each agreement's state before the first month (tier codes, −1 for
+    none); by default no tier and a streak of 0, as in version 1.
+    """
     if hysteresis < 1:
         raise ValueError("hysteresis must be at least 1")
+    agreements = candidates.shape[0]
     tiers = np.full(candidates.shape, _NO_TIER, dtype="int64")
-    tier = np.full(candidates.shape[0], _NO_TIER, dtype="int64")
-    streak = np.zeros(candidates.shape[0], dtype="int64")
+    streaks = np.zeros(candidates.shape, dtype="int64")
+    # Copies: the walk updates them in place.
+    if tier is None:
+        tier = np.full(agreements, _NO_TIER, dtype="int64")
+    else:
+        tier = np.array(tier, dtype="int64")
+    if streak is None:
+        streak = np.zeros(agreements, dtype="int64")
+    else:
+        streak = np.array(streak, dtype="int64")
     for month in range(candidates.shape[1]):
         candidate = candidates[:, month]
         has_candidate = candidate != _NO_TIER
@@ -300,11 +433,18 @@ def hysteresis_tier(*, candidates: np.ndarray, hysteresis: int = 2) -> np.ndarra
         tier[switch] = candidate[switch]
         streak[switch] = 0
         tiers[:, month] = tier
-    return tiers
+        streaks[:, month] = streak
+    return tiers, streaks
 
 
-def at_risk(*, low: np.ndarray) -> np.ndarray:
-    """At risk = complete with overall < 50 in this month and in each of the two before it."""
+def at_risk(*, low: np.ndarray, carried_low: np.ndarray | None = None) -> np.ndarray:
+    """At risk = complete with overall < 50 in this month and in each of the two before it.
+
+    carried_low: (agreements × 2) the two months before the grid's first (frozen closed months,
+    version 2); without it those months are not low.
+    """
+    if carried_low is not None:
+        return at_risk(low=np.concatenate([carried_low, low], axis=1))[:, CARRIED_MONTHS:]
     return low & _shift_months(low, lag=1, fill=False) & _shift_months(low, lag=2, fill=False)
 
 
@@ -336,8 +476,14 @@ def assign_tiers(
     growth_threshold: float = 70.0,
     hysteresis: int = 2,
     incentives: pd.DataFrame | None = None,
+    closed: ClosedState | None = None,
 ) -> pd.DataFrame:
-    """Scorecards with candidate_tier, tier (rules 7–8), at_risk (rule 9) and payout added."""
+    """Scorecards with candidate_tier, tier, streak (rules 7–8), at_risk (rule 9) and payout.
+
+    `streak` is the walk's streak at the end of the row's month: closing a month freezes it
+    with the tier. With `closed` (version 2) the scorecards are of open months only; the walk
+    and the at-risk window continue from the frozen closed months.
+    """
     if policy not in POLICIES:
         raise ValueError(f"unknown tier policy {policy!r}; expected one of {POLICIES}")
     frame = scorecards.astype({"agreement_id": "int64"})
@@ -349,7 +495,13 @@ def assign_tiers(
     agreement_ids = np.unique(frame["agreement_id"].to_numpy())
     row_agreement = np.searchsorted(agreement_ids, frame["agreement_id"].to_numpy())
     months = month_number(periods=frame["period"])
-    first_month = int(months.min()) if len(months) else 0
+    if closed is None:
+        first_month = int(months.min()) if len(months) else 0
+    else:
+        # The grid starts right after C, so that the carried months sit just before it.
+        first_month = _first_open_month(closed=closed, periods=[])
+        if len(months) and int(months.min()) < first_month:
+            raise ValueError(f"scorecards: a month up to {closed.last_closed} is closed")
     row_month = months - first_month
     # A calendar grid, so that a month missing from the input counts as a month without data.
     grid = (len(agreement_ids), int(row_month.max()) + 1 if len(months) else 0)
@@ -370,18 +522,28 @@ def assign_tiers(
     )
     candidate_grid = np.full(grid, _NO_TIER, dtype="int64")
     candidate_grid[row_agreement, row_month] = candidates
-    tiers = hysteresis_tier(candidates=candidate_grid, hysteresis=hysteresis)
+    start_tier = start_streak = carried_low = None
+    if closed is not None:
+        start_tier, start_streak = _carried_walk(closed=closed, agreement_ids=agreement_ids)
+        carried_overall, carried_complete = _carried_months(
+            closed=closed, agreement_ids=agreement_ids, first_month=first_month
+        )
+        carried_low = carried_complete & (carried_overall < AT_RISK_BELOW)
+    tiers, streaks = hysteresis_walk(
+        candidates=candidate_grid, hysteresis=hysteresis, tier=start_tier, streak=start_streak
+    )
     tier = tiers[row_agreement, row_month]
 
     low_grid = np.zeros(grid, dtype=bool)
     low_grid[row_agreement, row_month] = complete & (overall < AT_RISK_BELOW)
-    risk = at_risk(low=low_grid)[row_agreement, row_month]
+    risk = at_risk(low=low_grid, carried_low=carried_low)[row_agreement, row_month]
 
     base_amount, baseline, multipliers = _incentive_plans(
         incentives=incentives, agreement_id=frame["agreement_id"].to_numpy()
     )
     frame["candidate_tier"] = pd.Series(_TIER_NAMES[candidates], dtype=object)
     frame["tier"] = pd.Series(_TIER_NAMES[tier], dtype=object)
+    frame["streak"] = streaks[row_agreement, row_month]
     frame["at_risk"] = risk
     frame["payout"] = payout(
         overall=overall,
@@ -546,6 +708,80 @@ def _kpi_rows(
 
 def _period_column(*, periods: list[str], position: np.ndarray) -> pd.Series:
     return pd.Series(np.asarray(periods, dtype=object)[position], dtype="str")
+
+
+def _first_open_month(*, closed: ClosedState, periods: list[str]) -> int:
+    """The month number of the first period scored: the first of `periods`, else C + 1."""
+    last_closed = int(month_number(periods=[closed.last_closed])[0])
+    if not periods:
+        return last_closed + 1
+    first = int(month_number(periods=periods[:1])[0])
+    if first <= last_closed:
+        raise ValueError(f"periods: {periods[0]} is closed (last closed {closed.last_closed})")
+    return first
+
+
+def _carried_months(
+    *, closed: ClosedState, agreement_ids: np.ndarray, first_month: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frozen (overall, complete) of the two months before `first_month`: (agreements × 2).
+
+    A month that is open (the periods start later than C + 1) or has no frozen row is not
+    complete, with overall NaN.
+    """
+    overall = np.full((len(agreement_ids), CARRIED_MONTHS), np.nan)
+    complete = np.zeros((len(agreement_ids), CARRIED_MONTHS), dtype=bool)
+    months = closed.months
+    month = month_number(periods=months["period"].astype("str"))
+    if len(month) and month.max() > month_number(periods=[closed.last_closed])[0]:
+        raise ValueError(f"closed months: a frozen month after {closed.last_closed}")
+    row, known = _agreement_rows(
+        agreement_ids=agreement_ids, agreement_id=months["agreement_id"].to_numpy(dtype="int64")
+    )
+    # Frozen months are ≤ C < first_month, so a column is at most CARRIED_MONTHS − 1.
+    column = month - (first_month - CARRIED_MONTHS)
+    keep = known & (column >= 0)
+    cell = row[keep] * CARRIED_MONTHS + column[keep]
+    if len(np.unique(cell)) < len(cell):
+        raise ValueError("closed months: one row per (agreement_id, period) expected")
+    overall[row[keep], column[keep]] = months["overall"].to_numpy(dtype="float64")[keep]
+    complete[row[keep], column[keep]] = months["complete"].to_numpy(dtype=bool)[keep]
+    return overall, complete
+
+
+def _carried_walk(
+    *, closed: ClosedState, agreement_ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each agreement's frozen (tier code, streak) at the end of C; (−1, 0) without a row."""
+    tier = np.full(len(agreement_ids), _NO_TIER, dtype="int64")
+    streak = np.zeros(len(agreement_ids), dtype="int64")
+    walk = closed.walk
+    names = walk["tier"].to_numpy(dtype=object)
+    no_tier = pd.isna(names) | (names == "")
+    codes = np.where(no_tier, _NO_TIER, pd.Index(TIERS).get_indexer(names))
+    if (codes[~no_tier] == _NO_TIER).any():
+        unknown = sorted({str(name) for name in names[~no_tier & (codes == _NO_TIER)]})
+        raise ValueError(f"closed walk: unknown tier {unknown}")
+    streaks = walk["streak"].to_numpy(dtype="int64")
+    if (streaks < 0).any() or (streaks[no_tier] != 0).any():
+        raise ValueError("closed walk: a streak is at least 0, and 0 without a tier")
+    agreement_id = walk["agreement_id"].to_numpy(dtype="int64")
+    if len(np.unique(agreement_id)) < len(agreement_id):
+        raise ValueError("closed walk: one row per agreement_id expected")
+    row, known = _agreement_rows(agreement_ids=agreement_ids, agreement_id=agreement_id)
+    tier[row[known]] = codes[known]
+    streak[row[known]] = streaks[known]
+    return tier, streak
+
+
+def _agreement_rows(
+    *, agreement_ids: np.ndarray, agreement_id: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row of each agreement_id in the sorted agreement_ids, and whether it is there at all."""
+    if not len(agreement_ids):
+        return np.zeros(len(agreement_id), dtype="int64"), np.zeros(len(agreement_id), dtype=bool)
+    row = np.searchsorted(agreement_ids, agreement_id).clip(0, len(agreement_ids) - 1)
+    return row, agreement_ids[row] == agreement_id
 
 
 def _check_periods(*, periods: list[str]) -> None:
