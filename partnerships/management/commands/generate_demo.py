@@ -102,7 +102,8 @@ class Command(BaseCommand):
         )
         if not options["no_next_steps"]:
             self.stdout.write(self.style.SUCCESS(
-                "\nNext: `python manage.py score` scores it, `python manage.py runserver` serves "
+                "\nNext: `python manage.py score` scores it, `python manage.py close_demo_months` "
+                "closes all its months but the last two, `python manage.py runserver` serves "
                 f"it at {DEMO_URL}, and `python manage.py demo_logins` lists the users to log "
                 f"in as (password {password!r})."
             ))
