@@ -18,7 +18,8 @@ def _pg_type(dtype) -> str:
     if pd.api.types.is_bool_dtype(dtype):
         return "bool"
     if pd.api.types.is_integer_dtype(dtype):
-        return "int8"
+        # Binary COPY wants the column's own width: int16 frames fill smallint columns.
+        return "int2" if pd.api.types.pandas_dtype(dtype).itemsize == 2 else "int8"
     if pd.api.types.is_float_dtype(dtype):
         return "float8"
     return "text"

@@ -4,6 +4,11 @@ A run goes pending → running → succeeded | failed. The per-agreement stage r
 agreements (one task each, any worker); the program-wide stage ranks, applies hysteresis,
 flags and payouts, and publishes the whole run in one transaction. Pages read only the last
 published run, so they see the previous results or the new ones, never a mixture.
+
+Closed months (DOMAIN.md § Closing months, rules version 2): with C the last closed month, a
+run computes only the months after C (`open_from` = C + 1) and carries in the frozen results
+of C − 1 and C and the hysteresis walk at the end of C; readers see the frozen rows of the
+months before `open_from` beside the run's own (`Scorecard.objects.of_run`).
 """
 
 import datetime as dt
@@ -17,7 +22,7 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import CharField, F, Max, Min, Value
+from django.db.models import CharField, Count, F, Max, Min, Value
 from django.db.models.functions import Cast, Concat, Greatest
 from django.utils import timezone
 
@@ -29,6 +34,8 @@ from partnerships.models import (
     MetricObservation,
     ProgramSettings,
 )
+from partnerships.months import last_closed_month
+from partnerships.services import lock_observation_writes
 
 from . import rules
 from .bulk import frame_insert, frame_update, query_frame
@@ -194,6 +201,25 @@ def _program_periods() -> list[str]:
     ]
 
 
+def _month_after(month: str) -> str:
+    return str(pd.Period(month, freq="M") + 1)
+
+
+def _month_before(month: str) -> str:
+    return str(pd.Period(month, freq="M") - 1)
+
+
+def _computed_periods(*, periods: list[str], open_from: str) -> list[str]:
+    """The months a run computes: those from `open_from` on (every month when it is blank)."""
+    return [period for period in periods if not open_from or period >= open_from]
+
+
+def _rules_version(*, open_from: str) -> int:
+    """A run computing from `open_from` carries the closed months' state when it is set."""
+    closed = rules.ClosedState(last_closed=_month_before(open_from)) if open_from else None
+    return rules.rules_version(closed=closed)
+
+
 def _settings_snapshot() -> dict:
     program = ProgramSettings.current()
     return {
@@ -205,9 +231,15 @@ def _settings_snapshot() -> dict:
 
 
 def scoring_run_plan(*, run_id: int, chunk_size: int | None = None) -> list[int]:
-    """Fix the months, settings and agreement chunks of a running run; return chunk indexes."""
+    """Fix the months, settings and agreement chunks of a running run; return chunk indexes.
+
+    The months shown run from the program's first month to its last; the months computed start
+    after the last closed month (`open_from`), whose frozen results the run carries in.
+    """
     chunk_size = chunk_size or settings.SCORING_CHUNK_SIZE
     periods = _program_periods()
+    last_closed = last_closed_month()
+    open_from = _month_after(last_closed) if last_closed else ""
     agreement_ids = list(Agreement.objects.order_by("id").values_list("id", flat=True))
     chunks = [
         agreement_ids[start : start + chunk_size]
@@ -225,6 +257,8 @@ def scoring_run_plan(*, run_id: int, chunk_size: int | None = None) -> list[int]
             for index, ids in enumerate(chunks)
         )
         run.settings_snapshot = _settings_snapshot()
+        run.open_from = open_from
+        run.rules_version = _rules_version(open_from=open_from)
         run.first_period = periods[0] if periods else ""
         run.last_period = periods[-1] if periods else ""
         run.months = len(periods)
@@ -329,6 +363,51 @@ def load_chunk_inputs(*, agreement_ids: list[int], periods: list[str]) -> dict[s
             "observations": observations}
 
 
+def closed_state(
+    *, open_from: str, agreement_ids: list[int] | None = None
+) -> rules.ClosedState | None:
+    """What the closed months before `open_from` carry into a run (rules.ClosedState), read in
+    one query from the frozen scorecards (of `agreement_ids` only, when given); None when
+    nothing is closed.
+
+    Per agreement, its last two frozen rows up to C = the month before `open_from`: C − 1 and C
+    feed the rolling score and the at-risk test, C the walk's tier and streak. An agreement
+    whose last frozen row is before C (months closed past the last month the runs had) keeps
+    that tier with a streak of 0, since the months after it had no candidate.
+    """
+    if not open_from:
+        return None
+    last_closed = _month_before(open_from)
+    params: list = [last_closed]
+    only = ""
+    if agreement_ids is not None:
+        placeholders, ids = _in_clause(agreement_ids or [0])
+        only = f" AND agreement_id IN ({placeholders})"
+        params += ids
+    frame = query_frame(
+        sql="SELECT agreement_id, period, overall, has_scorecard AND NOT incomplete, tier, "
+        "streak, recency FROM (SELECT agreement_id, period, overall, has_scorecard, incomplete, "
+        "tier, streak, row_number() OVER (PARTITION BY agreement_id ORDER BY period DESC) "
+        f"AS recency FROM {Scorecard._meta.db_table} WHERE frozen AND period <= %s{only}"
+        ") latest WHERE recency <= 2",
+        params=params,
+        columns=["agreement_id", "period", "overall", "complete", "tier", "streak", "recency"],
+        dtypes={"agreement_id": "int64", "period": object, "overall": "float64",
+                "complete": bool, "tier": object, "streak": "int64", "recency": "int64"},
+    )
+    months = frame.loc[frame["period"] >= _month_before(last_closed),
+                       ["agreement_id", "period", "overall", "complete"]]
+    latest = frame[frame["recency"] == 1]
+    tier = latest["tier"].where(latest["tier"].notna() & (latest["tier"] != ""), None)
+    walk = pd.DataFrame({
+        "agreement_id": latest["agreement_id"].to_numpy(),
+        "tier": tier.astype(object).to_numpy(),
+        "streak": np.where(latest["period"] == last_closed, latest["streak"], 0),
+    })
+    return rules.ClosedState(last_closed=last_closed, months=months.reset_index(drop=True),
+                             walk=walk)
+
+
 def _agreement_digests(inputs: dict[str, pd.DataFrame]) -> dict[str, str]:
     """Per agreement, a digest of its weights, KPIs and observations that ignores row order.
 
@@ -414,13 +493,14 @@ def scoring_chunk_execute(*, run_id: int, index: int) -> bool:
             # commit only means the chunk is scored again, so it need not wait for the disk.
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL synchronous_commit = off")
-        periods = run.periods
+        periods = _computed_periods(periods=run.periods, open_from=run.open_from)
         inputs = load_chunk_inputs(agreement_ids=chunk.agreement_ids, periods=periods)
         kpi_scores, scorecards = rules.score_agreements(
             observations=inputs["observations"],
             agreement_kpis=inputs["agreement_kpis"],
             agreements=inputs["agreements"],
             periods=periods,
+            closed=closed_state(open_from=run.open_from, agreement_ids=chunk.agreement_ids),
         )
         KPIScore.objects.filter(run=run, agreement_id__in=chunk.agreement_ids).delete()
         Scorecard.objects.filter(run=run, agreement_id__in=chunk.agreement_ids).delete()
@@ -499,38 +579,58 @@ def _program_inputs() -> tuple[pd.DataFrame, pd.DataFrame, str]:
     return stages, plans, program_digest
 
 
-def inputs_fingerprint(*, rules_version: int, settings_snapshot: dict, periods: list[str],
-                       program_digest: str, digests: dict[str, str]) -> str:
-    """The fingerprint a published run records: sha256 of its rules version, settings, months,
-    program digest and each agreement's digest in agreement order."""
-    return hashlib.sha256(
-        json.dumps(
-            {
-                "rules_version": rules_version,
-                "settings": settings_snapshot,
-                "periods": periods,
-                "program": program_digest,
-                "agreements": [digests[key] for key in sorted(digests, key=int)],
-            },
-            sort_keys=True,
-        ).encode()
-    ).hexdigest()
+def _closed_months_digest(*, open_from: str) -> dict:
+    """The closed state a run computing from `open_from` starts from: how far the months before
+    it are closed now, and which run's rows of each of them are frozen."""
+    last_closed = last_closed_month()
+    through = min(last_closed, _month_before(open_from)) if last_closed else ""
+    frozen = (
+        Scorecard.objects.filter(frozen=True, period__lt=open_from).order_by("period")
+        .values("period").annotate(first=Min("run_id"), last=Max("run_id"), rows=Count("id"))
+        .values_list("period", "first", "last", "rows")
+    )
+    return {"closed_through": through, "frozen": [list(row) for row in frozen]}
+
+
+def inputs_fingerprint(*, open_from: str, first_period: str, last_period: str,
+                       settings_snapshot: dict, program_digest: str,
+                       digests: dict[str, str]) -> str:
+    """The fingerprint of a run computing the months from `open_from` (every month when blank):
+    sha256 of the rules version, settings, the months computed, the program digest, each
+    agreement's digest of those months in agreement order and, with closed months, the closed
+    state it started from (_closed_months_digest, read now)."""
+    composition = {
+        "rules_version": _rules_version(open_from=open_from),
+        "settings": settings_snapshot,
+        "periods": [open_from or first_period, last_period],
+        "program": program_digest,
+        "agreements": [digests[key] for key in sorted(digests, key=int)],
+    }
+    if open_from:
+        # Without closed months the composition is version 1's: its fingerprints stay valid.
+        composition["closed"] = _closed_months_digest(open_from=open_from)
+    return hashlib.sha256(json.dumps(composition, sort_keys=True).encode()).hexdigest()
 
 
 def scoring_inputs_fingerprint(*, chunk_size: int | None = None) -> str:
-    """The fingerprint a run started now would publish: the inputs as they are, read chunk by
-    chunk like a run reads them."""
+    """The inputs now, composed as the published run's fingerprint is (the months from its
+    `open_from`, the closed state before it): equal to that fingerprint while its results are
+    current. Closing a month from the run keeps it current (writes into the month are refused);
+    reopening a month before its `open_from` does not."""
     chunk_size = chunk_size or settings.SCORING_CHUNK_SIZE
+    current = ScoringRun.objects.current()
+    open_from = current.open_from if current else ""
     periods = _program_periods()
+    computed = _computed_periods(periods=periods, open_from=open_from)
     agreement_ids = list(Agreement.objects.order_by("id").values_list("id", flat=True))
     digests: dict[str, str] = {}
     for start in range(0, len(agreement_ids), chunk_size):
         inputs = load_chunk_inputs(agreement_ids=agreement_ids[start:start + chunk_size],
-                                   periods=periods)
+                                   periods=computed)
         digests.update(_agreement_digests(inputs))
     return inputs_fingerprint(
-        rules_version=rules.RULES_VERSION, settings_snapshot=_settings_snapshot(),
-        periods=[periods[0], periods[-1]] if periods else ["", ""],
+        open_from=open_from, first_period=periods[0] if periods else "",
+        last_period=periods[-1] if periods else "", settings_snapshot=_settings_snapshot(),
         program_digest=_program_inputs()[2], digests=digests,
     )
 
@@ -549,6 +649,67 @@ def _staged_scorecards(run: ScoringRun) -> pd.DataFrame:
     )
     frame["complete"] = frame["has_scorecard"] & ~frame["incomplete"]
     return frame
+
+
+def _closed_months_moved(run: ScoringRun) -> str:
+    """Why the run cannot publish when months were closed or reopened since it was planned
+    (call under the observation write lock, which closing takes); "" when they were not."""
+    planned = _month_before(run.open_from) if run.open_from else None
+    now = last_closed_month()
+    if now == planned:
+        return ""
+    return (
+        f"The closed months changed while this run was scoring (closed up to "
+        f"{planned or 'no month'} when it started, up to {now or 'no month'} now): its results "
+        "were not published. The previous results are still shown; start scoring again."
+    )
+
+
+def _assign_tiers(*, run: ScoringRun, stages: pd.DataFrame, plans: pd.DataFrame,
+                  closed: rules.ClosedState | None) -> pd.DataFrame:
+    """Rules 7–9 and the payouts over the run's staged months, written onto its rows."""
+    snapshot = run.settings_snapshot
+    tiers = rules.assign_tiers(
+        scorecards=_staged_scorecards(run),
+        stages=stages,
+        policy=snapshot["policy"],
+        strategic_threshold=snapshot["strategic_threshold"],
+        growth_threshold=snapshot["growth_threshold"],
+        hysteresis=snapshot["hysteresis"],
+        incentives=plans,
+        closed=closed,
+    )
+    tier_columns = tiers[["agreement_id", "period", "candidate_tier", "tier", "streak",
+                          "at_risk", "payout"]].copy()
+    for column in ("candidate_tier", "tier"):
+        tier_columns[column] = tier_columns[column].fillna("").astype(object)
+    tier_columns["streak"] = tier_columns["streak"].astype("int16")
+    frame_update(table=Scorecard._meta.db_table, frame=tier_columns,
+                 keys=["agreement_id", "period"], scope={"run_id": run.pk})
+    return tiers
+
+
+def _shown_counts(*, run: ScoringRun, tiers: pd.DataFrame,
+                  closed: rules.ClosedState | None) -> tuple[int, int]:
+    """Scorecards and tier changes over every month readers see of the run: its own months,
+    and the frozen months before them (counted in SQL, with the change from C's tier)."""
+    scorecards = int(tiers["has_scorecard"].sum())
+    if closed is None:
+        return scorecards, rules.tier_changes(tiers=tiers)
+    table = Scorecard._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (SELECT count(*) FROM {table} WHERE frozen AND period < %s "
+            "AND has_scorecard), (SELECT count(*) FROM (SELECT tier, lag(tier) OVER "
+            "(PARTITION BY agreement_id ORDER BY period) AS previous "
+            f"FROM {table} WHERE frozen AND period < %s AND tier <> '') tiers "
+            "WHERE previous <> tier)",
+            [run.open_from, run.open_from],
+        )
+        frozen_scorecards, frozen_changes = cursor.fetchone()
+    walk = closed.walk.assign(period=closed.last_closed)[["agreement_id", "period", "tier"]]
+    joined = pd.concat([walk, tiers[["agreement_id", "period", "tier"]]], ignore_index=True)
+    return scorecards + frozen_scorecards, frozen_changes + rules.tier_changes(tiers=joined)
 
 
 def scoring_run_publish(*, run_id: int) -> ScoringRun | None:
@@ -572,37 +733,30 @@ def scoring_run_publish(*, run_id: int) -> ScoringRun | None:
         missing = [chunk.index for chunk in chunks if not chunk.done]
         if missing:
             raise RuntimeError(f"chunks {missing} of run {run_id} are not done")
-        snapshot = run.settings_snapshot
+        # Closing takes this lock too: no month closes or reopens until this run is published,
+        # and a run planned before a close must not publish rows of a month closed since.
+        lock_observation_writes()
+        moved = _closed_months_moved(run)
+        if moved:
+            scoring_run_fail(run_id=run.pk, error=moved)
+            logger.warning("Scoring run %s failed: %s", run.pk, moved)
+            return None
         stages, plans, program_digest = _program_inputs()
-        tiers = rules.assign_tiers(
-            scorecards=_staged_scorecards(run),
-            stages=stages,
-            policy=snapshot["policy"],
-            strategic_threshold=snapshot["strategic_threshold"],
-            growth_threshold=snapshot["growth_threshold"],
-            hysteresis=snapshot["hysteresis"],
-            incentives=plans,
-        )
-        tier_columns = tiers[["agreement_id", "period", "candidate_tier", "tier", "at_risk",
-                              "payout"]].copy()
-        for column in ("candidate_tier", "tier"):
-            tier_columns[column] = tier_columns[column].fillna("").astype(object)
-        frame_update(table=Scorecard._meta.db_table, frame=tier_columns,
-                     keys=["agreement_id", "period"], scope={"run_id": run.pk})
+        closed = closed_state(open_from=run.open_from)
+        tiers = _assign_tiers(run=run, stages=stages, plans=plans, closed=closed)
         digests: dict[str, str] = {}
         for chunk in chunks:
             digests.update(chunk.digests)
         fingerprint = inputs_fingerprint(
-            rules_version=run.rules_version, settings_snapshot=snapshot,
-            periods=[run.first_period, run.last_period], program_digest=program_digest,
+            open_from=run.open_from, first_period=run.first_period, last_period=run.last_period,
+            settings_snapshot=run.settings_snapshot, program_digest=program_digest,
             digests=digests,
         )
         now = _now()
         run.status = ScoringRun.Status.SUCCEEDED
         run.active = None
         run.fingerprint = fingerprint
-        run.scorecards = int(tiers["has_scorecard"].sum())
-        run.tier_changes = rules.tier_changes(tiers=tiers)
+        run.scorecards, run.tier_changes = _shown_counts(run=run, tiers=tiers, closed=closed)
         run.stage = "done"
         run.error = ""
         run.progress = 100

@@ -188,8 +188,6 @@ def test_of_run_is_the_runs_own_rows_without_open_from(three_months):
     assert set(Scorecard.objects.of_run(run)) == set(Scorecard.objects.filter(run=run))
 
 
-@pytest.mark.xfail(strict=True, reason="runs compute every month until rules version 2 is "
-                   "wired into them (open_from is never set yet)")
 def test_a_later_change_of_terms_and_a_new_run_leave_a_closed_month_as_exported(three_months):
     acme, _ = three_months
     months_close(through="2025-02", user=None)
