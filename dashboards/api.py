@@ -26,6 +26,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from partnerships.audit import audit_record
+from partnerships.importers import shown
 from partnerships.models import ApiToken, AuditAction, ImportBatch, ImportStatus
 from partnerships.services import (
     IdempotencyConflict,
@@ -38,6 +39,7 @@ from partnerships.tokens import (
     api_token_authenticate,
     api_token_create,
     api_token_revoke,
+    api_token_used,
 )
 
 from .confirm import Confirmation, confirmation_page, confirmed
@@ -175,7 +177,17 @@ def _too_big(count: int | None = None) -> JsonResponse:
                     "split larger sets into several requests.", max_observations=limit)
 
 
-def _result(request: HttpRequest, batch: ImportBatch, *, replayed: bool) -> JsonResponse:
+def _named(records: list, index: int | None) -> dict | None:
+    """Which observation an error is about (agreement, KPI and date as sent)."""
+    record = records[index] if isinstance(index, int) and 0 <= index < len(records) else None
+    if not isinstance(record, dict):
+        return None
+    return {name: shown(record[name]) if name in record else None
+            for name in ("agreement", "kpi", "date")}
+
+
+def _result(request: HttpRequest, batch: ImportBatch, *, replayed: bool,
+            records: list) -> JsonResponse:
     url = request.build_absolute_uri(reverse("import_batch", args=[batch.pk]))
     if batch.status == ImportStatus.SUCCEEDED:
         body = {
@@ -189,7 +201,8 @@ def _result(request: HttpRequest, batch: ImportBatch, *, replayed: bool) -> Json
         return response
     errors = [
         {"index": error.get("row"), "field": error.get("column"),
-         "message": error.get("message", ""), "value": error.get("value", "")}
+         "message": error.get("message", ""), "value": error.get("value", ""),
+         "observation": _named(records, error.get("row"))}
         for error in batch.errors or []
     ]
     count = batch.error_count
@@ -241,7 +254,7 @@ def observations_api(request: HttpRequest) -> HttpResponse:
     observations = _read_observations(request)
     if isinstance(observations, HttpResponse):
         return observations
-    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    api_token_used(token=token)
     started = timezone.now()
     try:
         batch = observations_import_records(
@@ -269,4 +282,4 @@ def observations_api(request: HttpRequest) -> HttpResponse:
                     "rows": batch.rows_total, "inserted": batch.inserted,
                     "updated": batch.updated, "errors": batch.error_count},
         )
-    return _result(request, batch, replayed=replayed)
+    return _result(request, batch, replayed=replayed, records=observations)

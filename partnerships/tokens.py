@@ -92,3 +92,8 @@ def api_token_authenticate(*, authorization: str) -> ApiToken | None:
     if token is None or not token.user.is_active:
         return None
     return token
+
+
+def api_token_used(*, token: ApiToken) -> None:
+    """Note when the token was last used: bookkeeping of authentication, not a change."""
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())

@@ -15,6 +15,7 @@ from partnerships.models import (
     ImportBatch,
     KPIDefinition,
     MetricObservation,
+    ProgramMonth,
     Role,
 )
 from tests.conftest import make_user
@@ -137,6 +138,42 @@ def test_implausible_values_422_with_the_rule_each_breaks(host_manager, acme_agr
         (3, "value", "above the maximum 100 of Defect rate (%)"),
     ]
     assert not MetricObservation.objects.exists()
+
+
+def test_an_observation_in_a_closed_month_is_refused_422_naming_it_and_the_month(
+    host_manager, acme_agreement
+):
+    ProgramMonth.objects.create(month="2025-01", closed=True, closed_at=timezone.now())
+    key = token_for(host_manager)
+    february = {"agreement": "ACME-CM-2025", "kpi": "revenue", "date": "2025-02-03", "value": 9}
+    response = post({"observations": [february, *GOOD]}, key)
+
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error"] == "invalid_observations" and body["error_count"] == 2
+    assert body["errors"] == [
+        {"index": 1, "field": "date", "message": "2025-01 is closed", "value": "2025-01-31",
+         "observation": {"agreement": "ACME-CM-2025", "kpi": "revenue", "date": "2025-01-31"}},
+        {"index": 2, "field": "date", "message": "2025-01 is closed", "value": "2025-01-31",
+         "observation": {"agreement": "ACME-CM-2025", "kpi": "defect_rate",
+                         "date": "2025-01-31"}},
+    ]
+    assert not MetricObservation.objects.exists()
+    assert ImportBatch.objects.get().status == "failed"
+
+    # The same agreement's open month goes through.
+    assert post({"observations": [february]}, key).status_code == 201
+    assert stored() == {("ACME-CM-2025", "revenue", "host", 9.0)}
+
+
+def test_errors_name_the_observation_as_sent_and_none_for_the_request(host_manager,
+                                                                       acme_agreement):
+    key = token_for(host_manager)
+    response = post({"observations": [{"kpi": "revenue", "date": "2025-01-30", "value": 1},
+                                      "not an object"]}, key)
+    errors = response.json()["errors"]
+    assert [(e["index"], e["observation"]) for e in errors] == [
+        (0, {"agreement": None, "kpi": "revenue", "date": "2025-01-30"}), (1, None)]
 
 
 def test_partner_token_writes_only_its_own_agreements_and_side(
