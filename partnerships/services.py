@@ -250,10 +250,11 @@ def _write_postgresql(rows: pd.DataFrame, *, batch: ImportBatch, user, now,
     changes = ObservationChange._meta.db_table
     total = len(rows)
     with connection.cursor() as cursor:
-        # The table may survive from an earlier call in the same transaction (ON COMMIT DROP).
-        cursor.execute(f"DROP TABLE IF EXISTS {STAGING_TABLE}")
+        # One staging table per transaction, emptied for each write: a table created and
+        # dropped per write would hold its locks until the commit, and a transaction writing
+        # many batches (the demo generator) would run out of PostgreSQL's lock table.
         cursor.execute(
-            f"CREATE TEMPORARY TABLE {STAGING_TABLE} ("
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} ("
             " agreement_id bigint NOT NULL, kpi_id bigint NOT NULL,"
             " is_partner boolean NOT NULL, date date NOT NULL,"
             " value double precision NOT NULL, note varchar(500) NOT NULL,"
@@ -261,6 +262,7 @@ def _write_postgresql(rows: pd.DataFrame, *, batch: ImportBatch, user, now,
             "  (CASE WHEN is_partner THEN 'partner' ELSE 'host' END) STORED"
             ") ON COMMIT DROP"
         )
+        cursor.execute(f"TRUNCATE {STAGING_TABLE}")
         columns = "agreement_id, kpi_id, is_partner, date, value, note"
         with cursor.cursor.copy(
             f"COPY {STAGING_TABLE} ({columns}) FROM STDIN (FORMAT BINARY)"
@@ -318,7 +320,7 @@ def _write_postgresql(rows: pd.DataFrame, *, batch: ImportBatch, user, now,
             [batch.pk, getattr(user, "pk", None), now],
         )
         inserted = cursor.rowcount
-        cursor.execute(f"DROP TABLE {STAGING_TABLE}")
+        cursor.execute(f"TRUNCATE {STAGING_TABLE}")
     if inserted + updated != total - unchanged:
         raise _ConcurrentWrite(inserted + updated, total - unchanged)
     return WriteCounts(inserted=inserted, updated=updated, unchanged=unchanged)
