@@ -23,11 +23,11 @@ from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from partnerships.access import (
-    admin_required,
     audit_events_for,
     invitations_for,
     membership_of_any,
     partners_for,
+    users_admin_required,
     users_for,
 )
 from partnerships.audit import audit_record
@@ -187,7 +187,7 @@ def _respond_after_change(
 
 
 @vary_on_headers("HX-Request")
-@admin_required
+@users_admin_required
 def users(request: HtmxHttpRequest) -> HttpResponse:
     partners = partners_for(user=request.user).order_by("name")
     only = None
@@ -239,7 +239,7 @@ def users(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "dashboards/access/users.html", context)
 
 
-@admin_required
+@users_admin_required
 def user_detail(request: HtmxHttpRequest, user_id: int) -> HttpResponse:
     member = get_object_or_404(users_for(user=request.user), pk=user_id)
     access = membership_of_any(member)
@@ -260,7 +260,7 @@ def _user_page(request: HtmxHttpRequest, member, form: AccessForm, status: int =
     return render(request, "dashboards/access/user.html", context, status=status)
 
 
-@admin_required
+@users_admin_required
 @require_POST
 def user_role(request: HtmxHttpRequest, user_id: int) -> HttpResponse:
     member = get_object_or_404(users_for(user=request.user), pk=user_id)
@@ -282,7 +282,7 @@ def user_role(request: HtmxHttpRequest, user_id: int) -> HttpResponse:
     return _respond_after_change(request, member, notice=notice)
 
 
-@admin_required
+@users_admin_required
 @require_POST
 def user_deactivate_view(request: HtmxHttpRequest, user_id: int) -> HttpResponse:
     member = get_object_or_404(users_for(user=request.user), pk=user_id)
@@ -301,7 +301,7 @@ def user_deactivate_view(request: HtmxHttpRequest, user_id: int) -> HttpResponse
     return _respond_after_change(request, member, notice=notice)
 
 
-@admin_required
+@users_admin_required
 @require_POST
 def user_reactivate_view(request: HtmxHttpRequest, user_id: int) -> HttpResponse:
     member = get_object_or_404(users_for(user=request.user), pk=user_id)
@@ -317,7 +317,7 @@ def user_reactivate_view(request: HtmxHttpRequest, user_id: int) -> HttpResponse
 
 
 @vary_on_headers("HX-Request")
-@admin_required
+@users_admin_required
 def invite(request: HtmxHttpRequest) -> HttpResponse:
     initial = {}
     if request.GET.get("partner"):
@@ -355,7 +355,7 @@ def invite(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
-@admin_required
+@users_admin_required
 @require_POST
 def invitation_withdraw_view(request: HtmxHttpRequest, invitation_id: int) -> HttpResponse:
     invitation = get_object_or_404(invitations_for(user=request.user), pk=invitation_id)
@@ -451,7 +451,7 @@ def _detail_text(event) -> str:
 
 
 @vary_on_headers("HX-Request")
-@admin_required
+@users_admin_required
 def audit_log(request: HtmxHttpRequest) -> HttpResponse:
     form = AuditFilterForm(request.GET or None, user=request.user)
     events = audit_events_for(user=request.user)

@@ -249,9 +249,11 @@ def manager_required(view: View) -> View:
     )
 
 
-def admin_required(view: View) -> View:
-    """Host admins only: 404 for partner users, 403 for other host users."""
-    return _host_side_required(
-        view, may_act=is_host_admin,
-        refusal="Only host admins manage users and read the audit log.",
-    )
+def admin_required(view: View, refusal: str = "Only host admins may do this.") -> View:
+    """Host admins only: 404 for partner users, 403 (saying `refusal`) for other host users."""
+    return _host_side_required(view, may_act=is_host_admin, refusal=refusal)
+
+
+def users_admin_required(view: View) -> View:
+    """`admin_required` for the pages of users, access and the audit log."""
+    return admin_required(view, "Only host admins manage users and read the audit log.")
