@@ -35,6 +35,8 @@ from .confirm import Confirmation, confirmation_page, confirmed
 from .http import HtmxHttpRequest, redirect_after_change
 from .selectors.months import (
     CLOSED,
+    OPEN,
+    STATE_WORDS,
     MonthRow,
     MonthStates,
     month_events_recent,
@@ -52,7 +54,8 @@ class CloseForm(forms.Form):
 
     def __init__(self, *args, closable: list[str], **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["through"].choices = [(month, month) for month in reversed(closable)]
+        self.fields["through"].choices = [(month, f"{month} · {STATE_WORDS[OPEN]}")
+                                          for month in reversed(closable)]
 
 
 class ReopenForm(forms.Form):
@@ -65,7 +68,8 @@ class ReopenForm(forms.Form):
 
     def __init__(self, *args, closed: list[str], **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["month"].choices = [(month, month) for month in reversed(closed)]
+        self.fields["month"].choices = [(month, f"{month} · {STATE_WORDS[CLOSED]}")
+                                        for month in reversed(closed)]
 
 
 def _scores_current(run: ScoringRun | None, closable: list[str]) -> bool | None:

@@ -7,6 +7,9 @@ search). The scoring settings have no page: their admin form saves through the s
 """
 
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
@@ -36,7 +39,7 @@ from .models import (
 from .program_services import SETTINGS_FIELDS, program_settings_update
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnly:
     """Viewed, filtered and searched in the admin, never written there: only the services write
     these rows (they check every value and keep the change history; the audit log is a record)."""
 
@@ -50,19 +53,25 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class ReadOnlyInline(admin.TabularInline):
+class ReadOnlyAdmin(ReadOnly, admin.ModelAdmin):
+    pass
+
+
+class ReadOnlyInline(ReadOnly, admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
 
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
+# Users come by invitation and change on the Users pages (partnerships/users.py: role changes,
+# deactivation, each audited); groups are not used. The admin only shows users.
+admin.site.unregister(Group)
+admin.site.unregister(get_user_model())
 
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+
+@admin.register(get_user_model())
+class UserAdmin(ReadOnly, DjangoUserAdmin):
+    pass
 
 
 @admin.register(Partner)

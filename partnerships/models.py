@@ -838,6 +838,7 @@ class AuditAction(models.TextChoices):
     PROGRAM_CHANGED = "program_changed", "Program changed"
     API_TOKEN = "api_token", "API token created or revoked"
     MONTH_CLOSED = "month_closed", "Months closed"
+    MONTH_CLOSE_REFUSED = "month_close_refused", "Automatic close refused"
     MONTH_REOPENED = "month_reopened", "Month reopened"
     STATEMENT_APPROVED = "statement_approved", "Statement approved"
     SCORING_RUN = "scoring_run", "Scoring run"

@@ -245,7 +245,7 @@ def months_auto_close(*, today: dt.date | None = None) -> str:
         months = months_close(through=through, user=None)
     except ClosingRefused as refused:
         # Kept where the Months page finds it; the schedule tries again the next day.
-        _audit(action=AuditAction.MONTH_CLOSED, user=None, request=None,
+        _audit(action=AuditAction.MONTH_CLOSE_REFUSED, user=None, request=None,
                target=f"automatic close through {through}",
                detail={"automatic": True, "through": through, "refused": str(refused)})
         return f"could not close {through}: {refused}"
@@ -255,9 +255,10 @@ def months_auto_close(*, today: dt.date | None = None) -> str:
 def auto_close_refusal() -> dict | None:
     """The last automatic close that was refused, {"through", "refused", "at"}, unless a close
     succeeded since."""
-    event = (AuditEvent.objects.filter(action=AuditAction.MONTH_CLOSED)
+    event = (AuditEvent.objects
+             .filter(action__in=[AuditAction.MONTH_CLOSED, AuditAction.MONTH_CLOSE_REFUSED])
              .order_by("-at", "-id").first())
-    if event is None or "refused" not in event.detail:
+    if event is None or event.action != AuditAction.MONTH_CLOSE_REFUSED:
         return None
     return {"through": event.detail.get("through", ""), "refused": event.detail["refused"],
             "at": event.at}

@@ -304,10 +304,6 @@ class ObjectiveForm(forms.ModelForm):
                                        f"set ({set_on:%Y-%m-%d}): choose a later one.")
         return cleaned
 
-    def save(self, commit: bool = True):
-        self.instance.agreement = self.agreement
-        return super().save(commit=commit)
-
 
 # ---- Incentive plan ------------------------------------------------------------------------
 

@@ -227,14 +227,13 @@ def test_the_form_without_a_day_set_takes_today_or_keeps_the_objectives(acme_agr
     blank = {**GOOD, "kpi": kpis["revenue"].pk, "set_on": "", "deadline": "2099-12-31"}
     form = ObjectiveForm(blank, agreement=acme_agreement)
     assert form.is_valid(), form.errors
-    item = form.save()
-    assert item.set_on == timezone.localdate()
-    Objective.objects.filter(pk=item.pk).update(set_on=dt.date(2025, 3, 1))
-    item.refresh_from_db()
+    assert form.cleaned_data["set_on"] == timezone.localdate()
+    item = Objective.objects.create(
+        agreement=acme_agreement, **{**form.cleaned_data, "set_on": dt.date(2025, 3, 1)})
     form = ObjectiveForm({**blank, "target_value": "300"}, instance=item,
                          agreement=acme_agreement)
     assert form.is_valid(), form.errors
-    assert form.save().set_on == dt.date(2025, 3, 1)
+    assert form.cleaned_data["set_on"] == dt.date(2025, 3, 1)
 
 
 def program_objectives(**extra) -> dict:

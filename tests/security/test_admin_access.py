@@ -235,3 +235,18 @@ def test_observations_their_history_and_the_audit_log_are_read_only_in_the_admin
     observation.refresh_from_db()
     assert observation.value == 12
     assert ObservationChange.objects.count() == 1
+
+
+def test_users_are_read_only_in_the_admin_and_groups_are_not_there(
+        client, django_user_model, acme_viewer):
+    from django.urls import NoReverseMatch
+
+    client.force_login(superuser_of_host(django_user_model))
+    assert client.get(reverse("admin:auth_user_changelist")).status_code == 200
+    assert client.get(reverse("admin:auth_user_add")).status_code == 403
+    url = reverse("admin:auth_user_change", args=[acme_viewer.pk])
+    assert client.post(url, {"username": "acme-viewer", "is_active": ""}).status_code == 403
+    acme_viewer.refresh_from_db()
+    assert acme_viewer.is_active
+    with pytest.raises(NoReverseMatch):
+        reverse("admin:auth_group_changelist")
