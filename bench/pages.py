@@ -53,7 +53,8 @@ def prepare(args, env: dict) -> None:
     subprocess.run([*manage, "migrate", "-v", "0"], env=env, check=True)
     started = time.perf_counter()
     subprocess.run(
-        [*manage, "generate_demo", "--partners", str(max(args.agreements // 10, 1)),
+        [*manage, "generate_demo", "--no-close",
+         "--partners", str(max(args.agreements // 10, 1)),
          "--agreements", str(args.agreements), "--kpis-per-agreement", str(args.kpis),
          "--months", str(args.months), "--observations-per-month", str(args.per_month)],
         env=env, check=True, stdout=subprocess.DEVNULL,

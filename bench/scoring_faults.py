@@ -122,7 +122,8 @@ def main() -> None:
         manage = [sys.executable, str(ROOT / "manage.py")]
         subprocess.run([*manage, "migrate", "-v", "0"], env=env, check=True)
         subprocess.run(
-            [*manage, "generate_demo", "--partners", str(max(args.agreements // 10, 1)),
+            [*manage, "generate_demo", "--no-close",
+             "--partners", str(max(args.agreements // 10, 1)),
              "--agreements", str(args.agreements), "--months", "12",
              "--observations-per-month", "2"],
             env=env, check=True, stdout=subprocess.DEVNULL,

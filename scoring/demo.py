@@ -1,20 +1,22 @@
 """Closed months in the demo: a newcomer sees months closed and approved for payment, a month
 closed and awaiting approval, and open months (DOMAIN.md § Closing months).
 
-Runs after the demo's first scoring run (`bin/dev demo`): the demo generator writes the
-program, `score` scores it, then this closes every month up to two months before the last
-scored one, as one host admin, and another host admin approves the statements of all the
-closed months but the last, since a statement is approved by someone other than its closer.
+Runs after the demo's first scoring run (`generate_demo` writes the program, scores it and
+calls this): it closes every month up to two months before the last scored one, as one host
+admin, and another host admin approves the statements of all the closed months but the last,
+since a statement is approved by someone other than its closer.
 """
 
 from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
+from django.db import transaction
 
-from partnerships.models import ProgramMonth
+from partnerships.changes import program_changed
+from partnerships.models import MonthEvent, ProgramMonth
 
 from .closing import ClosingRefused, month_before, months_close, statement_approve
-from .models import ScoringRun
+from .models import KPIScore, Scorecard, ScoringRun, StatementApproval, StatementLine
 
 DEMO_CLOSER, DEMO_APPROVER = "finance", "admin"
 # Months left open at the end: the last two scored months.
@@ -56,3 +58,33 @@ def demo_months_close(*, closer: str = DEMO_CLOSER, approver: str = DEMO_APPROVE
         statement_approve(month=month, user=approving)
     return DemoClosing(closed=closed, approved=closed[:-1],
                        open=[month for month in run.periods if month > through])
+
+
+def demo_closing_reset() -> None:
+    """Before the demo is generated again (--reset): its months open, their statements, approvals
+    and frozen results gone, so that the program can be deleted and written anew."""
+    with transaction.atomic():
+        StatementApproval.objects.all().delete()
+        StatementLine.objects.all().delete()
+        Scorecard.objects.filter(frozen=True).update(frozen=False)
+        KPIScore.objects.filter(frozen=True).update(frozen=False)
+        MonthEvent.objects.all().delete()
+        ProgramMonth.objects.all().delete()
+        program_changed()
+
+
+def _span(months: list[str]) -> str:
+    return months[0] if len(months) == 1 else f"{months[0]} to {months[-1]}"
+
+
+def demo_months_summary(closing: DemoClosing) -> str:
+    """What `demo_months_close` did, in a few lines for the commands."""
+    if closing.kept:
+        return f"Months already closed (through {closing.kept}); kept."
+    lines = [f"Closed {_span(closing.closed)} as {DEMO_CLOSER}."]
+    if closing.approved:
+        lines.append(f"Approved the statements of {_span(closing.approved)} as {DEMO_APPROVER}.")
+    lines.append(f"{closing.closed[-1]} is closed and awaits approval.")
+    if closing.open:
+        lines.append(f"Open: {_span(closing.open)}.")
+    return "\n".join(lines)

@@ -1,3 +1,10 @@
+"""`generate_demo`: the demo program (partnerships.demo), scored, with its months closed.
+
+A command of `scoring` rather than of `partnerships`, because after writing the program it scores
+it and closes every month but the last two (scoring.demo), so that a newcomer sees closed and
+approved, closed and awaiting approval, and open months (DOMAIN.md § Closing months).
+"""
+
 import argparse
 
 from django.core.management.base import BaseCommand, CommandError
@@ -11,6 +18,9 @@ from partnerships.demo import (
     demo_data_exists,
     demo_generate,
 )
+from scoring.closing import ClosingRefused
+from scoring.demo import demo_closing_reset, demo_months_close, demo_months_summary
+from scoring.services import scoring_run_inline
 
 
 def _at_least_one(text: str) -> int:
@@ -23,7 +33,8 @@ def _at_least_one(text: str) -> int:
 class Command(BaseCommand):
     help = (
         "Generate a realistic synthetic program (partners, KPIs, agreements, observations) and "
-        "demo users. The same --seed gives the same data."
+        "demo users, score it, close every month but the last two and approve all the closed "
+        "months' statements but the last. The same --seed gives the same data."
     )
 
     def add_arguments(self, parser):
@@ -56,6 +67,11 @@ class Command(BaseCommand):
             help="Leave out the closing hint on scoring, serving and logging in (for `make "
                  "demo`, which does all three itself).",
         )
+        parser.add_argument(
+            "--no-close", action="store_true",
+            help="Only write the program and its metrics: no scoring run, no month closed "
+                 "(the benchmarks measure those themselves).",
+        )
         parser.add_argument("--password", default=DEMO_PASSWORD,
                             help=f"Password of the demo users (default {DEMO_PASSWORD!r}).")
 
@@ -72,6 +88,10 @@ class Command(BaseCommand):
                 reported = True
                 self.stdout.write(f"  {done:,}/{total:,} agreements")
 
+        if options["reset"]:
+            # Closed months, statements and approvals go first: statement lines keep the
+            # agreements they pay from being deleted.
+            demo_closing_reset()
         try:
             summary = demo_generate(
                 partners=options["partners"],
@@ -100,10 +120,21 @@ class Command(BaseCommand):
             f"{summary.months} months ({summary.first_month:%Y-%m} to "
             f"{summary.last_month:%Y-%m}), in {summary.seconds:.1f} s."
         )
+        if not options["no_close"]:
+            self._score_and_close()
         if not options["no_next_steps"]:
             self.stdout.write(self.style.SUCCESS(
-                "\nNext: `python manage.py score` scores it, `python manage.py close_demo_months` "
-                "closes all its months but the last two, `python manage.py runserver` serves "
-                f"it at {DEMO_URL}, and `python manage.py demo_logins` lists the users to log "
-                f"in as (password {password!r})."
+                f"\nNext: `python manage.py runserver` serves it at {DEMO_URL}, and "
+                "`python manage.py demo_logins` lists the users to log in as (password "
+                f"{password!r})."
             ))
+
+    def _score_and_close(self) -> None:
+        summary = scoring_run_inline(trigger="command")
+        self.stdout.write(f"Scored {summary.scorecards:,} scorecards in "
+                          f"{summary.seconds:.1f} s.")
+        try:
+            closing = demo_months_close()
+        except ClosingRefused as refused:
+            raise CommandError(str(refused)) from None
+        self.stdout.write(demo_months_summary(closing))
