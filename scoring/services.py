@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import CharField, Count, F, Max, Min, Value
+from django.db.models import CharField, F, Max, Min, Value
 from django.db.models.functions import Cast, Concat, Greatest
 from django.utils import timezone
 
@@ -32,6 +32,8 @@ from partnerships.models import (
     IncentivePlan,
     KPIDefinition,
     MetricObservation,
+    MonthAction,
+    MonthEvent,
     ProgramSettings,
 )
 from partnerships.months import last_closed_month
@@ -220,6 +222,12 @@ def _rules_version(*, open_from: str) -> int:
     return rules.rules_version(closed=closed)
 
 
+def _default_chunk_size(*, periods: list[str], computed: list[str]) -> int:
+    """Agreements per chunk: about the work of SCORING_CHUNK_SIZE agreements over every month,
+    so a run of a few open months takes more agreements per chunk, and fewer round trips."""
+    return settings.SCORING_CHUNK_SIZE * max(1, len(periods) // max(len(computed), 1))
+
+
 def _settings_snapshot() -> dict:
     program = ProgramSettings.current()
     return {
@@ -236,10 +244,11 @@ def scoring_run_plan(*, run_id: int, chunk_size: int | None = None) -> list[int]
     The months shown run from the program's first month to its last; the months computed start
     after the last closed month (`open_from`), whose frozen results the run carries in.
     """
-    chunk_size = chunk_size or settings.SCORING_CHUNK_SIZE
     periods = _program_periods()
     last_closed = last_closed_month()
     open_from = _month_after(last_closed) if last_closed else ""
+    chunk_size = chunk_size or _default_chunk_size(
+        periods=periods, computed=_computed_periods(periods=periods, open_from=open_from))
     agreement_ids = list(Agreement.objects.order_by("id").values_list("id", flat=True))
     chunks = [
         agreement_ids[start : start + chunk_size]
@@ -363,6 +372,41 @@ def load_chunk_inputs(*, agreement_ids: list[int], periods: list[str]) -> dict[s
             "observations": observations}
 
 
+FROZEN_COLUMNS = ["agreement_id", "period", "overall", "complete", "tier", "streak"]
+
+
+def _frozen_last_two(*, last_closed: str, agreement_ids: list[int] | None) -> pd.DataFrame:
+    """Each agreement's last two frozen scorecards up to `last_closed`, latest first."""
+    table = Scorecard._meta.db_table
+    fields = ("agreement_id, period, overall, has_scorecard AND NOT incomplete AS complete, "
+              "tier, streak")
+    if connection.vendor == "postgresql":
+        # Two index lookups per agreement (the frozen rows' unique index on agreement and
+        # month), however many months are closed.
+        chosen = ("unnest(%s::bigint[])" if agreement_ids is not None
+                  else f"(SELECT id FROM {Agreement._meta.db_table})")
+        sql = (f"SELECT latest.* FROM {chosen} AS chosen(id) CROSS JOIN LATERAL "
+               f"(SELECT {fields} FROM {table} WHERE frozen AND agreement_id = chosen.id "
+               "AND period <= %s ORDER BY period DESC LIMIT 2) latest")
+        params = [[*agreement_ids], last_closed] if agreement_ids is not None else [last_closed]
+    else:
+        only = ""
+        params = [last_closed]
+        if agreement_ids is not None:
+            placeholders, ids = _in_clause(agreement_ids or [0])
+            only, params = f" AND agreement_id IN ({placeholders})", [last_closed, *ids]
+        sql = (f"SELECT {', '.join(FROZEN_COLUMNS)} FROM (SELECT {fields}, row_number() OVER "
+               "(PARTITION BY agreement_id ORDER BY period DESC) AS recency "
+               f"FROM {table} WHERE frozen AND period <= %s{only}) ranked WHERE recency <= 2")
+    frame = query_frame(
+        sql=sql, params=params, columns=FROZEN_COLUMNS,
+        dtypes={"agreement_id": "int64", "period": object, "overall": "float64",
+                "complete": bool, "tier": object, "streak": "int64"},
+    )
+    return frame.sort_values(["agreement_id", "period"], ascending=[True, False],
+                             ignore_index=True)
+
+
 def closed_state(
     *, open_from: str, agreement_ids: list[int] | None = None
 ) -> rules.ClosedState | None:
@@ -378,26 +422,10 @@ def closed_state(
     if not open_from:
         return None
     last_closed = _month_before(open_from)
-    params: list = [last_closed]
-    only = ""
-    if agreement_ids is not None:
-        placeholders, ids = _in_clause(agreement_ids or [0])
-        only = f" AND agreement_id IN ({placeholders})"
-        params += ids
-    frame = query_frame(
-        sql="SELECT agreement_id, period, overall, has_scorecard AND NOT incomplete, tier, "
-        "streak, recency FROM (SELECT agreement_id, period, overall, has_scorecard, incomplete, "
-        "tier, streak, row_number() OVER (PARTITION BY agreement_id ORDER BY period DESC) "
-        f"AS recency FROM {Scorecard._meta.db_table} WHERE frozen AND period <= %s{only}"
-        ") latest WHERE recency <= 2",
-        params=params,
-        columns=["agreement_id", "period", "overall", "complete", "tier", "streak", "recency"],
-        dtypes={"agreement_id": "int64", "period": object, "overall": "float64",
-                "complete": bool, "tier": object, "streak": "int64", "recency": "int64"},
-    )
+    frame = _frozen_last_two(last_closed=last_closed, agreement_ids=agreement_ids)
     months = frame.loc[frame["period"] >= _month_before(last_closed),
                        ["agreement_id", "period", "overall", "complete"]]
-    latest = frame[frame["recency"] == 1]
+    latest = frame.drop_duplicates("agreement_id")
     tier = latest["tier"].where(latest["tier"].notna() & (latest["tier"] != ""), None)
     walk = pd.DataFrame({
         "agreement_id": latest["agreement_id"].to_numpy(),
@@ -581,15 +609,15 @@ def _program_inputs() -> tuple[pd.DataFrame, pd.DataFrame, str]:
 
 def _closed_months_digest(*, open_from: str) -> dict:
     """The closed state a run computing from `open_from` starts from: how far the months before
-    it are closed now, and which run's rows of each of them are frozen."""
+    it are closed now, and the last close of each (which froze the rows it shows)."""
     last_closed = last_closed_month()
     through = min(last_closed, _month_before(open_from)) if last_closed else ""
-    frozen = (
-        Scorecard.objects.filter(frozen=True, period__lt=open_from).order_by("period")
-        .values("period").annotate(first=Min("run_id"), last=Max("run_id"), rows=Count("id"))
-        .values_list("period", "first", "last", "rows")
+    closes = (
+        MonthEvent.objects.filter(action=MonthAction.CLOSED, month__lt=open_from)
+        .order_by("month").values("month").annotate(last=Max("id"))
+        .values_list("month", "last")
     )
-    return {"closed_through": through, "frozen": [list(row) for row in frozen]}
+    return {"closed_through": through, "last_closes": [list(close) for close in closes]}
 
 
 def inputs_fingerprint(*, open_from: str, first_period: str, last_period: str,
@@ -617,11 +645,11 @@ def scoring_inputs_fingerprint(*, chunk_size: int | None = None) -> str:
     `open_from`, the closed state before it): equal to that fingerprint while its results are
     current. Closing a month from the run keeps it current (writes into the month are refused);
     reopening a month before its `open_from` does not."""
-    chunk_size = chunk_size or settings.SCORING_CHUNK_SIZE
     current = ScoringRun.objects.current()
     open_from = current.open_from if current else ""
     periods = _program_periods()
     computed = _computed_periods(periods=periods, open_from=open_from)
+    chunk_size = chunk_size or _default_chunk_size(periods=periods, computed=computed)
     agreement_ids = list(Agreement.objects.order_by("id").values_list("id", flat=True))
     digests: dict[str, str] = {}
     for start in range(0, len(agreement_ids), chunk_size):
@@ -699,12 +727,12 @@ def _shown_counts(*, run: ScoringRun, tiers: pd.DataFrame,
     table = Scorecard._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT (SELECT count(*) FROM {table} WHERE frozen AND period < %s "
-            "AND has_scorecard), (SELECT count(*) FROM (SELECT tier, lag(tier) OVER "
-            "(PARTITION BY agreement_id ORDER BY period) AS previous "
-            f"FROM {table} WHERE frozen AND period < %s AND tier <> '') tiers "
-            "WHERE previous <> tier)",
-            [run.open_from, run.open_from],
+            # A walk never loses its tier, so consecutive rows compare as consecutive tiers.
+            "SELECT count(*) FILTER (WHERE has_scorecard), count(*) FILTER (WHERE previous <> '' "
+            "AND tier <> '' AND tier <> previous) FROM (SELECT has_scorecard, tier, lag(tier) OVER "
+            f"(PARTITION BY agreement_id ORDER BY period) AS previous FROM {table} WHERE frozen "
+            "AND period < %s) frozen_rows",
+            [run.open_from],
         )
         frozen_scorecards, frozen_changes = cursor.fetchone()
     walk = closed.walk.assign(period=closed.last_closed)[["agreement_id", "period", "tier"]]
