@@ -27,6 +27,16 @@ def format_number(value: float | None) -> str:
     return "0.0000" if text == "-0.0000" else text
 
 
+def agreement_code_order(queryset: QuerySet):
+    """Ascending agreement code of the rows of `queryset`, compared byte by byte as Python
+    compares strings (UTF-8 bytes sort as code points): the database's default collation may
+    ignore punctuation or order letters by locale."""
+    vendor = connections[queryset.db].vendor
+    code = Collate("agreement__code", {"postgresql": "C", "sqlite": "BINARY"}[vendor]) \
+        if vendor in ("postgresql", "sqlite") else F("agreement__code")
+    return code.asc()
+
+
 def scorecard_export_queryset(*, run: ScoringRun | None, period: str | None = None,
                               agreement_ids: QuerySet | Iterable[int] | None = None) -> QuerySet:
     """The run's scorecards the export writes (of `agreement_ids` only, when given: the ones
@@ -38,12 +48,7 @@ def scorecard_export_queryset(*, run: ScoringRun | None, period: str | None = No
         scorecards = scorecards.filter(period=period)
     if agreement_ids is not None:
         scorecards = scorecards.filter(agreement_id__in=agreement_ids)
-    # Compared byte by byte, as Python compares strings (UTF-8 bytes sort as code points); the
-    # database's default collation may ignore punctuation or order letters by locale.
-    vendor = connections[scorecards.db].vendor
-    code = Collate("agreement__code", {"postgresql": "C", "sqlite": "BINARY"}[vendor]) \
-        if vendor in ("postgresql", "sqlite") else F("agreement__code")
-    return scorecards.order_by(code.asc(), "period")
+    return scorecards.order_by(agreement_code_order(scorecards), "period")
 
 
 def scorecard_export_iter(*, run: ScoringRun | None, period: str | None = None,

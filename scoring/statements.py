@@ -12,14 +12,12 @@ from collections.abc import Iterator
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TextIO
 
-from django.db import connections
-from django.db.models import F, QuerySet, Sum
-from django.db.models.functions import Collate
+from django.db.models import QuerySet, Sum
 
 from partnerships.models import IncentivePlan, MonthAction, MonthEvent
 from partnerships.spreadsheets import spreadsheet_escape
 
-from .exports import format_number, write_csv
+from .exports import agreement_code_order, format_number, write_csv
 from .incentives import plan_multipliers
 from .models import Scorecard, ScoringRun, StatementKind, StatementLine
 
@@ -107,10 +105,7 @@ def statement_lines_queryset(*, period: str | None = None,
         lines = lines.filter(period=period)
     if agreement_ids is not None:
         lines = lines.filter(agreement_id__in=agreement_ids)
-    vendor = connections[lines.db].vendor
-    code = Collate("agreement__code", {"postgresql": "C", "sqlite": "BINARY"}[vendor]) \
-        if vendor in ("postgresql", "sqlite") else F("agreement__code")
-    return lines.order_by(code.asc(), "period", "id")
+    return lines.order_by(agreement_code_order(lines), "period", "id")
 
 
 def _money(value: Decimal | None) -> str:

@@ -172,9 +172,9 @@ def agreement_months(*, scorecards: list[Scorecard]) -> list[dict]:
 def agreement_payouts(*, agreement: Agreement, rows: list[dict]) -> dict:
     """The payouts of the tier-and-payout table: a closed month's is the sum of its statement
     lines (approved or awaiting approval), an open month's the scorecard's payout, an estimate;
-    "paid up to" is the last month of `rows` whose statement is approved. Sets each row's
-    "payout", "payout_status" (approved, awaiting, estimate, no_statement) and "currency";
-    five queries."""
+    "paid up to" is the last month of `rows` up to which every statement is approved. Sets each
+    row's "payout", "payout_status" (approved, awaiting, estimate, no_statement) and
+    "currency"; five queries."""
     written = {period: (total, currency) for period, currency, total in (
         StatementLine.objects.filter(agreement=agreement).order_by("period")
         .values_list("period", "currency").annotate(total=Sum("amount")))}
@@ -192,9 +192,15 @@ def agreement_payouts(*, agreement: Agreement, rows: list[dict]) -> dict:
             continue
         row["payout"], row["currency"] = written[row["period"]]
         row["payout_status"] = status.status
-        if status.status == APPROVED:
-            paid_through = max(paid_through, row["period"])
-            paid_total += row["payout"]
+    # Paid up to the last month before which every statement is approved: one awaiting
+    # approval stops it, even if a later month was approved first.
+    for row in sorted(rows, key=lambda row: row["period"]):
+        if row["payout_status"] in ("estimate", "no_statement"):
+            continue
+        if row["payout_status"] != APPROVED:
+            break
+        paid_through = row["period"]
+        paid_total += row["payout"]
     return {
         "payout_total": sum(float(row["payout"]) for row in rows if row["payout"]),
         "paid_through": paid_through, "paid_total": paid_total,

@@ -312,3 +312,18 @@ def test_a_closed_month_shows_the_sum_of_its_lines_after_an_adjustment(
     assert StatementLine.objects.filter(agreement=acme, period="2025-02").count() == 2
     assert (rows["2025-02"]["payout_status"], rows["2025-02"]["payout"]) == (
         "awaiting", Decimal("812.50"))
+
+
+def test_paid_up_to_stops_at_a_month_still_awaiting_approval(client, host_manager, host_admin,
+                                                            paid_program):
+    acme, _ = paid_program
+    months_close(through="2025-02", user=host_manager)
+    # February approved before January: nothing is paid up to February while January waits.
+    statement_approve(month="2025-02", user=host_admin)
+    client.force_login(host_manager)
+    _, response = payout_rows(client, acme.code)
+    assert response.context["paid_through"] == ""
+    statement_approve(month="2025-01", user=host_admin)
+    _, response = payout_rows(client, acme.code)
+    assert (response.context["paid_through"], response.context["paid_total"]) == (
+        "2025-02", Decimal("712.50"))
