@@ -391,3 +391,20 @@ def test_a_growth_threshold_above_the_strategic_one_is_refused(host_manager):
     assert ProgramSettings.current().growth_threshold == 70.0
     assert not ProgramChange.objects.exists()
 
+
+
+def test_a_partners_slug_stays_once_a_month_of_its_agreements_is_closed(
+        host_manager, acme, acme_agreement):
+    from django.utils import timezone
+
+    from partnerships.models import ProgramMonth
+
+    ProgramMonth.objects.create(month="2025-01", closed=True, closed_at=timezone.now())
+    with pytest.raises(ValidationError) as refused:
+        program_services.partner_update(partner=acme, user=host_manager, slug="acme-renamed")
+    assert "closed months" in refused.value.message_dict["slug"][0]
+    acme.refresh_from_db()
+    assert acme.slug == "acme"
+    # The name may change: exports write the slug.
+    assert program_services.partner_update(
+        partner=acme, user=host_manager, name="Acme Renamed") is not None
