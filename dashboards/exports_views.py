@@ -12,6 +12,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from partnerships.access import agreements_for, membership_of
 from partnerships.audit import audit_record
 from partnerships.models import AuditAction
+from partnerships.months import MONTH_PATTERN
 from scoring.exports import (
     EXPORT_HEADER,
     iter_csv_lines,
@@ -29,7 +30,6 @@ from .csv_rows import (
 from .http import HtmxHttpRequest, agreement_visible, month_asked
 from .selectors.agreement import agreement_kpi_table, agreement_months_to, agreement_scorecards
 
-MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 BOM = "\ufeff"
 
 
@@ -97,7 +97,7 @@ def scorecard_export(request: HtmxHttpRequest) -> HttpResponse:
     """DOMAIN.md's scorecard export, byte for byte what `export_scorecards` writes: the whole
     program for host users, only their own agreements for partner users. ?period=YYYY-MM."""
     period = request.GET.get("period", "").strip()
-    if period and not MONTH.fullmatch(period):
+    if period and not MONTH_PATTERN.fullmatch(period):
         return HttpResponse(f"period must be a month as YYYY-MM, not {period[:20]!r}.",
                             status=400, content_type="text/plain; charset=utf-8")
     membership = membership_of(request.user)

@@ -9,8 +9,40 @@ vectorised check over a file's rows is `partnerships.importers.closed_month_mask
 """
 
 import datetime as dt
+import re
 
-from .models import ProgramMonth
+from .models import MONTH_REGEX, ProgramMonth
+
+# A month as every page, file and command writes it: "YYYY-MM".
+MONTH_PATTERN = re.compile(MONTH_REGEX)
+
+
+def month_shift(month: str, months: int) -> str:
+    """The month `months` calendar months after `month` (before it when negative)."""
+    year, number = int(month[:4]), int(month[5:7])
+    index = year * 12 + number - 1 + months
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def month_after(month: str) -> str:
+    return month_shift(month, 1)
+
+
+def month_before(month: str) -> str:
+    return month_shift(month, -1)
+
+
+def months_from_to(first: str, last: str) -> list[str]:
+    """Every month from `first` to `last`, both included, in calendar order."""
+    months = []
+    while first <= last:
+        months.append(first)
+        first = month_after(first)
+    return months
+
+
+def month_first_day(month: str) -> dt.date:
+    return dt.date(int(month[:4]), int(month[5:7]), 1)
 
 
 def month_of(day: dt.date) -> str:

@@ -12,7 +12,6 @@ Creating returns the new object; updating returns the recorded change, or None w
 changed (then nothing is written at all); deleting returns the recorded change.
 """
 
-import datetime as dt
 import math
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
@@ -34,7 +33,7 @@ from .models import (
     ProgramChange,
     ProgramSettings,
 )
-from .months import last_closed_month
+from .months import last_closed_month, month_after, month_first_day
 
 WEIGHT_FIELDS = tuple(CATEGORY_WEIGHT_FIELDS.values())
 
@@ -122,14 +121,9 @@ def _check_partner(partner: Partner, old_values: dict) -> None:
     # A closed month's exports name the partner by its slug, and they never change.
     last_closed = last_closed_month()
     if partner.slug != old_values["slug"] and last_closed and partner.agreements.filter(
-            start_date__lt=_month_after(last_closed)).exists():
+            start_date__lt=month_first_day(month_after(last_closed))).exists():
         raise ValidationError({"slug": "The slug names this partner in the exports of closed "
                                        "months, which never change: it stays as it is."})
-
-
-def _month_after(month: str) -> dt.date:
-    year, number = (int(part) for part in month.split("-"))
-    return dt.date(year + number // 12, number % 12 + 1, 1)
 
 
 def assessment_create(*, partner: Partner, user, request: HttpRequest | None = None,

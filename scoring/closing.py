@@ -18,7 +18,6 @@ is the system actor (a command run without --user, the schedule). Refusals raise
 """
 
 import datetime as dt
-import re
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
@@ -31,13 +30,12 @@ from partnerships.audit import audit_record
 from partnerships.changes import program_changed
 from partnerships.history import SYSTEM_ACTOR
 from partnerships.models import AuditAction, AuditEvent, MonthAction, MonthEvent, ProgramMonth
+from partnerships.months import MONTH_PATTERN, month_after, month_before, months_from_to
 from partnerships.services import lock_observation_writes
 
 from .models import KPIScore, Scorecard, ScoringRun, StatementApproval
 from .services import scoring_inputs_fingerprint
 from .statements import statement_lines_write
-
-MONTH_PATTERN = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 
 
 class ClosingRefused(Exception):
@@ -49,25 +47,6 @@ def month_checked(month: str) -> str:
     if not isinstance(month, str) or not MONTH_PATTERN.fullmatch(month):
         raise ClosingRefused(f"A month is written YYYY-MM, not {month!r}.")
     return month
-
-
-def month_after(month: str) -> str:
-    year, number = int(month[:4]), int(month[5:7])
-    return f"{year + number // 12:04d}-{number % 12 + 1:02d}"
-
-
-def month_before(month: str) -> str:
-    year, number = int(month[:4]), int(month[5:7])
-    return f"{year - (number == 1):04d}-{(number - 2) % 12 + 1:02d}"
-
-
-def months_from_to(first: str, last: str) -> list[str]:
-    """Every month from `first` to `last`, both included, in calendar order."""
-    months = []
-    while first <= last:
-        months.append(first)
-        first = month_after(first)
-    return months
 
 
 def current_month() -> str:

@@ -14,8 +14,9 @@ from django.db import transaction
 
 from partnerships.changes import program_changed
 from partnerships.models import MonthEvent, ProgramMonth
+from partnerships.months import month_before
 
-from .closing import ClosingRefused, month_before, months_close, statement_approve
+from .closing import ClosingRefused, months_close, statement_approve
 from .models import KPIScore, Scorecard, ScoringRun, StatementApproval, StatementLine
 
 DEMO_CLOSER, DEMO_APPROVER = "finance", "admin"

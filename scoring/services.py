@@ -36,7 +36,7 @@ from partnerships.models import (
     MonthEvent,
     ProgramSettings,
 )
-from partnerships.months import last_closed_month
+from partnerships.months import last_closed_month, month_after, month_before
 from partnerships.services import lock_observation_writes
 
 from . import rules
@@ -203,14 +203,6 @@ def _program_periods() -> list[str]:
     ]
 
 
-def _month_after(month: str) -> str:
-    return str(pd.Period(month, freq="M") + 1)
-
-
-def _month_before(month: str) -> str:
-    return str(pd.Period(month, freq="M") - 1)
-
-
 def _computed_periods(*, periods: list[str], open_from: str) -> list[str]:
     """The months a run computes: those from `open_from` on (every month when it is blank)."""
     return [period for period in periods if not open_from or period >= open_from]
@@ -218,7 +210,7 @@ def _computed_periods(*, periods: list[str], open_from: str) -> list[str]:
 
 def _rules_version(*, open_from: str) -> int:
     """A run computing from `open_from` carries the closed months' state when it is set."""
-    closed = rules.ClosedState(last_closed=_month_before(open_from)) if open_from else None
+    closed = rules.ClosedState(last_closed=month_before(open_from)) if open_from else None
     return rules.rules_version(closed=closed)
 
 
@@ -246,7 +238,7 @@ def scoring_run_plan(*, run_id: int, chunk_size: int | None = None) -> list[int]
     """
     periods = _program_periods()
     last_closed = last_closed_month()
-    open_from = _month_after(last_closed) if last_closed else ""
+    open_from = month_after(last_closed) if last_closed else ""
     chunk_size = chunk_size or _default_chunk_size(
         periods=periods, computed=_computed_periods(periods=periods, open_from=open_from))
     agreement_ids = list(Agreement.objects.order_by("id").values_list("id", flat=True))
@@ -421,9 +413,9 @@ def closed_state(
     """
     if not open_from:
         return None
-    last_closed = _month_before(open_from)
+    last_closed = month_before(open_from)
     frame = _frozen_last_two(last_closed=last_closed, agreement_ids=agreement_ids)
-    months = frame.loc[frame["period"] >= _month_before(last_closed),
+    months = frame.loc[frame["period"] >= month_before(last_closed),
                        ["agreement_id", "period", "overall", "complete"]]
     latest = frame.drop_duplicates("agreement_id")
     tier = latest["tier"].where(latest["tier"].notna() & (latest["tier"] != ""), None)
@@ -611,7 +603,7 @@ def _closed_months_digest(*, open_from: str) -> dict:
     """The closed state a run computing from `open_from` starts from: how far the months before
     it are closed now, and the last close of each (which froze the rows it shows)."""
     last_closed = last_closed_month()
-    through = min(last_closed, _month_before(open_from)) if last_closed else ""
+    through = min(last_closed, month_before(open_from)) if last_closed else ""
     closes = (
         MonthEvent.objects.filter(action=MonthAction.CLOSED, month__lt=open_from)
         .order_by("month").values("month").annotate(last=Max("id"))
@@ -682,7 +674,7 @@ def _staged_scorecards(run: ScoringRun) -> pd.DataFrame:
 def _closed_months_moved(run: ScoringRun) -> str:
     """Why the run cannot publish when months were closed or reopened since it was planned
     (call under the observation write lock, which closing takes); "" when they were not."""
-    planned = _month_before(run.open_from) if run.open_from else None
+    planned = month_before(run.open_from) if run.open_from else None
     now = last_closed_month()
     if now == planned:
         return ""

@@ -7,7 +7,7 @@ from decimal import Decimal
 from django.db.models import Count, Sum
 
 from partnerships.models import MonthAction, MonthEvent
-from partnerships.months import last_closed_month
+from partnerships.months import last_closed_month, month_shift
 from scoring.closing import current_month
 from scoring.models import Scorecard, ScoringRun, StatementApproval, StatementLine
 from scoring.statements import payout_amount
@@ -15,12 +15,6 @@ from scoring.statements import payout_amount
 # How many months, up to the selected one, a trend covers: a row's sparkline on the portfolio,
 # the small trends of KPIs and categories on the agreement dashboard.
 TREND_MONTHS = 12
-
-
-def month_shift(period: str, months: int) -> str:
-    year, month = (int(part) for part in period.split("-"))
-    index = year * 12 + month - 1 + months
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
 def month_range(*, last: str, count: int) -> list[str]:

@@ -1,10 +1,10 @@
 import io
-import re
 
 from django.core.management.base import BaseCommand, CommandError
 
 from partnerships.audit import audit_record
 from partnerships.models import AuditAction
+from partnerships.months import MONTH_PATTERN
 from scoring.exports import EXPORT_HEADER, scorecard_export_rows, write_csv
 from scoring.models import ScoringRun
 
@@ -17,7 +17,7 @@ class Command(BaseCommand):
         parser.add_argument("--output", help="File to write (default: standard output).")
 
     def handle(self, *args, period=None, output=None, **options):
-        if period and not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", period):
+        if period and not MONTH_PATTERN.fullmatch(period):
             raise CommandError(f"--period must be a month as YYYY-MM, not {period!r}")
         run = ScoringRun.objects.current()
         if run is None:
