@@ -18,8 +18,8 @@ from partnerships.models import Stage
 from scoring.models import ScoringRun
 
 from . import charts
-from . import ecosystem as queries
 from .http import HtmxHttpRequest
+from .selectors import ecosystem as queries
 from .templatetags.numbers import rounded
 
 SPANS = (6, 12, 24, 36)

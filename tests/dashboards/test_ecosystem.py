@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboards import ecosystem as queries
+from dashboards.selectors import ecosystem as queries
 from partnerships.models import (
     Agreement,
     AgreementKPI,

@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dashboards import charts
-from dashboards.ecosystem import ecosystem_latest_month
+from dashboards.selectors.ecosystem import ecosystem_latest_month
 from partnerships.models import MetricObservation
 from scoring.models import ScoringRun
 from scoring.services import scoring_run_inline

@@ -29,7 +29,7 @@ from partnerships.models import (
 )
 from scoring.models import KPIScore, Scorecard
 
-from .selectors.months import month_range, month_shift
+from .months import month_range, month_shift
 
 CHURN_STAGES = (Stage.EXITING, Stage.ENDED)
 NO_TIER = ""
