@@ -218,17 +218,15 @@ def _kpi_groups(agreement: Agreement) -> list[dict]:
     rows = list(AgreementKPI.objects.filter(agreement=agreement).select_related("kpi")
                 .order_by("kpi__name"))
     weights = agreement.category_weights
-    total_weight = sum(weights.values()) or 1
     groups = []
     for category in Category:
         items = [with_display(row) for row in rows if row.kpi.category == category]
         in_category = sum(row.weight for row in items)
         for row in items:
-            row.share = f"{100 * row.weight / in_category:.0f}" if in_category else ""
+            row.share = row.weight / in_category if in_category else None
         groups.append({
             "category": category, "label": category.label, "items": items,
             "weight": weights.get(category, 0),
-            "weight_share": f"{100 * weights.get(category, 0) / total_weight:.0f}",
             "field": CATEGORY_WEIGHT_FIELDS[category],
         })
     return groups
