@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from django import forms
 from django.contrib import messages
+from django.db.models import Count, Max
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -20,7 +21,7 @@ from partnerships.access import (
     manager_required,
     may_manage,
 )
-from partnerships.models import ProgramMonth
+from partnerships.models import ImportBatch, ImportStatus, MonthEvent, ProgramMonth
 from scoring.closing import (
     ClosingRefused,
     auto_close_refusal,
@@ -31,6 +32,7 @@ from scoring.closing import (
 from scoring.models import ScoringRun
 from scoring.services import scoring_inputs_fingerprint
 
+from .cache import program_cached, run_label
 from .confirm import Confirmation, confirmation_page, confirmed
 from .http import HtmxHttpRequest, redirect_after_change
 from .selectors.months import (
@@ -76,7 +78,16 @@ def _scores_current(run: ScoringRun | None, closable: list[str]) -> bool | None:
     """Whether a close would find the scores current; None when there is nothing to close."""
     if run is None or not closable:
         return None
-    return run.fingerprint == scoring_inputs_fingerprint()
+    # Reading every input takes seconds on a large program: kept until the program, the
+    # observations (a finished import) or the closed months change. Closing itself checks anew.
+    imported = ImportBatch.objects.filter(status=ImportStatus.SUCCEEDED).aggregate(
+        last=Max("finished_at"), count=Count("id"))
+    months = MonthEvent.objects.aggregate(last=Max("id"))["last"]
+    fingerprint = program_cached(
+        name="inputs-fingerprint",
+        parts=(run_label(run), imported["last"], imported["count"], months),
+        compute=scoring_inputs_fingerprint)
+    return run.fingerprint == fingerprint
 
 
 def _page(request: HtmxHttpRequest, *, reopen_form: ReopenForm | None = None) -> HttpResponse:

@@ -129,8 +129,10 @@ def test_closing_first_shows_what_it_freezes_then_closes_when_confirmed(client, 
 def test_closing_with_scores_not_current_is_refused_and_the_page_says_why(client, host_manager,
                                                                            scored, kpis,
                                                                            acme_agreement):
-    write_observations([(acme_agreement, kpis["revenue"], "host", f"{months_back(2)}-20", 7)])
     client.force_login(host_manager)
+    # Seen current first, so that the page must notice the import that follows.
+    assert client.get(reverse("months")).context["scores_current"] is True
+    write_observations([(acme_agreement, kpis["revenue"], "host", f"{months_back(2)}-20", 7)])
     page = client.get(reverse("months"))
     assert page.context["scores_current"] is False
     assert "The scores are not current" in page.text
