@@ -80,6 +80,7 @@ class RunSummary:
     seconds: float  # from the request to the published results
     cleanup_seconds: float  # removing the previous run's results afterwards
     fingerprint: str
+    error: str = ""
 
 
 def _now() -> dt.datetime:
@@ -986,4 +987,5 @@ def scoring_run_inline(
         last_period=run.last_period, agreements=run.agreements, scorecards=run.scorecards,
         tier_changes=run.tier_changes, seconds=published - started,
         cleanup_seconds=time.perf_counter() - published, fingerprint=run.fingerprint,
+        error=run.error,
     )

@@ -294,3 +294,16 @@ def test_export_sorts_on_raw_codes_and_escapes_formula_like_text(scored_program)
     services.scoring_run_inline()
     rows = scorecard_export_rows(run=ScoringRun.objects.current())
     assert [row[0] for row in rows] == ["(GLOBEX"] * 3 + ["'=ACME"] * 3
+
+
+def test_score_command_fails_with_the_runs_error_when_the_run_fails(scored_program, monkeypatch):
+    from django.core.management.base import CommandError
+
+    def refused_at_publication(*, run_id):
+        # As when months close between the run's planning and its publication.
+        services.scoring_run_fail(run_id=run_id, error="2025-02 closed meanwhile")
+        return None
+
+    monkeypatch.setattr(services, "scoring_run_publish", refused_at_publication)
+    with pytest.raises(CommandError, match="failed: 2025-02 closed meanwhile"):
+        call_command("score")

@@ -36,3 +36,7 @@ class Command(BaseCommand):
             f"{summary.cleanup_seconds:.2f} s)\n"
             f"  fingerprint:  {summary.fingerprint}"
         )
+        if summary.status != "succeeded":
+            # Callers (scripts, the demo set-up) must not carry on as if the scores were current.
+            raise CommandError(f"Scoring run {summary.run_id} {summary.status}: "
+                               f"{summary.error or 'see the scoring runs page'}")
