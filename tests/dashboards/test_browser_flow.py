@@ -61,7 +61,9 @@ def test_manager_filters_opens_an_agreement_changes_month_and_runs_scoring(
     last_month = page.locator("#month-choice").input_value()
 
     # Change the month with the selector: htmx swaps the panel, the URL follows, charts redraw.
-    options = page.locator("#month-choice option").all_inner_texts()
+    # The options read "2026-05 · closed"; their values are the months.
+    options = page.locator("#month-choice option").evaluate_all(
+        "options => options.map(option => option.value)")
     earlier = options[3]
     page.locator("#month-choice").select_option(earlier)
     page.wait_for_url(f"**month={earlier}")
