@@ -85,7 +85,8 @@ def _scores_current(run: ScoringRun | None, closable: list[str]) -> bool | None:
     months = MonthEvent.objects.aggregate(last=Max("id"))["last"]
     fingerprint = program_cached(
         name="inputs-fingerprint",
-        parts=(run_label(run), imported["last"], imported["count"], months),
+        parts=(run_label(run), imported["last"].isoformat() if imported["last"] else "",
+               imported["count"], months),
         compute=scoring_inputs_fingerprint)
     return run.fingerprint == fingerprint
 
