@@ -146,12 +146,9 @@ def uploader_required(view: Callable) -> Callable:
 
     The view gets the `Uploader` (side and partner) as `request.uploader`."""
 
+    @imports_visible
     @wraps(view)
     def wrapped(request: HtmxHttpRequest, *args, **kwargs) -> HttpResponse:
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
-        if not may_see_imports(request.user):
-            return _forbidden(request, NO_SIDE_MESSAGE)
         try:
             # The refusal says why (a viewer, an inactive account): shown on the page.
             request.uploader = import_uploader(user=request.user)

@@ -27,14 +27,19 @@ def format_number(value: float | None) -> str:
     return "0.0000" if text == "-0.0000" else text
 
 
-def agreement_code_order(queryset: QuerySet):
-    """Ascending agreement code of the rows of `queryset`, compared byte by byte as Python
-    compares strings (UTF-8 bytes sort as code points): the database's default collation may
-    ignore punctuation or order letters by locale."""
+def agreement_code_collated(queryset: QuerySet):
+    """The agreement code of the rows of `queryset`, compared byte by byte as Python compares
+    strings (UTF-8 bytes sort as code points): the database's default collation may ignore
+    punctuation or order letters by locale."""
     vendor = connections[queryset.db].vendor
-    code = Collate("agreement__code", {"postgresql": "C", "sqlite": "BINARY"}[vendor]) \
-        if vendor in ("postgresql", "sqlite") else F("agreement__code")
-    return code.asc()
+    if vendor in ("postgresql", "sqlite"):
+        return Collate("agreement__code", {"postgresql": "C", "sqlite": "BINARY"}[vendor])
+    return F("agreement__code")
+
+
+def agreement_code_order(queryset: QuerySet):
+    """Ascending agreement code, in code-point order (`agreement_code_collated`)."""
+    return agreement_code_collated(queryset).asc()
 
 
 def scorecard_export_queryset(*, run: ScoringRun | None, period: str | None = None,

@@ -9,11 +9,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.core.paginator import Page, Paginator
-from django.db import connections
-from django.db.models import Count, F, QuerySet, Sum
-from django.db.models.functions import Collate
+from django.db.models import Count, QuerySet, Sum
 
 from partnerships.models import Agreement, MonthAction, MonthEvent, ProgramMonth
+from scoring.exports import agreement_code_collated
 from scoring.models import StatementApproval, StatementLine
 
 APPROVED, AWAITING, REOPENED = "approved", "awaiting", "reopened"
@@ -90,14 +89,6 @@ def statement_lines_for(*, agreements: QuerySet[Agreement], month: str = "",
     return lines
 
 
-def _code_order(lines: QuerySet) -> F | Collate:
-    # Agreement codes in code-point order, as the CSV sorts them.
-    vendor = connections[lines.db].vendor
-    if vendor in ("postgresql", "sqlite"):
-        return Collate("agreement__code", {"postgresql": "C", "sqlite": "BINARY"}[vendor])
-    return F("agreement__code")
-
-
 @dataclass
 class AgreementStatement:
     """One agreement's lines of one month in one currency, and their sum (what is due)."""
@@ -134,7 +125,7 @@ def statement_page(*, lines: QuerySet[StatementLine], statuses: dict[str, Statem
     """A page of statements, newest month first, agreements by code: GROUPS_PER_PAGE
     agreement-months at a time, never split across pages. Four queries."""
     groups = (lines.order_by().values("period", "agreement_id", "currency")
-              .annotate(total=Sum("amount"), code=_code_order(lines))
+              .annotate(total=Sum("amount"), code=agreement_code_collated(lines))
               .order_by("-period", "code", "currency"))
     page = Paginator(groups, GROUPS_PER_PAGE).get_page(number)
     chosen = list(page.object_list)
