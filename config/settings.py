@@ -241,6 +241,8 @@ MAILERS = {
     }
 }
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "partnerships@localhost")
+# The site's own address, for links in e-mail sent by tasks (which have no request to ask).
+SITE_URL = env_str("SITE_URL", "http://localhost:8000").rstrip("/")
 # Forgotten passwords (partnerships/password_reset.py): how long a reset link works (it works
 # once), and how many requests an hour one address, or one client, may make before the page
 # stops sending (it still answers the same).

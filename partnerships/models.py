@@ -167,8 +167,19 @@ def number_text(value: float) -> str:
     return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
 
 
+class ToleranceKind(models.TextChoices):
+    PERCENT = "percent", "Percent of the source of truth's value"
+    ABSOLUTE = "absolute", "Absolute (in the KPI's unit)"
+
+
+# The tolerance a KPI gets unless its definition says otherwise (DOMAIN.md: the other side's
+# value is flagged above 5 %).
+DEFAULT_TOLERANCE_PERCENT = 5.0
+
+
 class KPIDefinition(TimeStamped):
     ValueType = ValueType
+    ToleranceKind = ToleranceKind
 
     code = models.SlugField("code", max_length=64, unique=True)
     name = models.CharField("name", max_length=200)
@@ -194,11 +205,30 @@ class KPIDefinition(TimeStamped):
         "maximum", null=True, blank=True,
         help_text="The highest value an observation may have; empty: no upper bound.",
     )
+    # How far the two sides' values of a month may differ before reconciliation lists them.
+    tolerance_kind = models.CharField(
+        "tolerance kind", max_length=8, choices=ToleranceKind.choices,
+        default=ToleranceKind.PERCENT,
+    )
+    tolerance = models.FloatField(
+        "tolerance", default=DEFAULT_TOLERANCE_PERCENT, validators=[MinValueValidator(0)],
+        help_text="How far the other side's value may differ from the source of truth's before "
+                  "it is listed as a disagreement: a percent of the source's value, or an "
+                  "amount in the KPI's unit.",
+    )
 
     class Meta:
         ordering = ["code"]
         verbose_name = "KPI definition"
         constraints = [
+            models.CheckConstraint(
+                condition=Q(tolerance_kind__in=ToleranceKind.values),
+                name="kpi_tolerance_kind_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(tolerance__gte=0, tolerance__lte=FLOAT_MAX),
+                name="kpi_tolerance_not_negative",
+            ),
             models.CheckConstraint(
                 condition=Q(value_type__in=ValueType.values), name="kpi_value_type_valid"
             ),
@@ -547,6 +577,12 @@ class ProgramSettings(models.Model):
     hysteresis = models.PositiveSmallIntegerField(
         "hysteresis (months)", default=2, validators=[MinValueValidator(1)]
     )
+    stale_after_days = models.PositiveSmallIntegerField(
+        "stale data after (days)", default=45,
+        validators=[MinValueValidator(1), MaxValueValidator(366)],
+        help_text="A KPI with no observation this many days after its month ended needs "
+                  "attention.",
+    )
     updated_at = models.DateTimeField("updated", auto_now=True)
 
     class Meta:
@@ -577,6 +613,7 @@ class ImportSource(models.TextChoices):
     COMMAND = "command", "Command"
     API = "api", "API"
     DEMO = "demo", "Demo generator"
+    CORRECTION = "correction", "Correction (dispute resolved)"
 
 
 class ImportStatus(models.TextChoices):
@@ -841,6 +878,8 @@ class AuditAction(models.TextChoices):
     MONTH_CLOSE_REFUSED = "month_close_refused", "Automatic close refused"
     MONTH_REOPENED = "month_reopened", "Month reopened"
     STATEMENT_APPROVED = "statement_approved", "Statement approved"
+    DISPUTE = "dispute", "Dispute opened, answered, withdrawn or resolved"
+    MAIL_PREFERENCES = "mail_preferences", "E-mail preferences changed"
     SCORING_RUN = "scoring_run", "Scoring run"
     EXPORT = "export", "Export downloaded"
     ADMIN_CHANGE = "admin_change", "Admin change"
@@ -1035,14 +1074,29 @@ class ReviewKind(models.TextChoices):
     TACTICAL_SYNC = "tactical_sync", "Bi-weekly tactical sync"
 
 
+class ReviewStatus(models.TextChoices):
+    PLANNED = "planned", "Planned"
+    HELD = "held", "Held"
+
+
 class Review(TimeStamped):
-    """A business review of an agreement, as both sides held it."""
+    """A business review of an agreement: planned ahead (date, agenda, attendees), then
+    recorded as held (notes, decisions, actions). Only held reviews count for the due dates."""
 
     Kind = ReviewKind
+    Status = ReviewStatus
 
     agreement = models.ForeignKey(Agreement, on_delete=models.CASCADE, related_name="reviews")
     kind = models.CharField("kind", max_length=24, choices=ReviewKind.choices)
+    status = models.CharField("status", max_length=8, choices=ReviewStatus.choices,
+                              default=ReviewStatus.HELD)
     held_on = models.DateField("date")
+    starts_at = models.TimeField("starts at", null=True, blank=True,
+                                 help_text="Local time; empty: an all-day review.")
+    duration_minutes = models.PositiveSmallIntegerField(
+        "duration (minutes)", default=60, validators=[MinValueValidator(5),
+                                                      MaxValueValidator(24 * 60)])
+    agenda = models.TextField("agenda", blank=True)
     host_attendees = models.TextField("attendees (host)", blank=True)
     partner_attendees = models.TextField("attendees (partner)", blank=True)
     notes = models.TextField("notes", blank=True)
@@ -1059,15 +1113,19 @@ class Review(TimeStamped):
         constraints = [
             models.CheckConstraint(condition=Q(kind__in=ReviewKind.values),
                                    name="review_kind_valid"),
+            models.CheckConstraint(condition=Q(status__in=ReviewStatus.values),
+                                   name="review_status_valid"),
         ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} of {self.agreement.code} on {self.held_on}"
 
     def clean(self) -> None:
-        if self.held_on and self.held_on > timezone.localdate():
-            raise ValidationError({"held_on": "A review is recorded once it has been held: "
-                                              "the date cannot be in the future."})
+        if (self.status == ReviewStatus.HELD and self.held_on
+                and self.held_on > timezone.localdate()):
+            raise ValidationError({"held_on": "A review is recorded as held once it has been "
+                                              "held: the date cannot be in the future (plan it "
+                                              "instead)."})
 
 
 class Raci(models.TextChoices):
@@ -1333,3 +1391,166 @@ class MonthEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.month} {self.action} by {self.username or '-'}"
+
+
+class DisputeStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+    RESOLVED = "resolved", "Resolved"
+
+
+class DisputeResolution(models.TextChoices):
+    KEPT = "kept", "Value kept"
+    OTHER_SIDE = "other_side", "Other side's value taken"
+    CORRECTED = "corrected", "Corrected value entered"
+
+
+class Dispute(models.Model):
+    """One side contests the value of one KPI of one agreement in one month.
+
+    The thread (`DisputeEvent`) keeps every step with who and when; a corrected value is
+    written through the observations' write path as a batch of its own (`correction_batch`)."""
+
+    Status = DisputeStatus
+    Resolution = DisputeResolution
+
+    agreement = models.ForeignKey(Agreement, on_delete=models.CASCADE, related_name="disputes")
+    kpi = models.ForeignKey(KPIDefinition, on_delete=models.PROTECT, related_name="disputes",
+                            verbose_name="KPI")
+    month = models.CharField("month", max_length=7)
+    opened_side = models.CharField("opened by side", max_length=8, choices=Side.choices)
+    opened_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )
+    opened_at = models.DateTimeField("opened", default=timezone.now)
+    reason = models.TextField("reason")
+    proposed_value = models.FloatField("value believed right", null=True, blank=True)
+    status = models.CharField("status", max_length=10, choices=DisputeStatus.choices,
+                              default=DisputeStatus.OPEN)
+    resolution = models.CharField("resolution", max_length=10, blank=True,
+                                  choices=DisputeResolution.choices)
+    resolved_value = models.FloatField("value after resolution", null=True, blank=True)
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+", help_text="Who withdrew or resolved it.",
+    )
+    closed_at = models.DateTimeField("withdrawn or resolved", null=True, blank=True)
+    correction_batch = models.ForeignKey(
+        ImportBatch, on_delete=models.PROTECT, null=True, blank=True, related_name="disputes",
+        help_text="The batch that wrote the corrected or taken value.",
+    )
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        verbose_name = "dispute"
+        indexes = [
+            models.Index(fields=["agreement", "kpi", "month"], name="dispute_key"),
+            models.Index(fields=["month"], name="dispute_open_month",
+                         condition=Q(status="open")),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["agreement", "kpi", "month"],
+                                    condition=Q(status="open"), name="dispute_one_open"),
+            models.CheckConstraint(condition=Q(month__regex=MONTH_REGEX),
+                                   name="dispute_month_format"),
+            models.CheckConstraint(condition=Q(opened_side__in=Side.values),
+                                   name="dispute_side_valid"),
+            models.CheckConstraint(condition=Q(status__in=DisputeStatus.values),
+                                   name="dispute_status_valid"),
+            models.CheckConstraint(
+                condition=(Q(status="resolved") & Q(resolution__in=DisputeResolution.values))
+                | (~Q(status="resolved") & Q(resolution="")),
+                name="dispute_resolution_when_resolved"),
+            models.CheckConstraint(condition=~Q(reason=""), name="dispute_reason_given"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Dispute of {self.kpi_id} in {self.month} ({self.status})"
+
+
+class DisputeEventKind(models.TextChoices):
+    OPENED = "opened", "Opened"
+    COMMENT = "comment", "Commented"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+    RESOLVED = "resolved", "Resolved"
+
+
+class DisputeEvent(models.Model):
+    """One step of a dispute's thread: opened, a comment, withdrawn or resolved."""
+
+    Kind = DisputeEventKind
+
+    dispute = models.ForeignKey(Dispute, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField("step", max_length=10, choices=DisputeEventKind.choices)
+    at = models.DateTimeField("when", default=timezone.now)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )
+    username = models.CharField("user name", max_length=150, blank=True)
+    side = models.CharField("side", max_length=8, choices=Side.choices)
+    text = models.TextField("text", blank=True)
+    detail = models.JSONField("detail", default=dict, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        verbose_name = "dispute event"
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=DisputeEventKind.values),
+                                   name="dispute_event_kind_valid"),
+            models.CheckConstraint(condition=Q(side__in=Side.values),
+                                   name="dispute_event_side_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} by {self.username or '-'}"
+
+
+class MailPreference(models.Model):
+    """What e-mail a user wants: the weekly digest and each kind of alert. A user without a
+    row gets everything (the defaults); the unsubscribe link turns one of these off."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="mail_preference"
+    )
+    digest = models.BooleanField("weekly digest", default=True)
+    alert_at_risk = models.BooleanField("alert: an agreement is at risk", default=True)
+    alert_tier = models.BooleanField("alert: an agreement's tier changed", default=True)
+    alert_action = models.BooleanField("alert: an action is assigned to my side", default=True)
+    alert_review_overdue = models.BooleanField("alert: a review is overdue", default=True)
+    alert_dispute = models.BooleanField("alert: a dispute is opened, answered or resolved",
+                                        default=True)
+    updated_at = models.DateTimeField("updated", auto_now=True)
+
+    class Meta:
+        verbose_name = "e-mail preference"
+
+    def __str__(self) -> str:
+        return f"E-mail preferences of {self.user}"
+
+
+class SentMessage(models.Model):
+    """One e-mail to one recipient, recorded before it is sent: the unique key makes a task
+    that runs twice send nothing the second time."""
+
+    kind = models.CharField("kind", max_length=24)
+    key = models.CharField("key", max_length=200,
+                           help_text="What the message is about, e.g. the week of a digest.")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="sent_messages")
+    email = models.EmailField("to")
+    subject = models.CharField("subject", max_length=300, blank=True)
+    created_at = models.DateTimeField("created", default=timezone.now)
+    sent_at = models.DateTimeField("sent", null=True, blank=True)
+    error = models.TextField("error", blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "sent message"
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "key", "user"], name="sent_message_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key} to {self.email}"

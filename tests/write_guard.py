@@ -30,6 +30,7 @@ OTHER_MODELS = (
     program.MetricObservation, program.ObservationChange, program.ImportBatch,
     program.Membership, program.ApiToken, program.AuditEvent, program.Invitation,
     program.ProgramChange, program.StageTransition, program.ProgramMonth, program.MonthEvent,
+    program.Dispute, program.DisputeEvent, program.MailPreference, program.SentMessage,
 )
 AUDIT_ACTIONS = ("program_changed", "program_loaded")
 
