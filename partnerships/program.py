@@ -27,6 +27,7 @@ from .lifecycle import StageMoveRefused, agreement_stage_move, stage_moves_from
 from .models import (
     CATEGORY_WEIGHT_FIELDS,
     DEFAULT_CATEGORY_WEIGHTS,
+    DEFAULT_TOLERANCE_PERCENT,
     Aggregation,
     Agreement,
     AgreementKPI,
@@ -46,6 +47,7 @@ from .models import (
     Side,
     Stage,
     TierPolicy,
+    ToleranceKind,
     ValueType,
     kpi_value_rules_problems,
 )
@@ -70,7 +72,7 @@ TOP_LEVEL_OPTIONAL = ("scoring", "kpi_templates")
 PARTNER_REQUIRED = ("slug", "name")
 PARTNER_OPTIONAL = ("website", "industry", "status")
 KPI_REQUIRED = ("code", "name", "unit", "category", "aggregation", "source")
-KPI_OPTIONAL = ("description", "value_type", "minimum", "maximum")
+KPI_OPTIONAL = ("description", "value_type", "minimum", "maximum", "tolerance_kind", "tolerance")
 AGREEMENT_REQUIRED = ("code", "partner", "type", "stage", "start", "kpis")
 AGREEMENT_OPTIONAL = (
     "title", "end", "weights", "owner", "partner_contacts", "review_cadence", "terms",
@@ -504,6 +506,7 @@ def _check_document(document: dict, reader: _Reader) -> _Plan:
             "source": reader.choice(where, entry, "source", Side, what="source"),
             "description": reader.text(where, entry, "description", default=""),
             **_check_kpi_values(where, entry, reader),
+            **_check_kpi_tolerance(where, entry, reader),
         }
         if _is_new(code, f"kpis[{index}]", "code", first_seen, where, reader):
             plan.kpis[code] = fields
@@ -551,6 +554,21 @@ def _check_kpi_values(where: str, entry: dict, reader: _Reader) -> dict:
         for name, message in kpi_value_rules_problems(**fields).items():
             reader.add(_at(where, name), message)
             fields[name] = INVALID
+    return fields
+
+
+def _check_kpi_tolerance(where: str, entry: dict, reader: _Reader) -> dict:
+    """tolerance_kind (percent | absolute, default percent) and tolerance (≥ 0, default 5)."""
+    fields = {
+        "tolerance_kind": reader.choice(where, entry, "tolerance_kind", ToleranceKind,
+                                        what="tolerance kind",
+                                        default=ToleranceKind.PERCENT.value),
+        "tolerance": reader.number(where, entry, "tolerance",
+                                   default=DEFAULT_TOLERANCE_PERCENT),
+    }
+    if fields["tolerance"] is not INVALID and fields["tolerance"] < 0:
+        reader.add(_at(where, "tolerance"), "must be 0 or more")
+        fields["tolerance"] = INVALID
     return fields
 
 

@@ -14,6 +14,7 @@ import yaml
 
 from .models import (
     CATEGORY_WEIGHT_FIELDS,
+    DEFAULT_TOLERANCE_PERCENT,
     Agreement,
     IncentivePlan,
     KPIDefinition,
@@ -21,6 +22,7 @@ from .models import (
     Objective,
     Partner,
     ProgramSettings,
+    ToleranceKind,
 )
 from .program import MULTIPLIER_DEFAULTS, TERM_FIELDS, _ProgramYamlLoader
 
@@ -103,7 +105,16 @@ def _kpi(kpi: KPIDefinition) -> dict:
         **_optional(description=kpi.description), "value_type": kpi.value_type,
         **_optional(minimum=None if kpi.minimum is None else _number(kpi.minimum),
                     maximum=None if kpi.maximum is None else _number(kpi.maximum)),
+        **_tolerance(kpi),
     }
+
+
+def _tolerance(kpi: KPIDefinition) -> dict:
+    """A KPI's tolerance, left out when it is the default (5 % of the source's value)."""
+    if (kpi.tolerance_kind == ToleranceKind.PERCENT
+            and kpi.tolerance == DEFAULT_TOLERANCE_PERCENT):
+        return {}
+    return {"tolerance_kind": kpi.tolerance_kind, "tolerance": _number(kpi.tolerance)}
 
 
 def _kpi_numbers(item) -> dict:

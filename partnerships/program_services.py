@@ -42,7 +42,7 @@ ASSESSMENT_FIELDS = tuple(
     field.name for field in PartnerAssessment._meta.concrete_fields
     if field.name not in {*SKIPPED_FIELDS, "partner", "assessed_by"})
 KPI_DEFINITION_FIELDS = ("code", "name", "unit", "value_type", "minimum", "maximum", "category",
-                         "aggregation", "source", "description")
+                         "aggregation", "source", "description", "tolerance_kind", "tolerance")
 AGREEMENT_FIELDS = tuple(
     field.name for field in Agreement._meta.concrete_fields if field.name not in SKIPPED_FIELDS)
 # Fixed once the agreement exists: scores, imports and the history are tied to them; the stage

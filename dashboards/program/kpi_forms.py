@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from config.forms import LiveFeedbackRenderer
 from partnerships.models import (
+    DEFAULT_TOLERANCE_PERCENT,
     AgreementKPI,
     AgreementType,
     IncentivePlan,
@@ -73,10 +74,17 @@ class KPIDefinitionForm(forms.ModelForm):
         help_text="The highest value an observation may have; empty: no upper bound "
                   "(a percentage: 100).")
 
+    tolerance = FiniteFloatField(
+        label="Tolerance", min_value=0, widget=number_input(min="0"),
+        initial=DEFAULT_TOLERANCE_PERCENT,
+        help_text="How far the other side's value may differ from the source of truth's before "
+                  "reconciliation lists it: a percent of the source's value (where the source "
+                  "reports 0, any other value is listed), or an amount in the KPI's unit.")
+
     class Meta:
         model = KPIDefinition
         fields = ["code", "name", "unit", "value_type", "minimum", "maximum", "category",
-                  "aggregation", "source", "description"]
+                  "aggregation", "source", "tolerance_kind", "tolerance", "description"]
         widgets = {
             "description": forms.Textarea(attrs={"rows": 4}),
             "code": forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
@@ -92,6 +100,7 @@ class KPIDefinitionForm(forms.ModelForm):
                            "mean, or the last one.",
             "source": "The side whose observations are scored; the other side's are shown "
                       "beside them.",
+            "tolerance_kind": "Percent of the source of truth's value, or an absolute amount.",
             "description": "How it is measured and attributed, so both sides count it the "
                            "same way.",
         }

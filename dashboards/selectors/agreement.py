@@ -13,6 +13,7 @@ from partnerships.models import (
     Stage,
     Tier,
 )
+from partnerships.tolerance import beyond_tolerance, difference_percent
 from scoring.models import KPIScore, Scorecard, StatementLine
 from scoring.rules import CANDIDATE_STAGES
 
@@ -102,9 +103,7 @@ def agreement_kpi_rows(*, run, agreement: Agreement, period: str,
         kpi = kpis.get(kpi_id)
         if kpi is None:  # deleted since the run
             continue
-        delta = None
-        if actual is not None and other is not None and actual != 0:
-            delta = (other - actual) / abs(actual) * 100
+        delta = difference_percent(source_value=actual, other_value=other)
         by_month = trends.get(kpi_id, {})
         rows.append({
             "kpi": kpi,
@@ -113,7 +112,10 @@ def agreement_kpi_rows(*, run, agreement: Agreement, period: str,
             "actual": actual, "target": target, "floor": floor, "score": score,
             "source": kpi.source,
             "other": other, "delta": delta,
-            "delta_large": delta is not None and abs(delta) > 5,
+            # Beyond the KPI's own tolerance (percent or absolute; partnerships.tolerance).
+            "delta_large": actual is not None and other is not None and beyond_tolerance(
+                source_value=actual, other_value=other, kind=kpi.tolerance_kind,
+                tolerance=kpi.tolerance),
             "trend_scores": [by_month.get(month) for month in trend_periods],
         })
     rows.sort(key=lambda row: (row["kpi"].category, row["kpi"].code))

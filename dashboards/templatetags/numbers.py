@@ -174,3 +174,18 @@ def count(value) -> str:
 def kpi_value(value, kpi) -> str:
     """{{ row.actual|kpi_value:row.kpi }}: the value written as its KPI's unit asks."""
     return _or_missing(kpi_value_text(value, kpi))
+
+
+def tolerance_text(kpi) -> str:
+    """A KPI's tolerance (partnerships.tolerance): "5 %" of the source's value, or "± 250 USD"
+    in its unit, the amount written as its values are."""
+    if getattr(kpi, "tolerance_kind", "") == "absolute":
+        unit = getattr(kpi, "unit", "") or ""
+        return f"± {kpi_value_text(kpi.tolerance, kpi)}{' ' + unit if unit else ''}"
+    return f"{number_text(kpi.tolerance, places=2, trim=True)} %"
+
+
+@register.filter
+def tolerance(kpi) -> str:
+    """{{ kpi|tolerance }} → 5 % or ± 250 USD."""
+    return _or_missing(tolerance_text(kpi))
