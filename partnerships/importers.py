@@ -23,7 +23,7 @@ import itertools
 import re
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -117,8 +117,12 @@ class MetricFilePreview:
     "utf-8 with BOM") and `delimiter` ("," ";" or a tab) for CSV; `sheet` is the sheet read
     from an XLSX. `rows` holds the first data rows as display strings in the file's column
     order, `total_rows` counts every non-blank data row. `errors` are file-level problems and
-    rows dated in a closed month (the import would fail at once); the other row-level checks
-    (codes, dates, values) run only on import.
+    rows dated in a closed month; the upload's check (`partnerships.services.metric_file_check`)
+    puts there every row error of the import's own validation instead. `kpi_counts` is what
+    the import would do, per KPI: for each side the rows without a side may take ("host",
+    "partner"), or "file" when every row names its side, a list of {kpi, name, source, rows,
+    new, changed, unchanged, other_side} (other_side: values of the side that is not the
+    KPI's source of truth).
     """
 
     file_name: str
@@ -132,6 +136,7 @@ class MetricFilePreview:
     notes: list[str] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
     error_count: int = 0
+    kpi_counts: dict[str, list[dict]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -141,14 +146,15 @@ class MetricFilePreview:
         """What a batch stores of its preview (its errors are the batch's own)."""
         return {"file_name": self.file_name, "format": self.format, "encoding": self.encoding,
                 "delimiter": self.delimiter, "sheet": self.sheet, "columns": self.columns,
-                "rows": self.rows, "total_rows": self.total_rows, "notes": self.notes}
+                "rows": self.rows, "total_rows": self.total_rows, "notes": self.notes,
+                "kpi_counts": self.kpi_counts}
 
     @classmethod
     def from_dict(cls, data: dict, *, errors: Iterable[RowError | dict] = (),
                   error_count: int = 0) -> "MetricFilePreview":
         known = {name: data[name] for name in (
             "file_name", "format", "encoding", "delimiter", "sheet", "columns", "rows",
-            "total_rows", "notes") if name in data}
+            "total_rows", "notes", "kpi_counts") if name in data}
         errors = [error if isinstance(error, RowError) else RowError.from_dict(error)
                   for error in errors]
         return cls(**{"file_name": "", "format": None, **known}, errors=errors,
@@ -304,9 +310,16 @@ def metric_file_preview(*, path: Path, file_name: str, max_rows: int = 10,
             file_name=file_name, format=rejected.format, notes=rejected.notes,
             errors=rejected.errors, error_count=rejected.error_count,
         )
+    closed_errors, closed_count = _closed_month_errors(table)
+    return replace(metric_table_preview(table=table, file_name=file_name, max_rows=max_rows),
+                   errors=closed_errors, error_count=closed_count)
+
+
+def metric_table_preview(*, table: MetricTable, file_name: str,
+                         max_rows: int = 10) -> MetricFilePreview:
+    """The facts of a table read from a file: format, columns, the first rows, the row count."""
     head = table.data.head(max_rows)
     ordered = [name for name in table.header if name in head.columns]
-    closed_errors, closed_count = _closed_month_errors(table)
     return MetricFilePreview(
         file_name=file_name,
         format=table.format,
@@ -317,8 +330,6 @@ def metric_file_preview(*, path: Path, file_name: str, max_rows: int = 10,
         rows=[[shown(cell) for cell in row] for row in head[ordered].itertuples(index=False)],
         total_rows=len(table),
         notes=table.notes,
-        errors=closed_errors,
-        error_count=closed_count,
     )
 
 
@@ -1549,3 +1560,16 @@ def _duplicate_rows(keyed: np.ndarray, agreement_ids: np.ndarray, kpi_ids: np.nd
         "key may appear only once in a file"
         for position in kept
     ], key_text)
+
+
+def observation_value_problem(*, kpi_id: int, value: float) -> str | None:
+    """Why `value` cannot be an observation of the KPI (the rules every import applies: a
+    finite number within the program's magnitude limit and the KPI's allowed values), or None."""
+    numbers = np.array([value], dtype=np.float64)
+    log = _ErrorLog(np.arange(1))
+    finite = np.isfinite(numbers)
+    log.add(~finite, "value", "not a finite number")
+    _implausible_rows(numbers, finite, np.array([kpi_id], dtype=np.int64),
+                      np.ones(1, dtype=bool), pd.Series([str(value)]), log)
+    errors = log.errors()
+    return errors[0].message if errors else None

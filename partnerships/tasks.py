@@ -9,6 +9,7 @@ import logging
 
 from celery import shared_task
 
+from .alerts import action_alerts_send
 from .audit import audit_record
 from .models import AuditAction, ImportBatch
 from .queue import task_publish
@@ -90,3 +91,17 @@ def password_reset_mail(email: str, domain: str, use_https: bool) -> int:
     from .password_reset import password_reset_mail_send
 
     return password_reset_mail_send(email=email, domain=domain, use_https=use_https)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def dispute_mail_run(event_id: int) -> int:
+    """Tell the other side's users of one step of a dispute (each message sent once)."""
+    from .disputes import dispute_mail_send
+
+    return dispute_mail_send(event_id=event_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def mail_action_alerts() -> int:
+    """On beat: tell each side of the actions newly assigned to it (once per action and side)."""
+    return action_alerts_send()

@@ -1,9 +1,12 @@
 """Closing and reopening months, and approving a closed month's statement (DOMAIN.md § Closing
 months).
 
-- `months_close(through=, user=, request=None)`: closes every open month up to and including
-  `through`, in calendar order, when it has ended and the published run is current; freezes
-  that run's scorecards and KPI scores of those months and writes their statement lines.
+- `months_close(through=, user=, request=None, override_disputes="")`: closes every open month
+  up to and including `through`, in calendar order, when it has ended and the published run is
+  current; freezes that run's scorecards and KPI scores of those months and writes their
+  statement lines. An open dispute of one of those months holds the close unless
+  `override_disputes` gives the reason to close anyway (kept in each month's close event and
+  in the audit event); the schedule never overrides.
 - `month_reopen(month=, reason=, user=, request=None)`: a host admin reopens a month and every
   later closed month, with a reason. Their frozen rows stay shown until a run computes those
   months again; their next close replaces them.
@@ -28,6 +31,7 @@ from django.utils import timezone
 from partnerships.access import is_host_admin, may_manage
 from partnerships.audit import audit_record
 from partnerships.changes import program_changed
+from partnerships.disputes import disputes_open_in
 from partnerships.history import SYSTEM_ACTOR
 from partnerships.models import AuditAction, AuditEvent, MonthAction, MonthEvent, ProgramMonth
 from partnerships.months import MONTH_PATTERN, month_after, month_before, months_from_to
@@ -104,9 +108,11 @@ def _current_run_or_refuse() -> ScoringRun:
     return run
 
 
-def months_close(*, through: str, user, request: HttpRequest | None = None) -> list[str]:
+def months_close(*, through: str, user, request: HttpRequest | None = None,
+                 override_disputes: str = "") -> list[str]:
     """Close every open month up to and including `through`; return the months closed."""
     month_checked(through)
+    override_disputes = (override_disputes or "").strip()
     if user is not None and not may_manage(user):
         raise PermissionDenied("Only host managers and admins close months.")
     if through >= current_month():
@@ -121,17 +127,31 @@ def months_close(*, through: str, user, request: HttpRequest | None = None) -> l
             return []
         run = _current_run_or_refuse()
         months = _months_to_close(last_closed=last_closed, through=through, run=run)
+        disputed = list(disputes_open_in(months=months).order_by("month", "pk")
+                        .values_list("pk", "month"))
+        if disputed and not override_disputes:
+            held = sorted({month for _, month in disputed})
+            raise ClosingRefused(
+                f"{len(disputed)} open dispute{'s' if len(disputed) != 1 else ''} "
+                f"({', '.join(held)}) hold the close: resolve "
+                f"{'them' if len(disputed) != 1 else 'it'} first, or close anyway with a "
+                "reason for overriding.")
+        reason = f"Closed with open disputes: {override_disputes}" if disputed else ""
         now = timezone.now()
         closings = {}
         for month in months:
             ProgramMonth.objects.update_or_create(month=month, defaults={
                 "closed": True, "closed_at": now, "closed_by": _authenticated(user)})
-            closings[month] = _event(month=month, action=MonthAction.CLOSED, user=user, at=now)
+            closings[month] = _event(month=month, action=MonthAction.CLOSED, user=user, at=now,
+                                     reason=reason)
         _freeze(run=run, months=months)
         lines = statement_lines_write(run=run, closings=closings, user=_authenticated(user))
+        detail = {"months": months, "run": run.pk, "statement_lines": lines}
+        if disputed:
+            detail.update(override_disputes=override_disputes,
+                          disputes=[pk for pk, _ in disputed])
         _audit(action=AuditAction.MONTH_CLOSED, user=user, request=request,
-               target=f"months {months[0]} to {months[-1]}",
-               detail={"months": months, "run": run.pk, "statement_lines": lines})
+               target=f"months {months[0]} to {months[-1]}", detail=detail)
         program_changed()
     return months
 

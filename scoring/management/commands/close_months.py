@@ -11,18 +11,25 @@ class Command(BaseCommand):
     help = (
         "Close every open month up to and including --through (YYYY-MM): its scorecards, KPI "
         "scores and payouts are frozen and its statement lines written. Refused, with the "
-        "reason, unless the month has ended and the last published scoring run is current."
+        "reason, unless the month has ended and the last published scoring run is current. "
+        "An open dispute of a month to close holds the close unless --override-disputes says "
+        "why to close anyway."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--through", required=True, help="The last month to close (YYYY-MM).")
         parser.add_argument("--user", help="Close as this host manager or admin (default: the "
                             "system).")
+        parser.add_argument("--override-disputes", metavar="REASON", default="",
+                            help="Close even though disputes of these months are open, for "
+                                 "this reason (recorded with the close).")
 
-    def handle(self, *args, through: str, user: str | None, **options):
+    def handle(self, *args, through: str, user: str | None, override_disputes: str = "",
+               **options):
         closer = host_user(user, allowed=may_manage, role="a host manager or admin")
         try:
-            months = months_close(through=through, user=closer)
+            months = months_close(through=through, user=closer,
+                                  override_disputes=override_disputes)
         except (ClosingRefused, PermissionDenied) as refused:
             raise CommandError(f"Cannot close {through}: {refused}") from None
         if not months:
