@@ -7,16 +7,28 @@ from django.shortcuts import render
 
 from partnerships.access import agreements_for, membership_of
 from partnerships.models import Stage
+from scoring.attention import REASON_LABELS, REASONS
 from scoring.models import ScoringRun
 
 from .charts import agreements_by_stage_figure
 from .http import HtmxHttpRequest
 from .program.overdue import home_overdue_actions
+from .selectors.attention import attention_worklist
 from .selectors.months import month_default
 from .selectors.portfolio import portfolio_rows
 
 # Agreements linked on a host's home page; the portfolio lists them all.
 HOME_LINKS = 20
+
+
+def _attention_counts(request: HtmxHttpRequest, agreements) -> dict:
+    mine = agreements.filter(owner=request.user)
+    scope = "mine" if membership_of(request.user).is_host and mine.exists() else "all"
+    worklist = attention_worklist(agreements=mine if scope == "mine" else agreements)
+    counts = worklist.counts()
+    return {"total": len(worklist.rows), "scope": scope, "checked": worklist.checked,
+            "reasons": [(reason, REASON_LABELS[reason], counts[reason])
+                        for reason in REASONS if counts[reason]]}
 
 
 @login_required
@@ -31,6 +43,9 @@ def home(request: HtmxHttpRequest) -> HttpResponse:
         "stage_figure": agreements_by_stage_figure(counts=counts) if total else None,
         # The overdue actions the user's own side owns (dashboards/program/overdue.py).
         "overdue_actions": home_overdue_actions(user=request.user) if total else None,
+        # What needs attention (the worklist's counts): a host manager's own agreements when
+        # they own some, else everyone's; a partner's users their own.
+        "attention": _attention_counts(request, agreements) if total else None,
     }
     if membership is not None and not membership.is_host and total:
         # A partner's users see each of their own agreements as a card: the numbers of the

@@ -3,14 +3,17 @@ from django.urls import path
 from . import (
     access_views,
     agreement_views,
+    attention_views,
     api,
     ecosystem_views,
     exports_views,
     home_views,
     imports_views,
+    mail_views,
     months_views,
     openapi,
     portfolio_views,
+    reconciliation_views,
     runs_views,
     statements_views,
 )
@@ -25,6 +28,9 @@ from .program import reviews as program_reviews
 urlpatterns = [
     path("", home_views.home, name="home"),
     path("portfolio/", portfolio_views.portfolio, name="portfolio"),
+    # Needs attention: the worklist of both sides (each their own agreements').
+    path("attention/", attention_views.attention, name="attention"),
+    path("attention/export.csv", attention_views.attention_csv, name="attention_csv"),
     path("portfolio/export.csv", portfolio_views.portfolio_export, name="portfolio_export"),
     path("ecosystem/", ecosystem_views.ecosystem, name="ecosystem"),
     path("agreements/<str:code>/", agreement_views.agreement_dashboard,
@@ -39,6 +45,10 @@ urlpatterns = [
     # Payout statements of closed months (both sides, each their own agreements').
     path("statements/", statements_views.statements, name="statements"),
     path("statements/export.csv", statements_views.statements_csv, name="statements_csv"),
+    # Reconciliation: where the two sides' values disagree (both sides, each their own).
+    path("reconciliation/", reconciliation_views.reconciliation, name="reconciliation"),
+    path("reconciliation/export.csv", reconciliation_views.reconciliation_csv,
+         name="reconciliation_csv"),
     path("scoring/runs/", runs_views.scoring_runs, name="scoring_runs"),
     path("scoring/runs/start/", runs_views.scoring_run_start, name="scoring_run_start"),
     path("scoring/runs/<int:run_id>/panel/", runs_views.scoring_run_panel,
@@ -80,6 +90,10 @@ urlpatterns = [
     path("api/openapi.json", openapi.openapi_json, name="api_openapi"),
     path("account/api-tokens/", api.api_tokens, name="api_tokens"),
     path("account/api-tokens/revoke/", api.api_token_revoke_view, name="api_token_revoke"),
+    # E-mail: a user's own settings, and the signed one-click unsubscribe link (public).
+    path("account/email/", mail_views.account_mail, name="account_mail"),
+    path("email/unsubscribe/<str:token>/", mail_views.mail_unsubscribe_view,
+         name="mail_unsubscribe"),
     # Program management: partners, assessments, agreements and their stages (host managers);
     # an agreement's history (both sides).
     path("program/export.yaml", program_file.program_file_download,
@@ -115,6 +129,13 @@ urlpatterns = [
          name="program_review_edit"),
     path("program/reviews/<int:review_id>/delete/", program_reviews.review_delete,
          name="program_review_delete"),
+    # Reviews planned ahead: planned, downloaded for calendars (both sides), recorded as held.
+    path("program/agreements/<str:code>/reviews/plan/", program_reviews.review_plan,
+         name="program_review_plan"),
+    path("program/reviews/<int:review_id>/held/", program_reviews.review_hold,
+         name="program_review_hold"),
+    path("agreements/<str:code>/reviews/<int:review_id>/review.ics", program_reviews.review_ics,
+         name="agreement_review_ics"),
     path("program/agreements/<str:code>/actions/new/", program_reviews.action_create,
          name="program_action_new"),
     path("program/actions/<int:action_id>/edit/", program_reviews.action_edit,

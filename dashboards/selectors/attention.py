@@ -1,0 +1,224 @@
+"""The worklist: every agreement that needs attention, with its reasons (`scoring.attention`).
+
+Set-based: a fixed number of queries however many agreements (the published run's scorecards
+of two months, the reviews and open actions, the open disputes, each agreement KPI's latest
+observation, the objectives and their published actuals, the program settings).
+"""
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.utils import timezone
+
+from partnerships.models import (
+    ActionItem,
+    Agreement,
+    AgreementKPI,
+    Dispute,
+    DisputeStatus,
+    MetricObservation,
+    Objective,
+    ProgramSettings,
+)
+from partnerships.months import month_shift
+from partnerships.reviews import OPEN_STATUSES, UNREVIEWED_STAGES
+from scoring.attention import (
+    REASONS,
+    AttentionFacts,
+    attention_reasons,
+    kpi_stale_month,
+)
+from scoring.models import Scorecard, ScoringRun
+from scoring.objectives import AT_RISK, OVERDUE
+
+from ..program.overdue import overdue_for
+from ..program.progress import objectives_progress
+from .months import month_default
+
+ATTENTION_SORTS = ("reasons", "agreement", "partner", "owner", "review", "ends")
+
+
+@dataclass
+class AttentionRow:
+    """One agreement of the worklist: its facts and the reasons they give."""
+
+    agreement: Agreement
+    facts: AttentionFacts
+    reasons: list[str]
+
+    @property
+    def owner_name(self) -> str:
+        owner = self.agreement.owner
+        if owner is None:
+            return ""
+        return f"{owner.first_name} {owner.last_name}".strip() or owner.username
+
+
+@dataclass
+class Worklist:
+    """The agreements that need attention (every one with a reason, before any filter), the
+    month their flags and tiers are of, and the day the rules were applied."""
+
+    rows: list[AttentionRow]
+    month: str
+    today: dt.date
+    stale_after_days: int
+    checked: int  # agreements looked at
+
+    def counts(self) -> dict[str, int]:
+        """How many agreements have each reason, in REASONS order."""
+        counts = dict.fromkeys(REASONS, 0)
+        for row in self.rows:
+            for reason in row.reasons:
+                counts[reason] += 1
+        return counts
+
+    def chosen(self, *, reasons: list[str] | tuple = ()) -> list[AttentionRow]:
+        """The rows with at least one of `reasons` (every row when none is given)."""
+        if not reasons:
+            return list(self.rows)
+        wanted = set(reasons)
+        return [row for row in self.rows if wanted.intersection(row.reasons)]
+
+
+def _semi_join(queryset: QuerySet, agreements: QuerySet[Agreement]) -> QuerySet:
+    """Rows of the given (already scoped) agreements; host staff see every agreement, and
+    then the semi-join would only cost."""
+    if agreements.query.where or agreements.query.is_sliced:
+        return queryset.filter(agreement__in=agreements.order_by().values("pk"))
+    return queryset
+
+
+def _month_cards(*, agreements: QuerySet[Agreement], run: ScoringRun | None,
+                 month: str) -> dict[tuple[int, str], tuple]:
+    """(at_risk, incomplete, has_scorecard, tier) of the month and the month before: one query."""
+    if run is None or not month:
+        return {}
+    return {
+        (agreement_id, period): rest for agreement_id, period, *rest in _semi_join(
+            Scorecard.objects.of_run(run).filter(period__in=(month, month_shift(month, -1))),
+            agreements).order_by().values_list("agreement_id", "period", "at_risk",
+                                               "incomplete", "has_scorecard", "tier")
+    }
+
+
+def _overdue_actions(*, agreements: QuerySet[Agreement],
+                     today: dt.date) -> dict[int, dict[str, int]]:
+    """Overdue actions by agreement and owner side: one query."""
+    result: dict[int, dict[str, int]] = {}
+    for agreement_id, side, count in _semi_join(
+            ActionItem.objects.filter(status__in=OPEN_STATUSES, due_date__lt=today),
+            agreements).order_by().values("agreement_id", "owner_side").annotate(
+            count=Count("pk")).values_list("agreement_id", "owner_side", "count"):
+        result.setdefault(agreement_id, {})[side] = count
+    return result
+
+
+def _open_disputes(*, agreements: QuerySet[Agreement]) -> dict[int, int]:
+    return dict(_semi_join(Dispute.objects.filter(status=DisputeStatus.OPEN), agreements)
+                .order_by().values("agreement_id").annotate(count=Count("pk"))
+                .values_list("agreement_id", "count"))
+
+
+def _latest_observations(*, agreements: QuerySet[Agreement]):
+    """(agreement id, KPI code, latest date of its source side's observations or None) of every
+    agreement KPI of agreements that can have stale data: one query, an index lookup each
+    (the observations' natural key)."""
+    latest = (MetricObservation.objects.filter(
+        agreement_id=OuterRef("agreement_id"), kpi_id=OuterRef("kpi_id"),
+        side=OuterRef("kpi__source")).order_by("-date").values("date")[:1])
+    return (AgreementKPI.objects
+            .filter(agreement__in=agreements.exclude(stage__in=UNREVIEWED_STAGES)
+                    .order_by().values("pk"))
+            .order_by().annotate(latest=Subquery(latest))
+            .values_list("agreement_id", "kpi__code", "latest"))
+
+
+def _objective_counts(*, agreements: QuerySet[Agreement], run: ScoringRun | None,
+                      today: dt.date) -> dict[int, dict[str, int]]:
+    """Objectives at risk and overdue by agreement (scoring.objectives' rule): three queries."""
+    objectives = (_semi_join(Objective.objects.all(), agreements)
+                  .select_related("agreement", "kpi").order_by("agreement_id", "deadline", "pk"))
+    result: dict[int, dict[str, int]] = {}
+    for progress in objectives_progress(objectives=objectives, run=run, today=today):
+        if progress.status in (AT_RISK, OVERDUE):
+            counts = result.setdefault(progress.objective.agreement_id, {})
+            counts[progress.status] = counts.get(progress.status, 0) + 1
+    return result
+
+
+def attention_worklist(*, agreements: QuerySet[Agreement], run: ScoringRun | None = None,
+                       today: dt.date | None = None) -> Worklist:
+    """Every agreement of `agreements` (already scoped to the user) that needs attention, with
+    its reasons, sorted by code; flags and tiers are of the month the pages open on."""
+    today = today or timezone.localdate()
+    if run is None:
+        run = ScoringRun.objects.current()
+    month = month_default(run.periods) if run is not None else ""
+    stale_after_days = ProgramSettings.current().stale_after_days
+    listed = list(agreements.select_related("partner", "owner").order_by("code"))
+    if not listed:
+        return Worklist(rows=[], month=month, today=today, stale_after_days=stale_after_days,
+                        checked=0)
+    cards = _month_cards(agreements=agreements, run=run, month=month)
+    previous = month_shift(month, -1) if month else ""
+    reviews = overdue_for(agreement_ids=agreements.order_by().values("pk"), today=today,
+                          run=run)
+    actions = _overdue_actions(agreements=agreements, today=today)
+    disputes = _open_disputes(agreements=agreements)
+    objectives = _objective_counts(agreements=agreements, run=run, today=today)
+    starts = {agreement.pk: agreement for agreement in listed}
+    stale: dict[int, list[tuple[str, str]]] = {}
+    for agreement_id, code, latest in _latest_observations(agreements=agreements):
+        agreement = starts.get(agreement_id)
+        if agreement is None:
+            continue
+        missing = kpi_stale_month(last_observed=latest, start=agreement.start_date,
+                                  end=agreement.end_date, today=today,
+                                  stale_after_days=stale_after_days)
+        if missing:
+            stale.setdefault(agreement_id, []).append((code, missing))
+    rows = []
+    for agreement in listed:
+        pk = agreement.pk
+        card = cards.get((pk, month))
+        card_before = cards.get((pk, previous))
+        review = reviews.get(pk)
+        facts = AttentionFacts(
+            stage=agreement.stage, end=agreement.end_date,
+            at_risk=bool(card and card[0]), incomplete=bool(card and card[1]),
+            review_overdue_days=review.review_overdue_days if review else 0,
+            review_due=review.review_due if review else None,
+            overdue_actions=actions.get(pk, {}),
+            stale_kpis=sorted(stale.get(pk, [])),
+            open_disputes=disputes.get(pk, 0),
+            tier=card[3] if card else "", previous_tier=card_before[3] if card_before else "",
+            objectives=objectives.get(pk, {}),
+        )
+        reasons = attention_reasons(facts=facts, today=today)
+        if reasons:
+            rows.append(AttentionRow(agreement=agreement, facts=facts, reasons=reasons))
+    return Worklist(rows=rows, month=month, today=today, stale_after_days=stale_after_days,
+                    checked=len(listed))
+
+
+def _sort_key(column: str):
+    far = dt.date.max
+    return {
+        "reasons": lambda row: (-len(row.reasons), row.agreement.code),
+        "agreement": lambda row: row.agreement.code,
+        "partner": lambda row: (row.agreement.partner.name.casefold(), row.agreement.code),
+        "owner": lambda row: (not row.owner_name, row.owner_name.casefold(),
+                              row.agreement.code),
+        "review": lambda row: (-row.facts.review_overdue_days, row.agreement.code),
+        "ends": lambda row: (row.agreement.end_date or far, row.agreement.code),
+    }[column]
+
+
+def attention_sorted(rows: list[AttentionRow], *, sort: str) -> list[AttentionRow]:
+    """Rows sorted by a column of ATTENTION_SORTS ('-' first reverses the order)."""
+    column = sort.lstrip("-")
+    if column not in ATTENTION_SORTS:
+        column, sort = "reasons", "reasons"
+    return sorted(rows, key=_sort_key(column), reverse=sort.startswith("-"))
