@@ -39,6 +39,9 @@ urlpatterns = [
          name="agreement_print"),
     path("agreements/<str:code>/kpis.csv", exports_views.agreement_kpis_csv,
          name="agreement_kpis_csv"),
+    # One KPI's values of both sides, how they arrived and what replaced them (13 months).
+    path("agreements/<str:code>/kpis/<str:kpi_code>/history/",
+         agreement_views.agreement_kpi_history, name="agreement_kpi_history"),
     path("agreements/<str:code>/months.csv", exports_views.agreement_months_csv,
          name="agreement_months_csv"),
     path("exports/scorecards.csv", exports_views.scorecard_export, name="scorecard_export"),

@@ -47,6 +47,7 @@ from django.utils import timezone
 
 from partnerships.audit import audit_record
 from partnerships.history import history_record
+from partnerships.mail_preferences import unsubscribe_token
 from partnerships.models import (
     ActionItem,
     Agreement,
@@ -247,6 +248,7 @@ def build_world() -> World:
     # Business reviews and action items of both partners (Globex's carry the marker).
     for agreement, text in ((acme_agreement, "Acme"), (globex_agreement, MARKER)):
         _review_with_action(agreement, text)
+        _planned_review(agreement, text)
     # The host's judgement of Globex, its stage moves and its change history.
     PartnerAssessment.objects.create(
         partner=globex, assessed_on=dt.date(2025, 1, 2), strategic_fit=4,
@@ -384,14 +386,30 @@ GLOBEX_CODE = Value(lambda w, p: w.globex_agreement.code, missing="NO-SUCH-AGREE
 TOKEN = "000000"
 # Reviews and actions: Globex's own; a fresh one for each deleting cell, since every cell
 # of a host role must find the object still there.
-GLOBEX_REVIEW_ID = Value(
-    lambda w, p: str(Review.objects.filter(agreement=w.globex_agreement).first().pk))
+GLOBEX_REVIEW_ID = Value(lambda w, p: str(
+    Review.objects.filter(agreement=w.globex_agreement, status="held").first().pk))
 GLOBEX_ACTION_ID = Value(lambda w, p: str(
     ActionItem.objects.filter(agreement=w.globex_agreement, owner_side="partner").first().pk))
 FRESH_GLOBEX_REVIEW_ID = Value(
     lambda w, p: str(_review_with_action(w.globex_agreement, MARKER).pk))
 FRESH_GLOBEX_ACTION_ID = Value(
     lambda w, p: str(_review_with_action(w.globex_agreement, MARKER).action_items.first().pk))
+
+
+def _planned_review(agreement: Agreement, text: str) -> Review:
+    return Review.objects.create(
+        agreement=agreement, kind="quarterly_strategy", status="planned",
+        held_on=dt.date.today() + dt.timedelta(days=20), starts_at=dt.time(15, 30),
+        agenda=f"{text} agenda", host_attendees=f"{text} host",
+        partner_attendees=f"{text} partner")
+
+
+# A planned review of Globex's: read by the calendar download; a fresh one for each cell that
+# records one as held.
+GLOBEX_PLANNED_REVIEW_ID = Value(lambda w, p: str(
+    Review.objects.filter(agreement=w.globex_agreement, status="planned").first().pk))
+FRESH_GLOBEX_PLANNED_REVIEW_ID = Value(
+    lambda w, p: str(_planned_review(w.globex_agreement, MARKER).pk))
 
 
 def _fresh_kpi(prefix: str) -> KPIDefinition:
@@ -426,6 +444,8 @@ TEMPLATE_ITEM_ID = Value(lambda w, p: str(KPITemplateItem.objects.order_by("pk")
 FRESH_TEMPLATE_ITEM_ID = Value(lambda w, p: _fresh_template_item())
 AGREEMENT_KPI_BODY = {"kpi": "revenue", "target": "100", "floor": "100", "weight": "1"}
 REVIEW_BODY = {"kind": "tactical_sync", "held_on": "2025-06-01", "notes": "Cell review"}
+PLAN_BODY = {"kind": "tactical_sync", "duration_minutes": "45", "agenda": "Cell agenda",
+             "held_on": (dt.date.today() + dt.timedelta(days=10)).isoformat()}
 # Destructive actions act only when confirmed (dashboards/confirm.py): the cells confirm, so
 # that what they reach is the deletion itself.
 CONFIRMED = {"confirm": "yes"}
@@ -474,6 +494,17 @@ ROUTES: dict[str, Route] = {
                         query={"agreement": GLOBEX_CODE, "month": "2025-01"}),
     "statements_csv": Route(roles=SIGNED_IN, hidden=False, missing=400, partner_other=400,
                             parity=True, query={"agreement": GLOBEX_CODE}),
+    # Needs attention: both sides, each their own agreements (the leak check reads the rows);
+    # "everyone's" is the whole program for host staff only.
+    "attention": Route(roles=SIGNED_IN, htmx=True, hidden=False, missing=None,
+                       query={"scope": "all", "reason": "at_risk"}),
+    "attention_csv": Route(roles=SIGNED_IN, hidden=False, missing=None, query={"scope": "all"}),
+    # Reconciliation: both sides, each their own agreements' rows (the leak check reads them);
+    # another partner's agreement filters exactly as one that does not exist.
+    "reconciliation": Route(roles=SIGNED_IN, htmx=True, hidden=False, missing=None,
+                            parity=True, query={"agreement": GLOBEX_CODE}),
+    "reconciliation_csv": Route(roles=SIGNED_IN, hidden=False, missing=400, partner_other=400,
+                                parity=True, query={"agreement": GLOBEX_CODE}),
     "scoring_run_start": Route(roles=MANAGERS, methods=("POST",), htmx=True),
     "scoring_run_panel": Route(
         roles=HOST, htmx=True, path={"run_id": Value(lambda w, p: str(w.run_id))}),
@@ -540,6 +571,13 @@ ROUTES: dict[str, Route] = {
     "api_token_revoke": Route(
         roles=UPLOADERS, methods=("POST",), hidden=False, missing=None, parity=True,
         body={"token": Value(lambda w, p: str(w.globex_api_token.pk)), **CONFIRMED}),
+    # E-mail settings: each user their own. The unsubscribe link is public (its signed token
+    # names the user and what to turn off); a bad token is an error page, never a 500.
+    "account_mail": Route(roles=SIGNED_IN, methods=("GET", "POST"), body={"digest": "on"}),
+    "mail_unsubscribe": Route(
+        roles=SIGNED_IN, methods=("GET", "POST"), public=True, csrf=False,
+        path={"token": Value(lambda w, p: unsubscribe_token(user=w.globex_user, kind="digest"),
+                             missing="no-such-unsubscribe-token")}),
     # Public: whoever holds a live link may open it; signed-in users are told to log out.
     # Program management: partners, assessments, agreements and their stages (host
     # managers); an agreement's history (both sides, their own agreements only).
@@ -586,6 +624,16 @@ ROUTES: dict[str, Route] = {
     "program_review_delete": Route(
         roles=MANAGERS, methods=("GET", "POST"), htmx=True,
         path={"review_id": FRESH_GLOBEX_REVIEW_ID}, body=CONFIRMED),
+    # Reviews planned ahead: managers plan them and record them as held; both sides download
+    # a planned one for their calendars.
+    "program_review_plan": Route(
+        roles=MANAGERS, methods=("GET", "POST"), htmx=True, path={"code": GLOBEX_CODE},
+        body=PLAN_BODY),
+    "program_review_hold": Route(
+        roles=MANAGERS, methods=("GET", "POST"), htmx=True,
+        path={"review_id": FRESH_GLOBEX_PLANNED_REVIEW_ID}, body=REVIEW_BODY),
+    "agreement_review_ics": Route(
+        roles=SIGNED_IN, path={"code": GLOBEX_CODE, "review_id": GLOBEX_PLANNED_REVIEW_ID}),
     "program_action_new": Route(
         roles=MANAGERS, methods=("GET", "POST"), htmx=True, path={"code": GLOBEX_CODE},
         query={"review": GLOBEX_REVIEW_ID}, body=ACTION_BODY),

@@ -36,7 +36,9 @@ def full_program(host_manager, acme_agreement, globex_agreement, kpis):
     KPIDefinition.objects.create(code="csat", name="Partner satisfaction", unit="points",
                                  category="relationship", aggregation="last", source="partner",
                                  value_type="number", minimum=0, maximum=10,
+                                 tolerance_kind="absolute", tolerance=0.5,
                                  description="Asked every quarter.")
+    KPIDefinition.objects.filter(code="defect_rate").update(tolerance=12.5)
     acme_agreement.owner = host_manager
     acme_agreement.title = "Joint campaign: 2025"
     acme_agreement.end_date = dt.date(2025, 12, 31)
@@ -84,6 +86,8 @@ def test_export_holds_every_part_of_the_program(full_program):
                                    "hysteresis": 3}
     assert [p["slug"] for p in document["partners"]] == ["acme", "globex"]
     assert [k["code"] for k in document["kpis"]] == ["csat", "defect_rate", "revenue"]
+    assert [(k.get("tolerance_kind"), k.get("tolerance")) for k in document["kpis"]] == [
+        ("absolute", 0.5), ("percent", 12.5), (None, None)]
     assert document["kpi_templates"] == [
         {"type": "co_marketing", "kpi": "revenue", "target": 40000, "floor": 0, "weight": 1.5}]
     assert (acme["owner"], acme["end"], acme["terms"]) == (
