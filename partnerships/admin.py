@@ -253,8 +253,8 @@ class StageTransitionAdmin(ReadOnlyAdmin):
 
 @admin.register(Review)
 class ReviewAdmin(ReadOnlyAdmin):
-    list_display = ["agreement", "kind", "held_on", "created_at"]
-    list_filter = ["kind"]
+    list_display = ["agreement", "kind", "status", "held_on", "created_at"]
+    list_filter = ["kind", "status"]
     search_fields = ["agreement__code"]
     list_select_related = ["agreement"]
 

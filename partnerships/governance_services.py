@@ -15,14 +15,14 @@ saving at once do not undo each other's other fields.
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
 from .access import action_items_for, may_update_action_status
 from .history import change_delete, change_save, history_snapshot
-from .models import ActionItem, Agreement, IncentivePlan, Objective, Review
+from .models import ActionItem, Agreement, IncentivePlan, Objective, Review, ReviewStatus
 from .reviews import action_completed_at
 
 OBJECTIVE_FIELDS = frozenset({"goal_type", "success_metric", "kpi", "target_value", "set_on",
@@ -31,7 +31,10 @@ INCENTIVE_PLAN_FIELDS = frozenset({"base_amount", "currency", "baseline_score",
                                    "multiplier_transactional", "multiplier_growth",
                                    "multiplier_strategic"})
 REVIEW_FIELDS = frozenset({"kind", "held_on", "host_attendees", "partner_attendees", "notes",
-                           "decisions"})
+                           "decisions", "starts_at", "duration_minutes", "agenda"})
+# What a review planned ahead says before it is held (no notes or decisions yet).
+PLANNED_REVIEW_FIELDS = frozenset({"kind", "held_on", "starts_at", "duration_minutes", "agenda",
+                                   "host_attendees", "partner_attendees"})
 ACTION_ITEM_FIELDS = frozenset({"review", "description", "owner_name", "owner_side", "raci",
                                 "due_date", "status"})
 
@@ -120,16 +123,67 @@ def review_create(*, agreement: Agreement, user, request: HttpRequest | None = N
                   **fields: Any) -> Review:
     """Record a review the two sides held."""
     authenticated = user is not None and user.is_authenticated
-    review = Review(agreement=agreement, created_by=user if authenticated else None)
+    review = Review(agreement=agreement, created_by=user if authenticated else None,
+                    status=ReviewStatus.HELD)
     _assign(review, fields, allowed=REVIEW_FIELDS)
     return _create(obj=review, user=user, request=request)
 
 
 def review_update(*, review: Review, user, request: HttpRequest | None = None,
                   **fields: Any) -> Review:
-    """Change the given fields of a review."""
-    return _update(obj=review, user=user, request=request, fields=fields,
-                   allowed=REVIEW_FIELDS)
+    """Change the given fields of a review (planned or held; its status stays)."""
+    allowed = PLANNED_REVIEW_FIELDS if review.status == ReviewStatus.PLANNED else REVIEW_FIELDS
+    with transaction.atomic():
+        stored = _locked(review)
+        if stored.status == ReviewStatus.PLANNED:
+            _refuse_past(fields.get("held_on", stored.held_on), stored=stored)
+        return _update(obj=stored, user=user, request=request, fields=fields, allowed=allowed)
+
+
+def _refuse_past(day, *, stored: Review | None = None) -> None:
+    # A planned review keeps the date it had (a meeting that slipped may still be recorded as
+    # held); a new date chosen for one is never in the past.
+    if day is None or (stored is not None and day == stored.held_on):
+        return
+    if day < timezone.localdate():
+        raise ValidationError({"held_on": "A review is planned for today or a later day; "
+                                          "record a past review as held instead."})
+
+
+def review_schedule(*, agreement: Agreement, user, request: HttpRequest | None = None,
+                    **fields: Any) -> Review:
+    """Plan a review ahead (date, time, duration, kind, agenda, attendees of both sides); it
+    does not count for the due dates until it is recorded as held."""
+    _refuse_past(fields.get("held_on"))
+    authenticated = user is not None and user.is_authenticated
+    review = Review(agreement=agreement, created_by=user if authenticated else None,
+                    status=ReviewStatus.PLANNED)
+    _assign(review, fields, allowed=PLANNED_REVIEW_FIELDS)
+    return _create(obj=review, user=user, request=request)
+
+
+def review_record_held(*, review: Review, user, request: HttpRequest | None = None,
+                       **fields: Any) -> Review:
+    """Record a planned review as held, with its notes and decisions (and the date and
+    attendees as they turned out); from then on it counts for the due dates."""
+    with transaction.atomic():
+        stored = _locked(review)
+        if stored.status != ReviewStatus.PLANNED:
+            raise ValidationError("This review is already recorded as held.")
+        before = history_snapshot(stored)
+        _assign(stored, fields, allowed=REVIEW_FIELDS)
+        stored.status = ReviewStatus.HELD
+        change_save(user=user, obj=stored, before=before, request=request)
+    return stored
+
+
+def review_cancel(*, review: Review, user, request: HttpRequest | None = None) -> None:
+    """Cancel a planned review: it is deleted, and kept in the agreement's history."""
+    with transaction.atomic():
+        stored = _locked(review)
+        if stored.status != ReviewStatus.PLANNED:
+            raise ValidationError("Only a planned review is cancelled; delete a held one.")
+        change_delete(user=user, obj=stored, request=request)
 
 
 def review_delete(*, review: Review, user, request: HttpRequest | None = None) -> None:

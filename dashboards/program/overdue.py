@@ -12,7 +12,7 @@ from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from partnerships.access import action_items_for, may_update_action_status, membership_of
-from partnerships.models import ActionItem, ActionStatus, Agreement, Review
+from partnerships.models import ActionItem, ActionStatus, Agreement, Review, ReviewStatus
 from partnerships.reviews import (
     OPEN_STATUSES,
     UNREVIEWED_STAGES,
@@ -39,8 +39,9 @@ def current_tiers(*, run: ScoringRun | None) -> dict[int, str]:
 
 def _review_inputs(*, agreements: QuerySet[Agreement]):
     """(pk, stage, start, cadence, last review) of each agreement: one query."""
-    last_review = (Review.objects.filter(agreement_id=OuterRef("pk")).order_by("-held_on")
-                   .values("held_on")[:1])
+    # Only held reviews count: a planned one is not a review yet (partnerships/reviews.py).
+    last_review = (Review.objects.filter(agreement_id=OuterRef("pk"), status=ReviewStatus.HELD)
+                   .order_by("-held_on").values("held_on")[:1])
     return (agreements.order_by().annotate(last_review=Subquery(last_review))
             .values_list("pk", "stage", "start_date", "review_cadence", "last_review"))
 
@@ -143,8 +144,15 @@ def agreement_review_panel(*, agreement: Agreement, user, limit: int = 5,
     if run is None:
         run = ScoringRun.objects.current()
     tier = current_tiers(run=run).get(agreement.pk, "")
-    last_review = (Review.objects.filter(agreement=agreement).order_by("-held_on")
-                   .values_list("held_on", flat=True).first())
+    # One query: the reviews planned ahead, and the last one held (only held ones count).
+    last_held = (Review.objects.filter(agreement=agreement, status=ReviewStatus.HELD)
+                 .order_by("-held_on", "-id").values("pk")[:1])
+    reviews = list(Review.objects.filter(agreement=agreement)
+                   .filter(Q(status=ReviewStatus.PLANNED) | Q(pk=Subquery(last_held)))
+                   .order_by("held_on", "starts_at", "id"))
+    last_review = next((review.held_on for review in reviews
+                        if review.status == ReviewStatus.HELD), None)
+    upcoming = [review for review in reviews if review.status == ReviewStatus.PLANNED]
     # An agreement has few open actions (action_items_for: both sides of what the user sees).
     open_actions = list(action_items_for(user=user)
                         .filter(agreement=agreement, status__in=OPEN_STATUSES)
@@ -155,7 +163,7 @@ def agreement_review_panel(*, agreement: Agreement, user, limit: int = 5,
         overdue_actions=sum(1 for action in open_actions if action.due_date < today))
     return {"agreement": agreement, "state": state, "today": today,
             "actions": annotate_actions(open_actions[:limit], user=user, today=today),
-            "status_choices": ActionStatus.choices}
+            "upcoming": upcoming, "status_choices": ActionStatus.choices}
 
 
 def portfolio_review_figures(*, agreements: QuerySet[Agreement],

@@ -1,12 +1,14 @@
 """Business reviews and their action items.
 
-Both sides read an agreement's reviews page; host managers (and admins) record, edit and delete
-reviews and actions; partner users update the status of the actions their side owns. Every
-change goes to the program's history. Forms work without JavaScript (post, then redirect);
+Both sides read an agreement's reviews page and download a planned review for their calendars;
+host managers (and admins) plan reviews ahead, record them as held, record, edit and delete
+reviews (cancel planned ones) and actions; partner users update the status of the actions their
+side owns. Every change goes to the program's history. Forms work without JavaScript (post, then redirect);
 with htmx the form panel is swapped in place with its errors, and a status change answers with
 the one table row that changed.
 """
 
+import datetime as dt
 from collections.abc import Callable
 
 from django import forms
@@ -31,13 +33,14 @@ from partnerships.access import (
     membership_of,
     reviews_for,
 )
-from partnerships.models import ActionItem, ActionStatus, Agreement
+from partnerships.ical import review_ical
+from partnerships.models import ActionItem, ActionStatus, Agreement, ReviewStatus
 from partnerships.reviews import OPEN_STATUSES
 
 from ..confirm import Confirmation, confirmation_page, confirmed
 from ..http import HtmxHttpRequest, agreement_visible, redirect_after_change, refusal_into_form
 from .overdue import annotate_actions, overdue_for
-from .review_forms import ActionItemForm, ActionStatusForm, ReviewForm
+from .review_forms import ActionItemForm, ActionStatusForm, ReviewForm, ReviewPlanForm
 
 PAGE = "program/reviews/page.html"
 # Where a row stands (the same action may be listed twice on a page): part of its HTML id.
@@ -76,6 +79,11 @@ def agreement_reviews(request: HtmxHttpRequest, code: str) -> HttpResponse:
     for review in reviews:
         review.actions = annotate_actions(review.action_items.all(), user=request.user,
                                           today=today)
+    # Planned reviews first, the soonest first; then the held ones, newest first.
+    planned = sorted((review for review in reviews if review.status == ReviewStatus.PLANNED),
+                     key=lambda review: (review.held_on, review.starts_at or dt.time.min,
+                                         review.pk))
+    held = [review for review in reviews if review.status == ReviewStatus.HELD]
     open_actions = annotate_actions(
         actions.filter(status__in=OPEN_STATUSES).select_related("review")
         .order_by("due_date", "id"), user=request.user, today=today)
@@ -85,7 +93,8 @@ def agreement_reviews(request: HtmxHttpRequest, code: str) -> HttpResponse:
     context = {
         "agreement": agreement,
         "state": overdue_for(agreement_ids=[agreement.pk], today=today)[agreement.pk],
-        "reviews": reviews,
+        "reviews": held,
+        "planned_reviews": planned,
         "open_actions": open_actions,
         "open_count": len(open_actions),
         "overdue_count": sum(1 for action in open_actions if action.overdue_days),
@@ -136,27 +145,84 @@ def review_create(request: HtmxHttpRequest, code: str) -> HttpResponse:
 
 @manager_required
 @vary_on_headers("HX-Request")
+def review_plan(request: HtmxHttpRequest, code: str) -> HttpResponse:
+    agreement = agreement_visible(request=request, code=code)
+    form = ReviewPlanForm(request.POST or None, agreement=agreement)
+    review = _saved(form, lambda fields: governance_services.review_schedule(
+        agreement=agreement, user=request.user, request=request, **fields))
+    if review is not None:
+        return _done(request, _reviews_url(agreement, f"review-{review.pk}"),
+                     f"{review.get_kind_display()} planned for {review.held_on:%Y-%m-%d}. Both "
+                     "sides see it as upcoming and can add it to their calendars.")
+    return _form_page(request, "program/reviews/review_form.html",
+                      {"form": form, "agreement": agreement, "review": None, "planning": True})
+
+
+@manager_required
+@vary_on_headers("HX-Request")
 def review_edit(request: HtmxHttpRequest, review_id: int) -> HttpResponse:
     review = get_object_or_404(
         reviews_for(user=request.user).select_related("agreement__partner"), pk=review_id)
     agreement = review.agreement
-    form = ReviewForm(request.POST or None, instance=review, agreement=agreement)
+    planning = review.status == ReviewStatus.PLANNED
+    form_class = ReviewPlanForm if planning else ReviewForm
+    form = form_class(request.POST or None, instance=review, agreement=agreement)
     if _saved(form, lambda fields: governance_services.review_update(
             review=review, user=request.user, request=request, **fields)):
         return _done(request, _reviews_url(agreement, f"review-{review.pk}"), "Review saved.")
     return _form_page(request, "program/reviews/review_form.html",
-                      {"form": form, "agreement": agreement, "review": review})
+                      {"form": form, "agreement": agreement, "review": review,
+                       "planning": planning})
+
+
+@manager_required
+@vary_on_headers("HX-Request")
+def review_hold(request: HtmxHttpRequest, review_id: int) -> HttpResponse:
+    """Record a planned review as held: the record form, filled with what was planned."""
+    review = get_object_or_404(
+        reviews_for(user=request.user).filter(status=ReviewStatus.PLANNED)
+        .select_related("agreement__partner"), pk=review_id)
+    agreement = review.agreement
+    initial = {"held_on": min(review.held_on, timezone.localdate())}
+    form = ReviewForm(request.POST or None, instance=review, agreement=agreement,
+                      initial=initial)
+    held = _saved(form, lambda fields: governance_services.review_record_held(
+        review=review, user=request.user, request=request, **fields))
+    if held is not None:
+        url = reverse("program_action_new", args=[agreement.code]) + f"?review={held.pk}"
+        return _done(request, url, f"{held.get_kind_display()} of {held.held_on:%Y-%m-%d} "
+                                   "recorded as held. Add its action items below, or go back "
+                                   "to the reviews.")
+    return _form_page(request, "program/reviews/review_form.html",
+                      {"form": form, "agreement": agreement, "review": review,
+                       "holding": True})
+
+
+@login_required
+def review_ics(request: HtmxHttpRequest, code: str, review_id: int) -> HttpResponse:
+    """A planned review as an iCalendar file (both sides, their own agreements' reviews)."""
+    agreement = agreement_visible(request=request, code=code)
+    review = get_object_or_404(
+        reviews_for(user=request.user).filter(agreement=agreement, status=ReviewStatus.PLANNED)
+        .select_related("agreement__partner"), pk=review_id)
+    text = review_ical(review=review, url=request.build_absolute_uri(
+        _reviews_url(agreement, f"review-{review.pk}")))
+    response = HttpResponse(text.encode(), content_type="text/calendar; charset=utf-8")
+    response["Content-Disposition"] = (
+        f'attachment; filename="review-{agreement.code}-{review.held_on:%Y-%m-%d}.ics"')
+    return response
 
 
 KEPT_IN_HISTORY = "Both sides stop seeing it. The deletion is kept in the agreement's history."
 
 
 def _delete(request: HtmxHttpRequest, agreement: Agreement, delete: Callable[[], None], *,
-            notice: str, question: str, consequence: str) -> HttpResponse:
+            notice: str, question: str, consequence: str,
+            action: str = "Delete") -> HttpResponse:
     """Unless confirmed: ask; confirmed: `delete()` the review or action (a service)."""
     if not confirmed(request):
         return confirmation_page(request, Confirmation(
-            question=question, consequence=consequence, action="Delete",
+            question=question, consequence=consequence, action=action,
             cancel_url=_reviews_url(agreement)))
     delete()
     return _done(request, _reviews_url(agreement), notice)
@@ -166,6 +232,17 @@ def _delete(request: HtmxHttpRequest, agreement: Agreement, delete: Callable[[],
 def review_delete(request: HtmxHttpRequest, review_id: int) -> HttpResponse:
     review = get_object_or_404(
         reviews_for(user=request.user).select_related("agreement__partner"), pk=review_id)
+    if review.status == ReviewStatus.PLANNED:
+        return _delete(request, review.agreement,
+                       lambda: governance_services.review_cancel(review=review,
+                                                                 user=request.user,
+                                                                 request=request),
+                       question=f"Cancel the {review.get_kind_display().lower()} planned for "
+                                f"{review.held_on:%Y-%m-%d} ({review.agreement.code})?",
+                       consequence="Both sides stop seeing it as upcoming; calendars that "
+                                   "imported it keep their copy. The cancellation is kept in "
+                                   "the agreement's history.",
+                       notice="Planned review cancelled.", action="Cancel the review")
     consequence = KEPT_IN_HISTORY
     if not confirmed(request):
         count = review.action_items.count()

@@ -23,6 +23,7 @@ from partnerships.models import (
     KPIDefinition,
     MetricObservation,
     Review,
+    ReviewStatus,
     Stage,
     StageTransition,
     Tier,
@@ -129,8 +130,8 @@ def engagement_imports(*, batches: QuerySet[ImportBatch],
 def engagement_reviews(*, agreements: QuerySet[Agreement], months: list[str]) -> list[int]:
     """Business reviews held per month (any kind)."""
     start, after = _bounds(months)
-    rows = (Review.objects.filter(agreement__in=agreements, held_on__gte=start,
-                                  held_on__lt=after).order_by()
+    rows = (Review.objects.filter(agreement__in=agreements, status=ReviewStatus.HELD,
+                                  held_on__gte=start, held_on__lt=after).order_by()
             .annotate(month=TruncMonth("held_on")).values("month")
             .annotate(n=Count("id")).values_list("month", "n"))
     return _series(months, {_month_key(month): n for month, n in rows})
