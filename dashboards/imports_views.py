@@ -68,6 +68,7 @@ from scoring.exports import iter_csv_lines
 
 from .exports_views import csv_filename, csv_response, export_audit
 from .http import HtmxHttpRequest, agreement_visible, imports_visible, uploader_required
+from .templatetags.numbers import count_text
 
 HISTORY_PAGE_SIZE = 25
 DETAIL_PAGE_SIZE = 50
@@ -103,6 +104,16 @@ class UploadForm(forms.Form):
             del self.fields["side"]
 
 
+class ConfirmSideForm(forms.Form):
+    """The side of the rows of a file without a side column, chosen when confirming."""
+
+    side = forms.ChoiceField(
+        label="The file's values are", widget=forms.RadioSelect,
+        choices=[(Side.HOST, "Host values"), (Side.PARTNER, "Partner values")],
+        help_text="The file has no side column: every row is imported as this side's value.",
+    )
+
+
 class HistoryFilterForm(forms.Form):
     status = forms.ChoiceField(
         label="Status", required=False, choices=[("", "Any status"), *ImportStatus.choices]
@@ -133,6 +144,37 @@ def _preview_facts(preview: MetricFilePreview) -> dict:
     }
 
 
+def kpi_checks(preview: MetricFilePreview, *, side: str) -> list[dict]:
+    """Per KPI, what the import would do with the rows as `side` (or as the file says), with
+    a warning where values are of the side that is not the KPI's source of truth."""
+    counts = preview.kpi_counts
+    items = counts.get("file", counts.get(side, []))
+    checked = []
+    for item in items:
+        warning = ""
+        if item["other_side"]:
+            other = Side.HOST if item["source"] == Side.PARTNER else Side.PARTNER
+            warning = (f"{count_text(item['other_side'])} value"
+                       f"{'s' if item['other_side'] != 1 else ''} of {item['kpi']} "
+                       f"{'are' if item['other_side'] != 1 else 'is'} {other.label.lower()} "
+                       f"value{'s' if item['other_side'] != 1 else ''}; the "
+                       f"{Side(item['source']).label.lower()}'s count.")
+        checked.append({**item, "warning": warning})
+    return checked
+
+
+def side_choices(preview: MetricFilePreview, *, batch: ImportBatch) -> list[dict]:
+    """The sides a file without a side column may be imported as (the host chooses), each with
+    its KPIs' warnings; empty when the file names each row's side or the uploader is a
+    partner editor."""
+    if "file" in preview.kpi_counts or len(preview.kpi_counts) < 2:
+        return []
+    return [{"value": side.value, "label": side.label, "checked": side == batch.side,
+             "warnings": [item["warning"] for item in kpi_checks(preview, side=side)
+                          if item["warning"]]}
+            for side in Side]
+
+
 def _error_rows(errors: list) -> list[RowError]:
     return [error if isinstance(error, RowError) else RowError.from_dict(error)
             for error in errors[:ERRORS_SHOWN]]
@@ -152,10 +194,18 @@ def panel_context(request: HtmxHttpRequest, batch: ImportBatch | None, *,
         own or is_host(request.user))
     if stage == "preview":
         preview = preview or import_batch_preview(batch=batch)
-        context.update(preview=preview, **_preview_facts(preview))
+        choices = side_choices(preview, batch=batch) if own else []
+        context.update(preview=preview, **_preview_facts(preview),
+                       kpi_checks=kpi_checks(preview, side=batch.side), side_choices=choices,
+                       side_form=ConfirmSideForm(initial={"side": batch.side})
+                       if choices else None)
     if stage == "failed":
         context["errors"] = _error_rows(batch.errors or [])
         context["errors_hidden"] = max(0, batch.error_count - len(context["errors"]))
+        # Refused when its file was checked, before any confirmation: what the check read.
+        if batch.preview is not None and batch.confirmed_at is None:
+            preview = import_batch_preview(batch=batch)
+            context.update(preview=preview, **_preview_facts(preview), refused_at_check=True)
     return context
 
 
@@ -222,8 +272,11 @@ def import_confirm(request: HtmxHttpRequest, batch_id: int) -> HttpResponse:
         notice = "Only the person who uploaded a file can confirm its import."
     elif batch_stage(batch) == "reading":
         notice = "The file is still being read; confirm once its preview is shown."
+    elif request.POST.get("side", "") not in ("", *Side.values):
+        notice = "Choose the side of the rows: host or partner."
     else:
-        outcome = import_batch_confirm(batch=batch, user=request.user, request=request)
+        outcome = import_batch_confirm(batch=batch, user=request.user, request=request,
+                                       side=request.POST.get("side") or None)
         if not outcome.confirmed:
             notice = "This import was confirmed or cancelled already."
         elif outcome.queue_down:

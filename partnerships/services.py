@@ -6,12 +6,17 @@ Metric imports (issue 4), for the upload page, the `import_metrics` command and 
   encoding, sheet, columns, first rows, row count, notes, or the file's problems. Reads only.
 - `import_batch_create(user=, file_name=, source=, side=None, uploaded_file= | path=)
   -> ImportBatch`: checks the user may import, stores the file (sha256), status pending.
-- `import_batch_read(batch_id=) -> MetricFilePreview | None`: reads a pending upload's file once
-  (bounded: see `partnerships.importers`) and stores its preview on the batch, or fails the batch
-  with the file's problems. Queue it with `partnerships.tasks.import_batch_read_start(batch=)`.
+- `metric_file_check(path=, file_name=, uploader=, default_side=) -> MetricFilePreview`: the
+  preview plus what the import would do: every row error of the import's own validation, and
+  per KPI the values new, changed and unchanged and those of the side that is not its source.
+- `import_batch_read(batch_id=) -> MetricFilePreview | None`: checks a pending upload's file
+  once (`metric_file_check`, bounded: see `partnerships.importers`) and stores its preview on
+  the batch, or fails the batch with every error before anything can be confirmed. Queue it with
+  `partnerships.tasks.import_batch_read_start(batch=)`.
 - `import_batch_preview(batch=) -> MetricFilePreview | None`: the stored preview; never reads.
-- `import_batch_confirm(batch=, user=, request=None) -> ImportConfirmation`: the uploader
-  confirms a previewed upload; its import is queued once the confirmation is committed.
+- `import_batch_confirm(batch=, user=, request=None, side=None) -> ImportConfirmation`: the
+  uploader confirms a previewed upload (choosing, for a file without a side column, the side
+  of its rows); its import is queued once the confirmation is committed.
 - `import_batch_cancel(batch=, user=, request=None) -> bool`: deletes an upload not confirmed
   yet, and its file. Both record their audit event; the page decides who may (`access`).
 - `observations_import(batch_id=, progress=None) -> ImportResult`: reads, validates and writes
@@ -36,7 +41,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -63,12 +68,14 @@ from .importers import (
     metric_file_read,
     metric_records_table,
     metric_rows_validate,
+    metric_table_preview,
 )
 from .models import (
     AuditAction,
     ImportBatch,
     ImportSource,
     ImportStatus,
+    KPIDefinition,
     MetricObservation,
     ObservationChange,
     Role,
@@ -82,8 +89,8 @@ __all__ = [
     "ImportConfirmation", "WriteCounts", "import_batch_cancel", "import_batch_confirm",
     "import_batch_create", "import_batch_preview", "import_errors_csv",
     "import_uploader", "lock_observation_writes",
-    "metric_file_preview", "observations_import", "observations_import_records",
-    "observations_write",
+    "metric_file_check", "metric_file_preview", "observations_compare", "observations_import",
+    "observations_import_records", "observations_write",
 ]
 
 OBSERVATION_KEY = ["agreement_id", "kpi_id", "side", "date"]
@@ -244,40 +251,50 @@ _COPY_ROW = np.dtype([
 ])
 
 
+def _stage_rows(cursor, rows: pd.DataFrame,
+                progress: Callable[[float], None] | None = None) -> None:
+    """COPY the rows into the transaction's staging table (emptied first); `progress` 0..0.5."""
+    total = len(rows)
+    # One staging table per transaction, emptied for each write: a table created and
+    # dropped per write would hold its locks until the commit, and a transaction writing
+    # many batches (the demo generator) would run out of PostgreSQL's lock table.
+    cursor.execute(
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} ("
+        " agreement_id bigint NOT NULL, kpi_id bigint NOT NULL,"
+        " is_partner boolean NOT NULL, date date NOT NULL,"
+        " value double precision NOT NULL, note varchar(500) NOT NULL,"
+        " side varchar(8) GENERATED ALWAYS AS"
+        "  (CASE WHEN is_partner THEN 'partner' ELSE 'host' END) STORED"
+        ") ON COMMIT DROP"
+    )
+    cursor.execute(f"TRUNCATE {STAGING_TABLE}")
+    columns = "agreement_id, kpi_id, is_partner, date, value, note"
+    with cursor.cursor.copy(
+        f"COPY {STAGING_TABLE} ({columns}) FROM STDIN (FORMAT BINARY)"
+    ) as copy:
+        copy.write(_COPY_HEADER)
+        for start in range(0, total, COPY_CHUNK_ROWS):
+            copy.write(_copy_rows(rows.iloc[start:start + COPY_CHUNK_ROWS]))
+            if progress is not None:
+                progress(0.5 * min(start + COPY_CHUNK_ROWS, total) / total)
+        copy.write(_COPY_TRAILER)
+    cursor.execute(f"ANALYZE {STAGING_TABLE}")
+
+
+_SAME_KEY = (
+    "o.agreement_id = i.agreement_id AND o.kpi_id = i.kpi_id"
+    " AND o.side = i.side AND o.date = i.date"
+)
+
+
 def _write_postgresql(rows: pd.DataFrame, *, batch: ImportBatch, user, now,
                       progress: Callable[[float], None] | None) -> WriteCounts:
     observations = MetricObservation._meta.db_table
     changes = ObservationChange._meta.db_table
     total = len(rows)
     with connection.cursor() as cursor:
-        # One staging table per transaction, emptied for each write: a table created and
-        # dropped per write would hold its locks until the commit, and a transaction writing
-        # many batches (the demo generator) would run out of PostgreSQL's lock table.
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} ("
-            " agreement_id bigint NOT NULL, kpi_id bigint NOT NULL,"
-            " is_partner boolean NOT NULL, date date NOT NULL,"
-            " value double precision NOT NULL, note varchar(500) NOT NULL,"
-            " side varchar(8) GENERATED ALWAYS AS"
-            "  (CASE WHEN is_partner THEN 'partner' ELSE 'host' END) STORED"
-            ") ON COMMIT DROP"
-        )
-        cursor.execute(f"TRUNCATE {STAGING_TABLE}")
-        columns = "agreement_id, kpi_id, is_partner, date, value, note"
-        with cursor.cursor.copy(
-            f"COPY {STAGING_TABLE} ({columns}) FROM STDIN (FORMAT BINARY)"
-        ) as copy:
-            copy.write(_COPY_HEADER)
-            for start in range(0, total, COPY_CHUNK_ROWS):
-                copy.write(_copy_rows(rows.iloc[start:start + COPY_CHUNK_ROWS]))
-                if progress is not None:
-                    progress(0.5 * min(start + COPY_CHUNK_ROWS, total) / total)
-            copy.write(_COPY_TRAILER)
-        cursor.execute(f"ANALYZE {STAGING_TABLE}")
-        same_key = (
-            "o.agreement_id = i.agreement_id AND o.kpi_id = i.kpi_id"
-            " AND o.side = i.side AND o.date = i.date"
-        )
+        _stage_rows(cursor, rows, progress)
+        same_key = _SAME_KEY
         # Unchanged rows are dropped first: no write, no row lock, no WAL for a re-import.
         cursor.execute(
             f"DELETE FROM {STAGING_TABLE} i USING {observations} o"
@@ -367,6 +384,46 @@ def _copy_rows(rows: pd.DataFrame) -> bytes:
     note_bytes[fixed_positions] = False
     out[note_bytes] = np.frombuffer(b"".join(encoded[has_note]), dtype=np.uint8)
     return out.tobytes()
+
+
+def observations_compare(*, rows: pd.DataFrame) -> dict[tuple[int, str], WriteCounts]:
+    """Per (KPI id, side): how many of these validated rows `observations_write` would insert,
+    update or leave unchanged now. Reads only (PostgreSQL: the write's staging table, in a
+    transaction rolled back; one GROUP BY)."""
+    if rows.empty:
+        return {}
+    rows = rows.astype({"agreement_id": "int64", "kpi_id": "int64", "side": object}).copy()
+    if "note" not in rows:
+        rows["note"] = ""
+    rows["note"] = rows["note"].fillna("").astype(object)
+    if connection.vendor != "postgresql":
+        if pd.api.types.is_datetime64_any_dtype(rows["date"]):
+            rows["date"] = rows["date"].dt.date
+        merged = rows.merge(_existing_observations(rows), on=OBSERVATION_KEY, how="left")
+        merged["new"] = merged["id"].isna()
+        merged["unchanged"] = ~merged["new"] & (merged["value"] == merged["old_value"]) & (
+            merged["note"] == merged["old_note"])
+        merged["changed"] = ~merged["new"] & ~merged["unchanged"]
+        grouped = merged.groupby(["kpi_id", "side"])[["new", "changed", "unchanged"]].sum()
+        return {(int(kpi_id), str(side)): WriteCounts(int(row.new), int(row.changed),
+                                                      int(row.unchanged))
+                for (kpi_id, side), row in grouped.iterrows()}
+    observations = MetricObservation._meta.db_table
+    with transaction.atomic(), connection.cursor() as cursor:
+        _stage_rows(cursor, rows)
+        cursor.execute(
+            "SELECT i.kpi_id, i.side, count(*) FILTER (WHERE o.id IS NULL),"
+            " count(*) FILTER (WHERE o.id IS NOT NULL"
+            "  AND NOT (o.value = i.value AND o.note = i.note)),"
+            " count(*) FILTER (WHERE o.value = i.value AND o.note = i.note)"
+            f" FROM {STAGING_TABLE} i LEFT JOIN {observations} o ON {_SAME_KEY}"
+            " GROUP BY i.kpi_id, i.side"
+        )
+        found = cursor.fetchall()
+        # Nothing of the check stays: the staging rows and, if new, the table go.
+        transaction.set_rollback(True)
+    return {(int(kpi_id), side): WriteCounts(new, changed, unchanged)
+            for kpi_id, side, new, changed, unchanged in found}
 
 
 # --- metric imports ------------------------------------------------------------------------
@@ -501,6 +558,64 @@ def _opened(uploaded_file: File | None, path: Path | None) -> Iterator[File]:
 PREVIEW_ROWS = 10
 
 
+def metric_file_check(*, path: Path, file_name: str, uploader: Uploader, default_side: str,
+                      max_rows: int = PREVIEW_ROWS,
+                      progress: Callable[[float], None] | None = None) -> MetricFilePreview:
+    """What importing a file would do, without writing: its facts and first rows, every error
+    of the import's own validation (`metric_rows_validate`), and when there is none, per KPI,
+    how many values are new, changed and unchanged and how many are of the side that is not
+    the KPI's source of truth — for each side a file without a side column may be imported as
+    (the host's choice; a partner editor's rows are the partner's). Reads only."""
+    report = progress or (lambda share: None)
+    try:
+        table = metric_file_read(path=path, file_name=file_name,
+                                 progress=lambda share: report(0.6 * share))
+    except MetricFileRejected as rejected:
+        return MetricFilePreview(file_name=file_name, format=rejected.format,
+                                 notes=rejected.notes, errors=rejected.errors,
+                                 error_count=rejected.error_count)
+    preview = metric_table_preview(table=table, file_name=file_name, max_rows=max_rows)
+    validated = metric_rows_validate(table=table, uploader=uploader, default_side=default_side)
+    del table
+    report(0.75)
+    if not validated.ok:
+        return replace(preview, errors=validated.errors, error_count=validated.error_count)
+    rows = validated.frame
+    if "side" in preview.columns:
+        choices = {"file": rows}
+    else:
+        sides = [Side.HOST.value, Side.PARTNER.value] if uploader.is_host else [default_side]
+        choices = {side: rows.assign(side=side) for side in sides}
+    kpi_counts = {}
+    for step, (choice, chosen) in enumerate(choices.items(), start=1):
+        kpi_counts[choice] = _kpi_counts(chosen)
+        report(0.75 + 0.25 * step / len(choices))
+    return replace(preview, kpi_counts=kpi_counts)
+
+
+def _kpi_counts(rows: pd.DataFrame) -> list[dict]:
+    """Per KPI of the rows, by code: new, changed and unchanged values, and those of the side
+    that is not its source of truth."""
+    counts = observations_compare(rows=rows)
+    kpis = {kpi.pk: kpi for kpi in KPIDefinition.objects.filter(
+        pk__in={kpi_id for kpi_id, _side in counts}).only("code", "name", "source")}
+    result: dict[int, dict] = {}
+    for (kpi_id, side), written in sorted(counts.items()):
+        kpi = kpis[kpi_id]
+        item = result.setdefault(kpi_id, {
+            "kpi": kpi.code, "name": kpi.name, "source": kpi.source, "rows": 0, "new": 0,
+            "changed": 0, "unchanged": 0, "other_side": 0,
+        })
+        total = written.inserted + written.updated + written.unchanged
+        item["rows"] += total
+        item["new"] += written.inserted
+        item["changed"] += written.updated
+        item["unchanged"] += written.unchanged
+        if side != kpi.source:
+            item["other_side"] += total
+    return sorted(result.values(), key=lambda item: item["kpi"])
+
+
 def import_batch_preview(*, batch: ImportBatch) -> MetricFilePreview | None:
     """The preview stored when the batch's file was read (None before); never reads the file."""
     if batch.preview is None:
@@ -534,9 +649,15 @@ def import_batch_read(*, batch_id: int) -> MetricFilePreview | None:
             unread.update(progress=percent, heartbeat_at=timezone.now())
 
     try:
+        uploader = import_uploader(user=batch.user)
         with _batch_file_path(batch) as path:
-            preview = metric_file_preview(path=path, file_name=batch.file_name,
-                                          max_rows=PREVIEW_ROWS, progress=progress)
+            preview = metric_file_check(path=path, file_name=batch.file_name,
+                                        uploader=uploader, default_side=batch.side,
+                                        max_rows=PREVIEW_ROWS, progress=progress)
+    except PermissionDenied as refused:
+        preview = MetricFilePreview(file_name=batch.file_name, format=None,
+                                    errors=[RowError(None, None, "", str(refused))],
+                                    error_count=1)
     except FileNotFoundError:
         # Cancelled while being read: the batch and its file are gone.
         return None
@@ -549,9 +670,14 @@ def import_batch_read(*, batch_id: int) -> MetricFilePreview | None:
                                      f"({type(error).__name__}); nothing was imported")], 1)
         raise
     if not preview.ok:
-        # The import would fail at once: the batch fails now and keeps its errors and report.
+        # The import would fail: the batch fails now, before anything can be confirmed, and
+        # keeps its errors, its report and (for a readable file) what its preview showed.
         if unread.exists():
-            _batch_fail(batch, preview.errors, preview.error_count, notes=preview.notes)
+            _batch_fail(batch, preview.errors, preview.error_count, notes=preview.notes,
+                        rows_total=preview.total_rows)
+            if preview.format is not None and preview.columns:
+                ImportBatch.objects.filter(pk=batch.pk, status=ImportStatus.FAILED).update(
+                    preview=preview.as_dict())
         return preview
     unread.update(preview=preview.as_dict(), rows_total=preview.total_rows,
                   notes=preview.notes, progress=0, heartbeat_at=None)
@@ -574,11 +700,16 @@ class ImportConfirmation:
     queue_down: bool = False
 
 
-def import_batch_confirm(*, batch: ImportBatch, user,
-                         request: HttpRequest | None = None) -> ImportConfirmation:
-    """Confirm the user's own previewed upload, audited, and queue its import once committed."""
+def import_batch_confirm(*, batch: ImportBatch, user, request: HttpRequest | None = None,
+                         side: str | None = None) -> ImportConfirmation:
+    """Confirm the user's own previewed upload, audited, and queue its import once committed.
+
+    `side` (optional) is the side of the rows without one, chosen on the confirm form; a
+    partner editor's may only be the partner's (ImportNotAllowed)."""
     outcome = ImportConfirmation(confirmed=False)
     confirmed_at = timezone.now()
+    chosen = {} if side in (None, "") else {
+        "side": _batch_side(import_uploader(user=user), side)}
 
     def start() -> None:
         # After the commit (the worker must find the batch confirmed) and within the caller's
@@ -600,11 +731,11 @@ def import_batch_confirm(*, batch: ImportBatch, user,
         # One conditional UPDATE: a batch is confirmed once, and never once cancelled.
         outcome.confirmed = bool(ImportBatch.objects.filter(
             pk=batch.pk, user=user, status=ImportStatus.PENDING, confirmed_at__isnull=True,
-            preview__isnull=False,
-        ).update(confirmed_at=confirmed_at))
+            preview__isnull=False, error_count=0,
+        ).update(confirmed_at=confirmed_at, **chosen))
         if outcome.confirmed:
             _import_audit(batch=batch, step="confirmed", user=user, request=request,
-                          sha256=batch.sha256)
+                          sha256=batch.sha256, **chosen)
             transaction.on_commit(start)
     return outcome
 
