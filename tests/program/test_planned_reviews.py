@@ -293,3 +293,24 @@ def test_partner_users_may_not_plan_or_record_reviews(client, django_user_model,
                        ).status_code in (403, 404)
     review.refresh_from_db()
     assert review.status == ReviewStatus.PLANNED
+
+
+def test_planned_reviews_survive_the_program_file_round_trip_unchanged(
+        acme_agreement, host_manager):
+    from partnerships.program import program_load
+    from partnerships.program_export import program_export
+
+    held = services.review_create(agreement=acme_agreement, user=host_manager,
+                                  kind="monthly_results", held_on=in_days(-3))
+    planned = plan(acme_agreement, host_manager)
+    exported = program_export()
+    stored = list(Review.objects.order_by("pk").values())
+
+    result = program_load(document=exported)
+
+    # The program file does not carry reviews: loading it leaves them byte for byte as they were,
+    # and the file exported afterwards is the same.
+    assert not result.changed
+    assert list(Review.objects.order_by("pk").values()) == stored
+    assert {review["id"] for review in stored} == {held.pk, planned.pk}
+    assert program_export() == exported
