@@ -2,10 +2,14 @@
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, render
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
 
 from partnerships.access import import_batches_for, membership_of
-from partnerships.models import Agreement
+from partnerships.models import Agreement, AgreementKPI
+from partnerships.months import MONTH_PATTERN, month_of
 from scoring.models import Scorecard, ScoringRun
 from scoring.rules import CANDIDATE_STAGES
 
@@ -25,6 +29,8 @@ from .selectors.agreement import (
     tier_since,
 )
 from .selectors.months import TREND_MONTHS, month_shift, trend_window
+from .selectors.provenance import HISTORY_MONTHS, HOST_TEAM, kpi_provenance
+from .selectors.reconciliation import disagreement_count
 from .selectors.runs import tier_cutoffs_kept, tier_policy
 from .templatetags.numbers import change_sign
 
@@ -112,6 +118,9 @@ def agreement_context(request: HtmxHttpRequest, agreement: Agreement, *,
         # Closed months from their statements, open months as estimates; "paid up to".
         **agreement_payouts(agreement=agreement, rows=month_rows),
         "kpi_rows": kpi_rows,
+        # Where the two sides disagree this month (dashboards/selectors/reconciliation.py).
+        "disagreements": disagreement_count(run=run, month=month,
+                                            agreement_ids={agreement.pk}) if month else 0,
         # Reviews due, overdue and open actions of both sides (dashboards/program/overdue.py).
         "review_panel": agreement_review_panel(agreement=agreement, user=request.user,
                                                run=run),
@@ -139,6 +148,47 @@ def agreement_dashboard(request: HtmxHttpRequest, code: str) -> HttpResponse:
     if request.htmx and not request.htmx.history_restore_request and not printing:
         template += "#month-panel"
     return render(request, template, context)
+
+
+@login_required
+@require_GET
+def agreement_kpi_history(request: HtmxHttpRequest, code: str, kpi_code: str) -> HttpResponse:
+    """Where one KPI's values came from, both sides', in the month asked for and the 12 before:
+    a panel of the dashboard for HTMX, a page of its own without JavaScript."""
+    agreement = agreement_visible(request=request, code=code)
+    item = get_object_or_404(AgreementKPI.objects.select_related("kpi"), agreement=agreement,
+                             kpi__code=kpi_code)
+    month = request.GET.get("month", "")
+    if not MONTH_PATTERN.fullmatch(month):
+        months = [card.period for card in agreement_scorecards(
+            run=ScoringRun.objects.current(), agreement=agreement)]
+        month = month_asked(request, months) or month_of(timezone.localdate())
+    membership = membership_of(request.user)
+    months = kpi_provenance(agreement=agreement, kpi=item.kpi, month=month,
+                            viewer_partner_id=membership.partner_id
+                            if membership is not None and not membership.is_host else None)
+    context = {
+        "agreement": agreement, "kpi": item.kpi, "month": month,
+        "first_month": month_shift(month, -(HISTORY_MONTHS - 1)), "months": months,
+        "quiet_months": [entry.month for entry in reversed(months)
+                         if not (entry.observations or entry.changes or entry.disputes)],
+        "is_host": membership is not None and membership.is_host,
+        "host_team": HOST_TEAM,
+        "dispute_links": dispute_links_exist(),
+    }
+    template = "dashboards/kpi_history.html"
+    if request.htmx and not request.htmx.history_restore_request:
+        template += "#kpi-history"
+    return render(request, template, context)
+
+
+def dispute_links_exist() -> bool:
+    """Whether the disputes have pages to link to."""
+    try:
+        reverse("dispute_detail", kwargs={"dispute_id": 1})
+    except NoReverseMatch:
+        return False
+    return True
 
 
 @login_required

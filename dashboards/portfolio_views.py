@@ -20,7 +20,7 @@ from scoring.models import ScoringRun
 from .csv_rows import PORTFOLIO_EXPORT_HEADER, portfolio_export_rows
 from .http import HtmxHttpRequest, month_asked, month_neighbours
 from .portfolio_table import portfolio_rows_html
-from .program.overdue import portfolio_review_figures
+from .program.overdue import overdue_for, portfolio_review_figures
 from .selectors.portfolio import (
     FLAG_CHOICES,
     PORTFOLIO_SORTS,
@@ -31,6 +31,7 @@ from .selectors.portfolio import (
     portfolio_row,
     portfolio_rows,
 )
+from .selectors.reconciliation import disagreement_count
 
 PAGE_SIZE = 50
 FILTERS = ("type", "stage", "tier", "flag", "owner", "q")
@@ -38,15 +39,18 @@ COLUMNS = (
     ("partner", "Partner"), ("agreement", "Agreement"), ("type", "Type"), ("stage", "Stage"),
     ("owner", "Owner"), ("tier", "Tier"), ("overall", "Overall"), ("rolling", "Rolling"),
     ("trend", "Trend (12 months)"), ("coverage", "Coverage"), ("flags", "Flags"),
-    ("payout", "Payout"),
+    ("payout", "Payout"), ("review", "Review overdue"), ("actions", "Actions overdue"),
 )
 NUMERIC_COLUMNS = frozenset({"overall", "rolling", "coverage", "payout"})
+FLAG_LABELS = {"at_risk": "At risk", "incomplete": "Incomplete",
+               "review_overdue": "Review overdue", "actions_overdue": "Actions overdue"}
 # Left out of the cards a phone shows (one tap away on the agreement's page).
 WIDE_ONLY_COLUMNS = frozenset({"type", "owner"})
 # Header cells of the table: some hold two sortable columns (the partner under the agreement
 # code, the stage under the type), so twelve sortable columns fit ten table columns.
 HEADER_CELLS = (("agreement", "partner"), ("type", "stage"), ("owner",), ("tier",),
-                ("overall",), ("rolling",), ("trend",), ("coverage",), ("flags",), ("payout",))
+                ("overall",), ("rolling",), ("trend",), ("coverage",), ("flags",), ("payout",),
+                ("review", "actions"))
 
 
 @dataclass
@@ -56,7 +60,7 @@ class PortfolioState:
     run: ScoringRun | None
     months: list[str]
     month: str
-    filters: dict[str, str]
+    filters: dict[str, str | list[str]]  # "flag" a list: rows with any of them
     sort: str
     # The visible agreements (the headline figures and charts are of all of them), how many
     # and how many active, and their owners.
@@ -68,12 +72,12 @@ class PortfolioState:
     # The table's agreements: filtered and sorted by the database.
     shown: QuerySet[Agreement]
 
-    def query(self, **changes: str) -> str:
+    def query(self, **changes: str | list[str]) -> str:
         """This page's query string with some parameters changed ('' drops one)."""
         state = {"month": self.month, **{k: v for k, v in self.filters.items() if v},
                  "sort": self.sort}
         merged = {**state, **changes}
-        return "?" + urlencode({k: v for k, v in merged.items() if v})
+        return "?" + urlencode({k: v for k, v in merged.items() if v}, doseq=True)
 
 
 class CountedPaginator(Paginator):
@@ -107,8 +111,13 @@ def _page(request: HtmxHttpRequest, state: PortfolioState) -> Page:
         number = max(math.ceil(count / PAGE_SIZE), 1)
         agreements = agreements_of(number) if count else []
     paginator = CountedPaginator((), PAGE_SIZE, count=count)
-    return Page(portfolio_rows(agreements=agreements, run=state.run, period=state.month),
-                number, paginator)
+    rows = portfolio_rows(agreements=agreements, run=state.run, period=state.month)
+    overdue = overdue_for(agreement_ids=[row.agreement.pk for row in rows], run=state.run)
+    for row in rows:
+        if row.agreement.pk in overdue:
+            row.review_overdue_days = overdue[row.agreement.pk].review_overdue_days
+            row.overdue_actions = overdue[row.agreement.pk].overdue_actions
+    return Page(rows, number, paginator)
 
 
 def _portfolio_state(request: HtmxHttpRequest) -> PortfolioState:
@@ -125,10 +134,13 @@ def _portfolio_state(request: HtmxHttpRequest) -> PortfolioState:
         # "mine" is the signed-in manager, whether or not they own anything yet.
         "owner": ["mine", *(str(owner_id) for owner_id, _ in owners)],
     }
-    filters = {name: request.GET.get(name, "").strip() for name in FILTERS}
+    filters = {name: request.GET.get(name, "").strip() for name in FILTERS if name != "flag"}
     for name, allowed in choices.items():
-        if filters[name] not in allowed:
+        if name != "flag" and filters[name] not in allowed:
             filters[name] = ""
+    # Several flags (rows with any of them); a single ?flag= keeps working.
+    asked_flags = set(request.GET.getlist("flag"))
+    filters["flag"] = [name for name in FLAG_CHOICES if name in asked_flags]
     filters["q"] = filters["q"][:100]
     owner_id = None
     if filters["owner"] == "mine":
@@ -138,10 +150,16 @@ def _portfolio_state(request: HtmxHttpRequest) -> PortfolioState:
     sort = request.GET.get("sort", "agreement")
     if sort.lstrip("-") not in PORTFOLIO_SORTS:
         sort = "agreement"
+    # The review rules run in Python: only for a filter or a sort that needs them.
+    review_overdue = {
+        pk: overdue.review_overdue_days for pk, overdue in overdue_for(
+            agreement_ids=agreements.order_by().values("pk"), run=run).items()
+    } if month and ("review_overdue" in filters["flag"] or sort.lstrip("-") == "review") \
+        else {}
     shown = portfolio_queryset(
         agreements=agreements, run=run, period=month, sort=sort, type=filters["type"],
         stage=filters["stage"], tier=filters["tier"], flag=filters["flag"],
-        search=filters["q"], owner_id=owner_id)
+        search=filters["q"], owner_id=owner_id, review_overdue=review_overdue)
     return PortfolioState(run=run, months=months, month=month, filters=filters, sort=sort,
                           agreements=agreements, total=overview["total"],
                           active=overview["active"], owners=owners,
@@ -185,6 +203,8 @@ def portfolio(request: HtmxHttpRequest) -> HttpResponse:
         # Overdue reviews and actions today (dashboards/program/overdue.py).
         "review_figures": portfolio_review_figures(agreements=agreements_for(user=request.user),
                                                    run=state.run),
+        # The two sides' disagreements in the month (dashboards/selectors/reconciliation.py).
+        "disagreements": disagreement_count(run=state.run, month=state.month),
         "filters": state.filters, "sort": sort,
         "owner_filter_label": "mine" if state.filters["owner"] == "mine"
         else owner_label.get(state.filters["owner"], ""),
@@ -197,7 +217,15 @@ def portfolio(request: HtmxHttpRequest) -> HttpResponse:
         "export_url": state.query(page="", sort=sort),
         "type_choices": AgreementType.choices, "stage_choices": Stage.choices,
         "tier_choices": Tier.choices,
-        "flag_choices": [("at_risk", "At risk"), ("incomplete", "Incomplete")],
+        "flag_choices": list(FLAG_LABELS.items()),
+        # The headline cards link to the rows they count (the whole month, no other filter).
+        "card_urls": {
+            **{name: "?" + urlencode({"month": state.month, "flag": name})
+               for name in FLAG_CHOICES},
+            **{tier: "?" + urlencode({"month": state.month, "tier": tier})
+               for tier in Tier.values},
+            "active": "?" + urlencode({"month": state.month, "stage": Stage.ACTIVE}),
+        },
         "owner_choices": [("mine", "Mine"), *((str(pk), name) for pk, name in state.owners)],
         **(_portfolio_figures(state) if state.month else
            {"summary": {}, "tier_figure": None, "score_figure": None}),
@@ -226,9 +254,19 @@ def portfolio_export(request: HtmxHttpRequest) -> StreamingHttpResponse:
                  target=f"portfolio {state.month or 'no month'}",
                  detail={"rows": state.shown.count() if state.month else 0, "sort": state.sort,
                          **{name: value for name, value in state.filters.items() if value}})
-    rows = (portfolio_row(agreement) for agreement in shown.iterator(chunk_size=EXPORT_CHUNK))
+    # Today's overdue reviews of every agreement the user sees: two queries.
+    review_overdue = {pk: overdue.review_overdue_days for pk, overdue in overdue_for(
+        agreement_ids=state.agreements.order_by().values("pk"), run=state.run).items()} \
+        if state.month else {}
+
+    def rows():
+        for agreement in shown.iterator(chunk_size=EXPORT_CHUNK):
+            row = portfolio_row(agreement)
+            row.review_overdue_days = review_overdue.get(agreement.pk, 0)
+            yield row
+
     lines = iter_csv_lines(header=PORTFOLIO_EXPORT_HEADER,
-                           rows=portfolio_export_rows(rows=rows, period=state.month))
+                           rows=portfolio_export_rows(rows=rows(), period=state.month))
     # A BOM first, so spreadsheet programs read the file as UTF-8.
     response = StreamingHttpResponse(chain(["\ufeff"], lines),
                                      content_type="text/csv; charset=utf-8")

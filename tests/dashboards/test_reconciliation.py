@@ -226,3 +226,26 @@ def test_htmx_answers_the_results_only(client, host_manager, world):
     body = response.content.decode()
     assert body.lstrip().startswith('<section id="reconciliation-results"')
     assert "HX-Request" in response["Vary"]
+
+
+def test_counts_on_the_portfolio_and_the_agreement_dashboard(client, host_manager, acme_viewer,
+                                                             world):
+    client.force_login(host_manager)
+
+    portfolio = client.get(reverse("portfolio"), {"month": "2025-02"})
+    acme_march = client.get(reverse("agreement_dashboard", args=["ACME-CM-2025"]),
+                            {"month": "2025-03"})
+    acme_january = client.get(reverse("agreement_dashboard", args=["ACME-CM-2025"]),
+                              {"month": "2025-01"})
+
+    assert portfolio.context["disagreements"] == 2
+    assert f'href="{PAGE}?month=2025-02"' in portfolio.content.decode()
+    assert acme_march.context["disagreements"] == 1
+    assert f'href="{PAGE}?month=2025-03&amp;agreement=ACME-CM-2025"' in \
+        acme_march.content.decode()
+    assert acme_january.context["disagreements"] == 0
+    assert "disagreement" not in acme_january.content.decode().split('id="kpi-heading"')[1] \
+        .split("</section>")[0].replace("disagreements", "")
+    client.force_login(acme_viewer)
+    assert client.get(reverse("agreement_dashboard", args=["ACME-CM-2025"]),
+                      {"month": "2025-02"}).context["disagreements"] == 1
