@@ -243,6 +243,15 @@ MAILERS = {
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "partnerships@localhost")
 # The site's own address, for links in e-mail sent by tasks (which have no request to ask).
 SITE_URL = env_str("SITE_URL", "http://localhost:8000").rstrip("/")
+# How long the one-click unsubscribe link of a message works (it is signed with SECRET_KEY).
+MAIL_UNSUBSCRIBE_MAX_AGE_DAYS = env_int("MAIL_UNSUBSCRIBE_MAX_AGE_DAYS", 60)
+# The weekly digest goes out on this weekday (0 Sunday … 6 Saturday) at this local hour;
+# the review-overdue alerts daily at MAIL_ALERTS_HOUR; new actions are looked for every
+# MAIL_ACTION_SCAN_MINUTES minutes.
+MAIL_DIGEST_WEEKDAY = env_int("MAIL_DIGEST_WEEKDAY", 1)
+MAIL_DIGEST_HOUR = env_int("MAIL_DIGEST_HOUR", 7)
+MAIL_ALERTS_HOUR = env_int("MAIL_ALERTS_HOUR", 6)
+MAIL_ACTION_SCAN_MINUTES = env_int("MAIL_ACTION_SCAN_MINUTES", 10)
 # Forgotten passwords (partnerships/password_reset.py): how long a reset link works (it works
 # once), and how many requests an hour one address, or one client, may make before the page
 # stops sending (it still answers the same).
@@ -395,6 +404,19 @@ CELERY_BEAT_SCHEDULE = {
     "maintain-imports": {
         "task": "partnerships.tasks.import_batches_maintain",
         "schedule": crontab(minute="*/5"),
+    },
+    # E-mail: the weekly digest, the daily review-overdue alerts, actions newly assigned.
+    "mail-weekly-digest": {
+        "task": "scoring.tasks.mail_weekly_digests",
+        "schedule": crontab(day_of_week=MAIL_DIGEST_WEEKDAY, hour=MAIL_DIGEST_HOUR, minute=0),
+    },
+    "mail-review-overdue-alerts": {
+        "task": "scoring.tasks.mail_review_overdue_alerts",
+        "schedule": crontab(hour=MAIL_ALERTS_HOUR, minute=0),
+    },
+    "mail-action-alerts": {
+        "task": "partnerships.tasks.mail_action_alerts",
+        "schedule": crontab(minute=f"*/{MAIL_ACTION_SCAN_MINUTES}"),
     },
     # What the pages show of a newly published run, computed before anyone asks for it.
     "keep-pages-of-the-published-run": {

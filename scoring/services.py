@@ -17,6 +17,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -37,9 +38,10 @@ from partnerships.models import (
     ProgramSettings,
 )
 from partnerships.months import last_closed_month, month_after, month_before
+from partnerships.queue import TaskQueueUnavailable, task_publish
 from partnerships.services import lock_observation_writes
 
-from . import rules
+from . import alerts, rules
 from .bulk import frame_insert, frame_update, query_frame
 from .models import KPIScore, Scorecard, ScoringChunk, ScoringRun
 
@@ -762,6 +764,8 @@ def scoring_run_publish(*, run_id: int) -> ScoringRun | None:
             scoring_run_fail(run_id=run.pk, error=moved)
             logger.warning("Scoring run %s failed: %s", run.pk, moved)
             return None
+        # The run published until now: its results are kept until this commit.
+        previous = ScoringRun.objects.current()
         stages, plans, program_digest = _program_inputs()
         closed = closed_state(open_from=run.open_from)
         tiers = _assign_tiers(run=run, stages=stages, plans=plans, closed=closed)
@@ -785,7 +789,21 @@ def scoring_run_publish(*, run_id: int) -> ScoringRun | None:
         run.published_at = now
         run.heartbeat_at = now
         run.save()
+        # Read before the commit, while the previous run's results still exist (the cleanup
+        # removes them); told by a task once the new results are visible.
+        moves = alerts.score_moves(previous=previous, run=run)
+        if moves:
+            transaction.on_commit(partial(_score_alerts_queue, run_id=run.pk, moves=moves))
     return run
+
+
+def _score_alerts_queue(*, run_id: int, moves: list[dict]) -> None:
+    from .tasks import mail_score_alerts  # the tasks module imports this one
+
+    try:
+        task_publish(mail_score_alerts.si(run_id, moves))
+    except TaskQueueUnavailable:
+        logger.error("E-mail alerts of run %s not sent: the task queue is unavailable", run_id)
 
 
 @dataclass(frozen=True)

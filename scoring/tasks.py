@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from partnerships.queue import TaskQueueUnavailable, task_publish
 
-from . import closing, services
+from . import alerts, closing, services
 from .models import ScoringRun
 
 logger = logging.getLogger(__name__)
@@ -164,3 +164,26 @@ def scoring_supervise() -> str:
     nightly = _nightly(scheduled_for=retry[0], attempt=retry[1]) if retry else "no retry due"
     return f"queued {len(requeue)} task(s) again; nightly: {nightly}"
 
+
+
+# ---- E-mail ------------------------------------------------------------------------------------
+# Each message is recorded before it is sent (partnerships.mail): a task that runs twice, or
+# beat sending it twice, sends nothing more.
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def mail_score_alerts(run_id: int, moves: list[dict]) -> int:
+    """After a run is published: newly at risk, tier changed (moves read at publication)."""
+    return alerts.score_alerts_send(run_id=run_id, moves=moves)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def mail_review_overdue_alerts() -> int:
+    """On beat, daily: reviews that fell overdue lately, told once per agreement and due date."""
+    return alerts.review_overdue_alerts_send()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def mail_weekly_digests() -> int:
+    """On beat, weekly: each user's digest of their own agreements, once per ISO week."""
+    return alerts.digests_send()
