@@ -557,6 +557,36 @@ def assign_tiers(
     return frame
 
 
+def period_observations(
+    *, observations: pd.DataFrame, agreement_kpis: pd.DataFrame, periods: list[str]
+) -> pd.DataFrame:
+    """Rule 1 done once: one observation per (agreement, KPI, month) of the KPI's source side,
+    its period value, dated the month's first day (columns as score_agreements reads them).
+
+    Scoring these gives the scorecards of the observations they come from, to the bit: the
+    sum, mean or last of one value is that value. KPI scores lose only `other_side_actual`.
+    """
+    _check_periods(periods=periods)
+    agreement_ids = np.unique(agreement_kpis["agreement_id"].to_numpy(dtype="int64"))
+    kpis = _prepare_agreement_kpis(agreement_kpis=agreement_kpis, agreement_ids=agreement_ids)
+    kpi_row, side, position, value = _side_period_values(
+        observations=observations, kpis=kpis, periods=periods
+    )
+    keep = (side == kpis["source"][kpi_row]) & np.isfinite(value)
+    kpi_row, position = kpi_row[keep], position[keep]
+    first_month = int(month_number(periods=periods[:1])[0]) if periods else 0
+    month = (first_month + position - 1970 * 12).astype("datetime64[M]")
+    return pd.DataFrame({
+        "agreement_id": kpis["agreement_id"][kpi_row],
+        "kpi_id": kpis["kpi_id"][kpi_row],
+        "side": pd.Series(np.asarray(SIDES, dtype=object)[kpis["source"][kpi_row]],
+                          dtype=object),
+        "date": pd.Series(month.astype("datetime64[s]")),
+        "value": value[keep],
+        "recorded_order": np.zeros(int(keep.sum()), dtype="int64"),
+    })
+
+
 def tier_changes(*, tiers: pd.DataFrame) -> int:
     """Count of months whose tier differs from the agreement's previous non-null tier."""
     known = tiers.loc[tiers["tier"].notna(), ["agreement_id", "period", "tier"]]
