@@ -53,6 +53,8 @@ from partnerships.models import (
     Agreement,
     AgreementKPI,
     ApiToken,
+    Dispute,
+    DisputeEvent,
     ImportBatch,
     IncentivePlan,
     Invitation,
@@ -262,6 +264,10 @@ def build_world() -> World:
                    fields={"Title": ["", f"{MARKER} title"]})
     history_record(user=users[HOST_MANAGER], obj=globex, kind="updated",
                    fields={"Industry": ["", f"{MARKER} industry"]})
+    # Disputes of both partners (Globex's reason and thread carry the marker).
+    for agreement, opener, text in ((acme_agreement, users[ACME_EDITOR], "Acme"),
+                                    (globex_agreement, globex_editor, MARKER)):
+        _dispute(agreement, kpis["revenue"], "2025-02", opener, text)
 
     token = f"{low}-invitation-token"
     invitation = Invitation.objects.create(
@@ -396,6 +402,39 @@ FRESH_GLOBEX_ACTION_ID = Value(
     lambda w, p: str(_review_with_action(w.globex_agreement, MARKER).action_items.first().pk))
 
 
+def _dispute(agreement: Agreement, kpi: KPIDefinition, month: str, opener, text: str,
+             side: str = "partner"):
+    """An open dispute opened by `side`, with a comment of the partner."""
+    dispute = Dispute.objects.create(agreement=agreement, kpi=kpi, month=month,
+                                     opened_side=side, opened_by=opener,
+                                     reason=f"{text} dispute reason", proposed_value=7)
+    DisputeEvent.objects.create(dispute=dispute, kind="opened", user=opener, side=side,
+                                username=opener.username, text=dispute.reason)
+    DisputeEvent.objects.create(dispute=dispute, kind="comment", side="partner",
+                                username=opener.username, text=f"{text} comment")
+    return dispute
+
+
+GLOBEX_DISPUTE_ID = Value(lambda w, p: str(Dispute.objects.get(
+    agreement=w.globex_agreement, month="2025-02", status="open").pk))
+
+
+def _fresh_globex_dispute(world: "World", side: str = "partner") -> str:
+    """An open dispute of Globex's for a cell that resolves or withdraws one (each cell needs
+    an open one); opened by the host for the host's withdrawals."""
+    from partnerships.months import month_shift
+
+    month = month_shift("2025-03", Dispute.objects.count())
+    opener = world.users[HOST_MANAGER] if side == "host" else world.globex_user
+    return str(_dispute(world.globex_agreement,
+                        KPIDefinition.objects.get(code="defect_rate"), month,
+                        opener, MARKER, side=side).pk)
+
+
+FRESH_GLOBEX_DISPUTE_ID = Value(lambda w, p: _fresh_globex_dispute(w))
+FRESH_HOST_OPENED_GLOBEX_DISPUTE_ID = Value(lambda w, p: _fresh_globex_dispute(w, "host"))
+
+
 def _planned_review(agreement: Agreement, text: str) -> Review:
     return Review.objects.create(
         agreement=agreement, kind="quarterly_strategy", status="planned",
@@ -485,6 +524,9 @@ ROUTES: dict[str, Route] = {
     "agreement_dashboard": Route(roles=SIGNED_IN, htmx=True, path={"code": GLOBEX_CODE}),
     "agreement_print": Route(roles=SIGNED_IN, path={"code": GLOBEX_CODE}),
     "agreement_kpis_csv": Route(roles=SIGNED_IN, path={"code": GLOBEX_CODE}),
+    # A KPI's history (both sides' values, imports, changes): Globex's answers as a missing one.
+    "agreement_kpi_history": Route(roles=SIGNED_IN, htmx=True, query={"month": "2025-02"},
+                                   path={"code": GLOBEX_CODE, "kpi_code": "defect_rate"}),
     "agreement_months_csv": Route(roles=SIGNED_IN, path={"code": GLOBEX_CODE}),
     # Partner users get their own agreements' rows, never Globex's (the leak check reads it).
     "scorecard_export": Route(roles=SIGNED_IN, hidden=False, missing=None),
@@ -505,6 +547,28 @@ ROUTES: dict[str, Route] = {
                             parity=True, query={"agreement": GLOBEX_CODE}),
     "reconciliation_csv": Route(roles=SIGNED_IN, hidden=False, missing=400, partner_other=400,
                                 parity=True, query={"agreement": GLOBEX_CODE}),
+    # Disputes: both sides, each their own agreements' (another partner's dispute answers as a
+    # missing one; its agreement filters as one that does not exist); the opening side (here
+    # the partner) withdraws; host managers and admins resolve.
+    "disputes": Route(roles=SIGNED_IN, htmx=True, hidden=False, missing=None, parity=True,
+                      query={"agreement": GLOBEX_CODE, "status": "open"}),
+    "disputes_csv": Route(roles=SIGNED_IN, hidden=False, missing=400, partner_other=400,
+                          parity=True, query={"agreement": GLOBEX_CODE}),
+    "dispute_new": Route(
+        roles=SIGNED_IN, methods=("GET", "POST"), hidden=False, missing=None, parity=True,
+        query={"agreement": GLOBEX_CODE, "kpi": "revenue", "month": "2025-02"},
+        body={"agreement": GLOBEX_CODE, "kpi": "revenue", "month": "2025-02",
+              "reason": "Cell reason"}),
+    "dispute_detail": Route(roles=SIGNED_IN, path={"dispute_id": GLOBEX_DISPUTE_ID}),
+    "dispute_comment": Route(roles=SIGNED_IN, methods=("POST",),
+                             path={"dispute_id": GLOBEX_DISPUTE_ID},
+                             body={"text": "Cell comment"}),
+    "dispute_withdraw": Route(roles=SIGNED_IN, methods=("POST",),
+                              path={"dispute_id": FRESH_HOST_OPENED_GLOBEX_DISPUTE_ID},
+                              body=CONFIRMED),
+    "dispute_resolve": Route(roles=MANAGERS, methods=("POST",),
+                             path={"dispute_id": FRESH_GLOBEX_DISPUTE_ID},
+                             body={"resolution": "kept", "text": "Cell resolution"}),
     "scoring_run_start": Route(roles=MANAGERS, methods=("POST",), htmx=True),
     "scoring_run_panel": Route(
         roles=HOST, htmx=True, path={"run_id": Value(lambda w, p: str(w.run_id))}),
