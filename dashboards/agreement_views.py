@@ -8,6 +8,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from partnerships.access import import_batches_for, membership_of
+from partnerships.disputes import disputes_for
 from partnerships.models import Agreement, AgreementKPI
 from partnerships.months import MONTH_PATTERN, month_of
 from scoring.models import Scorecard, ScoringRun
@@ -28,6 +29,8 @@ from .selectors.agreement import (
     tier_hint,
     tier_since,
 )
+from .selectors.disputes import disputes_by_kpi
+from .selectors.explanation import agreement_explanation
 from .selectors.months import TREND_MONTHS, month_shift, trend_window
 from .selectors.provenance import HISTORY_MONTHS, HOST_TEAM, kpi_provenance
 from .selectors.reconciliation import disagreement_count
@@ -69,7 +72,11 @@ def agreement_context(request: HtmxHttpRequest, agreement: Agreement, *,
     window = trend_window(month)
     kpi_rows = agreement_kpi_rows(run=run, agreement=agreement, period=month,
                                   trend_periods=window) if month else []
+    # Disputed values are marked in the KPI table, linking to their dispute.
+    disputed = disputes_by_kpi(disputes=disputes_for(user=request.user), agreement=agreement,
+                               month=month) if month else {}
     for row in kpi_rows:
+        row["dispute"] = disputed.get(row["kpi"].pk)
         row["trend_line"] = charts.trend_line(values=row["trend_scores"])
         row["trend"] = charts.trend_svg(
             trend=row["trend_line"],
@@ -118,6 +125,10 @@ def agreement_context(request: HtmxHttpRequest, agreement: Agreement, *,
         # Closed months from their statements, open months as estimates; "paid up to".
         **agreement_payouts(agreement=agreement, rows=month_rows),
         "kpi_rows": kpi_rows,
+        # Where the overall comes from and what reaches the next tier (both sides).
+        "explanation": agreement_explanation(run=run, agreement=agreement,
+                                             scorecards=scorecards, month=month,
+                                             policy=policy, cutoffs=cutoffs),
         # Where the two sides disagree this month (dashboards/selectors/reconciliation.py).
         "disagreements": disagreement_count(run=run, month=month,
                                             agreement_ids={agreement.pk}) if month else 0,

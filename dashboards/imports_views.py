@@ -34,9 +34,11 @@ from django_htmx.http import push_url
 
 from partnerships.access import (
     agreements_for,
+    import_batch_is_limited,
     import_batches_for,
     is_host,
     may_upload,
+    membership_of,
     observations_for,
 )
 from partnerships.audit import audit_record
@@ -68,6 +70,7 @@ from scoring.exports import iter_csv_lines
 
 from .exports_views import csv_filename, csv_response, export_audit
 from .http import HtmxHttpRequest, agreement_visible, imports_visible, uploader_required
+from .selectors.provenance import HOST_TEAM, partner_batch_counts
 from .templatetags.numbers import count_text
 
 HISTORY_PAGE_SIZE = 25
@@ -79,6 +82,9 @@ QUEUE_DOWN_UPLOAD = ("The task queue is unavailable, so reading your file waits:
 # The page lists this many errors; the CSV report has every error kept (up to 1,000).
 ERRORS_SHOWN = 100
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
+# Why a partner user cannot download the host's file.
+LIMITED_FILE = ("The host's file is not offered for download: it may hold other partners' "
+                "rows. The values it wrote for your agreements are listed on this page.")
 
 
 # ---- Forms ----------------------------------------------------------------------------------
@@ -192,6 +198,11 @@ def panel_context(request: HtmxHttpRequest, batch: ImportBatch | None, *,
     context["may_confirm"] = stage == "preview" and own
     context["may_cancel"] = stage in ("reading", "preview") and (
         own or is_host(request.user))
+    if import_batch_is_limited(user=request.user, batch=batch):
+        # Another side's import (the host's): only the values of the user's agreements.
+        context["limited"] = partner_batch_counts(
+            batch_ids=[batch.pk], partner_id=membership_of(request.user).partner_id)[batch.pk]
+        context["host_team"] = HOST_TEAM
     if stage == "preview":
         preview = preview or import_batch_preview(batch=batch)
         choices = side_choices(preview, batch=batch) if own else []
@@ -330,14 +341,20 @@ def import_history(request: HtmxHttpRequest) -> HttpResponse:
         batches = batches.filter(status=status)
     page = Paginator(batches.order_by("-created_at", "-pk"), HISTORY_PAGE_SIZE).get_page(
         request.GET.get("page"))
+    membership = membership_of(request.user)
+    foreign = [batch.pk for batch in page.object_list
+               if not membership.is_host and batch.partner_id != membership.partner_id]
+    limited = partner_batch_counts(batch_ids=foreign, partner_id=membership.partner_id
+                                   ) if foreign else {}
     for batch in page.object_list:
         batch.stage = batch_stage(batch)
+        batch.limited = limited.get(batch.pk)
     query = request.GET.copy()
     query.pop("page", None)
     context = {
         "form": form, "page": page, "query": query.urlencode(), "filtered": bool(status),
         "can_upload": may_upload(request.user),
-        "is_host": is_host(request.user),
+        "is_host": membership.is_host, "host_team": HOST_TEAM,
     }
     template = "dashboards/imports/history.html"
     if request.htmx:
@@ -390,6 +407,9 @@ def import_panel(request: HtmxHttpRequest, batch_id: int) -> HttpResponse:
 @require_GET
 def import_file(request: HtmxHttpRequest, batch_id: int) -> HttpResponse:
     batch = get_object_or_404(import_batches_for(user=request.user), pk=batch_id)
+    if import_batch_is_limited(user=request.user, batch=batch):
+        messages.info(request, LIMITED_FILE)
+        return redirect("import_batch", batch_id=batch.pk)
     if not batch.file:
         messages.info(request, "This import has no stored file.")
         return redirect("import_batch", batch_id=batch.pk)

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 
 from .models import (
@@ -29,6 +29,7 @@ from .models import (
     Invitation,
     Membership,
     MetricObservation,
+    ObservationChange,
     Partner,
     PartnerAssessment,
     Review,
@@ -116,13 +117,31 @@ def partners_for(*, user) -> QuerySet[Partner]:
 
 
 def import_batches_for(*, user) -> QuerySet[ImportBatch]:
-    """Import batches the user may see: all for the host, their partner's own for partners."""
+    """Import batches the user may see: all for the host; for partner users their partner's
+    own and every other (the host's) that wrote values of their agreements, whether still
+    current or replaced since (what such a batch shows them is limited to those values)."""
     membership = membership_of(user)
     if membership is None:
         return ImportBatch.objects.none()
     if membership.is_host:
         return ImportBatch.objects.all()
-    return ImportBatch.objects.filter(partner_id=membership.partner_id)
+    partner_id = membership.partner_id
+    current = MetricObservation.objects.filter(agreement__partner_id=partner_id).order_by()
+    changes = ObservationChange.objects.filter(agreement__partner_id=partner_id).order_by()
+    return ImportBatch.objects.filter(
+        Q(partner_id=partner_id)
+        | Q(pk__in=current.values("batch_id").distinct())
+        | Q(pk__in=changes.values("batch_id").distinct())
+        | Q(pk__in=changes.values("old_batch_id").distinct())
+    )
+
+
+def import_batch_is_limited(*, user, batch: ImportBatch) -> bool:
+    """Whether the user sees only part of the batch: a partner user and another side's batch
+    (the host's, which may hold other partners' rows)."""
+    membership = membership_of(user)
+    return membership is not None and not membership.is_host and (
+        batch.partner_id != membership.partner_id)
 
 
 def observations_for(*, user) -> QuerySet[MetricObservation]:
