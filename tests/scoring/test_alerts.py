@@ -35,8 +35,8 @@ def with_address(user, address: str | None = None):
     return user
 
 
-@pytest.fixture
-def people(host_manager, acme_viewer, globex_viewer, django_user_model, acme):
+def mail_cast(host_manager, acme_viewer, globex_viewer, django_user_model, acme) -> dict:
+    """The cast with addresses, and a second Acme user (an editor)."""
     return {
         "manager": with_address(host_manager),
         "acme": with_address(acme_viewer),
@@ -76,6 +76,11 @@ def sent_to(user) -> list:
 
 def html_of(message) -> str:
     return next(body for body, kind in message.alternatives if kind == "text/html")
+
+
+@pytest.fixture
+def people(host_manager, acme_viewer, globex_viewer, django_user_model, acme):
+    return mail_cast(host_manager, acme_viewer, globex_viewer, django_user_model, acme)
 
 
 # ---- After a run is published ------------------------------------------------------------------
