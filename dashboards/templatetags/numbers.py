@@ -79,6 +79,25 @@ def rounded(value, *, places: int = 1) -> float | None:
     return float(text.replace(",", ""))
 
 
+def apportioned(values: list[float], *, total: float, places: int = 1) -> list[float]:
+    """`values` rounded to `places` decimals so that they add up to `total` as written (largest
+    remainders: each is its exact value rounded down or up by less than one last digit), as a
+    breakdown must add up to the figure it breaks down. Sums of floats are compared in units of
+    the last digit, so none is lost to binary rounding."""
+    unit = Decimal(1).scaleb(-places)
+    exact = [Decimal(f"{value:.{EXPORTED_PLACES + 2}f}") / unit for value in values]
+    wanted = int(Decimal(number_text(total, places=places).replace(",", "") or "0") / unit)
+    units = [int(value.to_integral_value(rounding="ROUND_FLOOR")) for value in exact]
+    # The largest remainders take one unit more until the sum is the total written; should the
+    # rounded total lie outside what the values allow, the last units go to the largest ones.
+    order = sorted(range(len(values)), key=lambda index: (units[index] - exact[index], index))
+    short = wanted - sum(units) if values else 0
+    for step in range(abs(short)):
+        index = order[step % len(order)] if short > 0 else order[-1 - step % len(order)]
+        units[index] += 1 if short > 0 else -1
+    return [float(Decimal(count) * unit) for count in units]
+
+
 def score_text(value) -> str:
     """A score (0–120), a rolling score, a change of score: one decimal."""
     return number_text(value, places=1)
