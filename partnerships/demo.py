@@ -48,6 +48,7 @@ from .models import (
     Role,
     Side,
     Stage,
+    ToleranceKind,
 )
 from .services import observations_write
 
@@ -87,6 +88,9 @@ class DemoKPI:
     is_count: bool = False
     scales_with_size: bool = False
     seasonal: bool = False
+    # Reconciliation's tolerance in the KPI's unit, where 5 % of its values says little (a
+    # count of a few: 1 of 3 is 33 %); None: the default, 5 % of the source's value.
+    absolute_tolerance: float | None = None
 
     @property
     def lower_is_better(self) -> bool:
@@ -114,7 +118,7 @@ KPI_LIBRARY: tuple[DemoKPI, ...] = (
         "deals_closed", "Deals closed", "count", Category.FINANCIAL, Aggregation.SUM, Side.HOST,
         "Closed-won deals with the partner attached as sourcing or co-selling partner.",
         GoalType.REVENUE_GROWTH, (4, 20), 1, floor_factor=0.4, decimals=0, is_count=True,
-        scales_with_size=True, seasonal=True,
+        scales_with_size=True, seasonal=True, absolute_tolerance=1,
     ),
     DemoKPI(
         "avg_deal_size", "Average deal size", "USD", Category.FINANCIAL, Aggregation.MEAN,
@@ -135,13 +139,14 @@ KPI_LIBRARY: tuple[DemoKPI, ...] = (
         Aggregation.SUM, Side.HOST,
         "New customer accounts in the agreed target segments or regions won with the partner.",
         GoalType.MARKET_ACCESS, (2, 8), 1, floor_factor=0.3, decimals=0, is_count=True,
-        scales_with_size=True, seasonal=True,
+        scales_with_size=True, seasonal=True, absolute_tolerance=1,
     ),
     DemoKPI(
         "co_marketing_campaigns", "Co-marketing campaigns", "count", Category.STRATEGIC,
         Aggregation.SUM, Side.PARTNER,
         "Joint campaigns, webinars and events that went live in the month.",
         GoalType.BRAND_BUILDING, (1, 4), 1, floor_factor=0.0, decimals=0, is_count=True,
+        absolute_tolerance=1,
     ),
     DemoKPI(
         "certified_staff", "Certified partner staff", "count", Category.STRATEGIC,
@@ -735,7 +740,10 @@ def _create_kpis() -> np.ndarray:
     created = KPIDefinition.objects.bulk_create(
         KPIDefinition(code=kpi.code, name=kpi.name, unit=kpi.unit, category=kpi.category,
                       aggregation=kpi.aggregation, source=kpi.source,
-                      description=kpi.description)
+                      description=kpi.description,
+                      **({} if kpi.absolute_tolerance is None else {
+                          "tolerance_kind": ToleranceKind.ABSOLUTE,
+                          "tolerance": kpi.absolute_tolerance}))
         for kpi in KPI_LIBRARY
     )
     return np.array([kpi.pk for kpi in created], dtype=np.int64)
@@ -1030,6 +1038,11 @@ def _chunk_rows(rng: np.random.Generator, plan: _Plan, agreements: slice, *,
     disagree = rng.random((count, kpis, months)) < DISAGREE_SHARE
     factor = np.where(disagree[..., None], 1.0 + off[..., None],
                       1.0 + rng.normal(0.0, 0.01, reported.shape))
+    if force_gap and months >= 3:
+        # The showcase's first KPI (both sides report it): the other side's figure 12 % above
+        # the source's in the third month from the end, the last one the demo closes, so that
+        # reconciliation always has a disagreement to show in the month it opens on.
+        factor[0, 0, months - 3] = 1.12
     other_values = _finish(values * factor, library)
 
     source_is_host = (library["source"] == Side.HOST)[:, :, None, None]

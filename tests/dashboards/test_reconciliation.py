@@ -7,6 +7,7 @@ import csv
 import io
 
 import pytest
+from django.core.management import call_command
 from django.urls import reverse
 
 from partnerships import program_services
@@ -249,3 +250,25 @@ def test_counts_on_the_portfolio_and_the_agreement_dashboard(client, host_manage
     client.force_login(acme_viewer)
     assert client.get(reverse("agreement_dashboard", args=["ACME-CM-2025"]),
                       {"month": "2025-02"}).context["disagreements"] == 1
+
+
+def test_the_demo_has_disagreements_in_its_last_closed_month(client):
+    from django.contrib.auth import get_user_model
+
+    from partnerships.demo import demo_generate
+
+    demo_generate(partners=3, agreements=6, months=6, kpis_per_agreement=4,
+                  observations_per_month=1, seed=11, password="pw-demo")
+    services.scoring_run_inline()
+    call_command("close_demo_months", stdout=io.StringIO())
+    months = ScoringRun.objects.current().periods
+    client.force_login(get_user_model().objects.get(username="finance"))
+
+    response = client.get(PAGE)
+
+    assert response.context["month"] == months[-3]  # the last closed month
+    rows = shown(response)
+    # The showcase's first KPI: the other side's figure 12 % above the source's.
+    assert any(row[3] == "differs" and row[5] == pytest.approx(row[4] * 1.12, rel=0.02)
+               for row in rows)
+    assert KPIDefinition.objects.filter(tolerance_kind="absolute").exists()
