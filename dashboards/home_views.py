@@ -6,6 +6,7 @@ from django.http import HttpResponse
 from django.shortcuts import render
 
 from partnerships.access import agreements_for, membership_of
+from partnerships.disputes import disputes_for
 from partnerships.models import Stage
 from scoring.attention import REASON_LABELS, REASONS
 from scoring.models import ScoringRun
@@ -14,6 +15,7 @@ from .charts import agreements_by_stage_figure
 from .http import HtmxHttpRequest
 from .program.overdue import home_overdue_actions
 from .selectors.attention import attention_worklist
+from .selectors.disputes import disputes_open_count
 from .selectors.months import month_default
 from .selectors.portfolio import portfolio_rows
 
@@ -55,6 +57,9 @@ def home(request: HtmxHttpRequest) -> HttpResponse:
         month = month_default(run.periods) if run is not None else ""
         context.update(partner_home=True, run=run, month=month, agreement_cards=portfolio_rows(
             agreements=agreements, run=run, period=month))
+        # Their agreements' open disputes, whichever side opened them.
+        context["open_disputes"] = disputes_open_count(
+            disputes=disputes_for(user=request.user))
     else:
         # Links to the agreement dashboards; the host has the portfolio page for more.
         context["agreement_links"] = list(

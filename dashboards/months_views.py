@@ -21,6 +21,7 @@ from partnerships.access import (
     manager_required,
     may_manage,
 )
+from partnerships.disputes import disputes_open_in
 from partnerships.models import ImportBatch, ImportStatus, MonthEvent, ProgramMonth
 from scoring.closing import (
     ClosingRefused,
@@ -53,11 +54,18 @@ RECENT_EVENTS = 12
 
 class CloseForm(forms.Form):
     through = forms.ChoiceField(label="Close every open month through")
+    override_disputes = forms.CharField(
+        label="Close despite open disputes, because", required=False, max_length=500,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Only when disputes of these months are open: they hold the close unless you "
+                  "say why it cannot wait. The reason is kept with the close.")
 
-    def __init__(self, *args, closable: list[str], **kwargs):
+    def __init__(self, *args, closable: list[str], disputed: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["through"].choices = [(month, f"{month} · {STATE_WORDS[OPEN]}")
                                           for month in reversed(closable)]
+        if not disputed:
+            del self.fields["override_disputes"]
 
 
 class ReopenForm(forms.Form):
@@ -97,15 +105,19 @@ def _page(request: HtmxHttpRequest, *, reopen_form: ReopenForm | None = None) ->
     rows = months_overview(run=run, states=states)
     closable = months_closable(rows)
     closed = sorted(row.month for row in rows if row.state == CLOSED)
+    # Open disputes of the months to close: they hold the close unless overridden.
+    open_disputes = list(disputes_open_in(months=closable)
+                         .select_related("agreement", "kpi").order_by("month", "pk"))
     context = {
         "run": run, "states": states, "rows": rows, "closable": closable,
         "scores_current": _scores_current(run, closable),
-        "close_form": CloseForm(closable=closable, initial={"through": closable[-1]})
-        if closable else None,
+        "close_form": CloseForm(closable=closable, initial={"through": closable[-1]},
+                                disputed=bool(open_disputes)) if closable else None,
         "reopen_form": reopen_form or (ReopenForm(closed=closed) if closed else None),
         "may_close": may_manage(request.user), "is_admin": is_host_admin(request.user),
         "auto_refusal": auto_close_refusal(),
         "events": month_events_recent(limit=RECENT_EVENTS),
+        "open_disputes": open_disputes,
     }
     return render(request, "dashboards/months.html", context)
 
@@ -153,7 +165,8 @@ def months_close_view(request: HtmxHttpRequest) -> HttpResponse:
     if not confirmed(request):
         return _close_confirmation(request, through=through, states=states)
     try:
-        closed = months_close(through=through, user=request.user, request=request)
+        closed = months_close(through=through, user=request.user, request=request,
+                              override_disputes=form.cleaned_data["override_disputes"])
     except ClosingRefused as refused:
         messages.error(request, f"Not closed: {refused}")
     else:

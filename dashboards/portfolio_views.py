@@ -9,10 +9,12 @@ from django.core.paginator import Page, Paginator
 from django.db.models import Count, QuerySet, Window
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 
 from partnerships.access import agreements_for, host_required
 from partnerships.audit import audit_record
+from partnerships.disputes import disputes_for
 from partnerships.models import Agreement, AgreementType, AuditAction, Stage, Tier
 from scoring.exports import iter_csv_lines
 from scoring.models import ScoringRun
@@ -21,6 +23,7 @@ from .csv_rows import PORTFOLIO_EXPORT_HEADER, portfolio_export_rows
 from .http import HtmxHttpRequest, month_asked, month_neighbours
 from .portfolio_table import portfolio_rows_html
 from .program.overdue import overdue_for, portfolio_review_figures
+from .selectors.disputes import disputes_open_count
 from .selectors.portfolio import (
     FLAG_CHOICES,
     PORTFOLIO_SORTS,
@@ -30,6 +33,8 @@ from .selectors.portfolio import (
     portfolio_queryset,
     portfolio_row,
     portfolio_rows,
+    rows_overdue,
+    with_overdue,
 )
 from .selectors.reconciliation import disagreement_count
 
@@ -96,7 +101,8 @@ def _page(request: HtmxHttpRequest, state: PortfolioState) -> Page:
         number = int(request.GET.get("page") or 1)
     except ValueError:
         number = 1
-    counted = state.shown.annotate(_count=Window(Count("pk")))
+    today = timezone.localdate()
+    counted = with_overdue(state.shown, today=today).annotate(_count=Window(Count("pk")))
 
     def agreements_of(number: int) -> list[Agreement]:
         return list(counted[(number - 1) * PAGE_SIZE:number * PAGE_SIZE])
@@ -112,12 +118,7 @@ def _page(request: HtmxHttpRequest, state: PortfolioState) -> Page:
         agreements = agreements_of(number) if count else []
     paginator = CountedPaginator((), PAGE_SIZE, count=count)
     rows = portfolio_rows(agreements=agreements, run=state.run, period=state.month)
-    overdue = overdue_for(agreement_ids=[row.agreement.pk for row in rows], run=state.run)
-    for row in rows:
-        if row.agreement.pk in overdue:
-            row.review_overdue_days = overdue[row.agreement.pk].review_overdue_days
-            row.overdue_actions = overdue[row.agreement.pk].overdue_actions
-    return Page(rows, number, paginator)
+    return Page(rows_overdue(rows, run=state.run, today=today), number, paginator)
 
 
 def _portfolio_state(request: HtmxHttpRequest) -> PortfolioState:
@@ -205,6 +206,8 @@ def portfolio(request: HtmxHttpRequest) -> HttpResponse:
                                                    run=state.run),
         # The two sides' disagreements in the month (dashboards/selectors/reconciliation.py).
         "disagreements": disagreement_count(run=state.run, month=state.month),
+        # Open disputes of the program, whatever their month (dashboards/selectors/disputes.py).
+        "open_disputes": disputes_open_count(disputes=disputes_for(user=request.user)),
         "filters": state.filters, "sort": sort,
         "owner_filter_label": "mine" if state.filters["owner"] == "mine"
         else owner_label.get(state.filters["owner"], ""),
@@ -218,14 +221,6 @@ def portfolio(request: HtmxHttpRequest) -> HttpResponse:
         "type_choices": AgreementType.choices, "stage_choices": Stage.choices,
         "tier_choices": Tier.choices,
         "flag_choices": list(FLAG_LABELS.items()),
-        # The headline cards link to the rows they count (the whole month, no other filter).
-        "card_urls": {
-            **{name: "?" + urlencode({"month": state.month, "flag": name})
-               for name in FLAG_CHOICES},
-            **{tier: "?" + urlencode({"month": state.month, "tier": tier})
-               for tier in Tier.values},
-            "active": "?" + urlencode({"month": state.month, "stage": Stage.ACTIVE}),
-        },
         "owner_choices": [("mine", "Mine"), *((str(pk), name) for pk, name in state.owners)],
         **(_portfolio_figures(state) if state.month else
            {"summary": {}, "tier_figure": None, "score_figure": None}),
@@ -254,16 +249,12 @@ def portfolio_export(request: HtmxHttpRequest) -> StreamingHttpResponse:
                  target=f"portfolio {state.month or 'no month'}",
                  detail={"rows": state.shown.count() if state.month else 0, "sort": state.sort,
                          **{name: value for name, value in state.filters.items() if value}})
-    # Today's overdue reviews of every agreement the user sees: two queries.
-    review_overdue = {pk: overdue.review_overdue_days for pk, overdue in overdue_for(
-        agreement_ids=state.agreements.order_by().values("pk"), run=state.run).items()} \
-        if state.month else {}
+    today = timezone.localdate()
+    shown = with_overdue(shown, today=today)
 
     def rows():
         for agreement in shown.iterator(chunk_size=EXPORT_CHUNK):
-            row = portfolio_row(agreement)
-            row.review_overdue_days = review_overdue.get(agreement.pk, 0)
-            yield row
+            yield rows_overdue([portfolio_row(agreement)], run=state.run, today=today)[0]
 
     lines = iter_csv_lines(header=PORTFOLIO_EXPORT_HEADER,
                            rows=portfolio_export_rows(rows=rows(), period=state.month))
