@@ -14,9 +14,11 @@ from . import (
     months_views,
     openapi,
     portfolio_views,
+    qbr_views,
     reconciliation_views,
     runs_views,
     statements_views,
+    whatif_views,
 )
 from .program import agreements as program_agreements
 from .program import incentives as program_incentives
@@ -38,6 +40,15 @@ urlpatterns = [
          name="agreement_dashboard"),
     path("agreements/<str:code>/print/", agreement_views.agreement_print,
          name="agreement_print"),
+    # The QBR pack of a quarter (both sides, their own agreements): a print page and its PDF;
+    # host managers render many at once into one archive, built by a worker.
+    path("agreements/<str:code>/qbr/", qbr_views.qbr_pack, name="qbr_pack"),
+    path("agreements/<str:code>/qbr.pdf", qbr_views.qbr_pack_pdf, name="qbr_pack_pdf"),
+    path("qbr/", qbr_views.qbr_archives, name="qbr_archives"),
+    path("qbr/jobs/<str:job_id>/", qbr_views.qbr_archive_job, name="qbr_archive_job"),
+    path("qbr/jobs/<str:job_id>/archive.zip", qbr_views.qbr_archive_download,
+         name="qbr_archive_download"),
+    path("qbr/jobs/<str:job_id>/again/", qbr_views.qbr_archive_again, name="qbr_archive_again"),
     path("agreements/<str:code>/kpis.csv", exports_views.agreement_kpis_csv,
          name="agreement_kpis_csv"),
     # One KPI's values of both sides, how they arrived and what replaced them (13 months).
@@ -70,6 +81,10 @@ urlpatterns = [
     path("scoring/runs/start/", runs_views.scoring_run_start, name="scoring_run_start"),
     path("scoring/runs/<int:run_id>/panel/", runs_views.scoring_run_panel,
          name="scoring_run_panel"),
+    # What-if (host managers): simulate changes of targets, weights, tiers and incentives.
+    path("whatif/", whatif_views.whatif, name="whatif"),
+    path("whatif/export.csv", whatif_views.whatif_csv, name="whatif_csv"),
+    path("whatif/save/", whatif_views.whatif_save, name="whatif_save"),
     # Closing months (host staff see, managers close, admins reopen and approve statements).
     path("months/", months_views.months_page, name="months"),
     path("months/close/", months_views.months_close_view, name="months_close"),

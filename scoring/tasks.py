@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from partnerships.queue import TaskQueueUnavailable, task_publish
 
-from . import alerts, closing, services
+from . import alerts, closing, services, whatif
 from .models import ScoringRun
 
 logger = logging.getLogger(__name__)
@@ -187,3 +187,24 @@ def mail_review_overdue_alerts() -> int:
 def mail_weekly_digests() -> int:
     """On beat, weekly: each user's digest of their own agreements, once per ISO week."""
     return alerts.digests_send()
+
+
+# ---- What-if: the period values a simulation reads, prepared with progress ----------------
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def whatif_prepare(job_id: str) -> None:
+    """Read the open months' observations into the what-if's kept period values."""
+    whatif.whatif_job_run(job_id=job_id)
+
+
+def whatif_enqueue() -> str:
+    """Queue the preparation of the what-if's period values; return the job's id. When the
+    queue is down the job is recorded failed and TaskQueueUnavailable is raised."""
+    job_id = whatif.whatif_job_new()
+    try:
+        task_publish(whatif_prepare.si(job_id))
+    except TaskQueueUnavailable as unavailable:
+        whatif.whatif_job_failed(job_id=job_id, error=str(unavailable))
+        raise
+    return job_id

@@ -9,7 +9,7 @@ of `rules.py` over the open months only: the months up to the last closed month 
 (`services.closed_state`). It writes nothing. With no change it gives the published run's
 results to the bit, when that run is current.
 
-Saving (`whatif_save`) applies the same changes through the program's services, each with its
+Saving (`whatif_apply`) applies the same changes through the program's services, each with its
 history and audit event, and records one more audit event with the simulation's summary (tier
 moves and payout difference). The next scoring run then scores the open months with them;
 the closed months keep their frozen results.
@@ -18,6 +18,7 @@ the closed months keep their frozen results.
 import hashlib
 import math
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -334,6 +335,11 @@ def _months() -> Months:
                   periods=_computed_periods(periods=_program_periods(), open_from=open_from))
 
 
+def open_months() -> list[str]:
+    """The months a simulation computes: those after the last closed month."""
+    return _months().periods
+
+
 def whatif_inputs_key(months: Months | None = None) -> str:
     """The cache key of the open months' period values as the observations are now."""
     months = months or _months()
@@ -565,7 +571,7 @@ def _changed_plans(whatif: WhatIf) -> list[tuple[IncentivePlan, dict]]:
     return result
 
 
-def whatif_save(*, whatif: WhatIf, simulation: Simulation, month: str, user,
+def whatif_apply(*, whatif: WhatIf, simulation: Simulation, month: str, user,
                 request: HttpRequest | None = None) -> int:
     """Apply the what-if through the program's services (each change with its history and
     audit event), in one transaction, and record the simulation's summary in one more audit
@@ -605,3 +611,48 @@ def whatif_save(*, whatif: WhatIf, simulation: Simulation, month: str, user,
             detail={"whatif": whatif.described(), "summary": summary, "objects_changed": saved,
                     "run": simulation.run_id, "last_closed": simulation.last_closed})
     return saved
+
+
+# ---- Preparing the period values in a task, with progress --------------------------------
+
+JOB_SECONDS = 3600
+
+
+def _job_key(job_id: str) -> str:
+    return f"whatif:job:{job_id}"
+
+
+def whatif_job_new() -> str:
+    """A new job of preparing the period values, queued: its id (random, not guessable)."""
+    job_id = uuid.uuid4().hex
+    cache.set(_job_key(job_id), {"progress": 0, "stage": "waiting for a worker", "done": False,
+                                 "error": ""}, JOB_SECONDS)
+    return job_id
+
+
+def whatif_job_status(*, job_id: str) -> dict | None:
+    """{progress, stage, done, error} of a job; None when there is no such job (or it expired)."""
+    return cache.get(_job_key(job_id))
+
+
+def whatif_job_run(*, job_id: str) -> None:
+    """Prepare the period values, telling the job's progress; safe to run twice."""
+    key = _job_key(job_id)
+
+    def progress(percent: int, stage: str) -> None:
+        cache.set(key, {"progress": percent, "stage": stage, "done": False, "error": ""},
+                  JOB_SECONDS)
+
+    try:
+        whatif_inputs_prepare(progress=progress)
+    except Exception as error:
+        cache.set(key, {"progress": 100, "stage": "failed", "done": True,
+                        "error": f"{type(error).__name__}: {error}"}, JOB_SECONDS)
+        raise
+    cache.set(key, {"progress": 100, "stage": "done", "done": True, "error": ""}, JOB_SECONDS)
+
+
+def whatif_job_failed(*, job_id: str, error: str) -> None:
+    """Record that a job could not be queued or run."""
+    cache.set(_job_key(job_id), {"progress": 100, "stage": "failed", "done": True,
+                                 "error": error}, JOB_SECONDS)
