@@ -31,6 +31,7 @@ from .models import (
     AgreementKPI,
     AgreementType,
     Category,
+    Dispute,
     GoalType,
     ImportBatch,
     ImportSource,
@@ -386,6 +387,7 @@ def _delete_partnership_data() -> None:
     with connection.cursor() as cursor:
         for model in (ObservationChange, MetricObservation):
             cursor.execute(f"DELETE FROM {connection.ops.quote_name(model._meta.db_table)}")
+    Dispute.objects.all().delete()  # before the batches: a resolved one keeps its correction's
     ImportBatch.objects.all().delete()
     Agreement.objects.all().delete()  # cascades to KPIs, objectives, plans and score results
     KPIDefinition.objects.all().delete()

@@ -24,8 +24,9 @@ month in progress).
 Each step runs in one transaction, is a `DisputeEvent` with who, side and when, and records an
 `AuditAction.DISPUTE` audit event. Once committed, the other side's users are told by e-mail
 (`dispute_mail_send`, queued as a task; sent in-process when the task queue is down), unless
-their `MailPreference.alert_dispute` is off. Refusals raise `PermissionDenied` (the user's side
-or role) or `ValidationError` (the input, by field), with nothing written.
+their `MailPreference.alert_dispute` is off (or the caller passes `notify=False`: the demo).
+Refusals raise `PermissionDenied` (the user's side or role) or `ValidationError` (the input, by
+field), with nothing written.
 """
 
 import datetime as dt
@@ -175,7 +176,8 @@ def dispute_values(dispute: Dispute) -> dict:
 
 
 def _event(*, dispute: Dispute, kind: str, user, side: str, text: str = "",
-           detail: dict | None = None, request: HttpRequest | None = None) -> DisputeEvent:
+           detail: dict | None = None, request: HttpRequest | None = None,
+           notify: bool = True) -> DisputeEvent:
     event = DisputeEvent.objects.create(
         dispute=dispute, kind=kind, user=user, username=user.get_username()[:150], side=side,
         text=text, detail=detail or {},
@@ -188,7 +190,8 @@ def _event(*, dispute: Dispute, kind: str, user, side: str, text: str = "",
         detail={"step": kind, "side": side, "event": event.pk, **(detail or {})},
     )
     program_changed()
-    transaction.on_commit(lambda: _mail_queue(event.pk))
+    if notify:
+        transaction.on_commit(lambda: _mail_queue(event.pk))
     return event
 
 
@@ -219,7 +222,7 @@ def _value_checked(*, kpi: KPIDefinition, value, field: str) -> float | None:
 
 def dispute_open(*, user, agreement: Agreement, kpi: KPIDefinition, month: str, reason: str,
                  proposed_value: float | str | None = None,
-                 request: HttpRequest | None = None) -> Dispute:
+                 request: HttpRequest | None = None, notify: bool = True) -> Dispute:
     """Open a dispute on one agreement, KPI and month, with a reason and optionally the value
     the opener believes right."""
     side = dispute_side_of(user=user, agreement=agreement)
@@ -240,7 +243,7 @@ def dispute_open(*, user, agreement: Agreement, kpi: KPIDefinition, month: str, 
                 reason=reason, proposed_value=proposed,
             )
             _event(dispute=dispute, kind=DisputeEvent.Kind.OPENED, user=user, side=side,
-                   text=reason, request=request,
+                   text=reason, request=request, notify=notify,
                    detail={"proposed_value": proposed, **_values_detail(dispute)})
     except IntegrityError:
         # The constraint `dispute_one_open`: another request opened it first.
@@ -265,7 +268,7 @@ def _open_locked(dispute: Dispute) -> Dispute:
 
 
 def dispute_comment(*, user, dispute: Dispute, text: str,
-                    request: HttpRequest | None = None) -> DisputeEvent:
+                    request: HttpRequest | None = None, notify: bool = True) -> DisputeEvent:
     """Add a comment to an open dispute's thread (either side)."""
     side = dispute_side_of(user=user, agreement=dispute.agreement)
     text = (text or "").strip()
@@ -276,7 +279,7 @@ def dispute_comment(*, user, dispute: Dispute, text: str,
     with transaction.atomic():
         locked = _open_locked(dispute)
         return _event(dispute=locked, kind=DisputeEvent.Kind.COMMENT, user=user, side=side,
-                      text=text, request=request)
+                      text=text, request=request, notify=notify)
 
 
 def dispute_withdraw(*, user, dispute: Dispute, text: str = "",
@@ -297,7 +300,8 @@ def dispute_withdraw(*, user, dispute: Dispute, text: str = "",
 
 
 def dispute_resolve(*, user, dispute: Dispute, resolution: str, value: float | str | None = None,
-                    text: str = "", request: HttpRequest | None = None) -> Dispute:
+                    text: str = "", request: HttpRequest | None = None,
+                    notify: bool = True) -> Dispute:
     """A host manager resolves the dispute: keep the value, take the other side's, or correct it.
 
     A taken or corrected value is written as the source side's month value through the write
@@ -333,7 +337,7 @@ def dispute_resolve(*, user, dispute: Dispute, resolution: str, value: float | s
             status=Dispute.Status.RESOLVED, resolution=resolution, resolved_value=written,
             closed_by=user, closed_at=now, correction_batch=batch)
         _event(dispute=locked, kind=DisputeEvent.Kind.RESOLVED, user=user, side=Side.HOST,
-               text=text, request=request, detail={
+               text=text, request=request, notify=notify, detail={
                    "resolution": resolution, "value": written,
                    "before": values["source_value"],
                    "batch": batch.pk if batch else None})

@@ -18,6 +18,7 @@ from partnerships.demo import (
     demo_data_exists,
     demo_generate,
 )
+from partnerships.demo_disputes import demo_disputes_create
 from scoring.closing import ClosingRefused
 from scoring.demo import demo_closing_reset, demo_months_close, demo_months_summary
 from scoring.services import scoring_run_inline
@@ -130,6 +131,8 @@ class Command(BaseCommand):
             ))
 
     def _score_and_close(self) -> None:
+        # Before the run, so that the resolved dispute's value is scored.
+        self.stdout.write(demo_disputes_create())
         summary = scoring_run_inline(trigger="command")
         self.stdout.write(f"Scored {summary.scorecards:,} scorecards in "
                           f"{summary.seconds:.1f} s.")
