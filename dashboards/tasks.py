@@ -10,6 +10,7 @@ from scoring.models import ScoringRun
 
 from .cache import RUN_CACHE_SECONDS, run_key
 from .program.overdue import portfolio_review_figures
+from .qbr import qbr_archive_build
 from .warm import run_pages_warm
 
 logger = logging.getLogger(__name__)
@@ -41,3 +42,10 @@ def pages_warm() -> str:
         cache.delete(keeping)
     logger.info("Kept the pages of run %s: %s agreements", run.pk, agreements)
     return f"kept {agreements} agreements"
+
+
+@shared_task(ignore_result=True, acks_late=True)
+def qbr_archive(job_id: str) -> str:
+    """Render the QBR packs of a job into one ZIP archive (dashboards/qbr.py); safe to run
+    twice: a job done, or being built with a fresh heartbeat, is left alone."""
+    return qbr_archive_build(job_id=job_id)
