@@ -563,7 +563,8 @@ def _changed_plans(whatif: WhatIf) -> list[tuple[IncentivePlan, dict]]:
     changed, _ = _plans_changed(frame, replace(whatif, agreement_id=None))
     result = []
     for index, plan in enumerate(plans):
-        fields = {f"multiplier_{tier}": Decimal(repr(changed[f"multiplier_{tier}"].iloc[index]))
+        fields = {f"multiplier_{tier}": Decimal(repr(float(changed[f"multiplier_{tier}"]
+                                                           .iloc[index])))
                   .quantize(MULTIPLIER_PLACES) for tier in whatif.multipliers}
         if whatif.baseline is not None:
             fields["baseline_score"] = float(changed["baseline"].iloc[index])
