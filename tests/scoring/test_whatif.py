@@ -41,8 +41,7 @@ MONTHS = ["2025-01", "2025-02", "2025-03", "2025-04", "2025-05", "2025-06"]
 VALUES = ("overall", "rolling", "payout")
 
 
-@pytest.fixture
-def six_months(acme_agreement, globex_agreement, kpis):
+def score_six_months(acme_agreement, globex_agreement, kpis):
     """Two agreements, 2025-01 to 2025-06, scored with the threshold policy (85 / 70,
     hysteresis 2); overall = (revenue score + defect score) / 2 (weights 50 / 50).
 
@@ -68,6 +67,11 @@ def six_months(acme_agreement, globex_agreement, kpis):
     write_observations(rows)
     assert services.scoring_run_inline().status == ScoringRun.Status.SUCCEEDED
     return acme_agreement, globex_agreement
+
+
+@pytest.fixture
+def six_months(acme_agreement, globex_agreement, kpis):
+    return score_six_months(acme_agreement, globex_agreement, kpis)
 
 
 def of(simulation, agreement, month: str) -> pd.Series:

@@ -1,0 +1,138 @@
+"""The what-if page (host managers and admins): the simulation's matrix, payout difference and
+agreements; its progress while the observations are read; the CSV; Save after a confirmation,
+through the services. Partner users never see it."""
+
+import csv
+import io
+
+import pytest
+from django.urls import reverse
+
+from partnerships.models import AgreementKPI, AuditAction, AuditEvent, ProgramChange, Role
+from scoring.whatif import whatif_job_new
+from tests.conftest import make_user
+from tests.scoring.test_whatif import score_six_months
+
+pytestmark = pytest.mark.django_db
+
+LOWER_TARGET = {"scope": "ACME-CM-2025", "kpi": "revenue", "target": "80", "month": "2025-04"}
+
+
+@pytest.fixture
+def six_months(acme_agreement, globex_agreement, kpis):
+    """Acme and Globex over 2025-01 to 2025-06, scored (tests/scoring/test_whatif.py)."""
+    return score_six_months(acme_agreement, globex_agreement, kpis)
+
+
+@pytest.fixture
+def manager_client(client, host_manager):
+    client.force_login(host_manager)
+    return client
+
+
+def test_a_lower_target_shows_the_tier_move_and_the_agreement(manager_client, six_months):
+    response = manager_client.get(reverse("whatif"), LOWER_TARGET)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Months up to" not in page  # nothing closed: every month is simulated
+    # One agreement moves growth → strategic in 2025-04.
+    assert "<strong>1</strong> of 2 agreements change tier in 2025-04" in page
+    assert 'class="num whatif-matrix__moved">1</td>' in page
+    assert "ACME-CM-2025" in page
+    # Acme 2025-04: overall 100 → 110; payouts now 6,375.00.
+    assert "100.0 → 110.0" in page
+    assert "6,375.00 →" in page
+
+
+def test_htmx_gets_the_result_panel_only(manager_client, six_months):
+    response = manager_client.get(reverse("whatif"), LOWER_TARGET, headers={"HX-Request": "true"})
+    page = response.content.decode()
+    assert page.lstrip().startswith('<section id="whatif-result"')
+    assert "<form method=\"get\"" not in page
+
+
+def test_a_refused_change_is_told_beside_nothing_simulated(manager_client, six_months):
+    page = manager_client.get(reverse("whatif"), {
+        "weight_financial": "50", "weight_strategic": "0", "weight_operational": "40",
+        "weight_relationship": "0"}).content.decode()
+    assert "Nothing was simulated" in page
+    assert "add up to 90" in page
+    page = manager_client.get(reverse("whatif"), {"target": "120"}).content.decode()
+    assert "For every KPI at once give a change in percent" in page
+
+
+def test_progress_is_shown_while_the_observations_are_read(manager_client, six_months):
+    job = whatif_job_new()  # queued, not run
+    page = manager_client.get(reverse("whatif"), {**LOWER_TARGET, "job": job}).content.decode()
+    assert "<progress" in page
+    assert 'hx-trigger="every 1s"' in page
+    assert f"job={job}" in page
+
+
+def test_the_comparison_as_csv(manager_client, six_months):
+    response = manager_client.get(reverse("whatif_csv"), LOWER_TARGET)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    text = b"".join(response.streaming_content).decode("utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert len(rows) == 12  # 2 agreements × 6 months
+    acme = [row for row in rows if row["agreement"] == "ACME-CM-2025"]
+    assert [row["period"] for row in acme] == [f"2025-0{month}" for month in range(1, 7)]
+    assert acme[0]["overall_now"] == "70.0000"
+    assert acme[0]["overall_simulated"] == "75.0000"
+    assert acme[3]["tier_now"] == "growth"
+    assert acme[3]["tier_simulated"] == "strategic"
+    # 2025-04: growth 1,250 → strategic 1000 × 1.5 × 1.1 = 1,650.
+    assert (acme[3]["payout_now"], acme[3]["payout_simulated"],
+            acme[3]["payout_difference"]) == ("1250.00", "1650.00", "400.00")
+    globex = [row for row in rows if row["agreement"] == "GLOBEX-REF-2025"]
+    assert globex[0]["payout_now"] == "" and globex[0]["payout_difference"] == ""
+    assert AuditEvent.objects.filter(action=AuditAction.EXPORT,
+                                     target="what-if comparison").exists()
+
+
+def test_the_csv_refuses_a_form_with_errors(manager_client, six_months):
+    assert manager_client.get(reverse("whatif_csv"), {"target": "x"}).status_code == 400
+    assert manager_client.get(reverse("whatif_csv")).status_code == 400
+
+
+def test_save_asks_first_then_saves_through_the_services(manager_client, six_months,
+                                                         host_manager):
+    acme, _ = six_months
+    asked = manager_client.post(reverse("whatif_save"), LOWER_TARGET)
+    assert asked.status_code == 200
+    page = asked.content.decode()
+    assert "Save these changes?" in page
+    assert "1 tier move(s) in 2025-04" in page
+    revenue = AgreementKPI.objects.get(agreement=acme, kpi__code="revenue")
+    assert revenue.target == 100
+    assert not ProgramChange.objects.exists()
+
+    saved = manager_client.post(reverse("whatif_save"), {**LOWER_TARGET, "confirm": "yes"})
+    assert saved.status_code == 302
+    revenue.refresh_from_db()
+    assert revenue.target == 80
+    change = ProgramChange.objects.get()
+    assert change.user == host_manager and change.object_type == "agreement KPI"
+    event = AuditEvent.objects.get(target="What-if saved for ACME-CM-2025")
+    assert event.detail["summary"]["tier_moves"] == 1
+    assert event.detail["summary"]["payout_difference"] == pytest.approx(
+        event.detail["summary"]["payout_simulated"] - event.detail["summary"]["payout_now"])
+
+
+def test_partner_users_never_see_it(client, django_user_model, six_months, acme):
+    viewer = make_user(django_user_model, "acme-editor", Role.PARTNER_EDITOR, acme)
+    client.force_login(viewer)
+    assert client.get(reverse("whatif"), LOWER_TARGET).status_code == 404
+    assert client.get(reverse("whatif_csv"), LOWER_TARGET).status_code == 404
+    assert client.post(reverse("whatif_save"), {**LOWER_TARGET, "confirm": "yes"}
+                       ).status_code == 404
+    assert AgreementKPI.objects.get(agreement__code="ACME-CM-2025",
+                                    kpi__code="revenue").target == 100
+
+
+def test_host_admins_may_use_it_and_anonymous_visitors_log_in(client, django_user_model,
+                                                               six_months):
+    assert client.get(reverse("whatif")).status_code == 302
+    client.force_login(make_user(django_user_model, "admin", Role.HOST_ADMIN))
+    assert client.get(reverse("whatif"), LOWER_TARGET).status_code == 200
