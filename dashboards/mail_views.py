@@ -23,9 +23,9 @@ from partnerships.models import MailPreference
 from .http import HtmxHttpRequest
 
 HELP = {
-    "digest": "Every Monday morning: score and tier moves of your agreements, new at-risk, "
-              "your side's actions due or overdue, reviews coming up or overdue, open disputes. "
-              "Not sent when there is nothing to say.",
+    "digest": "Once a week, on Monday morning: score and tier moves of your agreements, "
+              "new at-risk, your side's actions due or overdue, reviews coming up or overdue, "
+              "open disputes. Not sent when there is nothing to say.",
     "alert_at_risk": "After a scoring run: an agreement of yours is newly at risk.",
     "alert_tier": "After a scoring run: an agreement of yours moved to another tier.",
     "alert_action": "An action is assigned to your side.",
@@ -39,6 +39,23 @@ class MailPreferencesForm(forms.ModelForm):
         model = MailPreference
         fields = PREFERENCE_FIELDS
         help_texts = HELP
+        labels = {
+            "digest": "Weekly digest",
+            "alert_at_risk": "An agreement is newly at risk",
+            "alert_tier": "An agreement's tier changed",
+            "alert_action": "An action is assigned to my side",
+            "alert_review_overdue": "A review is overdue",
+            "alert_dispute": "A dispute is opened, answered or resolved",
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            field.template_name = "forms/field_check_help.html"
+
+    @property
+    def alert_fields(self):
+        return [self[name] for name in PREFERENCE_FIELDS if name != "digest"]
 
 
 @never_cache
