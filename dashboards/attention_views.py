@@ -37,6 +37,7 @@ from .selectors.attention import (
     attention_sorted,
     attention_worklist,
 )
+from .templatetags.numbers import count_text
 
 MINE, EVERYONE = "mine", "all"
 SORT_LABELS = {
@@ -108,19 +109,19 @@ def reason_links(row: AttentionRow, *, month: str, manager: bool,
     details = {
         AT_RISK: (f"At risk in {month}", monthly),
         INCOMPLETE: (f"Incomplete in {month}", monthly),
-        REVIEW_OVERDUE: (f"Review overdue by {facts.review_overdue_days} "
+        REVIEW_OVERDUE: (f"Review overdue by {count_text(facts.review_overdue_days)} "
                          f"day{'s' if facts.review_overdue_days != 1 else ''}", reviews),
         ACTIONS_OVERDUE: ("Actions overdue: " + ", ".join(
-            f"{count} {'host' if side == 'host' else 'partner'}"
+            f"{count_text(count)} {'host' if side == 'host' else 'partner'}"
             for side, count in sorted(actions.items())), reviews),
         STALE_DATA: ("Stale data: " + ", ".join(
             f"{code} since {missing}" for code, missing in facts.stale_kpis),
             reverse("import_upload") if uploader else dashboard),
-        OPEN_DISPUTES: (f"{facts.open_disputes} open dispute"
+        OPEN_DISPUTES: (f"{count_text(facts.open_disputes)} open dispute"
                         f"{'s' if facts.open_disputes != 1 else ''}", _disputes_url(agreement)),
         TIER_CHANGED: (f"Tier {facts.previous_tier} → {facts.tier} in {month}", monthly),
         OBJECTIVES: ("Objectives: " + ", ".join(
-            f"{count} {status.replace('_', ' ')}"
+            f"{count_text(count)} {status.replace('_', ' ')}"
             for status, count in sorted(facts.objectives.items())),
             reverse("program_objectives", args=[agreement.code]) if manager else dashboard),
         RENEWAL_DUE: (f"Renewal due: ends {agreement.end_date:%Y-%m-%d}"

@@ -18,6 +18,7 @@ def money_cell(value: float | None) -> str:
 PORTFOLIO_EXPORT_HEADER = [
     "period", "partner", "agreement", "title", "type", "stage", "owner", "tier", "tier_move",
     "overall", "rolling", "coverage", "flags", "payout", "currency", "trend_change",
+    "review_overdue_days", "overdue_actions",
 ]
 
 
@@ -43,6 +44,8 @@ def portfolio_export_rows(*, rows: Iterable[PortfolioRow], period: str) -> Itera
             money_cell(card.payout if card is not None else None),
             row.currency,
             format_number(row.trend_change),
+            str(row.review_overdue_days),
+            str(row.overdue_actions),
         ]
 
 

@@ -23,10 +23,10 @@ from .selectors.portfolio import portfolio_rows
 HOME_LINKS = 20
 
 
-def _attention_counts(request: HtmxHttpRequest, agreements) -> dict:
+def _attention_counts(request: HtmxHttpRequest, agreements, *, run) -> dict:
     mine = agreements.filter(owner=request.user)
     scope = "mine" if membership_of(request.user).is_host and mine.exists() else "all"
-    worklist = attention_worklist(agreements=mine if scope == "mine" else agreements)
+    worklist = attention_worklist(agreements=mine if scope == "mine" else agreements, run=run)
     counts = worklist.counts()
     return {"total": len(worklist.rows), "scope": scope, "checked": worklist.checked,
             "reasons": [(reason, REASON_LABELS[reason], counts[reason])
@@ -45,15 +45,16 @@ def home(request: HtmxHttpRequest) -> HttpResponse:
         "stage_figure": agreements_by_stage_figure(counts=counts) if total else None,
         # The overdue actions the user's own side owns (dashboards/program/overdue.py).
         "overdue_actions": home_overdue_actions(user=request.user) if total else None,
+    }
+    run = ScoringRun.objects.current() if total else None
+    if total:
         # What needs attention (the worklist's counts): a host manager's own agreements when
         # they own some, else everyone's; a partner's users their own.
-        "attention": _attention_counts(request, agreements) if total else None,
-    }
+        context["attention"] = _attention_counts(request, agreements, run=run)
     if membership is not None and not membership.is_host and total:
         # A partner's users see each of their own agreements as a card: the numbers of the
         # month a page opens on (the latest that has ended), the same stored values as every
         # other page.
-        run = ScoringRun.objects.current()
         month = month_default(run.periods) if run is not None else ""
         context.update(partner_home=True, run=run, month=month, agreement_cards=portfolio_rows(
             agreements=agreements, run=run, period=month))

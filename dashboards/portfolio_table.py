@@ -15,7 +15,7 @@ from partnerships.models import AgreementType, Stage
 
 from . import charts
 from .selectors.rows import TIER_LABELS, PortfolioRow
-from .templatetags.numbers import money_text, score_text, share_text
+from .templatetags.numbers import count_text, money_text, score_text, share_text
 
 TYPE_LABELS = dict(AgreementType.choices)
 STAGE_LABELS = {value: label.lower() for value, label in Stage.choices}
@@ -48,6 +48,20 @@ def _flags_cell(row: PortfolioRow) -> str:
     return "".join(FLAG_BADGES[flag] for flag in flags)
 
 
+def _overdue_cell(row: PortfolioRow) -> str:
+    days, actions = row.review_overdue_days, row.overdue_actions
+    if not days and not actions:
+        return '<span class="muted">—</span>'
+    parts = []
+    if days:
+        parts.append(f'<span class="badge flag-overdue">review {count_text(days)} '
+                     f'day{"s" if days != 1 else ""}</span>')
+    if actions:
+        parts.append(f'<span class="badge flag-overdue">{count_text(actions)} action'
+                     f'{"s" if actions != 1 else ""}</span>')
+    return " ".join(parts)
+
+
 def _or_dash(text: str) -> str:
     return escape(text) if text else "—"
 
@@ -76,6 +90,7 @@ def portfolio_row_html(row: PortfolioRow, *, month: str) -> SafeString:
         f'{escape(coverage) + " %" if coverage else "—"}</td>'
         f'<td data-label="Flags">{_flags_cell(row)}</td>'
         f'<td class="num" data-label="Payout">{_or_dash(money_text(row.payout))}</td>'
+        f'<td data-label="Overdue">{_overdue_cell(row)}</td>'
         "</tr>"
     )
 

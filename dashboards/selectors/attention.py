@@ -8,11 +8,10 @@ observation, the objectives and their published actuals, the program settings).
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from partnerships.models import (
-    ActionItem,
     Agreement,
     AgreementKPI,
     Dispute,
@@ -20,9 +19,10 @@ from partnerships.models import (
     MetricObservation,
     Objective,
     ProgramSettings,
+    Side,
 )
 from partnerships.months import month_shift
-from partnerships.reviews import OPEN_STATUSES, UNREVIEWED_STAGES
+from partnerships.reviews import UNREVIEWED_STAGES, review_status
 from scoring.attention import (
     REASONS,
     AttentionFacts,
@@ -32,9 +32,10 @@ from scoring.attention import (
 from scoring.models import Scorecard, ScoringRun
 from scoring.objectives import AT_RISK, OVERDUE
 
-from ..program.overdue import overdue_for
+from ..program.overdue import current_tiers
 from ..program.progress import objectives_progress
 from .months import month_default
+from .portfolio import last_held_review, overdue_actions_count
 
 ATTENTION_SORTS = ("reasons", "agreement", "partner", "owner", "review", "ends")
 
@@ -103,18 +104,6 @@ def _month_cards(*, agreements: QuerySet[Agreement], run: ScoringRun | None,
     }
 
 
-def _overdue_actions(*, agreements: QuerySet[Agreement],
-                     today: dt.date) -> dict[int, dict[str, int]]:
-    """Overdue actions by agreement and owner side: one query."""
-    result: dict[int, dict[str, int]] = {}
-    for agreement_id, side, count in _semi_join(
-            ActionItem.objects.filter(status__in=OPEN_STATUSES, due_date__lt=today),
-            agreements).order_by().values("agreement_id", "owner_side").annotate(
-            count=Count("pk")).values_list("agreement_id", "owner_side", "count"):
-        result.setdefault(agreement_id, {})[side] = count
-    return result
-
-
 def _open_disputes(*, agreements: QuerySet[Agreement]) -> dict[int, int]:
     return dict(_semi_join(Dispute.objects.filter(status=DisputeStatus.OPEN), agreements)
                 .order_by().values("agreement_id").annotate(count=Count("pk"))
@@ -157,15 +146,17 @@ def attention_worklist(*, agreements: QuerySet[Agreement], run: ScoringRun | Non
         run = ScoringRun.objects.current()
     month = month_default(run.periods) if run is not None else ""
     stale_after_days = ProgramSettings.current().stale_after_days
-    listed = list(agreements.select_related("partner", "owner").order_by("code"))
+    # The last held review and the overdue actions of each side, in the same query.
+    listed = list(agreements.select_related("partner", "owner").annotate(
+        _last_held_review=last_held_review(),
+        **{f"_overdue_{side}": overdue_actions_count(today=today, side=side)
+           for side in Side.values}).order_by("code"))
     if not listed:
         return Worklist(rows=[], month=month, today=today, stale_after_days=stale_after_days,
                         checked=0)
     cards = _month_cards(agreements=agreements, run=run, month=month)
     previous = month_shift(month, -1) if month else ""
-    reviews = overdue_for(agreement_ids=agreements.order_by().values("pk"), today=today,
-                          run=run)
-    actions = _overdue_actions(agreements=agreements, today=today)
+    tiers = current_tiers(run=run)
     disputes = _open_disputes(agreements=agreements)
     objectives = _objective_counts(agreements=agreements, run=run, today=today)
     starts = {agreement.pk: agreement for agreement in listed}
@@ -184,13 +175,15 @@ def attention_worklist(*, agreements: QuerySet[Agreement], run: ScoringRun | Non
         pk = agreement.pk
         card = cards.get((pk, month))
         card_before = cards.get((pk, previous))
-        review = reviews.get(pk)
+        review_due, review_overdue_days = review_status(
+            stage=agreement.stage, start=agreement.start_date, cadence=agreement.review_cadence,
+            tier=tiers.get(pk, ""), last_review=agreement._last_held_review, today=today)
         facts = AttentionFacts(
             stage=agreement.stage, end=agreement.end_date,
             at_risk=bool(card and card[0]), incomplete=bool(card and card[1]),
-            review_overdue_days=review.review_overdue_days if review else 0,
-            review_due=review.review_due if review else None,
-            overdue_actions=actions.get(pk, {}),
+            review_overdue_days=review_overdue_days, review_due=review_due,
+            overdue_actions={side: getattr(agreement, f"_overdue_{side}")
+                             for side in Side.values if getattr(agreement, f"_overdue_{side}")},
             stale_kpis=sorted(stale.get(pk, [])),
             open_disputes=disputes.get(pk, 0),
             tier=card[3] if card else "", previous_tier=card_before[3] if card_before else "",

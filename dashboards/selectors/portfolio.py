@@ -1,6 +1,8 @@
 """The portfolio: the table's rows, filtered and sorted by the database, and its headline
 figures and charts."""
 
+import datetime as dt
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from django.db import connections
@@ -23,13 +25,24 @@ from django.db.models import (
     When,
 )
 from django.db.models.functions import Coalesce, Collate, Concat, Lower, NullIf, Trim
+from django.utils import timezone
 from django.utils.safestring import mark_safe
 
-from partnerships.models import Agreement, AgreementType, Stage, Tier
+from partnerships.models import (
+    ActionItem,
+    Agreement,
+    AgreementType,
+    Review,
+    ReviewStatus,
+    Stage,
+    Tier,
+)
+from partnerships.reviews import OPEN_STATUSES, review_status
 from scoring.models import Scorecard, ScoringRun, run_results_q
 
 from .. import charts
 from ..cache import run_cached, run_cached_each
+from ..program.overdue import current_tiers
 from ..templatetags.numbers import change_sign
 from .months import TREND_MONTHS, month_range, month_shift
 from .rows import (
@@ -43,10 +56,54 @@ from .rows import (
 )
 
 PORTFOLIO_SORTS = ("partner", "agreement", "type", "stage", "owner", "tier", "overall",
-                   "rolling", "trend", "coverage", "flags", "payout")
+                   "rolling", "trend", "coverage", "flags", "payout", "review", "actions")
 
 
-FLAG_CHOICES = ("at_risk", "incomplete")
+# The flags of the month's scorecard, and what is overdue today (dashboards/program/overdue.py).
+CARD_FLAGS = ("at_risk", "incomplete")
+FLAG_CHOICES = (*CARD_FLAGS, "review_overdue", "actions_overdue")
+
+
+def with_overdue(queryset: QuerySet[Agreement], *, today: dt.date) -> QuerySet[Agreement]:
+    """Agreements with the date of their last held review (`_last_held_review`) and their
+    overdue actions (`_overdue_actions`) as columns: an index lookup each, in the same query."""
+    annotations = {"_last_held_review": last_held_review()}
+    if "_overdue_actions" not in queryset.query.annotations:
+        annotations["_overdue_actions"] = overdue_actions_count(today=today)
+    return queryset.annotate(**annotations)
+
+
+def rows_overdue(rows: list[PortfolioRow], *, run, today: dt.date) -> list[PortfolioRow]:
+    """Rows of `with_overdue` agreements with their review's days overdue today (the rules of
+    partnerships.reviews, with each agreement's current tier) and their overdue actions."""
+    tiers = current_tiers(run=run)
+    for row in rows:
+        agreement = row.agreement
+        row.review_overdue_days = review_status(
+            stage=agreement.stage, start=agreement.start_date, cadence=agreement.review_cadence,
+            tier=tiers.get(agreement.pk, ""), last_review=agreement._last_held_review,
+            today=today)[1]
+        row.overdue_actions = agreement._overdue_actions or 0
+    return rows
+
+
+def last_held_review() -> Subquery:
+    """The date of an agreement's last held review (planned ones do not count): correlated."""
+    return Subquery(Review.objects.filter(agreement_id=OuterRef("pk"), status=ReviewStatus.HELD)
+                    .order_by("-held_on").values("held_on")[:1])
+
+
+def overdue_actions_count(*, today: dt.date, side: str = "") -> Subquery:
+    """An agreement's open actions (of `side`, or either) due before `today`: a correlated
+    count."""
+    actions = ActionItem.objects.filter(agreement_id=OuterRef("pk"), status__in=OPEN_STATUSES,
+                                        due_date__lt=today)
+    if side:
+        actions = actions.filter(owner_side=side)
+    return Coalesce(Subquery(
+        actions
+        .order_by().values("agreement_id").annotate(count=Count("pk")).values("count")[:1],
+        output_field=IntegerField()), Value(0))
 
 
 class RowCards(NamedTuple):
@@ -192,8 +249,17 @@ def _trend_annotations(*, run, period: str, trend_months: int = TREND_MONTHS) ->
     }
 
 
-def _sort_annotations(*, column: str, run, period: str, using: str) -> dict:
+def _sort_annotations(*, column: str, run, period: str, using: str,
+                      review_overdue: dict[int, int]) -> dict:
     """`_sort`: the value of `column` the table sorts by, NULL where it is missing."""
+    if column == "review":
+        # Days overdue, from the review rules applied in Python (few agreements are overdue);
+        # 0 when not overdue, like a row without flags.
+        days = [When(pk=pk, then=Value(value)) for pk, value in review_overdue.items() if value]
+        return {"_sort": Case(*days, default=Value(0), output_field=IntegerField())
+                if days else Value(0, output_field=IntegerField())}
+    if column == "actions":
+        return {"_sort": F("_overdue_actions")}
     if column == "trend":
         return {**_trend_annotations(run=run, period=period), "_sort": F("_trend")}
     if column == "partner":
@@ -231,24 +297,37 @@ def _sort_annotations(*, column: str, run, period: str, using: str) -> dict:
 PORTFOLIO_COLUMNS = (
     "code", "title", "type", "stage", "partner_id", "owner_id", "partner__name",
     "owner__first_name", "owner__last_name", "owner__username", "incentive_plan__currency",
+    "start_date", "review_cadence",
 )
 
 
 def portfolio_queryset(*, agreements: QuerySet[Agreement], run, period: str, sort: str,
-                       type: str = "", stage: str = "", tier: str = "", flag: str = "",
-                       search: str = "", owner_id: int | None = None) -> QuerySet[Agreement]:
+                       type: str = "", stage: str = "", tier: str = "",
+                       flag: str | Sequence[str] = "", search: str = "",
+                       owner_id: int | None = None, review_overdue: dict[int, int] | None = None,
+                       today: dt.date | None = None) -> QuerySet[Agreement]:
     """The agreements of the table, filtered and sorted by the database: count it and slice
     it for a page; partner, owner and incentive plan are joined, with only the columns the
     table, the home page's cards and the CSV show (PORTFOLIO_COLUMNS).
 
+    `flag`: one flag of FLAG_CHOICES or several (rows with any of them); `review_overdue` the
+    days each agreement's review is overdue today (`overdue_for`), needed to filter or sort
+    by it; overdue actions are counted by the database as of `today`.
+
     Sorted by a column of PORTFOLIO_SORTS ('-' first for descending), ties by code in the same
     direction, missing values last by code; exactly as `portfolio_sort` sorts rows."""
+    flags = [flag] if isinstance(flag, str) else list(flag)
+    flags = [name for name in FLAG_CHOICES if name in flags]
+    review_overdue = review_overdue or {}
     queryset = (agreements.select_related("partner", "owner", "incentive_plan")
                 .only(*PORTFOLIO_COLUMNS))
     column = sort.lstrip("-")
     if column not in PORTFOLIO_SORTS:
         column, sort = "agreement", "agreement"
-    if tier or flag in FLAG_CHOICES or column in CARD_SORTS:
+    if "actions_overdue" in flags or column == "actions":
+        queryset = queryset.annotate(
+            _overdue_actions=overdue_actions_count(today=today or timezone.localdate()))
+    if tier or set(flags) & set(CARD_FLAGS) or column in CARD_SORTS:
         # Only then: joining every agreement's scorecard before the page is cut off costs
         # more than reading the page's fifty afterwards.
         queryset = with_month_cards(queryset, run=run, period=period, previous=False)
@@ -264,11 +343,20 @@ def portfolio_queryset(*, agreements: QuerySet[Agreement], run, period: str, sor
                                    | Q(title__icontains=needle))
     if tier:
         queryset = queryset.filter(_card_tier=tier)
-    if flag in FLAG_CHOICES:
-        queryset = queryset.filter(**{f"_card_{flag}": True})
+    if flags:
+        any_flag = Q()
+        for name in flags:
+            if name in CARD_FLAGS:
+                any_flag |= Q(**{f"_card_{name}": True})
+            elif name == "actions_overdue":
+                any_flag |= Q(_overdue_actions__gt=0)
+            else:
+                any_flag |= Q(pk__in=[pk for pk, days in review_overdue.items() if days])
+        queryset = queryset.filter(any_flag)
     code = _bytewise(F("code"), using=queryset.db)
     queryset = queryset.annotate(**_sort_annotations(column=column, run=run, period=period,
-                                                     using=queryset.db))
+                                                     using=queryset.db,
+                                                     review_overdue=review_overdue))
     if sort.startswith("-"):
         return queryset.order_by(
             F("_sort").desc(nulls_last=True),
@@ -277,11 +365,14 @@ def portfolio_queryset(*, agreements: QuerySet[Agreement], run, period: str, sor
     return queryset.order_by(F("_sort").asc(nulls_last=True), code.asc())
 
 
-def portfolio_export_queryset(*, queryset: QuerySet[Agreement], run,
-                              period: str) -> QuerySet[Agreement]:
-    """The table's query with the month's and the month before's scorecards joined and the
-    trend change as a column."""
+def portfolio_export_queryset(*, queryset: QuerySet[Agreement], run, period: str,
+                              today: dt.date | None = None) -> QuerySet[Agreement]:
+    """The table's query with the month's and the month before's scorecards joined, the
+    overdue actions of today and the trend change as columns."""
     queryset = with_month_cards(queryset, run=run, period=period)
+    if "_overdue_actions" not in queryset.query.annotations:
+        queryset = queryset.annotate(
+            _overdue_actions=overdue_actions_count(today=today or timezone.localdate()))
     if "_trend" in queryset.query.annotations:
         return queryset
     return queryset.annotate(**_trend_annotations(run=run, period=period))
@@ -298,7 +389,8 @@ def portfolio_row(agreement: Agreement) -> PortfolioRow:
             column: getattr(agreement, f"_previous_{column}", None) if column in
             PREVIOUS_CARD_COLUMNS else MONTH_CARD_DEFAULTS[column] for column in CARD_COLUMNS})
     return PortfolioRow(agreement=agreement, scorecard=card, previous=previous,
-                        change=getattr(agreement, "_trend", None))
+                        change=getattr(agreement, "_trend", None),
+                        overdue_actions=getattr(agreement, "_overdue_actions", 0) or 0)
 
 
 def portfolio_overview(*, agreements: QuerySet[Agreement]) -> dict:

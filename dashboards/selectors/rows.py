@@ -49,6 +49,10 @@ class PortfolioRow:
     change: float | None = None
     # The trend as inline SVG, drawn with the row's scorecards (charts.sparkline_svg).
     sparkline_svg: str = ""
+    # Today's overdue review (days past due, 0 when not overdue) and overdue actions of
+    # either side (dashboards/program/overdue.py).
+    review_overdue_days: int = 0
+    overdue_actions: int = 0
 
     @property
     def tier(self) -> str:
