@@ -175,6 +175,10 @@ def measure(args, env: dict) -> None:
                                                  agreement__incentive_plan__isnull=False)
             .order_by("agreement__code").values_list("agreement__code", flat=True).first())
     agreement_kpis = Agreement.objects.get(code=code).agreement_kpis.count()
+    # A KPI both sides report when there is one: its history has both sides' values.
+    history_kpi = (Agreement.objects.get(code=code).agreement_kpis
+                   .order_by("-kpi__source", "kpi__code").values_list("kpi__code", flat=True)
+                   .first())
     manager = get_user_model().objects.get(username="manager")
     client = Client()
     client.force_login(manager)
@@ -189,6 +193,9 @@ def measure(args, env: dict) -> None:
         (f"agreement dashboard, htmx month change to {earlier}", f"/agreements/{code}/",
          {"query_params": {"month": earlier}, "headers": {"HX-Request": "true"}}),
         ("agreement print view", f"/agreements/{code}/print/", {}),
+        (f"KPI history panel of {history_kpi} (htmx, 13 months)",
+         f"/agreements/{code}/kpis/{history_kpi}/history/",
+         {"query_params": {"month": run.last_period}, "headers": {"HX-Request": "true"}}),
         ("portfolio, first view (cache emptied)", "/portfolio/", {"cold": True}),
         ("portfolio, first view after the run's warm-up task", "/portfolio/",
          {"warmed": True}),

@@ -376,8 +376,9 @@ def test_flags_are_explained_beside_the_exit_criteria(client, acme_viewer, plann
     assert "Exit after two reviews below the floor." in response.text
 
 
-def test_recent_imports_are_scoped_to_the_users_side(client, acme_viewer, host_manager,
-                                                     scored, acme, kpis):
+def test_recent_imports_show_both_sides_imports_of_the_agreement(client, acme_viewer,
+                                                                 host_manager, scored, acme,
+                                                                 kpis):
     from partnerships.models import ImportBatch
 
     acme_agreement = scored[0]
@@ -386,8 +387,12 @@ def test_recent_imports_are_scoped_to_the_users_side(client, acme_viewer, host_m
     ImportBatch.objects.filter(pk=batch.pk).update(partner=acme, file_name="acme-march.csv")
     client.force_login(acme_viewer)
     partner_view = client.get(url(acme_agreement.code))
-    assert [item.pk for item in partner_view.context["recent_imports"]] == [batch.pk]
+    # The host's import that wrote the agreement's values too, by the "host team".
+    recent = partner_view.context["recent_imports"]
+    assert len(recent) == 2 and recent[0].pk == batch.pk and recent[1].partner_id is None
     assert reverse("import_batch", args=[batch.pk]) in partner_view.text
+    assert "by the host team" in partner_view.text
+    assert "No import has written" not in partner_view.text
     client.force_login(host_manager)
     host_view = client.get(url(acme_agreement.code))
     assert len(host_view.context["recent_imports"]) == 2
