@@ -435,6 +435,28 @@ FRESH_GLOBEX_DISPUTE_ID = Value(lambda w, p: _fresh_globex_dispute(w))
 FRESH_HOST_OPENED_GLOBEX_DISPUTE_ID = Value(lambda w, p: _fresh_globex_dispute(w, "host"))
 
 
+def _qbr_job(world: "World") -> str:
+    """A finished archive job of Globex's pack, started by the host manager."""
+    from django.core.cache import cache
+    from django.core.files.storage import default_storage
+
+    from dashboards.qbr import qbr_job_create
+    from dashboards.selectors.qbr import Quarter
+
+    job = qbr_job_create(user=world.users[HOST_MANAGER],
+                         agreement_ids=[world.globex_agreement.pk], quarter=Quarter(2025, 1))
+    name = default_storage.save(f"qbr/{job['id']}/QBR-packs-2025-Q1.zip",
+                                ContentFile(b"PK\x05\x06" + bytes(18)))
+    job.update(status="done", done=1, file=name)
+    cache.set(f"qbr-job:{job['id']}", job, 600)
+    return job["id"]
+
+
+QBR_JOB_ID = Value(lambda w, p: _qbr_job(w), missing="0" * 32)
+QUARTER = Value(lambda w, p: "2025-Q1", missing="2025-Q1")
+GLOBEX_AGREEMENT_ID = Value(lambda w, p: str(w.globex_agreement.pk))
+
+
 def _planned_review(agreement: Agreement, text: str) -> Review:
     return Review.objects.create(
         agreement=agreement, kind="quarterly_strategy", status="planned",
@@ -523,6 +545,17 @@ ROUTES: dict[str, Route] = {
     "ecosystem": Route(roles=HOST, htmx=True, missing=None),
     "agreement_dashboard": Route(roles=SIGNED_IN, htmx=True, path={"code": GLOBEX_CODE}),
     "agreement_print": Route(roles=SIGNED_IN, path={"code": GLOBEX_CODE}),
+    # The QBR pack (both sides, their own agreements) and the archives of many packs (host
+    # managers; a job is any host manager's, identified by a random id).
+    "qbr_pack": Route(roles=SIGNED_IN, path={"code": GLOBEX_CODE}, query={"quarter": QUARTER}),
+    "qbr_pack_pdf": Route(roles=SIGNED_IN, path={"code": GLOBEX_CODE},
+                          query={"quarter": QUARTER}),
+    "qbr_archives": Route(roles=MANAGERS, methods=("GET", "POST"), missing=None,
+                          body={"quarter": QUARTER, "agreements": GLOBEX_AGREEMENT_ID}),
+    "qbr_archive_job": Route(roles=MANAGERS, htmx=True, path={"job_id": QBR_JOB_ID}),
+    "qbr_archive_download": Route(roles=MANAGERS, path={"job_id": QBR_JOB_ID}),
+    "qbr_archive_again": Route(roles=MANAGERS, methods=("GET", "POST"),
+                               path={"job_id": QBR_JOB_ID}),
     "agreement_kpis_csv": Route(roles=SIGNED_IN, path={"code": GLOBEX_CODE}),
     # A KPI's history (both sides' values, imports, changes): Globex's answers as a missing one.
     "agreement_kpi_history": Route(roles=SIGNED_IN, htmx=True, query={"month": "2025-02"},
@@ -572,6 +605,13 @@ ROUTES: dict[str, Route] = {
     "scoring_run_start": Route(roles=MANAGERS, methods=("POST",), htmx=True),
     "scoring_run_panel": Route(
         roles=HOST, htmx=True, path={"run_id": Value(lambda w, p: str(w.run_id))}),
+    # What-if: host managers and admins simulate (GET, writes nothing), download, and save.
+    "whatif": Route(roles=MANAGERS, htmx=True, missing=None,
+                    query={"scope": GLOBEX_CODE, "target": "+10%"}),
+    "whatif_csv": Route(roles=MANAGERS, missing=400,
+                        query={"scope": GLOBEX_CODE, "target": "+10%"}),
+    "whatif_save": Route(roles=MANAGERS, methods=("POST",), htmx=True, missing=None,
+                         body={"scope": GLOBEX_CODE, "target": "+10%", **CONFIRMED}),
     # Closing months: host staff see, managers close, admins reopen and approve statements.
     "months": Route(roles=HOST, missing=None),
     "months_close": Route(roles=MANAGERS, methods=("POST",), htmx=True, missing=None,
