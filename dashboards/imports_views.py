@@ -159,12 +159,13 @@ def kpi_checks(preview: MetricFilePreview, *, side: str) -> list[dict]:
     for item in items:
         warning = ""
         if item["other_side"]:
-            other = Side.HOST if item["source"] == Side.PARTNER else Side.PARTNER
-            warning = (f"{count_text(item['other_side'])} value"
-                       f"{'s' if item['other_side'] != 1 else ''} of {item['kpi']} "
-                       f"{'are' if item['other_side'] != 1 else 'is'} {other.label.lower()} "
-                       f"value{'s' if item['other_side'] != 1 else ''}; the "
-                       f"{Side(item['source']).label.lower()}'s count.")
+            other = (Side.HOST if item["source"] == Side.PARTNER else Side.PARTNER).label.lower()
+            counted = f"the {Side(item['source']).label.lower()}'s count."
+            if item["other_side"] == 1:
+                warning = f"1 value of {item['kpi']} is a {other} value; {counted}"
+            else:
+                warning = (f"{count_text(item['other_side'])} values of {item['kpi']} are "
+                           f"{other} values; {counted}")
         checked.append({**item, "warning": warning})
     return checked
 
