@@ -87,7 +87,9 @@ INCENTIVE_OPTIONAL = ("currency", "baseline", "multipliers")
 MULTIPLIER_DEFAULTS = {
     "transactional": Decimal("1.0"), "growth": Decimal("1.25"), "strategic": Decimal("1.5"),
 }
-SCORING_OPTIONAL = ("tier_policy", "thresholds", "hysteresis")
+SCORING_OPTIONAL = ("tier_policy", "thresholds", "hysteresis", "stale_after_days")
+# Days after a month's end without a KPI's value before the data is stale (needs attention).
+STALE_AFTER_DAYS_DEFAULT, STALE_AFTER_DAYS_MAX = 45, 366
 THRESHOLD_DEFAULTS = {"strategic": 85.0, "growth": 70.0}
 
 # A KPI that does not say its type of value gets the one its unit implies (the migration that
@@ -843,6 +845,14 @@ def _check_scoring(raw: Any, reader: _Reader) -> dict:
             "scoring.hysteresis",
             f"must be a whole number of months from 1 to {SMALLINT_MAX}, got {hysteresis}",
         )
+    stale_after_days = reader.whole("scoring", scoring, "stale_after_days",
+                                    default=STALE_AFTER_DAYS_DEFAULT)
+    if stale_after_days is not INVALID and not 1 <= stale_after_days <= STALE_AFTER_DAYS_MAX:
+        reader.add(
+            "scoring.stale_after_days",
+            f"must be a whole number of days from 1 to {STALE_AFTER_DAYS_MAX}, "
+            f"got {stale_after_days}",
+        )
     return {
         "tier_policy": reader.choice(
             "scoring", scoring, "tier_policy", TierPolicy, what="tier policy",
@@ -851,6 +861,7 @@ def _check_scoring(raw: Any, reader: _Reader) -> dict:
         "strategic_threshold": strategic,
         "growth_threshold": growth,
         "hysteresis": hysteresis,
+        "stale_after_days": stale_after_days,
     }
 
 

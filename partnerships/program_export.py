@@ -24,7 +24,12 @@ from .models import (
     ProgramSettings,
     ToleranceKind,
 )
-from .program import MULTIPLIER_DEFAULTS, TERM_FIELDS, _ProgramYamlLoader
+from .program import (
+    MULTIPLIER_DEFAULTS,
+    STALE_AFTER_DAYS_DEFAULT,
+    TERM_FIELDS,
+    _ProgramYamlLoader,
+)
 
 
 class _Flow(dict):
@@ -89,6 +94,9 @@ def _settings(settings: ProgramSettings) -> dict:
         "thresholds": _Flow(strategic=_number(settings.strategic_threshold),
                             growth=_number(settings.growth_threshold)),
         "hysteresis": settings.hysteresis,
+        # Written only when not the default, so files that never set it stay as they were.
+        **_optional(stale_after_days=settings.stale_after_days
+                    if settings.stale_after_days != STALE_AFTER_DAYS_DEFAULT else None),
     }
 
 
