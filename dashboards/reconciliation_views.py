@@ -37,7 +37,7 @@ DEFAULT_SORT = "agreement"
 COLUMNS = (
     ("agreement", "Agreement"), ("partner", "Partner"), ("kpi", "KPI"), ("month", "Month"),
     ("source", "Source of truth's value"), ("other", "Other side's value"),
-    ("difference", "Difference"), ("percent", "Difference %"),
+    ("difference", "Difference"),
 )
 NUMERIC_COLUMNS = frozenset({"source", "other", "difference", "percent"})
 CSV_HEADER = [
@@ -168,14 +168,20 @@ def reconciliation(request: HtmxHttpRequest) -> HttpResponse:
     page: Page | None = None
     if state.rows is not None:
         page = Paginator(state.rows, PAGE_SIZE).get_page(request.GET.get("page"))
+    def sorting(name: str) -> dict:
+        return {"url": "?" + state.query(sort=("-" + name) if state.sort == name else name),
+                "direction": "ascending" if state.sort == name
+                else "descending" if state.sort == "-" + name else ""}
+
     columns = [
-        {"name": name, "label": label,
-         "url": "?" + state.query(sort=("-" + name) if state.sort == name else name),
-         "direction": "ascending" if state.sort == name
-         else "descending" if state.sort == "-" + name else "",
+        {"name": name, "label": label, **sorting(name),
          "numeric": name in NUMERIC_COLUMNS, "sortable": name in SORTS}
         for name, label in COLUMNS if state.host or name != "partner"
     ]
+    # One column shows the difference and its percent, each sortable.
+    difference = next(column for column in columns if column["name"] == "difference")
+    difference["percent"] = sorting("percent")
+    difference["direction"] = difference["direction"] or difference["percent"]["direction"]
     context = {
         "run": state.run, "form": state.form, "month": state.month, "states": state.states,
         "page": page, "columns": columns, "is_host": state.host,

@@ -197,10 +197,12 @@ def kpi_value(value, kpi) -> str:
 
 def tolerance_text(kpi) -> str:
     """A KPI's tolerance (partnerships.tolerance): "5 %" of the source's value, or "± 250 USD"
-    in its unit, the amount written as its values are."""
+    in its unit ("± 0.5 points" for a percentage), as exact as it was set."""
     if getattr(kpi, "tolerance_kind", "") == "absolute":
         unit = getattr(kpi, "unit", "") or ""
-        return f"± {kpi_value_text(kpi.tolerance, kpi)}{' ' + unit if unit else ''}"
+        # "± 0.5 %" would read as a percent of the value: an amount of a percentage is points.
+        unit = "points" if unit.strip() == "%" else unit
+        return f"± {number_text(kpi.tolerance, places=4, trim=True)}{' ' + unit if unit else ''}"
     return f"{number_text(kpi.tolerance, places=2, trim=True)} %"
 
 

@@ -83,7 +83,7 @@ def test_rows_beyond_tolerance_and_of_the_other_side_only(client, host_manager, 
     assert shown(january) == []
     assert "No disagreement in 2025-01" in january.content.decode()
     body = march.content.decode()
-    assert "+6.0 %" in body and "± 0.5 %" in body and "Globex" in body
+    assert "+6.0 %" in body and "± 0.5 points" in body and "Globex" in body
     assert "source is 0" in february.content.decode()
 
 
