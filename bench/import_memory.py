@@ -15,7 +15,8 @@ agreements x 10 KPIs, and builds two workbooks:
 
 Each measurement runs in a fresh process and prints its time and peak RSS (VmHWM):
 
-1. `preview`: what the read task does on upload (read + preview);
+1. `preview`: what the read task does on upload (read, the import's validation of every row
+   and, for a valid file, the per-KPI counts of new, changed and unchanged values);
 2. `validate`: what the import does before writing (read + validate every row);
 3. `import`: the whole import, written to PostgreSQL (skipped with --skip-write).
 
@@ -176,7 +177,15 @@ def step_measure(root: Path, path: Path, step: str) -> dict:
     started = time.perf_counter()
     outcome: dict = {}
     if step == "preview":
-        preview = importers.metric_file_preview(path=path, file_name=path.name)
+        from partnerships import services
+
+        if hasattr(services, "metric_file_check"):
+            # The upload's check: read, the import's validation, the per-KPI counts.
+            preview = services.metric_file_check(
+                path=path, file_name=path.name, uploader=importers.Uploader(side="host"),
+                default_side="host")
+        else:  # a commit from before the check (--before)
+            preview = importers.metric_file_preview(path=path, file_name=path.name)
         outcome = {"rows": preview.total_rows, "errors": [str(error) for error in
                                                           preview.errors[:2]]}
     elif step == "validate":

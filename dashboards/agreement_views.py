@@ -3,7 +3,6 @@
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
-from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
@@ -185,21 +184,11 @@ def agreement_kpi_history(request: HtmxHttpRequest, code: str, kpi_code: str) ->
                          if not (entry.observations or entry.changes or entry.disputes)],
         "is_host": membership is not None and membership.is_host,
         "host_team": HOST_TEAM,
-        "dispute_links": dispute_links_exist(),
     }
     template = "dashboards/kpi_history.html"
     if request.htmx and not request.htmx.history_restore_request:
         template += "#kpi-history"
     return render(request, template, context)
-
-
-def dispute_links_exist() -> bool:
-    """Whether the disputes have pages to link to."""
-    try:
-        reverse("dispute_detail", kwargs={"dispute_id": 1})
-    except NoReverseMatch:
-        return False
-    return True
 
 
 @login_required

@@ -8,9 +8,9 @@ import re
 
 import pandas as pd
 import pytest
+from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
-from django.db import connection
 
 from partnerships.models import (
     Dispute,
@@ -100,6 +100,7 @@ def test_the_panel_shows_both_sides_values_how_they_arrived_and_the_replaced_val
     assert f'href="/imports/{history["first"].pk}/">#{history["first"].pk}</a>' in march
     # The dispute marks the month.
     assert "⚑ Disputed" in march and "Our defect count was 4, not 5." in march
+    assert f'href="/disputes/{history["dispute"].pk}/"' in march
 
 
 def test_the_window_is_the_month_and_the_12_before(history, host_manager):
