@@ -207,17 +207,29 @@ def _dispute_visible(request: HtmxHttpRequest, dispute_id: int) -> Dispute:
     return dispute
 
 
-class CommentForm(forms.Form):
+# The dispute's page shows several of these forms at once: each names its fields' ids apart.
+class ThreadForm(forms.Form):
+    id_prefix = ""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("auto_id", f"{self.id_prefix}-%s")
+        super().__init__(*args, **kwargs)
+
+
+class CommentForm(ThreadForm):
+    id_prefix = "comment"
     text = forms.CharField(label="Your answer", max_length=2000,
                            widget=forms.Textarea(attrs={"rows": 3}))
 
 
-class WithdrawForm(forms.Form):
+class WithdrawForm(ThreadForm):
+    id_prefix = "withdraw"
     text = forms.CharField(label="Why (optional)", required=False, max_length=2000,
                            widget=forms.Textarea(attrs={"rows": 2}))
 
 
-class ResolveForm(forms.Form):
+class ResolveForm(ThreadForm):
+    id_prefix = "resolve"
     resolution = forms.ChoiceField(label="Resolution", choices=DisputeResolution.choices,
                                    widget=forms.RadioSelect)
     value = forms.CharField(

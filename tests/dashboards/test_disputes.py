@@ -117,6 +117,9 @@ def test_the_host_answers_and_resolves_with_a_corrected_value(client, scored, kp
     assert month_value(agreement=scored, kpi=kpis["revenue"], side="host", month=month) == 118
     kinds = list(dispute.events.values_list("kind", "side"))
     assert kinds == [("opened", "partner"), ("comment", "host"), ("resolved", "host")]
+    client.force_login(acme_viewer)
+    page = client.get(reverse("dispute_detail", args=[dispute.pk])).content.decode()
+    assert "Two deals were missing" in page and "Checking the CRM" in page
 
 
 def test_a_partner_user_may_not_resolve(client, scored, kpis, acme_viewer):
@@ -149,12 +152,14 @@ def test_a_closed_month_is_offered_to_a_host_admin_for_reopening(client, scored,
     page = client.get(reverse("dispute_detail", args=[dispute.pk]))
     assert "reopen" in page.context["resolve_form"].fields
     response = client.post(reverse("dispute_resolve", args=[dispute.pk]),
-                           {"resolution": "corrected", "value": "100", "reopen": "on"})
+                           {"resolution": "corrected", "value": "100", "reopen": "on",
+                            "text": "Reopened for the CRM's count"})
     assert response.status_code == 302
     assert not ProgramMonth.objects.get(month=month).closed
     reopening = MonthEvent.objects.get(month=month, action="reopened")
     assert f"Dispute {dispute.pk}" in reopening.reason
     assert Dispute.objects.get().resolved_value == 100.0
+    assert dispute.events.last().text == "Reopened for the CRM's count"
 
 
 def test_disputed_values_are_marked_and_counted(client, scored, kpis, acme_viewer,
