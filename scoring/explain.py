@@ -109,7 +109,8 @@ class KPIPath:
     needed is an upper bound; relative_change: (needed − actual) / |actual|, None when the KPI
     is missing or its actual is 0; score_change: the KPI's score needed minus its score now
     (from 0 when missing); best_rolling: the rolling score at the KPI's best (its cap), None
-    when even then undefined."""
+    when even then undefined; month_complete: whether the month is complete (coverage ≥ 50 %)
+    with the KPI at its best, which it must be to count in the rolling score."""
 
     kpi_id: int
     actual: float | None
@@ -119,6 +120,7 @@ class KPIPath:
     relative_change: float | None
     score_change: float | None
     best_rolling: float | None
+    month_complete: bool
 
     @property
     def reachable(self) -> bool:
@@ -335,8 +337,8 @@ def tier_path(
     lowest = _rolling(_score_variants(prepared, _with_values(prepared, _at_score(prepared, 0.0))),
                       earlier, earlier_complete)
     best_values = _at_score(prepared, FULL_SCORE * SCORE_CAP)
-    best = _rolling(_score_variants(prepared, _with_values(prepared, best_values)),
-                    earlier, earlier_complete)
+    at_best = _score_variants(prepared, _with_values(prepared, best_values))
+    best = _rolling(at_best, earlier, earlier_complete)
     counted = prepared.category_weights[prepared.category] > 0
     reachable = counted & (best >= mark)  # NaN (undefined) compares False
     any_value = reachable & (lowest >= mark)
@@ -380,6 +382,7 @@ def tier_path(
             lower_is_better=bool(prepared.target[index] < prepared.floor[index]),
             relative_change=relative, score_change=score_change,
             best_rolling=_finite_or_none(best[index]) if counted[index] else None,
+            month_complete=bool(at_best.complete[index]),
         ))
     paths.sort(key=lambda path: (
         not path.reachable,

@@ -101,7 +101,7 @@ def _path(*, period: str, wanted: str, mark: float, mark_month: str, frame: pd.D
             "kpi": kpi, "actual": item.actual, "needed": item.needed,
             "any_value": item.any_value, "lower_is_better": item.lower_is_better,
             "change": item.relative_change * 100 if item.relative_change is not None else None,
-            "best_rolling": item.best_rolling,
+            "best_rolling": item.best_rolling, "month_complete": item.month_complete,
             "period_value": PERIOD_VALUE.get(kpi.aggregation, "the month's value"),
         })
     return {
@@ -111,6 +111,15 @@ def _path(*, period: str, wanted: str, mark: float, mark_month: str, frame: pd.D
         "reached": path.reached,
         "reachable": [row for row in rows if row["needed"] is not None],
         "unreachable": [row for row in rows if row["needed"] is None],
+        # Why not, by reason: at its best still short; alone it leaves the month incomplete;
+        # the rolling score stays undefined; its category has weight 0.
+        "short": [row for row in rows if row["needed"] is None and row["month_complete"]
+                  and row["best_rolling"] is not None],
+        "incomplete": [row for row in rows if row["needed"] is None
+                       and weights[row["kpi"].category] > 0 and not row["month_complete"]],
+        "no_rolling": [row for row in rows if row["needed"] is None and row["month_complete"]
+                       and row["best_rolling"] is None],
+        "unweighted": [row for row in rows if weights[row["kpi"].category] <= 0],
         "tier_after": tier_after_reaching(wanted=wanted, tier_before=tier_before,
                                           streak_before=streak_before, hysteresis=hysteresis),
         "tier_before": tier_before or "",
