@@ -189,6 +189,8 @@ def measure(args, env: dict) -> None:
         ("portfolio, default (last month, page 1 of 50 rows)", "/portfolio/", {}),
         ("portfolio, filtered and sorted (active, -overall)", "/portfolio/",
          {"query_params": {"stage": "active", "sort": "-overall"}}),
+        ("needs attention, everyone's (every agreement's reasons)", "/attention/",
+         {"query_params": {"scope": "all"}}),
         (f"agreement dashboard {code}", f"/agreements/{code}/", {}),
         (f"agreement dashboard, htmx month change to {earlier}", f"/agreements/{code}/",
          {"query_params": {"month": earlier}, "headers": {"HX-Request": "true"}}),

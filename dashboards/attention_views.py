@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from partnerships.access import agreements_for, is_host, may_manage, may_upload, membership_of
@@ -90,11 +90,7 @@ def _worklist(request: HtmxHttpRequest, chosen: dict):
 
 
 def _disputes_url(agreement: Agreement) -> str:
-    # The disputes pages, where they exist; the agreement's page otherwise.
-    try:
-        return reverse("disputes") + "?" + urlencode({"agreement": agreement.code})
-    except NoReverseMatch:
-        return reverse("agreement_dashboard", args=[agreement.code])
+    return reverse("disputes") + "?" + urlencode({"status": "open", "agreement": agreement.code})
 
 
 def reason_links(row: AttentionRow, *, month: str, manager: bool,
@@ -112,7 +108,7 @@ def reason_links(row: AttentionRow, *, month: str, manager: bool,
         REVIEW_OVERDUE: (f"Review overdue by {count_text(facts.review_overdue_days)} "
                          f"day{'s' if facts.review_overdue_days != 1 else ''}", reviews),
         ACTIONS_OVERDUE: ("Actions overdue: " + ", ".join(
-            f"{count_text(count)} {'host' if side == 'host' else 'partner'}"
+            f"{count_text(count)} {'host' if side == 'host' else 'partner'}-side"
             for side, count in sorted(actions.items())), reviews),
         STALE_DATA: ("Stale data: " + ", ".join(
             f"{code} since {missing}" for code, missing in facts.stale_kpis),

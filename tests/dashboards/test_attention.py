@@ -241,6 +241,10 @@ def test_each_reason_links_where_it_is_dealt_with(client, host_manager, world, f
                                                             args=["ACME-OBJECTIVE"])
     assert links["ACME-RISK"]["at_risk"] == f"/agreements/ACME-RISK/?month={MONTH}"
     assert links["ACME-STALE"]["stale_data"] == reverse("import_upload")
+    assert links["ACME-DISPUTE"]["open_disputes"] == (
+        "/disputes/?status=open&agreement=ACME-DISPUTE")
+    assert links["ACME-RENEWAL"]["renewal_due"] == reverse("program_agreement_edit",
+                                                           args=["ACME-RENEWAL"])
     assert 'href="/agreements/ACME-REVIEW/reviews/"' in response.text
 
 
