@@ -52,6 +52,9 @@ from .rules import (
     rolling_score,
 )
 
+# The agreement KPIs of one month: a DataFrame, or a mapping of its columns to sequences.
+KPIColumns = pd.DataFrame | Mapping[str, Sequence]
+
 FULL_SCORE = 100.0
 # The nudge after the exact solve: rounding can leave the solved value a few ulps short.
 NUDGES = 64
@@ -162,15 +165,18 @@ class _Scores:
     complete: np.ndarray
 
 
-def _prepare(*, kpis: pd.DataFrame, category_weights: Mapping[str, float]) -> _Kpis:
+def _prepare(*, kpis: KPIColumns, category_weights: Mapping[str, float]) -> _Kpis:
     """The agreement KPIs as arrays in kpi_id order (the order every sum of the rules runs in)."""
-    frame = kpis.sort_values("kpi_id", kind="stable")
-    category = pd.Index(CATEGORIES).get_indexer(frame["category"].to_numpy(dtype=object))
+    kpi_id = np.asarray(kpis["kpi_id"], dtype="int64")
+    order = np.argsort(kpi_id, kind="stable")
+    names = np.asarray(kpis["category"], dtype=object)[order]
+    codes = {name: code for code, name in enumerate(CATEGORIES)}
+    category = np.array([codes.get(name, -1) for name in names], dtype="int64")
     if (category < 0).any():
         raise ValueError("kpis: unknown category")
-    weight = frame["weight"].to_numpy(dtype="float64")
-    target = frame["target"].to_numpy(dtype="float64")
-    floor = frame["floor"].to_numpy(dtype="float64")
+    weight = np.asarray(kpis["weight"], dtype="float64")[order]
+    target = np.asarray(kpis["target"], dtype="float64")[order]
+    floor = np.asarray(kpis["floor"], dtype="float64")[order]
     if (target == floor).any() or not (weight > 0).all():
         raise ValueError("kpis: target and floor must differ and weights be positive")
     weights = np.array([float(category_weights[name]) for name in CATEGORIES])
@@ -180,12 +186,12 @@ def _prepare(*, kpis: pd.DataFrame, category_weights: Mapping[str, float]) -> _K
         total_category_weight = total_category_weight + weights[column]
     category_kpi_weight = np.bincount(category, weights=weight, minlength=len(CATEGORIES))
     return _Kpis(
-        kpi_id=frame["kpi_id"].to_numpy(dtype="int64"),
+        kpi_id=kpi_id[order],
         category=category,
         weight=weight,
         target=target,
         floor=floor,
-        actual=frame["actual"].to_numpy(dtype="float64"),
+        actual=np.asarray(kpis["actual"], dtype="float64")[order],
         category_weights=weights,
         coverage_weight=effective_weight(
             category_weight=weights[category],
@@ -242,7 +248,7 @@ def _finite_or_none(value: float) -> float | None:
     return None if np.isnan(value) else float(value)
 
 
-def score_breakdown(*, kpis: pd.DataFrame, category_weights: Mapping[str, float]) -> Breakdown:
+def score_breakdown(*, kpis: KPIColumns, category_weights: Mapping[str, float]) -> Breakdown:
     """Each KPI's and category's share of the overall, contribution (share × score) and points
     left against 100 (share × (100 − score)); the contributions add up to the overall and the
     points left to 100 − overall. kpis: kpi_id, category, weight, target, floor, actual."""
@@ -316,7 +322,7 @@ def _with_values(kpis: _Kpis, values: np.ndarray) -> np.ndarray:
 
 def tier_path(
     *,
-    kpis: pd.DataFrame,
+    kpis: KPIColumns,
     category_weights: Mapping[str, float],
     earlier_months: Sequence[tuple[float | None, bool]],
     mark: float,
@@ -334,11 +340,14 @@ def tier_path(
     rolling_now = _rolling(now, earlier, earlier_complete)[0]
     reached = bool(rolling_now >= mark)
 
-    lowest = _rolling(_score_variants(prepared, _with_values(prepared, _at_score(prepared, 0.0))),
-                      earlier, earlier_complete)
+    # Each KPI at its floor (score 0) and at its cap (120), in one pass: rows 0..K−1, K..2K−1.
     best_values = _at_score(prepared, FULL_SCORE * SCORE_CAP)
-    at_best = _score_variants(prepared, _with_values(prepared, best_values))
-    best = _rolling(at_best, earlier, earlier_complete)
+    count = len(prepared.kpi_id)
+    at_ends = _score_variants(prepared, np.vstack([
+        _with_values(prepared, _at_score(prepared, 0.0)),
+        _with_values(prepared, best_values)]))
+    lowest, best = np.split(_rolling(at_ends, earlier, earlier_complete), [count])
+    best_complete = at_ends.complete[count:]
     counted = prepared.category_weights[prepared.category] > 0
     reachable = counted & (best >= mark)  # NaN (undefined) compares False
     any_value = reachable & (lowest >= mark)
@@ -382,7 +391,7 @@ def tier_path(
             lower_is_better=bool(prepared.target[index] < prepared.floor[index]),
             relative_change=relative, score_change=score_change,
             best_rolling=_finite_or_none(best[index]) if counted[index] else None,
-            month_complete=bool(at_best.complete[index]),
+            month_complete=bool(best_complete[index]),
         ))
     paths.sort(key=lambda path: (
         not path.reachable,

@@ -1,8 +1,7 @@
 """Where an agreement's score comes from and what reaches the next tier, as its dashboard shows
 them to both sides (the rules: scoring/explain.py)."""
 
-import numpy as np
-import pandas as pd
+import math
 
 from partnerships.models import Agreement, AgreementKPI, Tier
 from scoring.closing import current_month
@@ -26,20 +25,23 @@ PERIOD_VALUE = {"sum": "the month's total", "mean": "the month's mean",
 SAME_OVERALL = 1e-9
 
 
-def _month_frame(*, agreement_kpis: list[AgreementKPI], scores: list[tuple]) -> pd.DataFrame:
-    """The rules' view of one month: every KPI of the agreement now, with the run's actual
-    value, target and floor where the run scored it (the KPI's own otherwise, actual missing)."""
+def _month_frame(*, agreement_kpis: list[AgreementKPI], scores: list[tuple]) -> dict:
+    """The rules' view of one month (scoring.explain's columns): every KPI of the agreement now,
+    with the run's actual value, target and floor where the run scored it (the KPI's own
+    otherwise, actual missing)."""
     by_kpi = {values[0]: dict(zip(KPI_TABLE_COLUMNS, values, strict=False)) for values in scores}
-    rows = []
+    columns: dict[str, list] = {name: [] for name in
+                                ("kpi_id", "category", "weight", "target", "floor", "actual")}
     for item in agreement_kpis:
         scored = by_kpi.get(item.kpi_id)
         actual = scored["actual"] if scored else None
-        rows.append((item.kpi_id, item.kpi.category, item.weight,
-                     scored["target"] if scored else item.target,
-                     scored["floor"] if scored else item.floor,
-                     np.nan if actual is None else actual))
-    return pd.DataFrame(rows, columns=["kpi_id", "category", "weight", "target", "floor",
-                                       "actual"])
+        columns["kpi_id"].append(item.kpi_id)
+        columns["category"].append(item.kpi.category)
+        columns["weight"].append(item.weight)
+        columns["target"].append(scored["target"] if scored else item.target)
+        columns["floor"].append(scored["floor"] if scored else item.floor)
+        columns["actual"].append(math.nan if actual is None else actual)
+    return columns
 
 
 def _breakdown_rows(*, breakdown, kpis: dict, total: float) -> list[dict]:
@@ -84,7 +86,7 @@ def _walk_before(*, by_period: dict[str, Scorecard], period: str) -> tuple[str |
     return card.tier, card.streak if card.period == month_shift(period, -1) else 0
 
 
-def _path(*, period: str, wanted: str, mark: float, mark_month: str, frame: pd.DataFrame,
+def _path(*, period: str, wanted: str, mark: float, mark_month: str, frame: dict,
           weights: dict, by_period: dict[str, Scorecard], kpis: dict,
           hysteresis: int) -> dict:
     earlier = []
