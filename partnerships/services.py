@@ -396,6 +396,14 @@ def observations_compare(*, rows: pd.DataFrame) -> dict[tuple[int, str], WriteCo
     if "note" not in rows:
         rows["note"] = ""
     rows["note"] = rows["note"].fillna("").astype(object)
+    if not MetricObservation.objects.filter(
+        agreement_id__in=rows["agreement_id"].unique().tolist(),
+        kpi_id__in=rows["kpi_id"].unique().tolist(),
+        date__gte=rows["date"].min(), date__lte=rows["date"].max(),
+    ).exists():
+        # Nothing stored in the rows' range (a first import): every value is new.
+        return {(int(kpi_id), str(side)): WriteCounts(int(total), 0, 0) for (kpi_id, side), total
+                in rows.groupby(["kpi_id", "side"]).size().items()}
     if connection.vendor != "postgresql":
         if pd.api.types.is_datetime64_any_dtype(rows["date"]):
             rows["date"] = rows["date"].dt.date
