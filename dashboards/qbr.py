@@ -13,7 +13,9 @@ page offers to start it again. A task delivered twice (acks_late after a lost wo
 job done, or running with a fresh heartbeat, and leaves it alone; a stale job is taken over.
 """
 
+import functools
 import io
+import logging
 import re
 import time
 import uuid
@@ -41,7 +43,11 @@ JOB_QUEUED_STALE_SECONDS = 15 * 60  # queued this long without a worker taking i
 JOB_MAX_AGREEMENTS = 500
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 
+# WeasyPrint logs each step of each document at INFO: seven lines per pack in a worker's log.
+logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
 
+
+@functools.cache  # one per process: each URLFetcher builds an SSL context (0.1 s)
 def _nothing_fetched():
     """A URL fetcher that refuses every URL: the pack's HTML names no resource to load, and no
     request leaves the server on behalf of text a user wrote."""
@@ -68,15 +74,22 @@ def qbr_pdf(*, agreement: Agreement, quarter: Quarter, user,
             run: ScoringRun | None = None) -> bytes:
     """The pack as a PDF (A4), rendered from the print page's HTML and CSS."""
     # Imported here: only the processes that render PDFs load WeasyPrint and Pango.
-    from weasyprint import CSS, HTML
+    from weasyprint import HTML
 
     html = qbr_html(agreement=agreement, quarter=quarter, user=user, pdf=True, run=run)
-    # The page's <link>s are left out for the PDF; the same files are read from disk here.
-    stylesheets = [CSS(filename=finders.find(name), url_fetcher=_nothing_fetched())
-                   for name in STYLESHEETS]
     document = HTML(string=html, base_url=settings.SITE_URL + "/",
                     url_fetcher=_nothing_fetched())
-    return document.write_pdf(stylesheets=stylesheets)
+    return document.write_pdf(stylesheets=_stylesheets())
+
+
+@functools.cache
+def _stylesheets() -> list:
+    """The page's stylesheets, read from disk and parsed once per process (its <link>s are
+    left out of the PDF's HTML)."""
+    from weasyprint import CSS
+
+    return [CSS(filename=finders.find(name), url_fetcher=_nothing_fetched())
+            for name in STYLESHEETS]
 
 
 def qbr_file_name(*, agreement: Agreement, quarter: Quarter) -> str:

@@ -98,7 +98,8 @@ def _month_rows(*, run, agreement: Agreement, scorecards: dict, quarter: Quarter
 
 def _kpi_table(*, run, agreement: Agreement, quarter: Quarter) -> list[dict]:
     """One row per KPI: for each of the three months its actual (source side), the other
-    side's value, the difference and the score."""
+    side's value, the difference and the score (the three months side by side are the trend;
+    the score history is drawn above)."""
     by_kpi: dict[int, dict] = {}
     for index, month in enumerate(quarter.months):
         for row in agreement_kpi_rows(run=run, agreement=agreement, period=month):
@@ -109,12 +110,7 @@ def _kpi_table(*, run, agreement: Agreement, quarter: Quarter) -> list[dict]:
             entry["cells"][index]["row"] = row
             # The targets of the quarter's last month with a score.
             entry["target"], entry["floor"] = row["target"], row["floor"]
-    rows = sorted(by_kpi.values(), key=lambda row: (row["kpi"].category, row["kpi"].code))
-    for row in rows:
-        scores = [cell["row"]["score"] if cell["row"] else None for cell in row["cells"]]
-        row["trend"] = charts.trend_svg(trend=charts.trend_line(values=scores, width=48),
-                                        label=f"Score of {row['kpi'].name} in the quarter")
-    return rows
+    return sorted(by_kpi.values(), key=lambda row: (row["kpi"].category, row["kpi"].code))
 
 
 def qbr_pack(*, agreement: Agreement, quarter: Quarter, user,
