@@ -449,8 +449,6 @@ def dispute_mail_send(*, event_id: int) -> int:
         context = {
             "dispute": dispute, "event": event, "step": step, "who": who, "link": link,
             "values": values, "for_host": membership is not None and membership.is_host,
-            "preferences_note": "You get these messages because your side takes part in the "
-                                "dispute; your e-mail preferences turn dispute alerts off.",
         }
         outcome = mail_send_once(kind=MAIL_KIND, key=f"dispute:{dispute.pk}:event:{event.pk}",
                                  user=user, subject=subject, template="mail/dispute",

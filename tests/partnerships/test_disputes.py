@@ -294,6 +294,9 @@ def test_a_partners_dispute_is_mailed_to_the_hosts_managers_and_admins(
     html = message.get_body(("html",)).get_content()
     assert "Acme Corp" in text and "Our CRM says 90" in text
     assert f"/disputes/{dispute.pk}/" in text and f"/disputes/{dispute.pk}/" in html
+    # The dispute switch of the e-mail settings, one click away.
+    assert "Unsubscribe from dispute e-mail" in text
+    assert message["List-Unsubscribe"].startswith("<http")
     # Sent once: the same step again sends nothing.
     from partnerships.disputes import dispute_mail_send
 
