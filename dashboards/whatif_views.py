@@ -12,23 +12,25 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods
 
 from partnerships.access import manager_required
 from partnerships.models import ProgramSettings
 from partnerships.months import last_closed_month
 from partnerships.queue import TaskQueueUnavailable
 from scoring.exports import iter_csv_lines
-from scoring.tasks import whatif_enqueue
+from scoring.tasks import whatif_enqueue, whatif_save_enqueue
 from scoring.whatif import (
+    SAVE_IN_REQUEST,
     open_months,
     whatif_apply,
     whatif_inputs_ready,
     whatif_job_status,
     whatif_simulate,
     whatif_summary,
+    whatif_writes_count,
 )
 
 from .confirm import Confirmation, confirmation_page, confirmed
@@ -146,11 +148,35 @@ def whatif_csv(request: HtmxHttpRequest) -> HttpResponse:
                         filename=csv_filename("whatif", *simulation.periods[-1:]), bom=True)
 
 
+def _saving(request: HtmxHttpRequest) -> HttpResponse:
+    """GET ?job=: the progress of a save run by a task; when it ends, the next page."""
+    job = request.GET.get("job", "")
+    status = whatif_job_status(job_id=job) if JOB_PATTERN.match(job) else None
+    if status is None:
+        raise Http404("No such save.")
+    if status["error"]:
+        messages.error(request, f"Nothing was saved: {status['error']}")
+        return redirect_after_change(request, reverse("whatif"))
+    if status["done"]:
+        messages.success(request, _saved_message(status.get("saved", 0)))
+        return redirect_after_change(request, reverse("scoring_runs"))
+    return partial_or_page(request, "dashboards/whatif_saving.html", "panel",
+                           {"job": job, "status": status})
+
+
+def _saved_message(saved: int) -> str:
+    return (f"Saved: {count_text(saved)} object(s) changed, each recorded in its history. The "
+            "next scoring run applies the changes to the open months.")
+
+
 @manager_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def whatif_save(request: HtmxHttpRequest) -> HttpResponse:
     """Asks first with the simulation's summary (confirm=yes saves), then saves through the
-    services and goes back to the what-if page."""
+    services (a task with progress for many objects; GET ?job= polls it) and goes on to the
+    scoring runs, where the next run applies the changes."""
+    if request.method == "GET":
+        return _saving(request)
     form, months = _form(request, request.POST)
     back = reverse("whatif")
     if not form.is_valid() or form.whatif().is_empty():
@@ -177,13 +203,18 @@ def whatif_save(request: HtmxHttpRequest) -> HttpResponse:
                 "the program's services, each in its history; the next scoring run applies "
                 "them to the open months. Closed months never change."),
             action="Save", cancel_url=f"{back}?{_query(request.POST)}"))
+    if whatif_writes_count(whatif=changes) > SAVE_IN_REQUEST:
+        try:
+            job = whatif_save_enqueue(changes=changes, month=month, user=request.user)
+        except TaskQueueUnavailable as unavailable:
+            messages.error(request, f"Nothing was saved: {unavailable}")
+            return redirect_after_change(request, f"{back}?{_query(request.POST)}")
+        return redirect_after_change(request, f"{reverse('whatif_save')}?job={job}")
     try:
         saved = whatif_apply(whatif=changes, simulation=simulation, month=month,
-                            user=request.user, request=request)
+                             user=request.user, request=request)
     except ValidationError as error:
         messages.error(request, "Nothing was saved: " + " ".join(error.messages))
         return redirect_after_change(request, f"{back}?{_query(request.POST)}")
-    messages.success(request, (
-        f"Saved: {count_text(saved)} object(s) changed, each recorded in its history. The next "
-        "scoring run applies the changes to the open months."))
+    messages.success(request, _saved_message(saved))
     return redirect_after_change(request, reverse("scoring_runs"))

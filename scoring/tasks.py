@@ -208,3 +208,22 @@ def whatif_enqueue() -> str:
         whatif.whatif_job_failed(job_id=job_id, error=str(unavailable))
         raise
     return job_id
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def whatif_save(job_id: str, changes: dict, month: str, user_id: int) -> None:
+    """Save a what-if through the services (scoring.whatif.whatif_save_job_run); runs once
+    per job whatever the deliveries."""
+    whatif.whatif_save_job_run(job_id=job_id, whatif=whatif.WhatIf.from_json(changes),
+                               month=month, user_id=user_id)
+
+
+def whatif_save_enqueue(*, changes: "whatif.WhatIf", month: str, user) -> str:
+    """Queue saving a what-if; return the job's id (TaskQueueUnavailable as whatif_enqueue)."""
+    job_id = whatif.whatif_job_new()
+    try:
+        task_publish(whatif_save.si(job_id, changes.as_json(), month, user.pk))
+    except TaskQueueUnavailable as unavailable:
+        whatif.whatif_job_failed(job_id=job_id, error=str(unavailable))
+        raise
+    return job_id

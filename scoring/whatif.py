@@ -71,6 +71,10 @@ PREPARE_CHUNK = 250
 PACKED_DTYPES = {"agreement_id": "int32", "kpi_id": "int32", "host": bool, "month": "int16",
                  "value": "float64"}
 MISSING = object()
+# Saving: progress told every this many objects; more objects than SAVE_IN_REQUEST are saved
+# by a task (each is a service call with its history and audit event, about 10 ms of CPU).
+PROGRESS_EVERY = 25
+SAVE_IN_REQUEST = 50
 TIER_ORDER = (*rules.TIERS, NO_TIER)
 
 
@@ -129,6 +133,24 @@ class WhatIf:
     def is_empty(self) -> bool:
         return not (self.kpi_changes or self.category_weights or self.settings_changes
                     or self.plan_changes)
+
+    def as_json(self) -> dict:
+        """The changes as JSON values, for a task (`from_json` reads them back)."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "WhatIf":
+        def change(value: dict | None) -> Change | None:
+            return Change(**value) if value is not None else None
+
+        return cls(**{
+            **data,
+            **{name: change(data.get(name)) for name in (*KPI_FIELDS, "baseline")},
+            "category_weights": tuple(data["category_weights"])
+            if data.get("category_weights") is not None else None,
+            "multipliers": {tier: change(value)
+                            for tier, value in (data.get("multipliers") or {}).items()},
+        })
 
     def described(self) -> dict:
         """The changes as plain values (for the audit event)."""
@@ -572,38 +594,67 @@ def _changed_plans(whatif: WhatIf) -> list[tuple[IncentivePlan, dict]]:
     return result
 
 
+def _writes(whatif: WhatIf) -> list[tuple[Callable, dict]]:
+    """The service calls that apply `whatif`, in order: (service, its keyword arguments)."""
+    writes: list[tuple[Callable, dict]] = []
+    if whatif.settings_changes:
+        writes.append((program_services.program_settings_update, whatif.settings_changes))
+    if whatif.category_weights is not None:
+        agreements = Agreement.objects.order_by("id")
+        if whatif.agreement_id is not None:
+            agreements = agreements.filter(pk=whatif.agreement_id)
+        weights = dict(zip(WEIGHT_COLUMNS, whatif.category_weights, strict=True))
+        writes += [(program_services.agreement_update, {"agreement": agreement, **weights})
+                   for agreement in agreements]
+    writes += [(program_services.agreement_kpi_update, {"agreement_kpi": row, **fields})
+               for row, fields in _changed_kpi_rows(whatif)]
+    writes += [(governance_services.incentive_plan_save, {"agreement": plan.agreement, **fields})
+               for plan, fields in _changed_plans(whatif)
+               if {name: getattr(plan, name) for name in fields} != fields]
+    return writes
+
+
+def whatif_writes_count(*, whatif: WhatIf) -> int:
+    """How many objects saving `whatif` writes at most (one service call each)."""
+    count = 1 if whatif.settings_changes else 0
+    if whatif.category_weights is not None:
+        count += 1 if whatif.agreement_id is not None else Agreement.objects.count()
+    if whatif.kpi_changes:
+        rows = AgreementKPI.objects.all()
+        if whatif.agreement_id is not None:
+            rows = rows.filter(agreement_id=whatif.agreement_id)
+        if whatif.kpi_id is not None:
+            rows = rows.filter(kpi_id=whatif.kpi_id)
+        count += rows.count()
+    if whatif.plan_changes:
+        plans = IncentivePlan.objects.all()
+        if whatif.agreement_id is not None:
+            plans = plans.filter(agreement_id=whatif.agreement_id)
+        count += plans.count()
+    return count
+
+
 def whatif_apply(*, whatif: WhatIf, simulation: Simulation, month: str, user,
-                request: HttpRequest | None = None) -> int:
+                 request: HttpRequest | None = None,
+                 progress: Callable[[int, str], None] | None = None) -> int:
     """Apply the what-if through the program's services (each change with its history and
     audit event), in one transaction, and record the simulation's summary in one more audit
     event; return the number of objects changed. The next scoring run scores the open months
-    with the new values; closed months keep their frozen results."""
+    with the new values; closed months keep their frozen results. `progress(percent, stage)`
+    is told every PROGRESS_EVERY objects."""
     if whatif.is_empty():
         return 0
     summary = whatif_summary(simulation=simulation, month=month)
-    changes = []
+    saved = 0
     with transaction.atomic():
-        if whatif.settings_changes:
-            changes.append(program_services.program_settings_update(
-                user=user, request=request, **whatif.settings_changes))
-        if whatif.category_weights is not None:
-            agreements = Agreement.objects.order_by("id")
-            if whatif.agreement_id is not None:
-                agreements = agreements.filter(pk=whatif.agreement_id)
-            for agreement in agreements:
-                changes.append(program_services.agreement_update(
-                    agreement=agreement, user=user, request=request,
-                    **dict(zip(WEIGHT_COLUMNS, whatif.category_weights, strict=True))))
-        for row, fields in _changed_kpi_rows(whatif):
-            changes.append(program_services.agreement_kpi_update(
-                agreement_kpi=row, user=user, request=request, **fields))
-        for plan, fields in _changed_plans(whatif):
-            before = {name: getattr(plan, name) for name in fields}
-            if before != fields:
-                governance_services.incentive_plan_save(
-                    agreement=plan.agreement, user=user, request=request, **fields)
-                changes.append(plan)
-        saved = sum(1 for change in changes if change is not None)
+        writes = _writes(whatif)
+        for index, (service, fields) in enumerate(writes, start=1):
+            result = service(user=user, request=request, **fields)
+            # Updates return None when nothing changed; plans return the plan.
+            saved += result is not None
+            if progress and (index % PROGRESS_EVERY == 0 or index == len(writes)):
+                progress(int(95 * index / len(writes)),
+                         f"saving ({index:,} of {len(writes):,} objects)")
         scope = (Agreement.objects.get(pk=whatif.agreement_id).code
                  if whatif.agreement_id is not None else "the whole program")
         audit_record(
@@ -657,3 +708,33 @@ def whatif_job_failed(*, job_id: str, error: str) -> None:
     """Record that a job could not be queued or run."""
     cache.set(_job_key(job_id), {"progress": 100, "stage": "failed", "done": True,
                                  "error": error}, JOB_SECONDS)
+
+
+def whatif_save_job_run(*, job_id: str, whatif: WhatIf, month: str, user_id: int) -> None:
+    """Simulate and save `whatif` as `whatif_apply` does, telling the job's progress. Runs
+    once per job: a second delivery finds the job claimed and does nothing, so a change in
+    percent is never applied twice."""
+    from django.contrib.auth import get_user_model
+
+    key = _job_key(job_id)
+    if not cache.add(f"{key}:claimed", True, JOB_SECONDS):
+        return
+
+    def progress(percent: int, stage: str) -> None:
+        cache.set(key, {"progress": percent, "stage": stage, "done": False, "error": ""},
+                  JOB_SECONDS)
+
+    try:
+        progress(2, "simulating")
+        simulation = whatif_simulate(whatif=whatif)
+        user = get_user_model().objects.get(pk=user_id)
+        saved = whatif_apply(whatif=whatif, simulation=simulation, month=month, user=user,
+                             progress=progress)
+    except ValidationError as refused:
+        whatif_job_failed(job_id=job_id, error=" ".join(refused.messages))
+        return
+    except Exception as error:
+        whatif_job_failed(job_id=job_id, error=f"{type(error).__name__}: {error}")
+        raise
+    cache.set(key, {"progress": 100, "stage": "done", "done": True, "error": "",
+                    "saved": saved}, JOB_SECONDS)

@@ -136,3 +136,29 @@ def test_host_admins_may_use_it_and_anonymous_visitors_log_in(client, django_use
     assert client.get(reverse("whatif")).status_code == 302
     client.force_login(make_user(django_user_model, "admin", Role.HOST_ADMIN))
     assert client.get(reverse("whatif"), LOWER_TARGET).status_code == 200
+
+
+def test_many_objects_are_saved_by_a_task_whose_progress_is_polled(manager_client, six_months,
+                                                                    monkeypatch):
+    import dashboards.whatif_views
+
+    monkeypatch.setattr(dashboards.whatif_views, "SAVE_IN_REQUEST", 1)
+    changes = {"target": "-20%", "kpi": "revenue", "month": "2025-04", "confirm": "yes"}
+    queued = manager_client.post(reverse("whatif_save"), changes)
+    assert queued.status_code == 302
+    assert queued["Location"].startswith(reverse("whatif_save") + "?job=")
+    # The task ran in-process (tests run tasks eagerly): the poll finds it done.
+    done = manager_client.get(queued["Location"])
+    assert done.status_code == 302 and done["Location"] == reverse("scoring_runs")
+    assert sorted(AgreementKPI.objects.filter(kpi__code="revenue")
+                  .values_list("target", flat=True)) == [80, 80]
+    assert ProgramChange.objects.count() == 2
+    assert AuditEvent.objects.filter(target="What-if saved for the whole program").count() == 1
+
+
+def test_a_save_in_progress_is_shown_and_an_unknown_one_is_not_found(manager_client, six_months):
+    job = whatif_job_new()
+    page = manager_client.get(reverse("whatif_save"), {"job": job}).content.decode()
+    assert "<progress" in page and f"?job={job}" in page
+    assert manager_client.get(reverse("whatif_save"), {"job": "0" * 32}).status_code == 404
+    assert manager_client.get(reverse("whatif_save")).status_code == 404

@@ -29,6 +29,7 @@ from scoring.whatif import (
     whatif_job_run,
     whatif_job_status,
     whatif_payout_total,
+    whatif_save_job_run,
     whatif_simulate,
     whatif_summary,
     whatif_tier_moves,
@@ -261,3 +262,17 @@ def test_saving_applies_through_the_services_to_the_open_months_only(six_months,
             [row.overall_simulated, row.rolling_simulated]).tolist()
         assert (card.tier or None) == row.tier_simulated
         assert bits([card.payout]).tolist() == bits([row.payout_simulated]).tolist()
+
+
+def test_a_save_job_delivered_twice_applies_a_change_in_percent_once(six_months, host_manager):
+    acme, _ = six_months
+    whatif = WhatIf.from_json(WhatIf(agreement_id=acme.pk, target=Change(-20, percent=True),
+                                     multipliers={"growth": Change(2)}).as_json())
+    assert whatif.target == Change(-20, percent=True)
+    job = whatif_job_new()
+    for _ in range(2):
+        whatif_save_job_run(job_id=job, whatif=whatif, month="2025-06",
+                            user_id=host_manager.pk)
+    assert whatif_job_status(job_id=job)["saved"] == 3  # two KPIs and the plan
+    assert AgreementKPI.objects.get(agreement=acme, kpi__code="revenue").target == 80
+    assert AgreementKPI.objects.get(agreement=acme, kpi__code="defect_rate").target == 1.6
