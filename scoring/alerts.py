@@ -46,6 +46,7 @@ from partnerships.months import month_before
 from partnerships.recipients import recipients_by_agreement
 from partnerships.reviews import OPEN_STATUSES, UNREVIEWED_STAGES, review_status
 
+from .attention import tier_changed
 from .models import Scorecard, ScoringRun
 
 REVIEW_ALERT_DAYS = 7
@@ -80,7 +81,7 @@ def score_moves(*, previous: ScoringRun | None, run: ScoringRun) -> list[dict]:
                 "overall": now["overall"] if now["has_scorecard"] else None}
         if now["at_risk"] and not (old and old["at_risk"]):
             moves.append({**move, "kind": AT_RISK})
-        if old and old["tier"] and now["tier"] and old["tier"] != now["tier"]:
+        if old and tier_changed(tier=now["tier"], previous_tier=old["tier"]):
             moves.append({**move, "kind": TIER, "from": old["tier"], "to": now["tier"]})
     return moves
 
@@ -203,7 +204,7 @@ class DigestEntry:
 
     @property
     def tier_moved(self) -> bool:
-        return bool(self.tier and self.previous_tier and self.tier != self.previous_tier)
+        return tier_changed(tier=self.tier, previous_tier=self.previous_tier)
 
     @property
     def change(self) -> float | None:
