@@ -128,3 +128,61 @@ def test_the_month_change_by_htmx_carries_the_section(client, acme_viewer, ranke
                           headers={"HX-Request": "true"})
     assert "Where the score comes from, 2025-02" in response.text
     assert "<html" not in response.text
+
+
+def test_changed_weights_are_said_and_the_breakdown_adds_up_to_what_they_give(
+        client, host_manager, ranked, kpis):
+    from partnerships.changes import program_changed
+
+    acme = ranked[0]
+    # The category weights edited after the run (as the program's services would, which also
+    # tell the pages that the program changed).
+    type(acme).objects.filter(pk=acme.pk).update(weight_financial=80, weight_operational=20)
+    program_changed()
+    client.force_login(host_manager)
+    response = client.get(url(acme.code), {"month": MARCH})
+    breakdown = response.context["explanation"]["breakdown"]
+    assert not breakdown["same"]
+    # (80 × 80 + 20 × 75) / 100 = 79 with the weights now; the run's 77.5 stays shown above.
+    assert breakdown["overall"] == pytest.approx(79.0)
+    assert "weights or KPIs changed since 2025-03 was scored (77.5 overall)" in response.text
+
+
+def test_the_month_in_progress_has_its_own_path_checked_by_scoring_again(
+        client, host_manager, acme_agreement, globex_agreement, kpis):
+    """Two ended months and the month in progress so far (Acme's revenue only): "to reach it
+    this month" takes the run's cut of the month in progress, and the value it gives for the
+    defect rate, written and scored, reaches it."""
+    from partnerships.months import month_shift
+    from scoring.closing import current_month
+
+    now = current_month()
+    revenue, defect = kpis["revenue"], kpis["defect_rate"]
+    rows = []
+    for lag, acme_revenue in ((2, 60), (1, 70)):
+        month = month_shift(now, -lag)
+        rows += [(acme_agreement, revenue, "host", f"{month}-10", acme_revenue),
+                 (acme_agreement, defect, "partner", f"{month}-05", 4),
+                 (globex_agreement, revenue, "host", f"{month}-15", 80),
+                 (globex_agreement, defect, "partner", f"{month}-15", 4)]
+    rows += [(acme_agreement, revenue, "host", f"{now}-01", 80),
+             (globex_agreement, revenue, "host", f"{now}-01", 80),
+             (globex_agreement, defect, "partner", f"{now}-01", 4)]
+    write_observations(rows)
+    scoring_run_inline()
+    client.force_login(host_manager)
+    response = client.get(url(acme_agreement.code))
+    paths = response.context["explanation"]["paths"]
+    assert [path["period"] for path in paths] == [month_shift(now, -1), now]
+    this_month = paths[1]
+    assert this_month["in_progress"] and this_month["mark_month"] == now
+    assert f"To reach growth this month ({now}, in progress)" in response.text
+    defect_path = next(row for row in this_month["reachable"]
+                       if row["kpi"].code == "defect_rate")
+    assert defect_path["actual"] is None  # no defect rate reported so far this month
+    write_observations([(acme_agreement, defect, "partner", f"{now}-01",
+                         defect_path["needed"])], side="partner")
+    scoring_run_inline()
+    card = Scorecard.objects.of_run(ScoringRun.objects.current()).get(
+        agreement=acme_agreement, period=now)
+    assert card.rolling >= this_month["mark"]
