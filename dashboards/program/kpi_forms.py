@@ -75,7 +75,7 @@ class KPIDefinitionForm(forms.ModelForm):
                   "(a percentage: 100).")
 
     tolerance = FiniteFloatField(
-        label="Tolerance", min_value=0, widget=number_input(min="0"),
+        label="Tolerance", min_value=0, widget=number_input(min="0"), required=False,
         initial=DEFAULT_TOLERANCE_PERCENT,
         help_text="How far the other side's value may differ from the source of truth's before "
                   "reconciliation lists it: a percent of the source's value (where the source "
@@ -119,6 +119,18 @@ class KPIDefinitionForm(forms.ModelForm):
         if clash.exists():
             raise forms.ValidationError("Another KPI already has this code.")
         return code
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Left out (a form or a client that predates tolerances): the KPI keeps its own.
+        self.fields["tolerance_kind"].required = False
+
+    def clean_tolerance_kind(self) -> str:
+        return self.cleaned_data.get("tolerance_kind") or self.instance.tolerance_kind
+
+    def clean_tolerance(self) -> float:
+        tolerance = self.cleaned_data.get("tolerance")
+        return self.instance.tolerance if tolerance is None else tolerance
 
     def clean(self):
         cleaned = super().clean()
