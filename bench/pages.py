@@ -198,6 +198,9 @@ def measure(args, env: dict) -> None:
         (f"KPI history panel of {history_kpi} (htmx, 13 months)",
          f"/agreements/{code}/kpis/{history_kpi}/history/",
          {"query_params": {"month": run.last_period}, "headers": {"HX-Request": "true"}}),
+        ("reconciliation, default (host: the program's month)", "/reconciliation/", {}),
+        ("reconciliation, filtered and sorted (differs, -percent)", "/reconciliation/",
+         {"query_params": {"kind": "differs", "sort": "-percent"}}),
         ("portfolio, first view (cache emptied)", "/portfolio/", {"cold": True}),
         ("portfolio, first view after the run's warm-up task", "/portfolio/",
          {"warmed": True}),
@@ -205,6 +208,7 @@ def measure(args, env: dict) -> None:
          {"cold": True}),
         ("agreement dashboard, first view after the warm-up task", f"/agreements/{code}/",
          {"warmed": True}),
+        ("reconciliation, first view (cache emptied)", "/reconciliation/", {"cold": True}),
     ]
     # The first views empty the cache: measured after the others, not in turn with them.
     warm = [page for page in pages if not set(page[2]) & set(FIRST_VIEWS)]

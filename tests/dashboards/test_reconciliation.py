@@ -16,7 +16,7 @@ from partnerships.tolerance import beyond_tolerance
 from scoring import services
 from scoring.closing import months_close
 from scoring.models import KPIScore, ScoringRun
-from tests.conftest import write_observations
+from tests.conftest import make_agreement, write_observations
 
 pytestmark = pytest.mark.django_db
 
@@ -272,3 +272,49 @@ def test_the_demo_has_disagreements_in_its_last_closed_month(client):
     assert any(row[3] == "differs" and row[5] == pytest.approx(row[4] * 1.12, rel=0.02)
                for row in rows)
     assert KPIDefinition.objects.filter(tolerance_kind="absolute").exists()
+
+
+def _disagreeing_agreements(partners, kpis, *, start: int, count: int) -> None:
+    """`count` agreements whose partner reports revenue 10 % above the host's in 2025-01."""
+    agreements = [make_agreement(partners[index % 2], f"AG-{index:04d}", kpis)
+                  for index in range(start, start + count)]
+    write_observations(
+        [(agreement, kpis["revenue"], "host", "2025-01-10", 100) for agreement in agreements]
+        + [(agreement, kpis["revenue"], "partner", "2025-01-10", 110)
+           for agreement in agreements])
+
+
+def _queries(client, user, settings, **params) -> tuple[int, int]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.conftest import cache_start_over
+
+    client.force_login(user)
+    cache_start_over(settings)
+    counts = []
+    for _view in ("first", "next"):
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(PAGE, params).status_code == 200
+        counts.append(len(queries))
+    return counts[0], counts[1]
+
+
+def test_queries_do_not_grow_with_the_number_of_agreements(client, host_manager, acme,
+                                                           globex, acme_viewer, kpis,
+                                                           settings):
+    _disagreeing_agreements([acme, globex], kpis, start=0, count=4)
+    services.scoring_run_inline()
+    small = [_queries(client, host_manager, settings),
+             _queries(client, host_manager, settings, kind="differs", sort="-percent"),
+             _queries(client, acme_viewer, settings)]
+    _disagreeing_agreements([acme, globex], kpis, start=4, count=60)
+    services.scoring_run_inline()
+    large = [_queries(client, host_manager, settings),
+             _queries(client, host_manager, settings, kind="differs", sort="-percent"),
+             _queries(client, acme_viewer, settings)]
+
+    assert large == small
+    assert all(next_view < first for first, next_view in large)
+    client.force_login(host_manager)
+    assert client.get(PAGE).context["page"].paginator.count == 64
