@@ -85,7 +85,9 @@ class QbrArchiveForm(forms.Form):
         label="Stages", required=False, choices=Stage.choices,
         initial=[Stage.PILOT, Stage.ACTIVE, Stage.UNDER_REVIEW],
         widget=forms.CheckboxSelectMultiple)
-    mine = forms.BooleanField(label="Only the agreements I own", required=False)
+    owner = forms.ChoiceField(label="Owner", choices=[("all", "Everyone's agreements"),
+                                                     ("mine", "Only the agreements I own")],
+                              initial="all", required=False, widget=forms.RadioSelect)
 
     def __init__(self, *args, user, quarters: list[Quarter], **kwargs):
         super().__init__(*args, **kwargs)
@@ -104,7 +106,7 @@ class QbrArchiveForm(forms.Form):
             agreements = data["agreements"]
         else:
             agreements = agreements_for(user=self.user).filter(stage__in=data["stages"])
-            if data["mine"]:
+            if data.get("owner") == "mine":
                 agreements = agreements.filter(owner=self.user)
         return list(agreements.order_by("code").values_list("pk", flat=True))
 

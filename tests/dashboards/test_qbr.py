@@ -195,7 +195,7 @@ def test_archive_by_stage_and_owner_and_refusals(client, host_manager, quarter_p
     quarter_program.save()
     client.force_login(host_manager)
     response = client.post(reverse("qbr_archives"), {"quarter": Q3, "stages": ["active"],
-                                                     "mine": "on"})
+                                                     "owner": "mine"})
     job = packs.qbr_job_for(job_id=response["Location"].rstrip("/").rsplit("/", 1)[-1],
                             user=host_manager)
     assert job["agreement_ids"] == [quarter_program.pk] and job["status"] == "done"
