@@ -66,7 +66,8 @@ def _wait(predicate, *, timeout: float, worker: Worker, what: str):
 
 
 def test_worker_builds_the_archive_and_a_killed_worker_leaves_a_job_that_says_so(
-        client, host_manager, scored, start_worker, shared_with_the_worker, monkeypatch):
+        client, host_manager, scored, start_worker, shared_with_the_worker,  # noqa: F811
+        monkeypatch):
     env, created = shared_with_the_worker
     client.force_login(host_manager)
     worker = start_worker(**env)
