@@ -35,7 +35,7 @@ from .selectors.reconciliation import (
 PAGE_SIZE = 50
 DEFAULT_SORT = "agreement"
 COLUMNS = (
-    ("agreement", "Agreement"), ("partner", "Partner"), ("kpi", "KPI"), ("month", "Month"),
+    ("agreement", "Agreement · month"), ("partner", "Partner"), ("kpi", "KPI"),
     ("source", "Source of truth's value"), ("other", "Other side's value"),
     ("difference", "Difference"),
 )
@@ -129,7 +129,8 @@ def _state(request: HtmxHttpRequest) -> ReconciliationState:
     host = membership is not None and membership.is_host
     agreements = agreements_for(user=request.user)
     form = ReconciliationFilterForm(request.GET or None, agreements=agreements, months=months,
-                                    states=states, host=host)
+                                    states=states, host=host,
+                                    initial={"month": _default_month(months, states)})
     sort = request.GET.get("sort", DEFAULT_SORT)
     if sort.lstrip("-") not in SORTS:
         sort = DEFAULT_SORT
