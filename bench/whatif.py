@@ -5,8 +5,8 @@
                            [--database pp_bench_whatif] [--redis-url redis://127.0.0.1:6379/12]
 
 Creates its own PostgreSQL database (127.0.0.1, user postgres), fills it with generate_demo
-(--no-close) and scores it once; with --closed-months N closes the first N months (the rest
-are simulated). Then, in one process, with the cache in Redis at --redis-url (emptied first):
+(--no-close) and scores it once (a kept database is reopened and scored again when months
+are closed); with --closed-months N closes the first N months (the rest are simulated). Then, in one process, with the cache in Redis at --redis-url (emptied first):
 
 - prepare: reading every observation of the open months into their period values, what the
   page's task does (with progress) when they are not kept yet — once;
@@ -74,6 +74,16 @@ def prepare(args, env: dict) -> None:
     subprocess.run([*manage, "score"], env=env, check=True, stdout=subprocess.DEVNULL)
     psql("VACUUM ANALYZE partnerships_metricobservation", args.database)
     print(f"generated and scored the data in {time.perf_counter() - started:.1f} s")
+
+
+def reset_closed(args, env: dict) -> None:
+    """Start from nothing closed, whatever a kept database holds, and score every month."""
+    psql("TRUNCATE scoring_statementapproval, scoring_statementline, "
+         "partnerships_monthevent, partnerships_programmonth CASCADE", args.database)
+    psql("UPDATE scoring_scorecard SET frozen = false WHERE frozen; "
+         "UPDATE scoring_kpiscore SET frozen = false WHERE frozen", args.database)
+    subprocess.run([sys.executable, str(ROOT / "manage.py"), "score"], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
 
 
 def close_months(count: int) -> str:
@@ -224,6 +234,8 @@ def main() -> None:
     args = parser.parse_args()
     env = bench_env(args)
     prepare(args, env)
+    if psql("SELECT count(*) FROM partnerships_monthevent", args.database, tuples=True) != "0":
+        reset_closed(args, env)
     measure(args, env)
 
 
