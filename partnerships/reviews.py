@@ -1,7 +1,8 @@
 """When business reviews fall due and action items are overdue: rules on the program's data.
 
 An action is overdue when its due date has passed (due before today) and it is neither done nor
-cancelled. A review is overdue when the agreement's last review (of any kind) is older than its
+cancelled. A review is overdue when the agreement's last held review (of any kind; a review
+planned ahead counts only once it is recorded as held) is older than its
 review interval: the shorter of its review cadence (REVIEW_CADENCE_DAYS) and its tier's service
 level (TIER_REVIEW_DAYS); or when an agreement in pilot, active or under review has had no
 review at all for longer than that interval since its start. Prospects and ended agreements are
