@@ -55,3 +55,28 @@ def test_the_kpi_history_opens_as_a_panel_of_the_dashboard(
     page.locator("#kpi-history").screenshot(path=str(SHOTS / "kpi-history-phone.png"))
     page.set_viewport_size(DESKTOP)
     assert page.problems == []
+
+
+def test_a_partner_user_sees_the_hosts_import_of_their_agreement(
+    page, live_server, django_user_model, acme, acme_agreement, kpis
+):
+    SHOTS.mkdir(exist_ok=True)
+    make_user(django_user_model, "acme-viewer", Role.PARTNER_VIEWER, acme)
+    host = make_user(django_user_model, "manager", Role.HOST_MANAGER)
+    batch, _ = write_observations([(acme_agreement, kpis["revenue"], "host", "2025-03-10", 80),
+                                   (acme_agreement, kpis["revenue"], "host", "2025-02-10", 70)],
+                                  user=host)
+    log_in(page, live_server, "acme-viewer", "pw-acme-viewer")
+    page.goto(f"{live_server.url}/imports/")
+    page.get_by_role("link", name="Import by the host team").click()
+    page.wait_for_url(f"{live_server.url}/imports/{batch.pk}/")
+    text = page.locator("main").inner_text()
+    assert "It wrote 2 values of your agreements" in text and "Not offered" in text
+    assert "manager" not in text
+    for viewport, name in ((DESKTOP, "desktop"), (PHONE, "phone")):
+        page.set_viewport_size(viewport)
+        assert accessibility_violations(page) == []
+        assert horizontal_overflow(page) <= 0
+        page.screenshot(path=str(SHOTS / f"import-host-batch-partner-{name}.png"),
+                        full_page=True)
+    assert page.problems == []
