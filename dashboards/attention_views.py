@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET
@@ -40,6 +41,7 @@ from .selectors.attention import (
 from .templatetags.numbers import count_text
 
 MINE, EVERYONE = "mine", "all"
+PAGE_SIZE = 50
 SORT_LABELS = {
     "reasons": "Most reasons first", "agreement": "Agreement code", "partner": "Partner",
     "owner": "Owner", "review": "Longest overdue review", "ends": "Ending soonest",
@@ -142,15 +144,20 @@ def attention(request: HtmxHttpRequest) -> HttpResponse:
     worklist = _worklist(request, chosen)
     manager, uploader = may_manage(request.user), may_upload(request.user)
     shown = attention_sorted(worklist.chosen(reasons=chosen["reasons"]), sort=chosen["sort"])
+    page = Paginator(shown, PAGE_SIZE).get_page(request.GET.get("page"))
     counts = worklist.counts()
+    query = _query(chosen)
     context = {
         "form": form, "chosen": chosen, "worklist": worklist, "is_host": is_host(request.user),
-        "membership": membership_of(request.user),
+        "membership": membership_of(request.user), "page": page, "shown_count": len(shown),
         "rows": [(row, reason_links(row, month=worklist.month, manager=manager,
-                                    uploader=uploader)) for row in shown],
+                                    uploader=uploader)) for row in page.object_list],
+        "previous_page_url": f"?{query}&page={page.previous_page_number()}"
+        if page.has_previous() else "",
+        "next_page_url": f"?{query}&page={page.next_page_number()}" if page.has_next() else "",
         "reason_counts": [(reason, REASON_LABELS[reason], counts[reason],
                            "?" + _query(chosen, reasons=[reason])) for reason in REASONS],
-        "query": _query(chosen),
+        "query": query,
         "filtered": bool(chosen["reasons"]),
         "clear_url": reverse("attention") + "?" + _query(chosen, reasons=[]),
     }

@@ -41,25 +41,25 @@ def _tier_cell(row: PortfolioRow) -> str:
             f"{TIER_MOVES[row.tier_move]}")
 
 
+def _overdue_badges(row: PortfolioRow) -> str:
+    """Today's overdue review (days late) and overdue actions, as badges after the flags."""
+    days, actions = row.review_overdue_days, row.overdue_actions
+    badges = ""
+    if days:
+        badges += (f'<span class="badge flag-overdue">review {count_text(days)} '
+                   f'day{"s" if days != 1 else ""} late</span> ')
+    if actions:
+        badges += (f'<span class="badge flag-overdue">{count_text(actions)} action'
+                   f'{"s" if actions != 1 else ""} late</span> ')
+    return badges
+
+
 def _flags_cell(row: PortfolioRow) -> str:
     flags = row.flags
     if not flags:
-        return "" if row.has_scorecard else '<span class="muted">no scorecard</span>'
-    return "".join(FLAG_BADGES[flag] for flag in flags)
-
-
-def _overdue_cell(row: PortfolioRow) -> str:
-    days, actions = row.review_overdue_days, row.overdue_actions
-    if not days and not actions:
-        return '<span class="muted">—</span>'
-    parts = []
-    if days:
-        parts.append(f'<span class="badge flag-overdue">review {count_text(days)} '
-                     f'day{"s" if days != 1 else ""}</span>')
-    if actions:
-        parts.append(f'<span class="badge flag-overdue">{count_text(actions)} action'
-                     f'{"s" if actions != 1 else ""}</span>')
-    return " ".join(parts)
+        scored = "" if row.has_scorecard else '<span class="muted">no scorecard</span> '
+        return scored + _overdue_badges(row)
+    return "".join(FLAG_BADGES[flag] for flag in flags) + _overdue_badges(row)
 
 
 def _or_dash(text: str) -> str:
@@ -90,7 +90,6 @@ def portfolio_row_html(row: PortfolioRow, *, month: str) -> SafeString:
         f'{escape(coverage) + " %" if coverage else "—"}</td>'
         f'<td data-label="Flags">{_flags_cell(row)}</td>'
         f'<td class="num" data-label="Payout">{_or_dash(money_text(row.payout))}</td>'
-        f'<td data-label="Overdue">{_overdue_cell(row)}</td>'
         "</tr>"
     )
 

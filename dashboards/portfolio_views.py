@@ -44,7 +44,7 @@ COLUMNS = (
     ("partner", "Partner"), ("agreement", "Agreement"), ("type", "Type"), ("stage", "Stage"),
     ("owner", "Owner"), ("tier", "Tier"), ("overall", "Overall"), ("rolling", "Rolling"),
     ("trend", "Trend (12 months)"), ("coverage", "Coverage"), ("flags", "Flags"),
-    ("payout", "Payout"), ("review", "Review overdue"), ("actions", "Actions overdue"),
+    ("payout", "Payout"), ("review", "Review late"), ("actions", "Actions late"),
 )
 NUMERIC_COLUMNS = frozenset({"overall", "rolling", "coverage", "payout"})
 FLAG_LABELS = {"at_risk": "At risk", "incomplete": "Incomplete",
@@ -54,8 +54,8 @@ WIDE_ONLY_COLUMNS = frozenset({"type", "owner"})
 # Header cells of the table: some hold two sortable columns (the partner under the agreement
 # code, the stage under the type), so twelve sortable columns fit ten table columns.
 HEADER_CELLS = (("agreement", "partner"), ("type", "stage"), ("owner",), ("tier",),
-                ("overall",), ("rolling",), ("trend",), ("coverage",), ("flags",), ("payout",),
-                ("review", "actions"))
+                ("overall",), ("rolling",), ("trend",), ("coverage",),
+                ("flags", "review", "actions"), ("payout",))
 
 
 @dataclass

@@ -51,6 +51,8 @@ def kpi_stale_month(*, last_observed: dt.date | None, start: dt.date, end: dt.da
                     today: dt.date, stale_after_days: int) -> str:
     """The first month a KPI has no observation for, when that month ended more than
     `stale_after_days` days before `today` (and before the agreement's end); '' otherwise."""
+    if last_observed is not None and (today - last_observed).days <= stale_after_days:
+        return ""  # the month after it ends later still: most KPIs, decided at once
     missing = (month_after(last_observed.strftime("%Y-%m")) if last_observed is not None
                else start.strftime("%Y-%m"))
     month_end = month_last_day(missing)

@@ -58,8 +58,10 @@ def objectives_progress(*, objectives: Iterable[Objective], run: ScoringRun | No
     if linked:
         agreement_kpis = {
             (row.agreement_id, row.kpi_id): row
+            # Only what the rule reads (the direction and the floor).
             for row in AgreementKPI.objects.filter(agreement_id__in=agreement_ids,
                                                    kpi_id__in=kpi_ids)
+            .only("agreement_id", "kpi_id", "target", "floor")
         }
     if linked and run is not None:
         # The run's scores never change: read once per run.

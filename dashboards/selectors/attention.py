@@ -32,6 +32,7 @@ from scoring.attention import (
 from scoring.models import Scorecard, ScoringRun
 from scoring.objectives import AT_RISK, OVERDUE
 
+from ..cache import program_cached, run_label
 from ..program.overdue import current_tiers
 from ..program.progress import objectives_progress
 from .months import month_default
@@ -124,17 +125,27 @@ def _latest_observations(*, agreements: QuerySet[Agreement]):
             .values_list("agreement_id", "kpi__code", "latest"))
 
 
-def _objective_counts(*, agreements: QuerySet[Agreement], run: ScoringRun | None,
-                      today: dt.date) -> dict[int, dict[str, int]]:
-    """Objectives at risk and overdue by agreement (scoring.objectives' rule): three queries."""
-    objectives = (_semi_join(Objective.objects.all(), agreements)
-                  .select_related("agreement", "kpi").order_by("agreement_id", "deadline", "pk"))
-    result: dict[int, dict[str, int]] = {}
-    for progress in objectives_progress(objectives=objectives, run=run, today=today):
-        if progress.status in (AT_RISK, OVERDUE):
-            counts = result.setdefault(progress.objective.agreement_id, {})
-            counts[progress.status] = counts.get(progress.status, 0) + 1
-    return result
+def _objective_counts(*, run: ScoringRun | None, today: dt.date) -> dict[int, dict[str, int]]:
+    """Objectives at risk and overdue by agreement (scoring.objectives' rule), of the whole
+    program: three queries, then kept until the day, the published run or the program
+    changes. Callers read the agreements they may see; the rule is the costly part (thousands
+    of objectives), not the choice of agreements."""
+
+    def compute() -> dict[int, dict[str, int]]:
+        # Objectives without a linked KPI are never at risk: they are not measured.
+        objectives = (Objective.objects.filter(kpi__isnull=False).select_related("agreement")
+                      .only("agreement_id", "kpi_id", "target_value", "set_on", "deadline",
+                            "agreement__start_date")
+                      .order_by("agreement_id", "deadline", "pk"))
+        result: dict[int, dict[str, int]] = {}
+        for progress in objectives_progress(objectives=objectives, run=run, today=today):
+            if progress.status in (AT_RISK, OVERDUE):
+                counts = result.setdefault(progress.objective.agreement_id, {})
+                counts[progress.status] = counts.get(progress.status, 0) + 1
+        return result
+
+    return program_cached(name="attention-objectives",
+                          parts=(today.isoformat(), run_label(run)), compute=compute)
 
 
 def attention_worklist(*, agreements: QuerySet[Agreement], run: ScoringRun | None = None,
@@ -158,7 +169,7 @@ def attention_worklist(*, agreements: QuerySet[Agreement], run: ScoringRun | Non
     previous = month_shift(month, -1) if month else ""
     tiers = current_tiers(run=run)
     disputes = _open_disputes(agreements=agreements)
-    objectives = _objective_counts(agreements=agreements, run=run, today=today)
+    objectives = _objective_counts(run=run, today=today)
     starts = {agreement.pk: agreement for agreement in listed}
     stale: dict[int, list[tuple[str, str]]] = {}
     for agreement_id, code, latest in _latest_observations(agreements=agreements):

@@ -289,3 +289,18 @@ def test_home_counts_what_needs_attention(client, host_manager, acme_viewer, wor
     client.force_login(host_manager)
     response = client.get("/")
     assert response.context["attention"]["total"] == 1  # the manager's own
+
+
+def test_fifty_rows_a_page(client, host_manager, world, acme, kpis, frozen_today):
+    for number in range(45):  # never reviewed, no data: review overdue and stale
+        make_agreement(acme, f"ACME-LATE-{number:02d}", kpis)
+    client.force_login(host_manager)
+    first = client.get(URL, {"scope": "all", "sort": "agreement"})
+    assert len(first.context["rows"]) == 50 and first.context["shown_count"] == 55
+    assert "page 1 of 2" in first.text
+    second = client.get(URL + first.context["next_page_url"])
+    assert [row.agreement.code for row, _ in second.context["rows"]] == [
+        "ACME-REVIEW", "ACME-RISK", "ACME-STALE", "ACME-TIER", "GLOBEX-ALL"]
+    body = b"".join(client.get(reverse("attention_csv"), {"scope": "all"})
+                    .streaming_content).decode()
+    assert len(body.strip().splitlines()) == 56  # the CSV holds every row

@@ -61,7 +61,7 @@ def test_overdue_column_shows_days_and_actions(client, host_manager, portfolio):
     assert rows["LATE-REVIEW"].review_overdue_days > 300
     assert rows["ACTIONS"].overdue_actions == 2 and rows["ACTIONS"].review_overdue_days == 0
     assert rows["CLEAN"].overdue_actions == 0 and rows["CLEAN"].review_overdue_days == 0
-    assert '<span class="badge flag-overdue">2 actions</span>' in response.text
+    assert '<span class="badge flag-overdue">2 actions late</span>' in response.text
 
 
 def test_flags_are_a_multi_select_and_one_flag_still_works(client, host_manager, portfolio):

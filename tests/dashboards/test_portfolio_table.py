@@ -30,8 +30,7 @@ def test_a_scored_row_shows_every_cell_escaped():
     html = portfolio_row_html(row(card={}, previous_tier="transactional", owner=owner),
                               month="2025-12")
     assert html.startswith("<tr>") and html.endswith("</tr>")
-    assert html.count("<td") == 11
-    assert '<td data-label="Overdue"><span class="muted">—</span></td>' in html
+    assert html.count("<td") == 10
     assert '<a href="/agreements/ACME-1/?month=2025-12">ACME-1</a>' in html
     assert "Acme &lt;Labs&gt;" in html and "<Labs>" not in html
     assert "Referral<br><small class=\"muted\">under review</small>" in html
@@ -82,9 +81,15 @@ def test_on_a_phone_every_card_labels_its_tier_scores_trend_coverage_flags_and_p
     assert html.count("col-wide-only") == 2
 
 
-def test_overdue_review_and_actions_cell():
-    scored = row(card={})
+def test_overdue_review_and_actions_follow_the_flags():
+    scored = row(card={"at_risk": True})
     scored.review_overdue_days, scored.overdue_actions = 1234, 1
     html = portfolio_row_html(scored, month="2025-12")
-    assert ('<td data-label="Overdue"><span class="badge flag-overdue">review 1,234 days</span> '
-            '<span class="badge flag-overdue">1 action</span></td>') in html
+    assert ('<td data-label="Flags"><span class="badge flag-at-risk">at risk</span> '
+            '<span class="badge flag-overdue">review 1,234 days late</span> '
+            '<span class="badge flag-overdue">1 action late</span> </td>') in html
+    unscored = row()
+    unscored.overdue_actions = 2
+    assert ('<td data-label="Flags"><span class="muted">no scorecard</span> '
+            '<span class="badge flag-overdue">2 actions late</span> </td>'
+            ) in portfolio_row_html(unscored, month="2025-12")
