@@ -423,6 +423,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "dashboards.tasks.pages_warm",
         "schedule": crontab(minute="*/2"),
     },
+    # What-if: the open months' period values, read again after imports and closes, so that
+    # the first simulation afterwards answers at once.
+    "keep-whatif-period-values": {
+        "task": "scoring.tasks.whatif_warm",
+        "schedule": crontab(minute="*/10"),
+    },
 }
 
 # The cache: what the pages keep of a published run. Its own Redis database

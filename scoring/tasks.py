@@ -198,6 +198,12 @@ def whatif_prepare(job_id: str) -> None:
     whatif.whatif_job_run(job_id=job_id)
 
 
+@shared_task(ignore_result=True)
+def whatif_warm() -> str:
+    """Beat: keep the what-if's period values of the observations as they are now."""
+    return whatif.whatif_inputs_warm()
+
+
 def whatif_enqueue() -> str:
     """Queue the preparation of the what-if's period values; return the job's id. When the
     queue is down the job is recorded failed and TaskQueueUnavailable is raised."""

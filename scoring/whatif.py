@@ -71,6 +71,8 @@ PREPARE_CHUNK = 250
 PACKED_DTYPES = {"agreement_id": "int32", "kpi_id": "int32", "host": bool, "month": "int16",
                  "value": "float64"}
 MISSING = object()
+WARM_LOCK_KEY = "whatif:warming"
+WARM_LOCK_SECONDS = 15 * 60  # longer than preparing takes; a worker lost frees it by then
 # Saving: progress told every this many objects; more objects than SAVE_IN_REQUEST are saved
 # by a task (each is a service call with its history and audit event, about 10 ms of CPU).
 PROGRESS_EVERY = 25
@@ -419,6 +421,20 @@ def whatif_inputs_prepare(*, months: Months | None = None,
               else np.zeros(0, dtype=dtype) for name, dtype in PACKED_DTYPES.items()}
     cache.set(key, {"periods": months.periods, "packed": joined}, INPUTS_SECONDS)
     return _unpacked(joined, months.periods)
+
+
+def whatif_inputs_warm() -> str:
+    """Beat: prepare the period values when the observations moved on since they were kept,
+    so that the first simulation afterwards does not wait for them; one worker at a time."""
+    if whatif_inputs_ready():
+        return "kept already"
+    if not cache.add(WARM_LOCK_KEY, True, WARM_LOCK_SECONDS):
+        return "being prepared by another worker"
+    try:
+        whatif_inputs_prepare()
+    finally:
+        cache.delete(WARM_LOCK_KEY)
+    return "prepared"
 
 
 def _open_observations(months: Months) -> pd.DataFrame:

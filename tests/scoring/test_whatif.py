@@ -276,3 +276,14 @@ def test_a_save_job_delivered_twice_applies_a_change_in_percent_once(six_months,
     assert whatif_job_status(job_id=job)["saved"] == 3  # two KPIs and the plan
     assert AgreementKPI.objects.get(agreement=acme, kpi__code="revenue").target == 80
     assert AgreementKPI.objects.get(agreement=acme, kpi__code="defect_rate").target == 1.6
+
+
+def test_beat_keeps_the_period_values_once_per_change_of_the_observations(six_months, kpis):
+    from scoring.tasks import whatif_warm
+
+    assert whatif_warm() == "prepared"
+    assert whatif_inputs_ready()
+    assert whatif_warm() == "kept already"
+    acme, _ = six_months
+    write_observations([(acme, kpis["revenue"], "host", "2025-06-26", 1)])
+    assert whatif_warm() == "prepared"
