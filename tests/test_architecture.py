@@ -173,8 +173,9 @@ def _is_write(call: ast.Call) -> bool:
         return "objects" in receiver or bool(QUERYSET_STEPS & set(receiver))
     if method not in WRITE_METHODS:
         return False
-    if receiver[:1] == ["cache"] or receiver == ["super()"]:
-        # The page cache; a form's own save() handing on to Django's (its caller is checked).
+    if receiver[:1] in (["cache"], ["default_storage"]) or receiver == ["super()"]:
+        # The page cache; media files (an archive of PDFs); a form's own save() handing on to
+        # Django's (its caller is checked).
         return False
     unsaved = any(keyword.arg == "commit" and isinstance(keyword.value, ast.Constant)
                   and keyword.value.value is False for keyword in call.keywords)
@@ -202,4 +203,5 @@ def test_the_write_check_finds_the_writes_it_names():
     assert writes("batches.filter(pk=1).update(confirmed_at=None)")
     assert writes("form.save()") and writes("ActionItem.objects.bulk_create(rows)")
     assert not writes("context.update(run=run)") and not writes("cache.delete(key)")
+    assert not writes("default_storage.save(name, content)")
     assert not writes("form.save(commit=False)") and not writes("super().save(commit=commit)")
