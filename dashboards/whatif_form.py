@@ -103,7 +103,7 @@ class WhatIfForm(forms.Form):
         self.fields["kpi"].queryset = KPIDefinition.objects.order_by("name")
         policies = dict(TierPolicy.choices)
         self.fields["tier_policy"].choices = [
-            ("", f"As now ({policies.get(settings.tier_policy, settings.tier_policy)})"),
+            ("", f"As now: {policies.get(settings.tier_policy, settings.tier_policy)}"),
             *TierPolicy.choices]
         self.fields["strategic_threshold"].help_text = f"Now {settings.strategic_threshold:g}"
         self.fields["growth_threshold"].help_text = f"Now {settings.growth_threshold:g}"
