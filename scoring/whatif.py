@@ -6,8 +6,15 @@ agreement, the stages, plans and settings of `services._program_inputs` and
 `services._settings_snapshot`), applies the changes to those frames, and runs the pure rules
 of `rules.py` over the open months only: the months up to the last closed month are frozen
 (rules version 2) and never change, so they are carried in as a scoring run carries them
-(`services.closed_state`). It writes nothing. With no change it gives the published run's
-results to the bit, when that run is current.
+(`services.closed_state`). It writes nothing to the database. With no change it gives the
+published run's results to the bit, when that run is current.
+
+Reading the observations is nearly all of its cost, and no what-if changes them: rule 1 is done
+once (`rules.period_observations`, one value per agreement KPI and month, which scores to the
+bit as the observations it comes from) and kept in the cache under a key naming the open
+months, the finished import batches and the agreements' KPIs. Beat prepares it ahead
+(`whatif_inputs_warm`); a page that finds nothing kept runs `whatif_inputs_prepare` in a task
+and shows its progress (`whatif_job_*`).
 
 Saving (`whatif_apply`) applies the same changes through the program's services, each with its
 history and audit event, and records one more audit event with the simulation's summary (tier
