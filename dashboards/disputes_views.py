@@ -6,6 +6,8 @@ the dispute as the reason). A partner's users see their own agreements' disputes
 partner's answers as a missing one. The rules and refusals are the services'
 (partnerships/disputes.py, scoring/disputes.py)."""
 
+from urllib.parse import urlencode
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -111,8 +113,7 @@ def disputes(request: HtmxHttpRequest) -> HttpResponse:
     query = {name: form.data.get(name, "") for name in form.fields if form.data.get(name)}
     context = {
         "form": form, "rows": list(rows[:500]) if rows is not None else None,
-        "query": "&".join(f"{name}={value}" for name, value in query.items())
-        if rows is not None else "",
+        "query": urlencode(query) if rows is not None else "",
         "is_host": is_host(request.user),
     }
     return partial_or_page(request, "dashboards/disputes/list.html", "dispute-results",
@@ -193,8 +194,11 @@ def dispute_new(request: HtmxHttpRequest) -> HttpResponse:
         open_already = disputes_for(user=request.user).filter(
             agreement=agreement, kpi__code=form["kpi"].value(), month=form["month"].value(),
             status=DisputeStatus.OPEN).first()
+    month = form["month"].value() or ""
     return render(request, "dashboards/disputes/new.html", {
-        "form": form, "agreement": agreement, "open_already": open_already})
+        "form": form, "agreement": agreement, "open_already": open_already,
+        "month_closed": month if MONTH_PATTERN.fullmatch(month)
+        and month_is_closed(month=month) else ""})
 
 
 def _dispute_visible(request: HtmxHttpRequest, dispute_id: int) -> Dispute:

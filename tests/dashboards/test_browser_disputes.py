@@ -85,6 +85,7 @@ def test_a_disagreement_is_disputed_answered_corrected_and_scored(page, live_ser
     row.get_by_role("link", name="Dispute").click()
     page.wait_for_url("**/disputes/new/**")
     assert page.get_by_label("Month").input_value() == month
+    assert page.get_by_text(f"{month} is closed").count() == 1
     page.get_by_label("Reason").fill("Our CRM counts seven more than the host's figure.")
     page.get_by_label("Value you believe right (optional)").fill(f"{corrected:g}")
     shot(page, "new")
@@ -99,6 +100,7 @@ def test_a_disagreement_is_disputed_answered_corrected_and_scored(page, live_ser
     # A host manager answers in the thread; resolving needs the closed month reopened first.
     log_in(page, live_server, "manager")
     page.goto(f"{live_server.url}/disputes/")
+    shot(page, "list")
     page.get_by_role("link", name=f"Dispute {dispute.pk}").click()
     page.wait_for_url(f"**/disputes/{dispute.pk}/")
     assert page.get_by_text(f"{month} is closed").count() >= 1
