@@ -50,7 +50,8 @@ AGREEMENT_FIELDS = tuple(
 AGREEMENT_FIXED_FIELDS = ("partner", "code", "stage")
 TARGET_FIELDS = ("target", "floor", "weight")
 TEMPLATE_ITEM_FIELDS = ("agreement_type", "kpi", *TARGET_FIELDS)
-SETTINGS_FIELDS = ("tier_policy", "strategic_threshold", "growth_threshold", "hysteresis")
+SETTINGS_FIELDS = ("tier_policy", "strategic_threshold", "growth_threshold", "hysteresis",
+                   "stale_after_days")
 
 
 # ---- The write path shared by every service ----------------------------------------------
@@ -391,7 +392,8 @@ def _check_settings(settings: ProgramSettings, old_values: dict | None = None) -
 
 def program_settings_update(*, user, request: HttpRequest | None = None,
                             **fields) -> ProgramChange | None:
-    """Change the scoring settings (tier policy, thresholds, hysteresis), the one row there is."""
+    """Change the program settings (tier policy, thresholds, hysteresis, the days before data is
+    stale), the one row there is."""
     with transaction.atomic():
         # No row yet: the defaults are in force, so values equal to them change nothing.
         row = (ProgramSettings.objects.select_for_update().filter(pk=1).first()

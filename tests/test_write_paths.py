@@ -81,6 +81,8 @@ def test_the_scoring_settings_in_the_admin_are_recorded(client, django_user_mode
     # Watched by the guard like every request: it fails the request if a write went unrecorded.
     response = client.post(reverse("admin:partnerships_programsettings_change", args=[1]),
                            {"tier_policy": "threshold", "strategic_threshold": "90",
-                            "growth_threshold": "70", "hysteresis": "3"})
+                            "growth_threshold": "70", "hysteresis": "3",
+                            "stale_after_days": "30"})
     assert response.status_code == 302
     assert ProgramChange.objects.filter(object_type="program settings").count() == 1
+    assert ProgramSettings.objects.get().stale_after_days == 30
