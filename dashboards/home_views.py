@@ -13,7 +13,7 @@ from scoring.models import ScoringRun
 
 from .charts import agreements_by_stage_figure
 from .http import HtmxHttpRequest
-from .program.overdue import home_overdue_actions
+from .program.overdue import home_overdue_actions, upcoming_reviews
 from .selectors.attention import attention_worklist
 from .selectors.disputes import disputes_open_count
 from .selectors.months import month_default
@@ -58,6 +58,8 @@ def home(request: HtmxHttpRequest) -> HttpResponse:
         month = month_default(run.periods) if run is not None else ""
         context.update(partner_home=True, run=run, month=month, agreement_cards=portfolio_rows(
             agreements=agreements, run=run, period=month))
+        # The reviews planned with the host, the soonest first (dashboards/program/overdue.py).
+        context["upcoming_reviews"] = upcoming_reviews(user=request.user)
         # Their agreements' open disputes, whichever side opened them.
         context["open_disputes"] = disputes_open_count(
             disputes=disputes_for(user=request.user))

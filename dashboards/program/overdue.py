@@ -11,7 +11,12 @@ from collections.abc import Iterable
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
-from partnerships.access import action_items_for, may_update_action_status, membership_of
+from partnerships.access import (
+    action_items_for,
+    may_update_action_status,
+    membership_of,
+    reviews_for,
+)
 from partnerships.models import ActionItem, ActionStatus, Agreement, Review, ReviewStatus
 from partnerships.reviews import (
     OPEN_STATUSES,
@@ -180,6 +185,15 @@ def portfolio_review_figures(*, agreements: QuerySet[Agreement],
     return program_cached(
         name="overdue-totals", parts=(today.isoformat(), run_label(run)),
         compute=lambda: overdue_totals(agreements=agreements, today=today, run=run))
+
+
+def upcoming_reviews(*, user, limit: int = 5) -> list[Review]:
+    """The reviews planned from today on in the agreements the user sees, the soonest first.
+    One query."""
+    return list(reviews_for(user=user)
+                .filter(status=ReviewStatus.PLANNED, held_on__gte=timezone.localdate())
+                .select_related("agreement__partner").order_by("held_on", "starts_at", "id")
+                [:limit])
 
 
 def home_overdue_actions(*, user, limit: int = 10) -> dict:

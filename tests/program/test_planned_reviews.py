@@ -314,3 +314,17 @@ def test_planned_reviews_survive_the_program_file_round_trip_unchanged(
     assert list(Review.objects.order_by("pk").values()) == stored
     assert {review["id"] for review in stored} == {held.pk, planned.pk}
     assert program_export() == exported
+
+
+def test_a_partners_home_lists_its_upcoming_reviews_only(client, acme_viewer, host_manager,
+                                                        acme_agreement, globex_agreement):
+    review = plan(acme_agreement, host_manager, days=5)
+    plan(globex_agreement, host_manager, days=3, agenda="Globex secret agenda")
+    Review.objects.create(agreement=acme_agreement, kind="monthly_results",
+                          status=ReviewStatus.PLANNED, held_on=in_days(-1))  # passed
+    client.force_login(acme_viewer)
+    text = client.get(reverse("home")).text
+    assert "Upcoming business reviews" in text
+    assert reverse("agreement_review_ics", args=[acme_agreement.code, review.pk]) in text
+    assert in_days(5).isoformat() in text and in_days(-1).isoformat() not in text
+    assert globex_agreement.code not in text
