@@ -44,7 +44,7 @@ COLUMNS = (
     ("partner", "Partner"), ("agreement", "Agreement"), ("type", "Type"), ("stage", "Stage"),
     ("owner", "Owner"), ("tier", "Tier"), ("overall", "Overall"), ("rolling", "Rolling"),
     ("trend", "Trend (12 months)"), ("coverage", "Coverage"), ("flags", "Flags"),
-    ("payout", "Payout"), ("review", "Review late"), ("actions", "Actions late"),
+    ("payout", "Payout"), ("review", "Review"), ("actions", "Actions"),
 )
 NUMERIC_COLUMNS = frozenset({"overall", "rolling", "coverage", "payout"})
 FLAG_LABELS = {"at_risk": "At risk", "incomplete": "Incomplete",

@@ -1,14 +1,16 @@
 """The worklist: every agreement that needs attention, with its reasons (`scoring.attention`).
 
-Set-based: a fixed number of queries however many agreements (the published run's scorecards
-of two months, the reviews and open actions, the open disputes, each agreement KPI's latest
-observation, the objectives and their published actuals, the program settings).
+Set-based: a fixed number of queries however many agreements (the program settings, the
+agreements with their last held review and each side's overdue actions, the published run's
+scorecards of two months, the open disputes). The costly parts, each KPI's latest observation
+and the objectives' progress, are computed for the whole program and kept until the day, the
+published run, the program or the observations change (dashboards/cache.py).
 """
 
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models import Count, Max, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from partnerships.models import (
@@ -16,6 +18,8 @@ from partnerships.models import (
     AgreementKPI,
     Dispute,
     DisputeStatus,
+    ImportBatch,
+    ImportStatus,
     MetricObservation,
     Objective,
     ProgramSettings,
@@ -111,18 +115,35 @@ def _open_disputes(*, agreements: QuerySet[Agreement]) -> dict[int, int]:
                 .values_list("agreement_id", "count"))
 
 
-def _latest_observations(*, agreements: QuerySet[Agreement]):
-    """(agreement id, KPI code, latest date of its source side's observations or None) of every
-    agreement KPI of agreements that can have stale data: one query, an index lookup each
-    (the observations' natural key)."""
-    latest = (MetricObservation.objects.filter(
-        agreement_id=OuterRef("agreement_id"), kpi_id=OuterRef("kpi_id"),
-        side=OuterRef("kpi__source")).order_by("-date").values("date")[:1])
-    return (AgreementKPI.objects
-            .filter(agreement__in=agreements.exclude(stage__in=UNREVIEWED_STAGES)
-                    .order_by().values("pk"))
-            .order_by().annotate(latest=Subquery(latest))
-            .values_list("agreement_id", "kpi__code", "latest"))
+def _stale_kpis(*, today: dt.date, stale_after_days: int) -> dict[int, list[tuple[str, str]]]:
+    """The stale KPIs (code, first month without a value) of every agreement that can have
+    stale data, of the whole program: one query, an index lookup per agreement KPI (the
+    observations' natural key); kept until the day, the program (stages, KPIs, the setting)
+    or the observations change. Every observation is written by an import batch that then
+    finishes: the last finish and the number of finished batches name the observations."""
+    finished = ImportBatch.objects.filter(status=ImportStatus.SUCCEEDED).aggregate(
+        last=Max("finished_at"), count=Count("pk"))
+
+    def compute() -> dict[int, list[tuple[str, str]]]:
+        latest = (MetricObservation.objects.filter(
+            agreement_id=OuterRef("agreement_id"), kpi_id=OuterRef("kpi_id"),
+            side=OuterRef("kpi__source")).order_by("-date").values("date")[:1])
+        result: dict[int, list[tuple[str, str]]] = {}
+        for agreement_id, code, start, end, last in (
+                AgreementKPI.objects.exclude(agreement__stage__in=UNREVIEWED_STAGES)
+                .order_by().annotate(latest=Subquery(latest))
+                .values_list("agreement_id", "kpi__code", "agreement__start_date",
+                             "agreement__end_date", "latest")):
+            missing = kpi_stale_month(last_observed=last, start=start, end=end, today=today,
+                                      stale_after_days=stale_after_days)
+            if missing:
+                result.setdefault(agreement_id, []).append((code, missing))
+        return {pk: sorted(kpis) for pk, kpis in result.items()}
+
+    last = finished["last"].isoformat() if finished["last"] else ""
+    return program_cached(name="attention-stale",
+                          parts=(today.isoformat(), stale_after_days, last, finished["count"]),
+                          compute=compute)
 
 
 def _objective_counts(*, run: ScoringRun | None, today: dt.date) -> dict[int, dict[str, int]]:
@@ -170,17 +191,7 @@ def attention_worklist(*, agreements: QuerySet[Agreement], run: ScoringRun | Non
     tiers = current_tiers(run=run)
     disputes = _open_disputes(agreements=agreements)
     objectives = _objective_counts(run=run, today=today)
-    starts = {agreement.pk: agreement for agreement in listed}
-    stale: dict[int, list[tuple[str, str]]] = {}
-    for agreement_id, code, latest in _latest_observations(agreements=agreements):
-        agreement = starts.get(agreement_id)
-        if agreement is None:
-            continue
-        missing = kpi_stale_month(last_observed=latest, start=agreement.start_date,
-                                  end=agreement.end_date, today=today,
-                                  stale_after_days=stale_after_days)
-        if missing:
-            stale.setdefault(agreement_id, []).append((code, missing))
+    stale = _stale_kpis(today=today, stale_after_days=stale_after_days)
     rows = []
     for agreement in listed:
         pk = agreement.pk
@@ -195,7 +206,7 @@ def attention_worklist(*, agreements: QuerySet[Agreement], run: ScoringRun | Non
             review_overdue_days=review_overdue_days, review_due=review_due,
             overdue_actions={side: getattr(agreement, f"_overdue_{side}")
                              for side in Side.values if getattr(agreement, f"_overdue_{side}")},
-            stale_kpis=sorted(stale.get(pk, [])),
+            stale_kpis=stale.get(pk, []),
             open_disputes=disputes.get(pk, 0),
             tier=card[3] if card else "", previous_tier=card_before[3] if card_before else "",
             objectives=objectives.get(pk, {}),

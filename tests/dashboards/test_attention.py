@@ -304,3 +304,11 @@ def test_fifty_rows_a_page(client, host_manager, world, acme, kpis, frozen_today
     body = b"".join(client.get(reverse("attention_csv"), {"scope": "all"})
                     .streaming_content).decode()
     assert len(body.strip().splitlines()) == 56  # the CSV holds every row
+
+
+def test_stale_data_is_read_anew_once_an_import_finishes(world, kpis):
+    found = _reasons_by_code(attention_worklist(agreements=Agreement.objects.all(), today=TODAY))
+    assert found["ACME-STALE"] == ["stale_data"]
+    write_observations([(world["ACME-STALE"], kpis["revenue"], "host", "2025-03-05", 40)])
+    found = _reasons_by_code(attention_worklist(agreements=Agreement.objects.all(), today=TODAY))
+    assert "ACME-STALE" not in found
