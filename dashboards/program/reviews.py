@@ -3,9 +3,9 @@
 Both sides read an agreement's reviews page and download a planned review for their calendars;
 host managers (and admins) plan reviews ahead, record them as held, record, edit and delete
 reviews (cancel planned ones) and actions; partner users update the status of the actions their
-side owns. Every change goes to the program's history. Forms work without JavaScript (post, then redirect);
-with htmx the form panel is swapped in place with its errors, and a status change answers with
-the one table row that changed.
+side owns. Every change goes to the program's history. Forms work without JavaScript (post,
+then redirect); with htmx the form panel is swapped in place with its errors, and a status
+change answers with the one table row that changed.
 """
 
 import datetime as dt
