@@ -104,9 +104,10 @@ def test_a_bad_file_shows_the_errors_and_the_report_link_on_a_phone(
 
     choose(page, "bad.csv", BAD_CSV)
     page.get_by_role("button", name="Upload and preview").click()
-    page.get_by_role("button", name="Import 3 rows").click()
+    # Every error before any confirmation: the file is refused and importing disabled.
     page.get_by_role("heading", name="Nothing was imported from bad.csv").wait_for()
     assert page.locator(".error-table tbody tr").count() == 4
+    assert page.get_by_role("button", name="Import refused: 4 problems").is_disabled()
     link = page.get_by_role("link", name="Download the error report (CSV)")
     assert re.fullmatch(r"/imports/\d+/errors\.csv", link.get_attribute("href"))
     with page.expect_download() as download:

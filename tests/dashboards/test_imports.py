@@ -244,8 +244,11 @@ def test_a_bad_file_shows_every_error_and_its_csv_report(
     host_manager, acme_agreement, django_capture_on_commit_callbacks
 ):
     client = logged_in(host_manager)
-    upload(client, BAD_CSV)
+    # The errors are listed as soon as the file is read, before any confirmation.
+    uploaded = upload(client, BAD_CSV).text
+    assert "not a date in ISO format" in uploaded and "unknown KPI code" in uploaded
     batch = ImportBatch.objects.get()
+    assert batch.status == "failed" and batch.confirmed_at is None
     response = confirm(client, batch, django_capture_on_commit_callbacks)
     assert response.status_code == 200
 
