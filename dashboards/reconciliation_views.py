@@ -12,6 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 from django.http import HttpResponse
+from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET
 
 from partnerships.access import agreements_for, membership_of
@@ -47,11 +48,6 @@ CSV_HEADER = [
 ]
 
 
-class AgreementChoiceField(forms.ModelChoiceField):
-    def label_from_instance(self, obj: Agreement) -> str:
-        return f"{obj.code} · {obj.partner.name}"
-
-
 class KPIChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj: KPIDefinition) -> str:
         return obj.name
@@ -68,10 +64,11 @@ class ReconciliationFilterForm(forms.Form):
         label="Partner", queryset=Partner.objects.none(), to_field_name="slug",
         required=False, empty_label="All partners",
         error_messages={"invalid_choice": "There is no partner with that name."})
-    agreement = AgreementChoiceField(
-        label="Agreement", queryset=Agreement.objects.none(), to_field_name="code",
-        required=False, empty_label="All agreements",
-        error_messages={"invalid_choice": "There is no agreement of yours with that code."})
+    # A code, not a list: a program of a thousand agreements would send them all each time.
+    agreement = forms.CharField(
+        label="Agreement", required=False, max_length=64,
+        widget=forms.TextInput(attrs={"placeholder": "agreement code", "autocomplete": "off",
+                                      "spellcheck": "false"}))
     kpi = KPIChoiceField(
         label="KPI", queryset=KPIDefinition.objects.none(), to_field_name="code",
         required=False, empty_label="All KPIs",
@@ -84,14 +81,21 @@ class ReconciliationFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["month"].choices = [
             (month, states.label(month)) for month in reversed(months)]
+        self.agreements = agreements
         if host:
             self.fields["partner"].queryset = Partner.objects.order_by("name")
         else:
             del self.fields["partner"]
-            self.fields["agreement"].empty_label = "All your agreements"
-        self.fields["agreement"].queryset = (
-            agreements.select_related("partner").order_by("code"))
         self.fields["kpi"].queryset = KPIDefinition.objects.order_by("name")
+
+    def clean_agreement(self) -> Agreement | None:
+        code = self.cleaned_data["agreement"].strip()
+        if not code:
+            return None
+        agreement = self.agreements.filter(code=code).first()
+        if agreement is None:
+            raise forms.ValidationError("There is no agreement of yours with that code.")
+        return agreement
 
 
 @dataclass
@@ -183,8 +187,12 @@ def reconciliation(request: HtmxHttpRequest) -> HttpResponse:
     difference = next(column for column in columns if column["name"] == "difference")
     difference["percent"] = sorting("percent")
     difference["direction"] = difference["direction"] or difference["percent"]["direction"]
+    # Every row is of the month shown: its badge drawn once, not once a row.
+    month_badge = render_to_string("_month_state.html",
+                                   {"month": state.month, "states": state.states})
     context = {
         "run": state.run, "form": state.form, "month": state.month, "states": state.states,
+        "month_badge": month_badge,
         "page": page, "columns": columns, "is_host": state.host,
         "month_total": state.month_total,
         "filtered": bool(state.filters),
