@@ -2,6 +2,7 @@
 them to both sides (the rules: scoring/explain.py)."""
 
 import math
+from typing import NamedTuple
 
 from partnerships.models import Agreement, AgreementKPI, Tier
 from scoring.closing import current_month
@@ -20,12 +21,42 @@ NEXT_TIER = {Tier.TRANSACTIONAL: Tier.GROWTH, Tier.GROWTH: Tier.STRATEGIC}
 # What the value of a month is, by the KPI's aggregation (DOMAIN.md § Scoring, rule 1).
 PERIOD_VALUE = {"sum": "the month's total", "mean": "the month's mean",
                 "last": "the month's last value"}
+
+
+class KPIFacts(NamedTuple):
+    """What the section shows of a KPI (and what `kpi_value` reads to write its values)."""
+
+    code: str
+    name: str
+    unit: str
+    value_type: str
+    category: str
+    aggregation: str
+
+
+class AgreementKPIRow(NamedTuple):
+    kpi_id: int
+    weight: float
+    target: float
+    floor: float
+    kpi: KPIFacts
+
+
+def _agreement_kpis(agreement: Agreement) -> list[AgreementKPIRow]:
+    """The agreement's KPIs now, in kpi_id order: one query, no model instances."""
+    return [AgreementKPIRow(kpi_id, weight, target, floor, KPIFacts(*facts))
+            for kpi_id, weight, target, floor, *facts in AgreementKPI.objects.filter(
+                agreement=agreement).order_by("kpi_id").values_list(
+                "kpi_id", "weight", "target", "floor", "kpi__code", "kpi__name", "kpi__unit",
+                "kpi__value_type", "kpi__category", "kpi__aggregation")]
+
+
 # The overall of the month as it is shown and as the KPI scores give it with the weights now:
 # closer than this, they are the same figure (a run computes it from the same numbers).
 SAME_OVERALL = 1e-9
 
 
-def _month_frame(*, agreement_kpis: list[AgreementKPI], scores: list[tuple]) -> dict:
+def _month_frame(*, agreement_kpis: list[AgreementKPIRow], scores: list[tuple]) -> dict:
     """The rules' view of one month (scoring.explain's columns): every KPI of the agreement now,
     with the run's actual value, target and floor where the run scored it (the KPI's own
     otherwise, actual missing)."""
@@ -141,8 +172,7 @@ def _explanation(*, run, agreement: Agreement, scorecards: list[Scorecard], mont
                  current: str, policy: dict, cutoffs: dict) -> dict | None:
     by_period = {card.period: card for card in scorecards}
     card = by_period.get(month)
-    agreement_kpis = list(AgreementKPI.objects.filter(agreement=agreement)
-                          .select_related("kpi").order_by("kpi_id"))
+    agreement_kpis = _agreement_kpis(agreement)
     if card is None or not agreement_kpis:
         return None
     kpis = {item.kpi_id: item.kpi for item in agreement_kpis}
