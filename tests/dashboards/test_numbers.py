@@ -148,3 +148,25 @@ def test_the_program_pages_write_targets_and_money_with_the_one_formatter():
     assert number(2.5) == "2.5"
     assert number(float("inf")) == ""
     assert _money(Decimal("1234567.005"), "USD") == "1,234,567.01 USD"
+
+
+@pytest.mark.parametrize(("values", "total", "places", "expected"), [
+    # 32 + 20.8333 + 32 = 84.8333, shown 84.8: each part rounded as it is adds up already.
+    ([32.0, 20.833333333333332, 32.0], 84.83333333333333, 1, [32.0, 20.8, 32.0]),
+    # Three thirds of 100 %: one of them takes the last tenth of a percent.
+    ([1 / 3, 1 / 3, 1 / 3], 1.0, 3, [0.334, 0.333, 0.333]),
+    # 10.04 three times is 30.12, shown 30.1: each rounded alone would make 30.0.
+    ([10.04, 10.04, 10.04], 30.12, 1, [10.1, 10.0, 10.0]),
+    # A negative part (points left above target) and a total rounded half away from zero.
+    ([-5.333333333333333, 8.0, 12.5], 15.166666666666668, 1, [-5.3, 8.0, 12.5]),
+    ([], 0.0, 1, []),
+])
+def test_apportioned_parts_add_up_to_the_total_as_written(values, total, places, expected):
+    from dashboards.templatetags.numbers import apportioned, number_text
+
+    parts = apportioned(values, total=total, places=places)
+    assert parts == expected
+    written = sum(Decimal(number_text(part, places=places)) for part in parts)
+    assert written == Decimal(number_text(total, places=places) or "0")
+    assert all(abs(part - value) < 10 ** -places for part, value in zip(parts, values,
+                                                                        strict=True))
