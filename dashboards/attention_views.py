@@ -176,7 +176,7 @@ def attention_export_rows(rows: list[AttentionRow], *, month: str):
     for row in rows:
         agreement, facts = row.agreement, row.facts
         yield [
-            spreadsheet_escape(agreement.code), spreadsheet_escape(agreement.partner.name),
+            spreadsheet_escape(agreement.code), spreadsheet_escape(row.partner_name),
             spreadsheet_escape(agreement.title), agreement.stage,
             spreadsheet_escape(row.owner_name),
             agreement.end_date.isoformat() if agreement.end_date else "",

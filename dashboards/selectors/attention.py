@@ -10,7 +10,7 @@ published run, the program or the observations change (dashboards/cache.py).
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import Count, Max, OuterRef, QuerySet, Subquery
+from django.db.models import Count, F, Max, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from partnerships.models import (
@@ -54,11 +54,16 @@ class AttentionRow:
     reasons: list[str]
 
     @property
+    def partner_name(self) -> str:
+        return self.agreement._partner_name
+
+    @property
     def owner_name(self) -> str:
-        owner = self.agreement.owner
-        if owner is None:
+        agreement = self.agreement
+        if agreement.owner_id is None:
             return ""
-        return f"{owner.first_name} {owner.last_name}".strip() or owner.username
+        return (f"{agreement._owner_first} {agreement._owner_last}".strip()
+                or agreement._owner_username)
 
 
 @dataclass
@@ -169,6 +174,12 @@ def _objective_counts(*, run: ScoringRun | None, today: dt.date) -> dict[int, di
                           parts=(today.isoformat(), run_label(run)), compute=compute)
 
 
+# What the rules and the list read of an agreement (not its written terms); the partner's and
+# owner's names as columns, since a thousand model instances each cost more than the query.
+WORKLIST_COLUMNS = ("code", "title", "stage", "start_date", "end_date", "review_cadence",
+                    "partner_id", "owner_id")
+
+
 def attention_worklist(*, agreements: QuerySet[Agreement], run: ScoringRun | None = None,
                        today: dt.date | None = None) -> Worklist:
     """Every agreement of `agreements` (already scoped to the user) that needs attention, with
@@ -179,10 +190,13 @@ def attention_worklist(*, agreements: QuerySet[Agreement], run: ScoringRun | Non
     month = month_default(run.periods) if run is not None else ""
     stale_after_days = ProgramSettings.current().stale_after_days
     # The last held review and the overdue actions of each side, in the same query.
-    listed = list(agreements.select_related("partner", "owner").annotate(
+    sides = Side.values
+    listed = list(agreements.only(*WORKLIST_COLUMNS).annotate(
+        _partner_name=F("partner__name"), _owner_first=F("owner__first_name"),
+        _owner_last=F("owner__last_name"), _owner_username=F("owner__username"),
         _last_held_review=last_held_review(),
         **{f"_overdue_{side}": overdue_actions_count(today=today, side=side)
-           for side in Side.values}).order_by("code"))
+           for side in sides}).order_by("code"))
     if not listed:
         return Worklist(rows=[], month=month, today=today, stale_after_days=stale_after_days,
                         checked=0)
@@ -205,7 +219,7 @@ def attention_worklist(*, agreements: QuerySet[Agreement], run: ScoringRun | Non
             at_risk=bool(card and card[0]), incomplete=bool(card and card[1]),
             review_overdue_days=review_overdue_days, review_due=review_due,
             overdue_actions={side: getattr(agreement, f"_overdue_{side}")
-                             for side in Side.values if getattr(agreement, f"_overdue_{side}")},
+                             for side in sides if getattr(agreement, f"_overdue_{side}")},
             stale_kpis=stale.get(pk, []),
             open_disputes=disputes.get(pk, 0),
             tier=card[3] if card else "", previous_tier=card_before[3] if card_before else "",
@@ -223,7 +237,7 @@ def _sort_key(column: str):
     return {
         "reasons": lambda row: (-len(row.reasons), row.agreement.code),
         "agreement": lambda row: row.agreement.code,
-        "partner": lambda row: (row.agreement.partner.name.casefold(), row.agreement.code),
+        "partner": lambda row: (row.partner_name.casefold(), row.agreement.code),
         "owner": lambda row: (not row.owner_name, row.owner_name.casefold(),
                               row.agreement.code),
         "review": lambda row: (-row.facts.review_overdue_days, row.agreement.code),
