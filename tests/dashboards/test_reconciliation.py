@@ -181,7 +181,7 @@ def test_a_tolerance_edited_through_the_service_changes_the_rows(client, host_ma
         "defect_rate"]
 
 
-def test_pages_of_fifty_rows(client, host_manager, world, monkeypatch):
+def test_rows_come_a_page_at_a_time(client, host_manager, world, monkeypatch):
     from dashboards import reconciliation_views
 
     monkeypatch.setattr(reconciliation_views, "PAGE_SIZE", 1)
