@@ -175,6 +175,24 @@ def _observations(agreement: Agreement, kpis: dict, partner: Partner, user, text
     return batch, observations[0]
 
 
+def _host_batch_of_both(acme_agreement: Agreement, globex_agreement: Agreement, kpis: dict,
+                        user) -> ImportBatch:
+    """A host import that wrote values of both partners: Acme's users see it, limited to their
+    rows; its file name, notes and Globex's row (all marked) must not reach them."""
+    now = timezone.now()
+    batch = ImportBatch.objects.create(
+        source="upload", side="host", user=user, status="succeeded",
+        file_name=f"host-{MARKER}-and-acme.csv", sha256="1" * 64, inserted=2, rows_total=2,
+        notes=[f"{MARKER} sheet note"])
+    batch.file.save(batch.file_name, ContentFile(b"agreement,kpi,date,value\n"), save=True)
+    for agreement, note in ((acme_agreement, "host row"), (globex_agreement, f"{MARKER} row")):
+        MetricObservation.objects.create(
+            agreement=agreement, kpi=kpis["defect_rate"], side="host",
+            date=dt.date(2025, 2, 20), value=5, note=note, batch=batch, recorded_by=user,
+            recorded_at=now)
+    return batch
+
+
 def _review_with_action(agreement: Agreement, text: str) -> Review:
     review = Review.objects.create(
         agreement=agreement, kind="monthly_results", held_on=dt.date(2025, 3, 1),
@@ -243,6 +261,7 @@ def build_world() -> World:
     _observations(acme_agreement, kpis, acme, users[ACME_EDITOR], "acme")
     globex_batch, globex_observation = _observations(
         globex_agreement, kpis, globex, globex_editor, MARKER)
+    _host_batch_of_both(acme_agreement, globex_agreement, kpis, users[HOST_MANAGER])
     run = scoring_run_inline()
     # January closed: each agreement has a line in its payout statement (Globex's must not
     # reach Acme's users).
