@@ -24,6 +24,7 @@ from partnerships.models import (
     Objective,
     ProgramSettings,
     Side,
+    Stage,
 )
 from partnerships.months import month_shift
 from partnerships.reviews import UNREVIEWED_STAGES, review_status
@@ -45,11 +46,39 @@ from .portfolio import last_held_review, overdue_actions_count
 ATTENTION_SORTS = ("reasons", "agreement", "partner", "owner", "review", "ends")
 
 
+STAGE_LABELS = dict(Stage.choices)
+
+
+@dataclass(frozen=True)
+class AgreementLine:
+    """What the worklist shows of an agreement: read as one row of columns, since a thousand
+    model instances cost more than the query that reads them."""
+
+    pk: int
+    code: str
+    title: str
+    stage: str
+    start_date: dt.date
+    end_date: dt.date | None
+    review_cadence: str
+    owner_id: int | None
+    _partner_name: str
+    _owner_first: str | None
+    _owner_last: str | None
+    _owner_username: str | None
+    _last_held_review: dt.date | None
+    _overdue_host: int
+    _overdue_partner: int
+
+    def get_stage_display(self) -> str:
+        return STAGE_LABELS.get(self.stage, self.stage)
+
+
 @dataclass
 class AttentionRow:
     """One agreement of the worklist: its facts and the reasons they give."""
 
-    agreement: Agreement
+    agreement: AgreementLine
     facts: AttentionFacts
     reasons: list[str]
 
@@ -174,10 +203,11 @@ def _objective_counts(*, run: ScoringRun | None, today: dt.date) -> dict[int, di
                           parts=(today.isoformat(), run_label(run)), compute=compute)
 
 
-# What the rules and the list read of an agreement (not its written terms); the partner's and
-# owner's names as columns, since a thousand model instances each cost more than the query.
-WORKLIST_COLUMNS = ("code", "title", "stage", "start_date", "end_date", "review_cadence",
-                    "partner_id", "owner_id")
+# What the rules and the list read of an agreement (not its written terms), in
+# AgreementLine's order.
+WORKLIST_COLUMNS = ("pk", "code", "title", "stage", "start_date", "end_date", "review_cadence",
+                    "owner_id", "_partner_name", "_owner_first", "_owner_last",
+                    "_owner_username", "_last_held_review", "_overdue_host", "_overdue_partner")
 
 
 def attention_worklist(*, agreements: QuerySet[Agreement], run: ScoringRun | None = None,
@@ -191,12 +221,12 @@ def attention_worklist(*, agreements: QuerySet[Agreement], run: ScoringRun | Non
     stale_after_days = ProgramSettings.current().stale_after_days
     # The last held review and the overdue actions of each side, in the same query.
     sides = Side.values
-    listed = list(agreements.only(*WORKLIST_COLUMNS).annotate(
+    listed = [AgreementLine(*values) for values in agreements.annotate(
         _partner_name=F("partner__name"), _owner_first=F("owner__first_name"),
         _owner_last=F("owner__last_name"), _owner_username=F("owner__username"),
         _last_held_review=last_held_review(),
         **{f"_overdue_{side}": overdue_actions_count(today=today, side=side)
-           for side in sides}).order_by("code"))
+           for side in sides}).order_by("code").values_list(*WORKLIST_COLUMNS)]
     if not listed:
         return Worklist(rows=[], month=month, today=today, stale_after_days=stale_after_days,
                         checked=0)
