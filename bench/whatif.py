@@ -6,7 +6,8 @@
 
 Creates its own PostgreSQL database (127.0.0.1, user postgres), fills it with generate_demo
 (--no-close) and scores it once (a kept database is reopened and scored again when months
-are closed); with --closed-months N closes the first N months (the rest are simulated). Then, in one process, with the cache in Redis at --redis-url (emptied first):
+are closed); with --closed-months N closes the first N months (the rest are simulated).
+Then, in one process, with the cache in Redis at --redis-url (emptied first):
 
 - prepare: reading every observation of the open months into their period values, what the
   page's task does (with progress) when they are not kept yet — once;

@@ -3,8 +3,8 @@ from django.urls import path
 from . import (
     access_views,
     agreement_views,
-    attention_views,
     api,
+    attention_views,
     disputes_views,
     ecosystem_views,
     exports_views,
