@@ -32,8 +32,13 @@ def test_partner_users_see_only_their_partner(program, acme_viewer, acme):
     assert [a.code for a in access.agreements_for(user=acme_viewer)] == ["ACME-CM-2025"]
     assert list(access.partners_for(user=acme_viewer)) == [acme]
     assert {o.agreement.partner for o in access.observations_for(user=acme_viewer)} == {acme}
+    # Their side's batches, and the host's that wrote their agreements' values; never
+    # another partner's.
     batches = access.import_batches_for(user=acme_viewer)
-    assert batches.count() == 1 and batches.get().partner == acme
+    assert {batch.partner for batch in batches} <= {acme, None}
+    assert batches.filter(partner=acme).count() == 1
+    assert all(batch.partner == acme or batch.observations.filter(
+        agreement__partner=acme).exists() for batch in batches)
 
 
 def test_nobody_else_sees_anything(program, acme_viewer, django_user_model):

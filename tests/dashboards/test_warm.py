@@ -51,10 +51,12 @@ def test_a_published_run_keeps_the_portfolios_figures_rows_and_cutoffs(
     assert acme_agreement.code in response.text
     assert not [query for query in queries.captured_queries
                 if "scoring_scorecard" in query["sql"]]
-    # Nor counts the overdue reviews and actions: the task kept them too.
+    # Nor counts the overdue reviews and actions of the program: the task kept them too (the
+    # shown rows' own figures are index lookups inside the rows' query, not queries of their own).
     assert not [query for query in queries.captured_queries
-                if "partnerships_actionitem" in query["sql"]
-                or "partnerships_review" in query["sql"]]
+                if ("partnerships_actionitem" in query["sql"]
+                    or "partnerships_review" in query["sql"])
+                and not query["sql"].startswith('SELECT "partnerships_agreement"."id"')]
     # Nor does the first view of an agreement's dashboard read its scores (its objective's
     # progress included).
     with CaptureQueriesContext(connection) as queries:

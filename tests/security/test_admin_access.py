@@ -120,7 +120,8 @@ def test_scoring_settings_saved_in_the_admin_keep_their_history_and_audit(
     ProgramSettings.objects.create(pk=1)
     url = reverse("admin:partnerships_programsettings_change", args=[1])
     response = client.post(url, {"tier_policy": "threshold", "strategic_threshold": "85",
-                                 "growth_threshold": "65", "hysteresis": "2"},
+                                 "growth_threshold": "65", "hysteresis": "2",
+                                 "stale_after_days": "45"},
                            REMOTE_ADDR="198.51.100.7")
     assert response.status_code == 302
     assert ProgramSettings.objects.get().growth_threshold == 65
