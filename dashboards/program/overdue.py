@@ -96,7 +96,8 @@ def overdue_for(*, agreement_ids: Iterable[int] | QuerySet, today: dt.date | Non
 def overdue_totals(*, agreements: QuerySet[Agreement], today: dt.date | None = None,
                    run: ScoringRun | None = None) -> dict[str, int]:
     """Headline figures of many agreements (an already scoped queryset): overdue reviews,
-    overdue and open actions. Two queries however many agreements (besides the run and its
+    overdue and open actions, and the agreements the overdue actions belong to (the rows the
+    card's link lists). Two queries however many agreements (besides the run and its
     tiers, as for `overdue_for`); the same rule, without building a state for each agreement."""
     today = today or timezone.localdate()
     if run is None:
@@ -109,9 +110,11 @@ def overdue_totals(*, agreements: QuerySet[Agreement], today: dt.date | None = N
                          last_review=last, today=today)[1]:
             overdue_reviews += 1
     counts = _open_actions(agreements=agreements).aggregate(
-        open=Count("pk"), overdue=Count("pk", filter=Q(due_date__lt=today)))
+        open=Count("pk"), overdue=Count("pk", filter=Q(due_date__lt=today)),
+        overdue_agreements=Count("agreement_id", filter=Q(due_date__lt=today), distinct=True))
     return {"overdue_reviews": overdue_reviews, "overdue_actions": counts["overdue"],
-            "open_actions": counts["open"]}
+            "open_actions": counts["open"],
+            "agreements_with_overdue_actions": counts["overdue_agreements"]}
 
 
 def overdue_actions_of(*, actions: QuerySet[ActionItem], today: dt.date | None = None,

@@ -110,3 +110,8 @@ def test_cards_link_to_the_rows_they_count(client, host_manager, portfolio):
     # Following the overdue reviews card lists exactly the agreements it counts.
     assert codes(client.get(URL, {"month": "2025-03", "flag": "review_overdue"})) == [
         "LATE-REVIEW"]
+    # The overdue actions card counts actions (two) and says in how many agreements they are,
+    # the rows its link lists.
+    assert "overdue actions of 3 open (both sides), in 1 agreement<" in response.text
+    assert codes(client.get(URL, {"month": "2025-03", "flag": "actions_overdue"})) == [
+        "ACTIONS"]

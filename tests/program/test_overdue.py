@@ -203,7 +203,8 @@ def test_overdue_totals_count_a_queryset_of_agreements(acme, kpis):
 
     _portfolio(acme, kpis, 4)
     totals = overdue_totals(agreements=Agreement.objects.all(), today=TODAY)
-    assert totals == {"overdue_reviews": 4, "overdue_actions": 4, "open_actions": 8}
+    assert totals == {"overdue_reviews": 4, "overdue_actions": 4, "open_actions": 8,
+                      "agreements_with_overdue_actions": 4}
 
 
 def test_overdue_totals_in_sql_agree_with_each_agreements_state(acme, globex, kpis):
@@ -245,6 +246,8 @@ def test_overdue_totals_in_sql_agree_with_each_agreements_state(acme, globex, kp
             "overdue_reviews": sum(1 for state in states if state.review_overdue),
             "overdue_actions": sum(state.overdue_actions for state in states),
             "open_actions": sum(state.open_actions for state in states),
+            "agreements_with_overdue_actions": sum(1 for state in states
+                                                   if state.overdue_actions),
         }
         assert expected["overdue_reviews"] > 5  # the mix holds both outcomes
         assert expected["overdue_reviews"] < len(states)
