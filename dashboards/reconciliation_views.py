@@ -23,7 +23,7 @@ from scoring.models import ScoringRun
 
 from .exports_views import csv_filename, csv_response, export_audit
 from .http import HtmxHttpRequest, partial_or_page
-from .selectors.months import MonthStates, month_default, month_states
+from .selectors.months import MonthStates, month_states
 from .selectors.reconciliation import (
     KIND_LABELS,
     SORTS,
@@ -31,6 +31,7 @@ from .selectors.reconciliation import (
     disagreements_sorted,
     disagreements_visible,
     month_disagreements,
+    reconciliation_month_default,
 )
 
 # A worklist: 25 rows a page keeps it short on a phone and the page within 4 × the trivial
@@ -121,13 +122,6 @@ class ReconciliationState:
         return urlencode({name: value for name, value in merged.items() if value})
 
 
-def _default_month(months: list[str], states: MonthStates) -> str:
-    """The last closed month when the run scored it, else the month pages open on."""
-    if states.last_closed and states.last_closed in months:
-        return states.last_closed
-    return month_default(months)
-
-
 def _state(request: HtmxHttpRequest) -> ReconciliationState:
     run = ScoringRun.objects.current()
     months = run.periods if run is not None else []
@@ -137,13 +131,14 @@ def _state(request: HtmxHttpRequest) -> ReconciliationState:
     agreements = agreements_for(user=request.user)
     form = ReconciliationFilterForm(request.GET or None, agreements=agreements, months=months,
                                     states=states, host=host,
-                                    initial={"month": _default_month(months, states)})
+                                    initial={"month": reconciliation_month_default(
+                                        months, states)})
     sort = request.GET.get("sort", DEFAULT_SORT)
     if sort.lstrip("-") not in SORTS:
         sort = DEFAULT_SORT
     valid = not form.is_bound or form.is_valid()
     chosen = form.cleaned_data if form.is_bound and valid else {}
-    month = chosen.get("month") or _default_month(months, states)
+    month = chosen.get("month") or reconciliation_month_default(months, states)
     filters = {name: form.data.get(name, "") for name in ("partner", "agreement", "kpi", "kind")
                if name in form.fields and name not in form.errors} if form.is_bound else {}
     rows = None

@@ -3,8 +3,9 @@ as the run is published.
 
 The pages compute these on first need and keep them; a beat task (dashboards/tasks.py) computes
 those of the run's latest month right after each run instead (the portfolio's figures and rows,
-every agreement's scorecards, KPI scores and objective actuals, the tier cut-offs), so that the
-first user to open a page in the morning does not wait for them. Reads selectors only: no view.
+every agreement's scorecards, KPI scores and objective actuals, the tier cut-offs, the
+reconciliation's disagreements), so that the first user to open a page in the morning does not
+wait for them. Reads selectors only: no view.
 """
 
 from partnerships.models import Agreement
@@ -13,8 +14,9 @@ from scoring.models import ScoringRun
 from .program.overdue import current_tiers
 from .program.progress import objective_actuals_kept
 from .selectors.agreement import agreement_kpi_scores_kept, agreement_scorecards_kept
-from .selectors.months import trend_window
+from .selectors.months import month_default, month_states, trend_window
 from .selectors.portfolio import portfolio_figures_kept, portfolio_overview, row_cards_kept
+from .selectors.reconciliation import month_disagreements, reconciliation_month_default
 from .selectors.runs import tier_cutoffs_kept
 
 # Agreements per query of their scores.
@@ -35,6 +37,11 @@ def run_pages_warm(*, run: ScoringRun) -> int:
     # The overdue counts follow every change: the beat task keeps them on each turn.
     current_tiers(run=run)
     tier_cutoffs_kept(run=run, period=month)
+    # The disagreements of the month the reconciliation page opens on, and of the month the
+    # portfolio and the dashboards count them for.
+    for shown in {reconciliation_month_default(run.periods, month_states()),
+                  month_default(run.periods)}:
+        month_disagreements(run=run, month=shown)
     ids = list(agreements.order_by("pk").values_list("pk", flat=True))
     window = trend_window(month)
     for start in range(0, len(ids), CHUNK):

@@ -21,6 +21,7 @@ from partnerships.tolerance import beyond_tolerance_q, difference_percent
 from scoring.models import KPIScore, ScoringRun
 
 from ..cache import program_cached, run_label
+from .months import MonthStates, month_default
 
 DIFFERS, ONLY_OTHER = "differs", "only_other"
 KIND_LABELS = {DIFFERS: "Both reported, beyond tolerance",
@@ -97,6 +98,14 @@ def _month_disagreements(*, run: ScoringRun, month: str) -> list[Disagreement]:
             other_value=other))
     result.sort(key=lambda row: (row.agreement_code, row.kpi.code))
     return result
+
+
+def reconciliation_month_default(months: list[str], states: MonthStates) -> str:
+    """The month the page opens on: the last closed month when the run scored it, else the
+    month pages open on."""
+    if states.last_closed and states.last_closed in months:
+        return states.last_closed
+    return month_default(months)
 
 
 def month_disagreements(*, run: ScoringRun | None, month: str) -> list[Disagreement]:

@@ -41,6 +41,12 @@ def test_a_published_run_keeps_the_portfolios_figures_rows_and_cutoffs(
     assert set(kept) == set(ids)
     assert kept[acme_agreement.pk].card is not None
     run_cached(run=run, name="tier-cutoffs", parts=(run.last_period,), compute=not_kept)
+    # The reconciliation page's first view reads no KPI score either.
+    client.force_login(host_manager)
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(reverse("reconciliation")).status_code == 200
+    assert not [query for query in queries.captured_queries
+                if "scoring_kpiscore" in query["sql"]]
     run_cached(run=run, name="portfolio-figures", parts=(run.last_period, 2, max(ids)),
                compute=not_kept)
     # The morning's first view of the portfolio reads no scorecard.
