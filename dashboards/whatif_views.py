@@ -24,11 +24,17 @@ from scoring.exports import iter_csv_lines
 from scoring.tasks import whatif_enqueue, whatif_save_enqueue
 from scoring.whatif import (
     SAVE_IN_REQUEST,
+    WhatIf,
     open_months,
-    whatif_apply,
     whatif_inputs_ready,
+    whatif_job_claim,
+    whatif_job_failed,
     whatif_job_status,
+    whatif_save_job_run,
     whatif_simulate,
+    whatif_state_check,
+    whatif_state_job,
+    whatif_state_token,
     whatif_summary,
     whatif_writes_count,
 )
@@ -50,6 +56,8 @@ from .whatif_form import SORTS, WhatIfForm
 JOB_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 # Fields that are no change: what the page shows, not what it simulates.
 VIEW_FIELDS = ("month", "sort", "job")
+# The confirmation's signed state: the save applies only in it, and only once.
+STATE_FIELD = "state"
 
 
 def _form(request: HtmxHttpRequest, data) -> tuple[WhatIfForm, list[str]]:
@@ -62,7 +70,7 @@ def _query(data, *, without: tuple[str, ...] = ()) -> str:
     """The changes asked for as a query string (empty values left out)."""
     return urlencode([(name, value) for name, values in data.lists() for value in values
                       if value != "" and name not in ("csrfmiddlewaretoken", "confirm",
-                                                      "confirm_target", *without)])
+                                                      "confirm_target", STATE_FIELD, *without)])
 
 
 def _month(form: WhatIfForm, months: list[str]) -> str:
@@ -169,52 +177,83 @@ def _saved_message(saved: int) -> str:
             "next scoring run applies the changes to the open months.")
 
 
-@manager_required
-@require_http_methods(["GET", "POST"])
-def whatif_save(request: HtmxHttpRequest) -> HttpResponse:
-    """Asks first with the simulation's summary (confirm=yes saves), then saves through the
-    services (a task with progress for many objects; GET ?job= polls it) and goes on to the
-    scoring runs, where the next run applies the changes."""
-    if request.method == "GET":
-        return _saving(request)
-    form, months = _form(request, request.POST)
-    back = reverse("whatif")
-    if not form.is_valid() or form.whatif().is_empty():
-        messages.error(request, "Nothing was saved: choose valid changes first.")
-        return redirect_after_change(request, back)
-    changes = form.whatif()
+def _ask(request: HtmxHttpRequest, *, changes: WhatIf, month: str) -> HttpResponse:
+    """The confirmation with the simulation's summary, carrying the state it was asked in."""
+    back = f"{reverse('whatif')}?{_query(request.POST)}"
+    # Read before simulating: a change of the program meanwhile makes the save refuse.
+    token = whatif_state_token(whatif=changes, month=month)
     try:
         simulation = whatif_simulate(whatif=changes)
     except ValidationError as error:
         messages.error(request, "Nothing was saved: " + " ".join(error.messages))
-        return redirect_after_change(request, f"{back}?{_query(request.POST)}")
-    month = _month(form, months)
+        return redirect_after_change(request, back)
     summary = whatif_summary(simulation=simulation, month=month)
-    if not confirmed(request):
-        first = simulation.periods[0] if simulation.periods else ""
-        return confirmation_page(request, Confirmation(
-            question="Save these changes?",
-            consequence=(
-                f"Simulated over the open months{f' from {first}' if first else ''}: "
-                f"{count_text(summary['tier_moves'])} tier move(s) in {month}, payouts "
-                f"{money_text(summary['payout_now'])} → {money_text(summary['payout_simulated'])}"
-                f" ({'+' if summary['payout_difference'] >= 0 else ''}"
-                f"{money_text(summary['payout_difference'])}). The changes are saved through "
-                "the program's services, each in its history; the next scoring run applies "
-                "them to the open months. Closed months never change."),
-            action="Save", cancel_url=f"{back}?{_query(request.POST)}"))
+    # The confirmation page sends the request's fields again: the state goes with them.
+    request.POST = request.POST.copy()
+    request.POST[STATE_FIELD] = token
+    first = simulation.periods[0] if simulation.periods else ""
+    return confirmation_page(request, Confirmation(
+        question="Save these changes?",
+        consequence=(
+            f"Simulated over the open months{f' from {first}' if first else ''}: "
+            f"{count_text(summary['tier_moves'])} tier move(s) in {month}, payouts "
+            f"{money_text(summary['payout_now'])} → {money_text(summary['payout_simulated'])}"
+            f" ({'+' if summary['payout_difference'] >= 0 else ''}"
+            f"{money_text(summary['payout_difference'])}). The changes are saved through "
+            "the program's services, each in its history; the next scoring run applies "
+            "them to the open months. Closed months never change."),
+        action="Save", cancel_url=back))
+
+
+def _save(request: HtmxHttpRequest, *, changes: WhatIf, token: str, job: str) -> HttpResponse:
+    """Save what was confirmed as the job `job`: once, and only in the state confirmed."""
+    back = f"{reverse('whatif')}?{_query(request.POST)}"
+    progress_url = f"{reverse('whatif_save')}?job={job}"
+    if not whatif_job_claim(job_id=job):
+        # The same confirmation again (a double click, a resent form): its job is the one.
+        messages.info(request, "These changes were confirmed once and are saved once: "
+                               "nothing more was applied.")
+        return redirect_after_change(request, progress_url)
+    try:
+        whatif_state_check(token=token)
+    except ValidationError as refused:
+        whatif_job_failed(job_id=job, error=" ".join(refused.messages))
+        messages.error(request, "Nothing was saved: " + " ".join(refused.messages))
+        return redirect_after_change(request, back)
     if whatif_writes_count(whatif=changes) > SAVE_IN_REQUEST:
         try:
-            job = whatif_save_enqueue(changes=changes, month=month, user=request.user)
+            whatif_save_enqueue(job_id=job, token=token, user=request.user)
         except TaskQueueUnavailable as unavailable:
             messages.error(request, f"Nothing was saved: {unavailable}")
-            return redirect_after_change(request, f"{back}?{_query(request.POST)}")
-        return redirect_after_change(request, f"{reverse('whatif_save')}?job={job}")
-    try:
-        saved = whatif_apply(whatif=changes, simulation=simulation, month=month,
-                             user=request.user, request=request)
-    except ValidationError as error:
-        messages.error(request, "Nothing was saved: " + " ".join(error.messages))
-        return redirect_after_change(request, f"{back}?{_query(request.POST)}")
-    messages.success(request, _saved_message(saved))
+            return redirect_after_change(request, back)
+        return redirect_after_change(request, progress_url)
+    whatif_save_job_run(job_id=job, token=token, user_id=request.user.pk, request=request)
+    status = whatif_job_status(job_id=job) or {}
+    if status.get("error"):
+        messages.error(request, f"Nothing was saved: {status['error']}")
+        return redirect_after_change(request, back)
+    messages.success(request, _saved_message(status.get("saved", 0)))
     return redirect_after_change(request, reverse("scoring_runs"))
+
+
+@manager_required
+@require_http_methods(["GET", "POST"])
+def whatif_save(request: HtmxHttpRequest) -> HttpResponse:
+    """Asks first with the simulation's summary and the state it was asked in (confirm=yes
+    with that state saves), then saves through the services, once per confirmation and only
+    while the program is as confirmed (a task with progress for many objects; GET ?job= polls
+    it), and goes on to the scoring runs, where the next run applies the changes."""
+    if request.method == "GET":
+        return _saving(request)
+    form, months = _form(request, request.POST)
+    if not form.is_valid() or form.whatif().is_empty():
+        messages.error(request, "Nothing was saved: choose valid changes first.")
+        return redirect_after_change(request, reverse("whatif"))
+    changes = form.whatif()
+    month = _month(form, months)
+    token = request.POST.get(STATE_FIELD, "")
+    job = whatif_state_job(token=token, whatif=changes, month=month) if confirmed(request) \
+        else None
+    if job is None:
+        return _ask(request, changes=changes, month=month)
+    return _save(request, changes=changes, token=token, job=job)

@@ -238,7 +238,7 @@ class ProgramChangeAdmin(ReadOnlyAdmin):
     list_display = ["at", "username", "kind", "object_type", "object_label", "agreement",
                     "partner"]
     list_filter = ["kind", "object_type"]
-    search_fields = ["username", "object_label", "agreement__code", "partner__name"]
+    search_fields = ["username", "object_label", "agreement__code", "partner__name", "reason"]
     list_select_related = ["agreement", "partner"]
     date_hierarchy = "at"
 

@@ -12,11 +12,18 @@ then save or delete with `change_save` / `change_delete`, which in one transacti
   (the program file records one `program_loaded` per load);
 - tell the pages that the program changed (`partnerships.changes.program_changed`).
 
+A caller that writes many objects for one purpose opens `with change_reason("What-if: …"):`
+around the service calls: every change recorded inside carries that reason in its history
+and audit event, without the services taking it as an argument.
+
 Both sides read the history of an agreement; only the host edits, so only host users appear in
 it, apart from partner users updating their actions. A change made without a user (a command
 run without --user) is recorded under a named system actor.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from decimal import Decimal
 
 from django.db import models, transaction
@@ -31,6 +38,20 @@ SYSTEM_ACTOR = "system"
 
 # Never shown in a history: bookkeeping, not content.
 SKIPPED_FIELDS = {"id", "created_at", "updated_at"}
+
+# A context variable, not an argument: the services between the caller and the history stay
+# as they are, and a task or request in another thread or coroutine never sees this one's.
+_reason: ContextVar[str] = ContextVar("change_reason", default="")
+
+
+@contextmanager
+def change_reason(reason: str) -> Iterator[None]:
+    """Every change recorded inside the block carries `reason` in its history and audit event."""
+    token = _reason.set(reason.strip())
+    try:
+        yield
+    finally:
+        _reason.reset(token)
 
 
 def _display(obj: models.Model, field: models.Field) -> str:
@@ -85,7 +106,8 @@ def history_record(*, user, obj: models.Model, kind: str,
     change); the fields that differ are recorded and nothing is recorded when none does. For a
     creation every non-empty field is recorded as new; for a deletion call this before deleting.
     `fields` ({label: [old, new]}) overrides the computed fields, e.g. for a stage move.
-    Without an authenticated `user` the change is recorded under `actor`.
+    Without an authenticated `user` the change is recorded under `actor`; inside a
+    `change_reason` block the change carries its reason.
     """
     if fields is None:
         after = history_snapshot(obj)
@@ -112,6 +134,7 @@ def history_record(*, user, obj: models.Model, kind: str,
         partner=partner,
         agreement=agreement,
         fields=fields,
+        reason=_reason.get(),
     )
 
 
@@ -122,7 +145,8 @@ def _audit(*, change: ProgramChange, user, request: HttpRequest | None, actor: s
         user=user if authenticated else None,
         username="" if authenticated else actor,
         partner=change.partner, target=f"{change.object_type}: {change.object_label}",
-        detail={"change": change.pk, "kind": change.kind, "fields": sorted(change.fields)},
+        detail={"change": change.pk, "kind": change.kind, "fields": sorted(change.fields),
+                **({"reason": change.reason} if change.reason else {})},
     )
 
 

@@ -1298,6 +1298,8 @@ class ProgramChange(models.Model):
                                   related_name="changes")
     # {field label: [old, new]} as text, so the history reads the same after the model changes.
     fields = models.JSONField("fields", default=dict, blank=True)
+    # Why, when a change came with one of many (a what-if's save: "What-if: 3 tier moves, …").
+    reason = models.TextField("reason", blank=True, default="")
 
     class Meta:
         ordering = ["-at", "-id"]

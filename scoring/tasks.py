@@ -12,6 +12,7 @@ from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
 
+from partnerships.mail import MAIL_TASK_RETRY, mail_failures_raised
 from partnerships.queue import TaskQueueUnavailable, task_publish
 
 from . import alerts, closing, services, whatif
@@ -168,25 +169,29 @@ def scoring_supervise() -> str:
 
 # ---- E-mail ------------------------------------------------------------------------------------
 # Each message is recorded before it is sent (partnerships.mail): a task that runs twice, or
-# beat sending it twice, sends nothing more.
+# beat sending it twice, sends nothing more. A message that failed to go makes the task retry
+# with backoff (MAIL_TASK_RETRY), and the retry sends only what did not go.
 
 
-@shared_task(acks_late=True, ignore_result=True)
+@shared_task(acks_late=True, ignore_result=True, **MAIL_TASK_RETRY)
 def mail_score_alerts(run_id: int, moves: list[dict]) -> int:
     """After a run is published: newly at risk, tier changed (moves read at publication)."""
-    return alerts.score_alerts_send(run_id=run_id, moves=moves)
+    with mail_failures_raised():
+        return alerts.score_alerts_send(run_id=run_id, moves=moves)
 
 
-@shared_task(acks_late=True, ignore_result=True)
+@shared_task(acks_late=True, ignore_result=True, **MAIL_TASK_RETRY)
 def mail_review_overdue_alerts() -> int:
     """On beat, daily: reviews that fell overdue lately, told once per agreement and due date."""
-    return alerts.review_overdue_alerts_send()
+    with mail_failures_raised():
+        return alerts.review_overdue_alerts_send()
 
 
-@shared_task(acks_late=True, ignore_result=True)
+@shared_task(acks_late=True, ignore_result=True, **MAIL_TASK_RETRY)
 def mail_weekly_digests() -> int:
     """On beat, weekly: each user's digest of their own agreements, once per ISO week."""
-    return alerts.digests_send()
+    with mail_failures_raised():
+        return alerts.digests_send()
 
 
 # ---- What-if: the period values a simulation reads, prepared with progress ----------------
@@ -217,19 +222,18 @@ def whatif_enqueue() -> str:
 
 
 @shared_task(acks_late=True, ignore_result=True)
-def whatif_save(job_id: str, changes: dict, month: str, user_id: int) -> None:
-    """Save a what-if through the services (scoring.whatif.whatif_save_job_run); runs once
-    per job whatever the deliveries."""
-    whatif.whatif_save_job_run(job_id=job_id, whatif=whatif.WhatIf.from_json(changes),
-                               month=month, user_id=user_id)
+def whatif_save(job_id: str, token: str, user_id: int) -> None:
+    """Save a confirmed what-if through the services (scoring.whatif.whatif_save_job_run); runs
+    once per job whatever the deliveries, and only in the state it was confirmed in."""
+    whatif.whatif_save_job_run(job_id=job_id, token=token, user_id=user_id)
 
 
-def whatif_save_enqueue(*, changes: "whatif.WhatIf", month: str, user) -> str:
-    """Queue saving a what-if; return the job's id (TaskQueueUnavailable as whatif_enqueue)."""
-    job_id = whatif.whatif_job_new()
+def whatif_save_enqueue(*, job_id: str, token: str, user) -> None:
+    """Queue saving the confirmed what-if of `token` as the job `job_id` (claimed by the
+    caller). When the queue is down the claim is released, so the same confirmation may be
+    sent again, and TaskQueueUnavailable is raised."""
     try:
-        task_publish(whatif_save.si(job_id, changes.as_json(), month, user.pk))
-    except TaskQueueUnavailable as unavailable:
-        whatif.whatif_job_failed(job_id=job_id, error=str(unavailable))
+        task_publish(whatif_save.si(job_id, token, user.pk))
+    except TaskQueueUnavailable:
+        whatif.whatif_job_release(job_id=job_id)
         raise
-    return job_id

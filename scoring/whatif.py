@@ -18,11 +18,20 @@ and shows its progress (`whatif_job_*`).
 
 Saving (`whatif_apply`) applies the same changes through the program's services, each with its
 history and audit event, and records one more audit event with the simulation's summary (tier
-moves and payout difference). The next scoring run then scores the open months with them;
-the closed months keep their frozen results.
+moves and payout difference); every history row of the save carries that summary as its
+reason. The next scoring run then scores the open months with them; the closed months keep
+their frozen results.
+
+A save applies what was confirmed, once. The confirmation carries a signed token of the state
+it was asked in (`whatif_state_token`: the published run, the program's change counter, the
+last closed month, the changes and the month); the save refuses when the state is no longer
+that one (a change in percent is computed from the values as they are), and the state names
+the save's job, so a second POST of the same confirmation finds the job claimed and applies
+nothing more.
 """
 
 import hashlib
+import json
 import math
 import time
 import uuid
@@ -33,6 +42,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
 import pandas as pd
+from django.core import signing
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -41,6 +51,8 @@ from django.http import HttpRequest
 
 from partnerships import governance_services, program_services
 from partnerships.audit import audit_record
+from partnerships.changes import program_version
+from partnerships.history import change_reason
 from partnerships.models import (
     Agreement,
     AgreementKPI,
@@ -657,6 +669,17 @@ def whatif_writes_count(*, whatif: WhatIf) -> int:
     return count
 
 
+def whatif_reason(*, summary: dict) -> str:
+    """The reason each history row of a save carries: "What-if: 3 tier moves in 2025-04,
+    payout over the open months +1,250.00 USD" (the currency when every plan has one)."""
+    currencies = list(IncentivePlan.objects.order_by().values_list("currency", flat=True)
+                      .distinct()[:2])
+    currency = f" {currencies[0]}" if len(currencies) == 1 else ""
+    moves = summary["tier_moves"]
+    return (f"What-if: {moves:,} tier move{'' if moves == 1 else 's'} in {summary['month']}, "
+            f"payout over the open months {summary['payout_difference']:+,.2f}{currency}")
+
+
 def whatif_apply(*, whatif: WhatIf, simulation: Simulation, month: str, user,
                  request: HttpRequest | None = None,
                  progress: Callable[[int, str], None] | None = None) -> int:
@@ -669,7 +692,7 @@ def whatif_apply(*, whatif: WhatIf, simulation: Simulation, month: str, user,
         return 0
     summary = whatif_summary(simulation=simulation, month=month)
     saved = 0
-    with transaction.atomic():
+    with transaction.atomic(), change_reason(whatif_reason(summary=summary)):
         writes = _writes(whatif)
         for index, (service, fields) in enumerate(writes, start=1):
             result = service(user=user, request=request, **fields)
@@ -733,8 +756,68 @@ def whatif_job_failed(*, job_id: str, error: str) -> None:
                                  "error": error}, JOB_SECONDS)
 
 
-def whatif_save_job_run(*, job_id: str, whatif: WhatIf, month: str, user_id: int) -> None:
-    """Simulate and save `whatif` as `whatif_apply` does, telling the job's progress. Runs
+# ---- Saving what was confirmed, once ----------------------------------------------------
+
+STATE_SALT = "scoring.whatif.state"
+STATE_CHANGED = "The program changed since you confirmed: simulate again."
+
+
+def _state(*, whatif: WhatIf, month: str) -> dict:
+    """What a confirmation was asked in: a save applies only in the same state. JSON values."""
+    run = ScoringRun.objects.current()
+    return json.loads(json.dumps({
+        "run": run.pk if run else None, "program": program_version(),
+        "last_closed": last_closed_month() or "", "changes": whatif.as_json(), "month": month}))
+
+
+def whatif_state_token(*, whatif: WhatIf, month: str) -> str:
+    """The signed state of the program as `whatif` is confirmed now, for the confirmation."""
+    return signing.dumps(_state(whatif=whatif, month=month), salt=STATE_SALT, compress=True)
+
+
+def _token_state(token: str) -> dict | None:
+    try:
+        # No older than a job is kept: a replayed token always finds its job.
+        return signing.loads(token, salt=STATE_SALT, max_age=JOB_SECONDS)
+    except signing.BadSignature:
+        return None
+
+
+def whatif_state_job(*, token: str, whatif: WhatIf, month: str) -> str | None:
+    """The id of the save job of a confirmation (one per confirmed state, so a replayed POST
+    names the same job); None when `token` is not a valid confirmation of these changes."""
+    state = _token_state(token)
+    if state is None or state.get("changes") != json.loads(json.dumps(whatif.as_json())) \
+            or state.get("month") != month:
+        return None
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def whatif_state_check(*, token: str) -> None:
+    """Raise ValidationError(STATE_CHANGED) unless the program is as it was confirmed: the same
+    published run, last closed month and change counter (no change of the program since)."""
+    state = _token_state(token)
+    if state is None or state != _state(whatif=WhatIf.from_json(state["changes"]),
+                                        month=state["month"]):
+        raise ValidationError(STATE_CHANGED)
+
+
+def whatif_job_claim(*, job_id: str) -> bool:
+    """Claim the save job `job_id`: False when it is claimed already (a replayed POST)."""
+    return cache.add(_job_key(job_id), {"progress": 0, "stage": "waiting for a worker",
+                                        "done": False, "error": ""}, JOB_SECONDS)
+
+
+def whatif_job_release(*, job_id: str) -> None:
+    """Forget a claimed job that never ran (the queue was down), so the same confirmation may
+    be sent again."""
+    cache.delete(_job_key(job_id))
+
+
+def whatif_save_job_run(*, job_id: str, token: str, user_id: int,
+                        request: HttpRequest | None = None) -> None:
+    """Simulate and save the confirmed changes of `token` as `whatif_apply` does, telling the
+    job's progress; refused (STATE_CHANGED) when the program is no longer as confirmed. Runs
     once per job: a second delivery finds the job claimed and does nothing, so a change in
     percent is never applied twice."""
     from django.contrib.auth import get_user_model
@@ -748,11 +831,14 @@ def whatif_save_job_run(*, job_id: str, whatif: WhatIf, month: str, user_id: int
                   JOB_SECONDS)
 
     try:
+        whatif_state_check(token=token)
+        state = _token_state(token)
+        whatif = WhatIf.from_json(state["changes"])
         progress(2, "simulating")
         simulation = whatif_simulate(whatif=whatif)
         user = get_user_model().objects.get(pk=user_id)
-        saved = whatif_apply(whatif=whatif, simulation=simulation, month=month, user=user,
-                             progress=progress)
+        saved = whatif_apply(whatif=whatif, simulation=simulation, month=state["month"],
+                             user=user, request=request, progress=progress)
     except ValidationError as refused:
         whatif_job_failed(job_id=job_id, error=" ".join(refused.messages))
         return

@@ -1,11 +1,15 @@
 """The what-if page (host managers and admins): the simulation's matrix, payout difference and
 agreements; its progress while the observations are read; the CSV; Save after a confirmation,
-through the services. Partner users never see it."""
+through the services, once per confirmation and only in the state confirmed, with the
+simulation's summary in the history. Partner users never see it."""
 
 import csv
+import html
 import io
+import re
 
 import pytest
+from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from partnerships.models import AgreementKPI, AuditAction, AuditEvent, ProgramChange, Role
@@ -16,6 +20,21 @@ from tests.scoring.test_whatif import score_six_months
 pytestmark = pytest.mark.django_db
 
 LOWER_TARGET = {"scope": "ACME-CM-2025", "kpi": "revenue", "target": "80", "month": "2025-04"}
+TEN_PERCENT_MORE = {"kpi": "revenue", "target": "+10%", "month": "2025-04"}
+
+
+def confirmed_post(client, changes: dict) -> dict:
+    """The fields the confirmation page sends with Save: the changes, confirm=yes and the
+    state it was asked in."""
+    page = client.post(reverse("whatif_save"), changes).content.decode()
+    state = re.search(r'name="state" value="([^"]+)"', page)
+    assert state, "the confirmation carries its state"
+    return {**changes, "state": html.unescape(state.group(1)), "confirm": "yes"}
+
+
+def revenue_targets() -> list[float]:
+    return sorted(AgreementKPI.objects.filter(kpi__code="revenue")
+                  .values_list("target", flat=True))
 
 
 @pytest.fixture
@@ -108,7 +127,8 @@ def test_save_asks_first_then_saves_through_the_services(manager_client, six_mon
     assert revenue.target == 100
     assert not ProgramChange.objects.exists()
 
-    saved = manager_client.post(reverse("whatif_save"), {**LOWER_TARGET, "confirm": "yes"})
+    saved = manager_client.post(reverse("whatif_save"), confirmed_post(manager_client,
+                                                                       LOWER_TARGET))
     assert saved.status_code == 302
     revenue.refresh_from_db()
     assert revenue.target == 80
@@ -143,7 +163,8 @@ def test_many_objects_are_saved_by_a_task_whose_progress_is_polled(manager_clien
     import dashboards.whatif_views
 
     monkeypatch.setattr(dashboards.whatif_views, "SAVE_IN_REQUEST", 1)
-    changes = {"target": "-20%", "kpi": "revenue", "month": "2025-04", "confirm": "yes"}
+    changes = confirmed_post(manager_client, {"target": "-20%", "kpi": "revenue",
+                                              "month": "2025-04"})
     queued = manager_client.post(reverse("whatif_save"), changes)
     assert queued.status_code == 302
     assert queued["Location"].startswith(reverse("whatif_save") + "?job=")
@@ -162,3 +183,86 @@ def test_a_save_in_progress_is_shown_and_an_unknown_one_is_not_found(manager_cli
     assert "<progress" in page and f"?job={job}" in page
     assert manager_client.get(reverse("whatif_save"), {"job": "0" * 32}).status_code == 404
     assert manager_client.get(reverse("whatif_save")).status_code == 404
+
+
+def test_save_without_the_confirmations_state_asks_again(manager_client, six_months):
+    asked = manager_client.post(reverse("whatif_save"), {**LOWER_TARGET, "confirm": "yes"})
+    assert asked.status_code == 200 and "Save these changes?" in asked.content.decode()
+    forged = manager_client.post(reverse("whatif_save"),
+                                 {**LOWER_TARGET, "confirm": "yes", "state": "forged"})
+    assert forged.status_code == 200 and "Save these changes?" in forged.content.decode()
+    assert revenue_targets() == [100, 100]
+    assert not ProgramChange.objects.exists()
+
+
+def test_a_confirmation_posted_twice_applies_a_change_in_percent_once(manager_client,
+                                                                      six_months):
+    confirmation = confirmed_post(manager_client, TEN_PERCENT_MORE)
+    first = manager_client.post(reverse("whatif_save"), confirmation)
+    assert first.status_code == 302 and first["Location"] == reverse("scoring_runs")
+    again = manager_client.post(reverse("whatif_save"), confirmation)
+    assert again.status_code == 302 and again["Location"].startswith(
+        reverse("whatif_save") + "?job=")
+    assert "nothing more was applied" in " ".join(
+        str(message) for message in get_messages(again.wsgi_request))
+    assert revenue_targets() == [pytest.approx(110), pytest.approx(110)]  # not 121
+    assert ProgramChange.objects.count() == 2
+    assert AuditEvent.objects.filter(target__startswith="What-if saved").count() == 1
+
+
+def test_a_confirmation_posted_twice_to_the_task_applies_a_change_in_percent_once(
+        manager_client, six_months, monkeypatch):
+    import dashboards.whatif_views
+
+    monkeypatch.setattr(dashboards.whatif_views, "SAVE_IN_REQUEST", 1)
+    confirmation = confirmed_post(manager_client, TEN_PERCENT_MORE)
+    first = manager_client.post(reverse("whatif_save"), confirmation)
+    again = manager_client.post(reverse("whatif_save"), confirmation)
+    assert first["Location"] == again["Location"]  # the same job
+    assert manager_client.get(first["Location"])["Location"] == reverse("scoring_runs")
+    assert revenue_targets() == [pytest.approx(110), pytest.approx(110)]  # not 121
+    assert ProgramChange.objects.count() == 2
+    assert AuditEvent.objects.filter(target__startswith="What-if saved").count() == 1
+
+
+@pytest.mark.parametrize("in_a_task", [False, True])
+def test_a_program_changed_between_confirmation_and_save_is_refused(
+        manager_client, six_months, host_manager, monkeypatch, in_a_task):
+    import dashboards.whatif_views
+    from partnerships.program_services import agreement_kpi_update
+
+    if in_a_task:
+        monkeypatch.setattr(dashboards.whatif_views, "SAVE_IN_REQUEST", 1)
+    acme, _ = six_months
+    confirmation = confirmed_post(manager_client, TEN_PERCENT_MORE)
+    agreement_kpi_update(user=host_manager, target=120,
+                         agreement_kpi=AgreementKPI.objects.get(agreement=acme,
+                                                                kpi__code="revenue"))
+    refused = manager_client.post(reverse("whatif_save"), confirmation)
+    assert refused.status_code == 302 and refused["Location"].startswith(reverse("whatif") + "?")
+    assert ("Nothing was saved: The program changed since you confirmed: simulate again."
+            in [str(message) for message in get_messages(refused.wsgi_request)])
+    assert revenue_targets() == [100, 120]
+    assert not AuditEvent.objects.filter(target__startswith="What-if saved").exists()
+
+
+def test_the_history_says_a_change_came_from_a_what_if(manager_client, six_months):
+    acme, _ = six_months
+    manager_client.post(reverse("whatif_save"), confirmed_post(manager_client, LOWER_TARGET))
+    change = ProgramChange.objects.get()
+    reason = "What-if: 1 tier move in 2025-04, payout over the open months +887.50 USD"
+    assert change.reason == reason
+    page = manager_client.get(reverse("agreement_history", args=[acme.code])).content.decode()
+    assert reason in page
+
+
+def test_the_admin_shows_the_reason_of_a_change(client, manager_client, django_user_model,
+                                                six_months):
+    manager_client.post(reverse("whatif_save"), confirmed_post(manager_client, LOWER_TARGET))
+    change = ProgramChange.objects.get()
+    admin = make_user(django_user_model, "site-admin", Role.HOST_ADMIN)
+    django_user_model.objects.filter(pk=admin.pk).update(is_staff=True, is_superuser=True)
+    client.force_login(django_user_model.objects.get(pk=admin.pk))
+    page = client.get(reverse("admin:partnerships_programchange_change",
+                                    args=[change.pk])).content.decode()
+    assert change.reason in page

@@ -29,8 +29,11 @@ from scoring.whatif import (
     whatif_job_run,
     whatif_job_status,
     whatif_payout_total,
+    whatif_reason,
     whatif_save_job_run,
     whatif_simulate,
+    whatif_state_job,
+    whatif_state_token,
     whatif_summary,
     whatif_tier_moves,
 )
@@ -243,6 +246,10 @@ def test_saving_applies_through_the_services_to_the_open_months_only(six_months,
     changes = ProgramChange.objects.filter(user=host_manager)
     assert {change.object_type for change in changes} == {
         "program settings", "agreement KPI", "incentive plan"}
+    summary = whatif_summary(simulation=simulation, month="2025-06")
+    reason = whatif_reason(summary=summary)
+    assert reason.startswith("What-if: ") and reason.endswith(" USD")
+    assert {change.reason for change in changes} == {reason}
     event = AuditEvent.objects.filter(action=AuditAction.PROGRAM_CHANGED,
                                       target__startswith="What-if").get()
     assert event.detail["summary"] == whatif_summary(simulation=simulation, month="2025-06")
@@ -269,13 +276,42 @@ def test_a_save_job_delivered_twice_applies_a_change_in_percent_once(six_months,
     whatif = WhatIf.from_json(WhatIf(agreement_id=acme.pk, target=Change(-20, percent=True),
                                      multipliers={"growth": Change(2)}).as_json())
     assert whatif.target == Change(-20, percent=True)
-    job = whatif_job_new()
+    token = whatif_state_token(whatif=whatif, month="2025-06")
+    job = whatif_state_job(token=token, whatif=whatif, month="2025-06")
+    assert job == whatif_state_job(token=token, whatif=whatif, month="2025-06")
     for _ in range(2):
-        whatif_save_job_run(job_id=job, whatif=whatif, month="2025-06",
-                            user_id=host_manager.pk)
+        whatif_save_job_run(job_id=job, token=token, user_id=host_manager.pk)
     assert whatif_job_status(job_id=job)["saved"] == 3  # two KPIs and the plan
     assert AgreementKPI.objects.get(agreement=acme, kpi__code="revenue").target == 80
     assert AgreementKPI.objects.get(agreement=acme, kpi__code="defect_rate").target == 1.6
+
+
+def test_a_save_job_in_a_program_changed_since_the_confirmation_saves_nothing(six_months,
+                                                                              host_manager):
+    from partnerships.program_services import agreement_kpi_update
+
+    acme, _ = six_months
+    whatif = WhatIf(agreement_id=acme.pk, target=Change(10, percent=True))
+    token = whatif_state_token(whatif=whatif, month="2025-06")
+    revenue = AgreementKPI.objects.get(agreement=acme, kpi__code="revenue")
+    agreement_kpi_update(user=host_manager, agreement_kpi=revenue, target=90)
+    job = whatif_job_new()
+    whatif_save_job_run(job_id=job, token=token, user_id=host_manager.pk)
+    assert whatif_job_status(job_id=job)["error"] == (
+        "The program changed since you confirmed: simulate again.")
+    revenue.refresh_from_db()
+    assert revenue.target == 90
+    assert not ProgramChange.objects.filter(reason__startswith="What-if").exists()
+
+
+def test_a_confirmation_names_its_own_changes_only(six_months):
+    acme, _ = six_months
+    whatif = WhatIf(agreement_id=acme.pk, target=Change(10, percent=True))
+    token = whatif_state_token(whatif=whatif, month="2025-06")
+    other = WhatIf(agreement_id=acme.pk, target=Change(20, percent=True))
+    assert whatif_state_job(token=token, whatif=other, month="2025-06") is None
+    assert whatif_state_job(token=token, whatif=whatif, month="2025-05") is None
+    assert whatif_state_job(token=token + "x", whatif=whatif, month="2025-06") is None
 
 
 def test_beat_keeps_the_period_values_once_per_change_of_the_observations(six_months, kpis):
