@@ -21,6 +21,7 @@ e-mail digest judge alike.
 import datetime as dt
 from dataclasses import dataclass, field
 
+from partnerships.models import Stage
 from partnerships.months import month_after
 from partnerships.reviews import UNREVIEWED_STAGES
 
@@ -90,16 +91,21 @@ class AttentionFacts:
 
 
 def attention_reasons(*, facts: AttentionFacts, today: dt.date) -> list[str]:
-    """The reasons (REASONS, in that order) an agreement needs attention; [] when none."""
+    """The reasons (REASONS, in that order) an agreement needs attention; [] when none.
+
+    An ended agreement is measured no more: only what both sides still owe each other counts
+    (overdue actions, open disputes), not its last month's flags, tier or objectives."""
+    ended = facts.stage == Stage.ENDED
     found = {
-        AT_RISK: facts.at_risk,
-        INCOMPLETE: facts.incomplete,
+        AT_RISK: facts.at_risk and not ended,
+        INCOMPLETE: facts.incomplete and not ended,
         REVIEW_OVERDUE: facts.review_overdue_days > 0,
         ACTIONS_OVERDUE: sum(facts.overdue_actions.values()) > 0,
         STALE_DATA: facts.stage not in UNREVIEWED_STAGES and bool(facts.stale_kpis),
         OPEN_DISPUTES: facts.open_disputes > 0,
-        TIER_CHANGED: tier_changed(tier=facts.tier, previous_tier=facts.previous_tier),
-        OBJECTIVES: sum(facts.objectives.values()) > 0,
+        TIER_CHANGED: not ended and tier_changed(tier=facts.tier,
+                                                 previous_tier=facts.previous_tier),
+        OBJECTIVES: not ended and sum(facts.objectives.values()) > 0,
         RENEWAL_DUE: facts.stage not in UNREVIEWED_STAGES
         and renewal_due(end=facts.end, today=today),
     }

@@ -20,7 +20,14 @@ from partnerships.models import (
     ProgramSettings,
     Review,
 )
-from scoring.attention import REASONS, kpi_stale_month, renewal_due, tier_changed
+from scoring.attention import (
+    REASONS,
+    AttentionFacts,
+    attention_reasons,
+    kpi_stale_month,
+    renewal_due,
+    tier_changed,
+)
 from scoring.models import Scorecard, ScoringRun
 from tests.conftest import make_agreement, write_observations
 
@@ -172,6 +179,19 @@ def test_renewal_and_tier_rules():
     assert tier_changed(tier="growth", previous_tier="strategic")
     assert not tier_changed(tier="growth", previous_tier="")
     assert not tier_changed(tier="growth", previous_tier="growth")
+
+
+def test_an_ended_agreement_needs_attention_only_for_what_is_still_owed():
+    today = dt.date(2025, 4, 20)
+    everything = {"at_risk": True, "incomplete": True, "tier": "growth",
+                  "previous_tier": "strategic", "objectives": {"overdue": 2},
+                  "overdue_actions": {"host": 1}, "open_disputes": 1}
+    assert attention_reasons(facts=AttentionFacts(stage="active", **everything),
+                             today=today) == [
+        "at_risk", "incomplete", "actions_overdue", "open_disputes", "tier_changed",
+        "objectives"]
+    assert attention_reasons(facts=AttentionFacts(stage="ended", **everything),
+                             today=today) == ["actions_overdue", "open_disputes"]
 
 
 # ---- The page and its CSV -------------------------------------------------------------------
