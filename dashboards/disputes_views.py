@@ -25,6 +25,7 @@ from partnerships.disputes import (
     dispute_open,
     dispute_resolve,
     dispute_side_of,
+    dispute_values,
     dispute_withdraw,
     disputes_for,
     may_resolve_disputes,
@@ -51,6 +52,7 @@ from .selectors.disputes import (
     dispute_list,
     disputes_csv_rows,
 )
+from .templatetags.numbers import kpi_value_text
 
 
 class AgreementChoiceField(forms.ModelChoiceField):
@@ -246,10 +248,27 @@ class ResolveForm(ThreadForm):
         help_text="The month is closed: a taken or corrected value needs it reopened (it and "
                   "every later closed month). Run scoring and close it again afterwards.")
 
-    def __init__(self, *args, month_closed: bool, admin: bool, **kwargs):
+    def __init__(self, *args, dispute: Dispute, month_closed: bool, admin: bool, **kwargs):
         super().__init__(*args, **kwargs)
         if not (month_closed and admin):
             del self.fields["reopen"]
+        # Each choice names the side and the value it keeps or takes.
+        kpi, values = dispute.kpi, dispute_values(dispute)
+
+        def shown(value: float | None) -> str:
+            if value is None:
+                return "no value"
+            return f"{kpi_value_text(value, kpi)} {kpi.unit}".strip()
+
+        self.fields["resolution"].choices = [
+            (DisputeResolution.KEPT, f"Keep the {values['source']}'s value "
+                                     f"({shown(values['source_value'])}), the source of truth"),
+            (DisputeResolution.OTHER_SIDE, f"Take the {values['other']}'s value "
+                                           f"({shown(values['other_value'])})"),
+            (DisputeResolution.CORRECTED, "Enter a corrected value"),
+        ]
+        unit = f", in {kpi.unit}" if kpi.unit else ""
+        self.fields["value"].help_text = f"Only for a corrected value: the month's value{unit}."
 
 
 def _detail_page(request: HtmxHttpRequest, dispute: Dispute, *,
@@ -269,7 +288,7 @@ def _detail_page(request: HtmxHttpRequest, dispute: Dispute, *,
         "withdraw_form": WithdrawForm() if may_withdraw(user=request.user, dispute=dispute)
         else None,
         "resolve_form": resolve_form or (
-            ResolveForm(month_closed=month_closed, admin=admin)
+            ResolveForm(dispute=dispute, month_closed=month_closed, admin=admin)
             if is_open and may_resolve_disputes(request.user) else None),
     }
     return render(request, "dashboards/disputes/detail.html", context, status=status)
@@ -337,7 +356,8 @@ def dispute_resolve_view(request: HtmxHttpRequest, dispute_id: int) -> HttpRespo
     dispute = _dispute_visible(request, dispute_id)
     month_closed = month_is_closed(month=dispute.month)
     admin = is_host_admin(request.user)
-    form = ResolveForm(request.POST, month_closed=month_closed, admin=admin)
+    form = ResolveForm(request.POST, dispute=dispute, month_closed=month_closed,
+                       admin=admin)
     if form.is_valid():
         fields = form.cleaned_data
         arguments = {"user": request.user, "dispute": dispute,

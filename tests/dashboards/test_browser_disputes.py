@@ -113,7 +113,7 @@ def test_a_disagreement_is_disputed_answered_corrected_and_scored(page, live_ser
     # A host admin resolves it with the corrected value, reopening the month for it.
     log_in(page, live_server, "admin")
     page.goto(f"{live_server.url}/disputes/{dispute.pk}/")
-    page.get_by_label("Corrected value entered").check()
+    page.get_by_label("Enter a corrected value").check()
     page.get_by_label("Corrected value", exact=True).fill(f"{corrected:g}")
     page.get_by_label("Reopen the month first, with this dispute as the reason").check()
     page.get_by_label("Note to both sides (optional)").fill("Corrected to the CRM's count.")

@@ -107,6 +107,10 @@ def test_the_host_answers_and_resolves_with_a_corrected_value(client, scored, kp
     page = client.get(reverse("dispute_detail", args=[dispute.pk]))
     assert page.context["resolve_form"] is not None and page.context["withdraw_form"] is None
     assert "Acme Corp" in page.content.decode()
+    # The choices name each side's value of the month (revenue: host 90, partner 120).
+    assert [label for _value, label in page.context["resolve_form"].fields["resolution"]
+            .choices] == ["Keep the host's value (90.00 USD), the source of truth",
+                          "Take the partner's value (120.00 USD)", "Enter a corrected value"]
     client.post(reverse("dispute_comment", args=[dispute.pk]), {"text": "Checking the CRM"})
     response = client.post(reverse("dispute_resolve", args=[dispute.pk]), {
         "resolution": "corrected", "value": "118", "text": "Two deals were missing"})
