@@ -11,6 +11,7 @@ from celery import shared_task
 
 from .alerts import action_alerts_send
 from .audit import audit_record
+from .mail import MAIL_TASK_RETRY, mail_failures_raised
 from .models import AuditAction, ImportBatch
 from .queue import task_publish
 from .services import import_batch_read, import_batches_tidy, observations_import
@@ -93,15 +94,19 @@ def password_reset_mail(email: str, domain: str, use_https: bool) -> int:
     return password_reset_mail_send(email=email, domain=domain, use_https=use_https)
 
 
-@shared_task(acks_late=True, ignore_result=True)
+@shared_task(acks_late=True, ignore_result=True, **MAIL_TASK_RETRY)
 def dispute_mail_run(event_id: int) -> int:
-    """Tell the other side's users of one step of a dispute (each message sent once)."""
+    """Tell the other side's users of one step of a dispute (each message sent once; one that
+    failed to go is retried with backoff)."""
     from .disputes import dispute_mail_send
 
-    return dispute_mail_send(event_id=event_id)
+    with mail_failures_raised():
+        return dispute_mail_send(event_id=event_id)
 
 
-@shared_task(acks_late=True, ignore_result=True)
+@shared_task(acks_late=True, ignore_result=True, **MAIL_TASK_RETRY)
 def mail_action_alerts() -> int:
-    """On beat: tell each side of the actions newly assigned to it (once per action and side)."""
-    return action_alerts_send()
+    """On beat: tell each side of the actions newly assigned to it (once per action and side;
+    one that failed to go is retried with backoff)."""
+    with mail_failures_raised():
+        return action_alerts_send()
