@@ -507,7 +507,8 @@ def test_the_portfolio_counts_overdue_reviews_and_actions(
     client.force_login(host_manager)
     response = client.get(reverse("portfolio"))
     figures = response.context["review_figures"]
-    assert figures == {"overdue_reviews": 1, "overdue_actions": 1, "open_actions": 1}
+    assert figures == {"overdue_reviews": 1, "overdue_actions": 1, "open_actions": 1,
+                       "agreements_with_overdue_actions": 1}
     assert "overdue review today" in response.text
 
 
@@ -530,10 +531,13 @@ def test_the_portfolios_overdue_counts_follow_every_change_at_once(
     def figures() -> dict:
         return client.get(reverse("portfolio")).context["review_figures"]
 
-    assert figures() == {"overdue_reviews": 2, "overdue_actions": 2, "open_actions": 2}
-    assert figures() == {"overdue_reviews": 2, "overdue_actions": 2, "open_actions": 2}
+    both = {"overdue_reviews": 2, "overdue_actions": 2, "open_actions": 2,
+            "agreements_with_overdue_actions": 2}
+    assert figures() == both
+    assert figures() == both
     client.post(status_url(late), {"status": "done"})
-    assert figures() == {"overdue_reviews": 2, "overdue_actions": 1, "open_actions": 1}
+    assert figures() == {"overdue_reviews": 2, "overdue_actions": 1, "open_actions": 1,
+                         "agreements_with_overdue_actions": 1}
     review_create(agreement=acme_agreement, user=host_manager, kind="monthly_results",
                   held_on=today() - dt.timedelta(days=3))
     assert figures()["overdue_reviews"] == 1
@@ -542,7 +546,8 @@ def test_the_portfolios_overdue_counts_follow_every_change_at_once(
                              reason="The partner leaves the program")
     assert figures()["overdue_reviews"] == 0
     action_item_delete(action=other, user=host_manager)
-    assert figures() == {"overdue_reviews": 0, "overdue_actions": 0, "open_actions": 0}
+    assert figures() == {"overdue_reviews": 0, "overdue_actions": 0, "open_actions": 0,
+                         "agreements_with_overdue_actions": 0}
 
 
 # ---- Every change goes through the services ----------------------------------------------------
