@@ -226,7 +226,10 @@ def test_both_sides_see_upcoming_reviews_and_download_them(
     page = client.get(reverse("agreement_reviews", args=[acme_agreement.code])).text
     assert "Upcoming reviews" in page and "Renewal terms" in page
     assert "Globex secret agenda" not in page and "Record as held" not in page
+    # The time says its zone, the site's (the calendar file converts from it).
+    assert "14:30 UTC" in page
     dashboard = client.get(reverse("agreement_dashboard", args=[acme_agreement.code])).text
+    assert "14:30 UTC (90 min)" in dashboard
     assert reverse("agreement_review_ics", args=[acme_agreement.code, review.pk]) in dashboard
     response = client.get(reverse("agreement_review_ics", args=[acme_agreement.code, review.pk]))
     assert response.status_code == 200
