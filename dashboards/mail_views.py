@@ -28,9 +28,12 @@ HELP = {
               "open disputes. Not sent when there is nothing to say.",
     "alert_at_risk": "After a scoring run: an agreement of yours is newly at risk.",
     "alert_tier": "After a scoring run: an agreement of yours moved to another tier.",
-    "alert_action": "An action is assigned to your side.",
-    "alert_review_overdue": "A business review of one of your agreements fell overdue.",
-    "alert_dispute": "A dispute of a value of your agreements is opened, answered or resolved.",
+    "alert_action": "Checked every ten minutes: a new action of your agreements, or one "
+                    "moved to your side, with its owner and due date.",
+    "alert_review_overdue": "Once a day: a business review of one of your agreements is "
+                            "past its due date (told once per due date).",
+    "alert_dispute": "The other side opens a dispute of one of your agreements' values, "
+                     "answers it, withdraws it, or the host resolves it.",
 }
 
 
