@@ -101,6 +101,8 @@ def test_the_panel_shows_both_sides_values_how_they_arrived_and_the_replaced_val
     # The dispute marks the month.
     assert "⚑ Disputed" in march and "Our defect count was 4, not 5." in march
     assert f'href="/disputes/{history["dispute"].pk}/"' in march
+    # The panel ends with a way back to the table it was opened from.
+    assert '<a href="#kpi-heading">↑ Back to the KPI table</a>' in body
 
 
 def test_the_window_is_the_month_and_the_12_before(history, host_manager):
@@ -116,6 +118,7 @@ def test_without_javascript_the_panel_is_a_page(history, host_manager):
     response = panel(logged_in(host_manager), htmx=False)
     assert response.status_code == 200 and "<html" in response.text
     assert 'href="/agreements/ACME-CM-2025/?month=2025-04"' in response.text
+    assert "← Back to the dashboard of ACME-CM-2025" in response.text
 
 
 def test_partner_users_see_their_agreements_history_with_the_host_as_host_team(
