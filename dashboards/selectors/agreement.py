@@ -176,12 +176,13 @@ def agreement_payouts(*, agreement: Agreement, rows: list[dict]) -> dict:
     lines (approved or awaiting approval), an open month's the scorecard's payout, an estimate;
     "paid up to" is the last month of `rows` up to which every statement is approved. Sets each
     row's "payout", "payout_status" (approved, awaiting, estimate, no_statement) and
-    "currency"; five queries."""
+    "currency"; four queries."""
     written = {period: (total, currency) for period, currency, total in (
         StatementLine.objects.filter(agreement=agreement).order_by("period")
         .values_list("period", "currency").annotate(total=Sum("amount")))}
-    statuses = statement_statuses(months=written)
-    last_closed = ProgramMonth.objects.last_closed() or ""
+    last_closed = ProgramMonth.objects.last_closed()
+    statuses = statement_statuses(months=written, last_closed=last_closed)
+    last_closed = last_closed or ""
     paid_through, paid_total = "", Decimal("0.00")
     for row in rows:
         status = statuses.get(row["period"])

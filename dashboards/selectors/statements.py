@@ -50,12 +50,15 @@ def _latest_closes(months: Iterable[str]) -> dict[str, MonthEvent]:
     return latest
 
 
-def statement_statuses(*, months: Iterable[str] | None = None) -> dict[str, StatementStatus]:
-    """The status of each month that has statement lines (or of `months`): three queries."""
+def statement_statuses(*, months: Iterable[str] | None = None,
+                       last_closed: str | None | object = ...) -> dict[str, StatementStatus]:
+    """The status of each month that has statement lines (or of `months`): three queries, two
+    when the caller passes the last closed month it read already."""
     if months is None:
         months = StatementLine.objects.order_by().values_list("period", flat=True).distinct()
     months = sorted(set(months))
-    last_closed = ProgramMonth.objects.last_closed()
+    if last_closed is ...:
+        last_closed = ProgramMonth.objects.last_closed()
     closes = _latest_closes(months)
     approvals = {approval.closing_id: approval for approval in StatementApproval.objects.filter(
         closing__in=list(closes.values())).select_related("approved_by")}
