@@ -18,7 +18,13 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from partnerships.access import agreements_for, is_host, is_host_admin, manager_required
+from partnerships.access import (
+    agreements_for,
+    is_host,
+    is_host_admin,
+    manager_required,
+    may_manage,
+)
 from partnerships.disputes import (
     DisputeMonthClosed,
     dispute_comment,
@@ -28,7 +34,6 @@ from partnerships.disputes import (
     dispute_values,
     dispute_withdraw,
     disputes_for,
-    may_resolve_disputes,
     may_withdraw,
 )
 from partnerships.models import (
@@ -289,7 +294,7 @@ def _detail_page(request: HtmxHttpRequest, dispute: Dispute, *,
         else None,
         "resolve_form": resolve_form or (
             ResolveForm(dispute=dispute, month_closed=month_closed, admin=admin)
-            if is_open and may_resolve_disputes(request.user) else None),
+            if is_open and may_manage(request.user) else None),
     }
     return render(request, "dashboards/disputes/detail.html", context, status=status)
 

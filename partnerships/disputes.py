@@ -42,7 +42,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
-from .access import membership_of
+from .access import may_manage, membership_of
 from .audit import audit_record
 from .changes import program_changed
 from .importers import observation_value_problem
@@ -99,12 +99,6 @@ def dispute_side_of(*, user, agreement: Agreement) -> str:
     if membership.partner_id != agreement.partner_id:
         raise PermissionDenied("Only the agreement's own partner takes part in its disputes.")
     return Side.PARTNER
-
-
-def may_resolve_disputes(user) -> bool:
-    """Host managers and admins resolve disputes."""
-    membership = membership_of(user)
-    return membership is not None and membership.is_host and membership.can_manage
 
 
 def may_withdraw(*, user, dispute: Dispute) -> bool:
@@ -306,7 +300,7 @@ def dispute_resolve(*, user, dispute: Dispute, resolution: str, value: float | s
 
     A taken or corrected value is written as the source side's month value through the write
     path; a closed month raises DisputeMonthClosed and nothing is written."""
-    if not may_resolve_disputes(user):
+    if not may_manage(user):  # host managers and admins resolve disputes
         raise PermissionDenied("Only host managers and admins resolve disputes.")
     if resolution not in Dispute.Resolution.values:
         raise ValidationError({"resolution": "Choose how the dispute is resolved."})

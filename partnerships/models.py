@@ -565,6 +565,10 @@ class IncentivePlan(TimeStamped):
             raise ValidationError(errors)
 
 
+# Days after a month's end without a KPI's value before its data is stale (needs attention).
+STALE_AFTER_DAYS_DEFAULT, STALE_AFTER_DAYS_MAX = 45, 366
+
+
 class ProgramSettings(models.Model):
     """The program's scoring policy; one row (id 1), edited by loading a program file."""
 
@@ -578,8 +582,8 @@ class ProgramSettings(models.Model):
         "hysteresis (months)", default=2, validators=[MinValueValidator(1)]
     )
     stale_after_days = models.PositiveSmallIntegerField(
-        "stale data after (days)", default=45,
-        validators=[MinValueValidator(1), MaxValueValidator(366)],
+        "stale data after (days)", default=STALE_AFTER_DAYS_DEFAULT,
+        validators=[MinValueValidator(1), MaxValueValidator(STALE_AFTER_DAYS_MAX)],
         help_text="A KPI with no observation this many days after its month ended needs "
                   "attention.",
     )

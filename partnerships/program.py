@@ -28,6 +28,8 @@ from .models import (
     CATEGORY_WEIGHT_FIELDS,
     DEFAULT_CATEGORY_WEIGHTS,
     DEFAULT_TOLERANCE_PERCENT,
+    STALE_AFTER_DAYS_DEFAULT,
+    STALE_AFTER_DAYS_MAX,
     Aggregation,
     Agreement,
     AgreementKPI,
@@ -88,8 +90,6 @@ MULTIPLIER_DEFAULTS = {
     "transactional": Decimal("1.0"), "growth": Decimal("1.25"), "strategic": Decimal("1.5"),
 }
 SCORING_OPTIONAL = ("tier_policy", "thresholds", "hysteresis", "stale_after_days")
-# Days after a month's end without a KPI's value before the data is stale (needs attention).
-STALE_AFTER_DAYS_DEFAULT, STALE_AFTER_DAYS_MAX = 45, 366
 THRESHOLD_DEFAULTS = {"strategic": 85.0, "growth": 70.0}
 
 # A KPI that does not say its type of value gets the one its unit implies (the migration that

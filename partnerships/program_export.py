@@ -15,6 +15,7 @@ import yaml
 from .models import (
     CATEGORY_WEIGHT_FIELDS,
     DEFAULT_TOLERANCE_PERCENT,
+    STALE_AFTER_DAYS_DEFAULT,
     Agreement,
     IncentivePlan,
     KPIDefinition,
@@ -26,7 +27,6 @@ from .models import (
 )
 from .program import (
     MULTIPLIER_DEFAULTS,
-    STALE_AFTER_DAYS_DEFAULT,
     TERM_FIELDS,
     _ProgramYamlLoader,
 )

@@ -46,14 +46,3 @@ def recipients_by_agreement(*, agreements: Iterable[Agreement],
         result[agreement.pk] = users
     return result
 
-
-def agreements_of_user(*, user, agreements: QuerySet[Agreement]) -> QuerySet[Agreement]:
-    """The agreements the user hears about: a partner user their partner's, a host manager or
-    admin those they own and those nobody (active on the host side) owns."""
-    membership = getattr(user, "membership", None)
-    if membership is None or not user.is_active:
-        return agreements.none()
-    if not membership.is_host:
-        return agreements.filter(partner_id=membership.partner_id)
-    staff_ids = [member.pk for member in host_staff()]
-    return agreements.filter(owner_id=user.pk) | agreements.exclude(owner_id__in=staff_ids)
