@@ -22,7 +22,7 @@ from scoring.models import ScoringRun
 from .csv_rows import PORTFOLIO_EXPORT_HEADER, portfolio_export_rows
 from .http import HtmxHttpRequest, month_asked, month_neighbours
 from .portfolio_table import portfolio_rows_html
-from .program.overdue import overdue_for, portfolio_review_figures
+from .program.overdue import current_tiers, overdue_for, portfolio_review_figures
 from .selectors.disputes import disputes_open_count
 from .selectors.portfolio import (
     FLAG_CHOICES,
@@ -253,8 +253,10 @@ def portfolio_export(request: HtmxHttpRequest) -> StreamingHttpResponse:
     shown = with_overdue(shown, today=today)
 
     def rows():
+        tiers = current_tiers(run=state.run)  # once, not per row
         for agreement in shown.iterator(chunk_size=EXPORT_CHUNK):
-            yield rows_overdue([portfolio_row(agreement)], run=state.run, today=today)[0]
+            yield rows_overdue([portfolio_row(agreement)], run=state.run, today=today,
+                               tiers=tiers)[0]
 
     lines = iter_csv_lines(header=PORTFOLIO_EXPORT_HEADER,
                            rows=portfolio_export_rows(rows=rows(), period=state.month))

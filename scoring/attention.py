@@ -14,8 +14,9 @@ An agreement needs attention when at least one of these holds (each a *reason*):
 - **objectives at risk or overdue**: by the rule of `scoring.objectives`;
 - **renewal due**: its end date falls within the next RENEWAL_DAYS days (or is today).
 
-The facts are passed in: these functions read nothing from the database, so the pages and the
-e-mail digest judge alike.
+The facts are passed in: these functions read nothing from the database. The worklist and
+the home page's counts judge by them; the e-mail digest shares the tier rule (`tier_changed`)
+and reads its other facts itself.
 """
 
 import datetime as dt

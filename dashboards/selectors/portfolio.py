@@ -73,10 +73,13 @@ def with_overdue(queryset: QuerySet[Agreement], *, today: dt.date) -> QuerySet[A
     return queryset.annotate(**annotations)
 
 
-def rows_overdue(rows: list[PortfolioRow], *, run, today: dt.date) -> list[PortfolioRow]:
+def rows_overdue(rows: list[PortfolioRow], *, run, today: dt.date,
+                 tiers: dict[int, str] | None = None) -> list[PortfolioRow]:
     """Rows of `with_overdue` agreements with their review's days overdue today (the rules of
-    partnerships.reviews, with each agreement's current tier) and their overdue actions."""
-    tiers = current_tiers(run=run)
+    partnerships.reviews, with each agreement's current tier: `tiers`, read once by a caller
+    that calls this many times) and their overdue actions."""
+    if tiers is None:
+        tiers = current_tiers(run=run)
     for row in rows:
         agreement = row.agreement
         row.review_overdue_days = review_status(

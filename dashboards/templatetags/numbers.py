@@ -15,7 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from django import template
 
-from partnerships.models import ValueType
+from partnerships.models import ToleranceKind, ValueType
 from partnerships.program import value_type_from_unit
 
 register = template.Library()
@@ -198,7 +198,7 @@ def kpi_value(value, kpi) -> str:
 def tolerance_text(kpi) -> str:
     """A KPI's tolerance (partnerships.tolerance): "5 %" of the source's value, or "± 250 USD"
     in its unit ("± 0.5 points" for a percentage), as exact as it was set."""
-    if getattr(kpi, "tolerance_kind", "") == "absolute":
+    if getattr(kpi, "tolerance_kind", "") == ToleranceKind.ABSOLUTE:
         unit = getattr(kpi, "unit", "") or ""
         # "± 0.5 %" would read as a percent of the value: an amount of a percentage is points.
         unit = "points" if unit.strip() == "%" else unit
