@@ -174,9 +174,7 @@ def agreement_kpi_history(request: HtmxHttpRequest, code: str, kpi_code: str) ->
             run=ScoringRun.objects.current(), agreement=agreement)]
         month = month_asked(request, months) or month_of(timezone.localdate())
     membership = membership_of(request.user)
-    months = kpi_provenance(agreement=agreement, kpi=item.kpi, month=month,
-                            viewer_partner_id=membership.partner_id
-                            if membership is not None and not membership.is_host else None)
+    months = kpi_provenance(agreement=agreement, kpi=item.kpi, month=month, user=request.user)
     context = {
         "agreement": agreement, "kpi": item.kpi, "month": month,
         "first_month": month_shift(month, -(HISTORY_MONTHS - 1)), "months": months,

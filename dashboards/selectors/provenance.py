@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import Count
 
+from partnerships.access import import_batch_is_limited
 from partnerships.models import (
     Agreement,
     Dispute,
@@ -71,31 +72,31 @@ class MonthItem:
         return next((item for item in self.disputes if item.status == DisputeStatus.OPEN), None)
 
 
-def _by(batch: ImportBatch, *, viewer_partner_id: int | None) -> str:
+def _by(batch: ImportBatch, *, limited: bool) -> str:
     """Who ran the import, as the viewer may see it: host users are "host team" to partners."""
-    if batch.partner_id is None and viewer_partner_id is not None:
+    if batch.partner_id is None and limited:
         return HOST_TEAM
     if batch.user is None:
         return "the system" if batch.partner_id is None else "a former user"
     return batch.user.get_username()
 
 
-def _batch_ref(batch: ImportBatch | None, *, viewer_partner_id: int | None) -> BatchRef | None:
+def _batch_ref(batch: ImportBatch | None, *, user) -> BatchRef | None:
     if batch is None:
         return None
     # The host's file names are not shown to partners: a name may speak of other partners.
-    foreign = viewer_partner_id is not None and batch.partner_id != viewer_partner_id
+    limited = import_batch_is_limited(user=user, batch=batch)
     return BatchRef(pk=batch.pk, source=batch.source, source_label=batch.get_source_display(),
-                    file_name="" if foreign else batch.file_name,
-                    by=_by(batch, viewer_partner_id=viewer_partner_id))
+                    file_name="" if limited else batch.file_name,
+                    by=_by(batch, limited=limited))
 
 
 def kpi_provenance(*, agreement: Agreement, kpi: KPIDefinition, month: str,
-                   viewer_partner_id: int | None) -> list[MonthItem]:
+                   user) -> list[MonthItem]:
     """The KPI's history for `month` and the 12 before, newest month first: each month's
     observations of both sides (newest date first, the source of truth's side first), the values
-    replaced in it (newest first) and its disputes. `viewer_partner_id` is the partner of the
-    viewing user (None for the host): host users' names show as "host team" to partners."""
+    replaced in it (newest first) and its disputes, as `user` may see them
+    (`access.import_batch_is_limited`): host users' names show as "host team" to partners."""
     first = month_shift(month, -(HISTORY_MONTHS - 1))
     first_day = month_first_day(first)
     after_last = month_first_day(month_shift(month, 1))
@@ -106,7 +107,7 @@ def kpi_provenance(*, agreement: Agreement, kpi: KPIDefinition, month: str,
         if batch is None:
             return None
         if batch.pk not in batches:
-            batches[batch.pk] = _batch_ref(batch, viewer_partner_id=viewer_partner_id)
+            batches[batch.pk] = _batch_ref(batch, user=user)
         return batches[batch.pk]
 
     observations = (
