@@ -6,8 +6,7 @@ from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from partnerships.access import import_batches_for, membership_of
-from partnerships.disputes import disputes_for
+from partnerships.access import disputes_for, import_batches_for, membership_of
 from partnerships.models import Agreement, AgreementKPI
 from partnerships.months import MONTH_PATTERN, month_of
 from scoring.models import Scorecard, ScoringRun

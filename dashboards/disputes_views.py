@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from partnerships.access import (
     agreements_for,
+    disputes_for,
     is_host,
     is_host_admin,
     manager_required,
@@ -33,7 +34,6 @@ from partnerships.disputes import (
     dispute_side_of,
     dispute_values,
     dispute_withdraw,
-    disputes_for,
     may_withdraw,
 )
 from partnerships.models import (

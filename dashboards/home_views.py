@@ -5,8 +5,7 @@ from django.db.models import Count
 from django.http import HttpResponse
 from django.shortcuts import render
 
-from partnerships.access import agreements_for, membership_of
-from partnerships.disputes import disputes_for
+from partnerships.access import agreements_for, disputes_for, membership_of
 from partnerships.models import Stage
 from scoring.attention import REASON_LABELS, REASONS
 from scoring.models import ScoringRun

@@ -12,9 +12,8 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 
-from partnerships.access import agreements_for, host_required
+from partnerships.access import agreements_for, disputes_for, host_required
 from partnerships.audit import audit_record
-from partnerships.disputes import disputes_for
 from partnerships.models import Agreement, AgreementType, AuditAction, Stage, Tier
 from scoring.exports import iter_csv_lines
 from scoring.models import ScoringRun

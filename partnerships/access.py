@@ -25,6 +25,7 @@ from .models import (
     ActionItem,
     Agreement,
     AuditEvent,
+    Dispute,
     ImportBatch,
     Invitation,
     Membership,
@@ -197,6 +198,16 @@ def action_items_for(*, user) -> QuerySet[ActionItem]:
     if membership.is_host:
         return ActionItem.objects.all()
     return ActionItem.objects.filter(agreement__partner_id=membership.partner_id)
+
+
+def disputes_for(*, user) -> QuerySet[Dispute]:
+    """Disputes the user may see: all for host staff, their own agreements' for partner users."""
+    membership = membership_of(user)
+    if membership is None:
+        return Dispute.objects.none()
+    if membership.is_host:
+        return Dispute.objects.all()
+    return Dispute.objects.filter(agreement__partner_id=membership.partner_id)
 
 
 def may_update_action_status(*, user, action: ActionItem) -> bool:

@@ -111,16 +111,6 @@ def may_withdraw(*, user, dispute: Dispute) -> bool:
         return False
 
 
-def disputes_for(*, user):
-    """Disputes the user may see: all for host staff, their own agreements' for partner users."""
-    membership = membership_of(user)
-    if membership is None:
-        return Dispute.objects.none()
-    if membership.is_host:
-        return Dispute.objects.all()
-    return Dispute.objects.filter(agreement__partner_id=membership.partner_id)
-
-
 # ---- What the values are ---------------------------------------------------------------------
 
 

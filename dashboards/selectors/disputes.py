@@ -1,6 +1,6 @@
 """What the pages read of disputes: the list (filtered), one dispute's thread and values, the
 markers of the agreement dashboard's KPI table and the counts of the portfolio and the home
-page. Every queryset comes scoped from `partnerships.disputes.disputes_for`."""
+page. Every queryset comes scoped from `partnerships.access.disputes_for`."""
 
 from collections.abc import Iterator
 
